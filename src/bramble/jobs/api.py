@@ -1,0 +1,290 @@
+"""The jobs part of the master's HTTP API: `router`, included by the master app.
+
+Reading (job list, records, logs, cluster workers) is open like the rest of the API;
+submitting, cancelling and exec need the admin token in ``Authorization: Bearer <token>``.
+
+The router finds its :class:`JobsService` in ``app.state.jobs``; the master may put one there
+(see :func:`create_service`), otherwise the first request builds it from
+``app.state.spec_path`` (or ``$BRAMBLE_SPEC`` / the usual spec search).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hmac
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from bramble.errors import BrambleError
+from bramble.jobs.config import JobsConfig, admin_token, load_config
+from bramble.jobs.exec import ExecError, ExecRequest, ExecResponse, run_exec
+from bramble.jobs.runner import JobFileError, JobRunner
+from bramble.jobs.store import (
+    FINAL_STATES,
+    ExecRecord,
+    JobRecord,
+    JobStore,
+    OutputChunk,
+    UnknownJobError,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+log = logging.getLogger(__name__)
+
+
+class JobsService:
+    """What the jobs routes share: config, store, runner, admin token and a Dask client."""
+
+    def __init__(self, config: JobsConfig, token: str, *, max_running: int = 4) -> None:
+        self.config = config
+        self.token = token
+        self.store = JobStore(config.db_path)
+        self.runner = JobRunner(self.store, config, max_running=max_running)
+        self._client: Client | None = None
+        self._client_lock = threading.Lock()
+
+    def client(self) -> Client:
+        """The master's own Dask client (for exec and the workers view), made on first use."""
+        from bramble.jobs.connect import client_for
+
+        with self._client_lock:
+            if self._client is None or self._client.status != "running":
+                self._client = client_for(self.config, timeout=10)
+            return self._client
+
+    def close(self) -> None:
+        """Cancel running jobs and close the Dask client."""
+        self.runner.close()
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()  # type: ignore[no-untyped-call]
+                self._client = None
+
+
+def create_service(spec_path: Path | None = None, *, max_running: int = 4) -> JobsService:
+    """Build the jobs service for the spec at SPEC_PATH (or the one found by the usual search)."""
+    config = load_config(spec_path)
+    return JobsService(config, admin_token(config.spec_path), max_running=max_running)
+
+
+_build_lock = threading.Lock()
+
+
+def get_service(request: Request) -> JobsService:
+    """The app's jobs service, built on first use."""
+    state = request.app.state
+    service: JobsService | None = getattr(state, "jobs", None)
+    if service is not None:
+        return service
+    with _build_lock:
+        service = getattr(state, "jobs", None)
+        if service is None:
+            try:
+                service = create_service(getattr(state, "spec_path", None))
+            except BrambleError as exc:
+                raise HTTPException(503, f"jobs are not configured: {exc}") from exc
+            state.jobs = service
+            atexit.register(service.close)
+    return service
+
+
+ServiceDep = Annotated[JobsService, Depends(get_service)]
+
+
+def require_admin(
+    service: ServiceDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """Reject the request unless it carries the admin token."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), service.token.encode()
+    ):
+        raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+
+AdminDep = Depends(require_admin)
+
+
+class JobView(JobRecord):
+    """A job record with its duration, as the API returns it."""
+
+    duration_s: float | None = None
+
+
+class SubmitRequest(BaseModel):
+    """A job submission."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str = Field(description="Job file: absolute, or relative to the jobs directory.")
+    args: list[str] = []
+    submitter: str = "api"
+
+
+class LogsView(BaseModel):
+    """Output chunks after a sequence number; pass ``next`` as ``after`` to follow."""
+
+    id: int
+    state: str
+    finished: bool
+    chunks: list[OutputChunk]
+    next: int
+
+
+class WorkerView(BaseModel):
+    """One Dask worker (one per node)."""
+
+    name: str
+    address: str
+    nthreads: int
+    memory_limit: int
+    executing: int
+    in_memory: int
+
+
+class ClusterView(BaseModel):
+    """The Dask cluster as the master sees it."""
+
+    scheduler: str
+    dashboard_url: str
+    workers: list[WorkerView]
+    error: str | None = None
+
+
+def _view(record: JobRecord) -> JobView:
+    return JobView(**record.model_dump(), duration_s=record.duration)
+
+
+def _get(service: JobsService, job_id: int) -> JobRecord:
+    try:
+        return service.store.get(job_id)
+    except UnknownJobError:
+        raise HTTPException(404, f"no job {job_id}") from None
+
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.get("/api/jobs")
+def list_jobs(
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    state: str | None = None,
+) -> list[JobView]:
+    """The newest jobs, newest first."""
+    return [_view(r) for r in service.store.list_jobs(limit, state)]
+
+
+@router.get("/api/jobs/cluster")
+def cluster(service: ServiceDep) -> ClusterView:
+    """The scheduler, its dashboard link and the workers with their current task counts."""
+    try:
+        info = service.client().scheduler_info(n_workers=-1)
+    except (BrambleError, OSError, TimeoutError) as exc:
+        return ClusterView(
+            scheduler=service.config.scheduler,
+            dashboard_url=service.config.dashboard_url,
+            workers=[],
+            error=str(exc),
+        )
+    workers: list[WorkerView] = []
+    for addr, w in info.get("workers", {}).items():
+        metrics: dict[str, Any] = w.get("metrics", {})
+        task_counts: dict[str, Any] = metrics.get("task_counts", {})
+        workers.append(
+            WorkerView(
+                name=str(w.get("name") or addr),
+                address=addr,
+                nthreads=int(w.get("nthreads", 0)),
+                memory_limit=int(w.get("memory_limit") or 0),
+                executing=int(task_counts.get("executing", metrics.get("executing", 0))),
+                in_memory=int(task_counts.get("memory", metrics.get("in_memory", 0))),
+            )
+        )
+    return ClusterView(
+        scheduler=service.config.scheduler,
+        dashboard_url=service.config.dashboard_url,
+        workers=sorted(workers, key=lambda w: w.name),
+    )
+
+
+@router.get("/api/jobs/{job_id}")
+def get_job(service: ServiceDep, job_id: int) -> JobView:
+    """One job's record."""
+    return _view(_get(service, job_id))
+
+
+@router.get("/api/jobs/{job_id}/logs")
+def job_logs(service: ServiceDep, job_id: int, after: Annotated[int, Query(ge=0)] = 0) -> LogsView:
+    """The job's captured stdout/stderr chunks after sequence number AFTER."""
+    record = _get(service, job_id)
+    chunks = service.store.output(job_id, after)
+    return LogsView(
+        id=job_id,
+        state=record.state,
+        finished=record.state in FINAL_STATES,
+        chunks=chunks,
+        next=chunks[-1].seq if chunks else after,
+    )
+
+
+@router.post("/api/jobs", status_code=201, dependencies=[AdminDep])
+def submit_job(service: ServiceDep, body: SubmitRequest) -> JobView:
+    """Submit a job file; the master runs its driver (admin token)."""
+    try:
+        record = service.runner.submit(body.file, body.args, body.submitter)
+    except JobFileError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return _view(record)
+
+
+@router.post("/api/jobs/{job_id}/cancel", dependencies=[AdminDep])
+def cancel_job(service: ServiceDep, job_id: int) -> JobView:
+    """Cancel a queued or running job (admin token)."""
+    _get(service, job_id)
+    return _view(service.runner.cancel(job_id))
+
+
+@router.post("/api/exec", dependencies=[AdminDep])
+def exec_command(service: ServiceDep, body: ExecRequest) -> ExecResponse:
+    """Run a shell command on every selected node's worker; logged (admin token)."""
+    if not body.command.strip():
+        raise HTTPException(400, "empty command")
+    if not 0 < body.timeout <= 24 * 3600:
+        raise HTTPException(400, "timeout must be between 0 and 86400 seconds")
+    try:
+        client = service.client()
+    except BrambleError as exc:
+        raise HTTPException(503, str(exc)) from exc
+    submitter = body.submitter
+    start = time.monotonic()
+    exec_id = service.store.log_exec(
+        submitter, body.command, [body.nodes or "*"], body.timeout, time.time()
+    )
+    try:
+        results = run_exec(client, body.command, body.nodes, body.timeout)
+    except ExecError as exc:
+        service.store.finish_exec(exec_id, time.monotonic() - start, {"error": {"msg": str(exc)}})
+        raise HTTPException(400, str(exc)) from exc
+    duration = time.monotonic() - start
+    service.store.finish_exec(
+        exec_id, duration, {r.node: r.model_dump(exclude={"node"}) for r in results}
+    )
+    log.info("exec %d by %s on %d nodes: %r", exec_id, submitter, len(results), body.command)
+    return ExecResponse(id=exec_id, command=body.command, duration=duration, results=results)
+
+
+@router.get("/api/execs")
+def list_execs(
+    service: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[ExecRecord]:
+    """The exec log, newest first."""
+    return service.store.execs(limit)

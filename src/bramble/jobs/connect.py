@@ -1,0 +1,75 @@
+"""`bramble.jobs.connect()`: a Dask client connected to the cluster over mutual TLS."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bramble.errors import BrambleError
+from bramble.jobs.config import ENV_SCHEDULER, ENV_TLS_DIR, JobsConfig, load_config
+from bramble.jobs.tls import Role, TlsPaths
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+log = logging.getLogger(__name__)
+
+
+class SchedulerUnreachableError(BrambleError):
+    """The Dask scheduler did not answer (or refused our certificate)."""
+
+
+def security_for(tls: TlsPaths | None, role: Role) -> Any:
+    """A `distributed.Security` for ROLE: mutual TLS with the cluster CA, or none if TLS is off."""
+    from distributed import Security
+
+    if tls is None:
+        return Security()  # type: ignore[no-untyped-call]
+    tls.check(role)
+    ca, cert, key = str(tls.ca_cert), str(tls.cert(role)), str(tls.key(role))
+    return Security(  # type: ignore[no-untyped-call]
+        tls_ca_file=ca,
+        tls_client_cert=cert,
+        tls_client_key=key,
+        tls_scheduler_cert=cert if role == "scheduler" else None,
+        tls_scheduler_key=key if role == "scheduler" else None,
+        tls_worker_cert=cert if role == "worker" else None,
+        tls_worker_key=key if role == "worker" else None,
+        require_encryption=True,
+    )
+
+
+def client_for(config: JobsConfig, *, timeout: float = 10.0) -> Client:
+    """A client of the cluster described by CONFIG; SchedulerUnreachableError if it fails."""
+    return _client(config.scheduler, config.tls, timeout)
+
+
+def _client(scheduler: str, tls: TlsPaths | None, timeout: float) -> Client:
+    from distributed import Client
+
+    security = security_for(tls, "client")
+    log.debug("connecting to %s", scheduler)
+    try:
+        return Client(scheduler, security=security, timeout=timeout)  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerUnreachableError(
+            f"cannot connect to the Dask scheduler at {scheduler}: {exc}"
+        ) from exc
+
+
+def connect(spec: Path | str | None = None, *, timeout: float = 10.0) -> Client:
+    """Return a Dask client connected to the cluster over mutual TLS.
+
+    Inside a job started by `bramble run` the environment ($BRAMBLE_SCHEDULER,
+    $BRAMBLE_TLS_DIR) names the scheduler and the certificates; elsewhere they come from the
+    spec (SPEC, $BRAMBLE_SPEC, ./bramble.toml, /etc/bramble/bramble.toml).
+    """
+    scheduler = os.environ.get(ENV_SCHEDULER)
+    if spec is None and scheduler:
+        tls_dir = os.environ.get(ENV_TLS_DIR)
+        tls = TlsPaths(Path(tls_dir)) if tls_dir and scheduler.startswith("tls://") else None
+        return _client(scheduler, tls, timeout)
+    config = load_config(Path(spec) if spec is not None else None)
+    return client_for(config, timeout=timeout)

@@ -1,0 +1,62 @@
+"""The job driver: the process the master starts for one job (`python -m bramble.jobs.driver`).
+
+A job file either defines ``main(client, *args)`` at top level, in which case the driver
+imports it, connects to the cluster and calls ``main`` (printing a non-None result), or it is a
+plain script (usually calling `bramble.jobs.connect()` itself), which runs as ``__main__``.
+Errors, syntax errors included, end the process with a traceback on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import ast
+import runpy
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+
+def defines_main(source: str, filename: str) -> bool:
+    """Whether SOURCE defines a top-level ``main`` function (raises SyntaxError if invalid)."""
+    tree = ast.parse(source, filename=filename)
+    return any(
+        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "main"
+        for node in tree.body
+    )
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # Unwind normally so the Dask client closes and the scheduler drops this job's tasks.
+    raise SystemExit(128 + signum)
+
+
+def run_job(file: Path, args: list[str]) -> int:
+    """Run the job FILE with ARGS; return the exit status."""
+    source = file.read_text(encoding="utf-8")
+    has_main = defines_main(source, str(file))
+    sys.argv = [str(file), *args]
+    sys.path.insert(0, str(file.parent))
+    if not has_main:
+        runpy.run_path(str(file), run_name="__main__")
+        return 0
+    namespace = runpy.run_path(str(file), run_name="__bramble_job__")
+    from bramble.jobs.connect import connect
+
+    with connect() as client:
+        result = namespace["main"](client, *args)
+    if result is not None:
+        print(f"result: {result!r}", flush=True)
+    return 0
+
+
+def main() -> None:
+    """Entry point: ``python -m bramble.jobs.driver FILE [ARGS...]``."""
+    signal.signal(signal.SIGTERM, _terminate)
+    if len(sys.argv) < 2:
+        sys.stderr.write("usage: python -m bramble.jobs.driver FILE [ARGS...]\n")
+        raise SystemExit(2)
+    raise SystemExit(run_job(Path(sys.argv[1]), sys.argv[2:]))
+
+
+if __name__ == "__main__":
+    main()

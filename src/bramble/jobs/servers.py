@@ -1,0 +1,92 @@
+"""The Dask scheduler (on the master) and worker (one per node), with the cluster's TLS.
+
+`bramble scheduler` and `bramble worker` run these in the foreground; systemd units and the
+lab start them. A worker is named after its node, runs one thread per core and may use the
+node's RAM (Dask pauses and spills near the limit). SIGTERM and SIGINT close them cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from typing import Any
+
+from bramble.jobs.config import JobsConfig
+from bramble.jobs.connect import security_for
+
+log = logging.getLogger(__name__)
+
+
+def node_resources() -> tuple[int, int]:
+    """This node's (cores, RAM in bytes)."""
+    return os.cpu_count() or 1, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+async def _serve(server: Any) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        log.info("%s listening on %s", type(server).__name__, server.address)
+        finished = asyncio.ensure_future(server.finished())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({finished, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not finished.done():
+            await server.close()
+        finished.cancel()
+
+
+def run_scheduler(config: JobsConfig, *, host: str | None, port: int | None) -> None:
+    """Run the Dask scheduler in the foreground until SIGTERM."""
+    from distributed import Scheduler
+
+    default_host, _, default_port = config.scheduler.split("://", 1)[-1].rpartition(":")
+    protocol = "tls" if config.tls is not None else "tcp"
+    dashboard_port = int(config.dashboard_url.rsplit(":", 1)[1].split("/", 1)[0])
+
+    async def main() -> None:
+        scheduler = Scheduler(
+            host=host or default_host,
+            port=port if port is not None else int(default_port),
+            protocol=protocol,
+            security=security_for(config.tls, "scheduler"),
+            dashboard_address=f":{dashboard_port}",
+        )
+        await _serve(scheduler)
+
+    asyncio.run(main())
+
+
+def run_worker(
+    config: JobsConfig,
+    *,
+    name: str | None,
+    host: str | None,
+    nthreads: int | None,
+    memory_limit: int | None,
+) -> None:
+    """Run this node's Dask worker in the foreground until SIGTERM."""
+    from distributed import Worker
+
+    cores, ram = node_resources()
+    protocol = "tls" if config.tls is not None else "tcp"
+
+    async def main() -> None:
+        worker = Worker(
+            config.scheduler,
+            name=name or socket.gethostname(),
+            host=host,
+            protocol=protocol,
+            nthreads=nthreads or cores,
+            memory_limit=memory_limit or ram,
+            security=security_for(config.tls, "worker"),
+            dashboard=False,
+        )
+        await _serve(worker)
+
+    asyncio.run(main())
