@@ -9,9 +9,12 @@ node with exit codes; identical outputs are folded in the display, as `clush -b`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import logging
+import os
 import re
+import signal
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -141,7 +144,9 @@ async def run_shell(command: str, timeout: float) -> dict[str, Any]:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
         timed_out = True
-        proc.kill()
+        # Kill the whole session: the shell's children hold the pipe open too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         out, _ = await proc.communicate()
     text = out[:MAX_EXEC_OUTPUT].decode("utf-8", errors="replace")
     return {"rc": proc.returncode, "output": text, "timed_out": timed_out}

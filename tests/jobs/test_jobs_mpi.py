@@ -1,0 +1,39 @@
+"""mpirun across live membership: a 3-rank mpi4py ring on loopback nodes."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+from jobs_cluster import EXAMPLES
+
+from bramble.errors import BrambleError
+from bramble.jobs.hosts import Host
+from bramble.jobs.mpirun import run_mpirun
+
+pytestmark = pytest.mark.slow
+
+
+def _needs_mpi() -> None:
+    if shutil.which("mpirun") is None:
+        pytest.skip("OpenMPI (openmpi-bin) not installed")
+    pytest.importorskip("mpi4py")
+
+
+def test_ring_three_ranks_on_local_nodes(capfd: pytest.CaptureFixture[str]) -> None:
+    _needs_mpi()
+    hosts = [Host(name=f"node-{i}", address="127.0.0.1", cores=1) for i in (1, 2, 3)]
+    rc = run_mpirun(hosts, [sys.executable, str(EXAMPLES / "mpi_ring.py"), "4"], n=3)
+    out = capfd.readouterr().out
+    assert rc == 0, out
+    assert "ring of 3 ranks" in out and "token 12 after 4 laps" in out
+    assert "check: ok" in out
+
+
+def test_more_ranks_than_slots_is_refused() -> None:
+    hosts = [Host(name="node-1", address="127.0.0.1", cores=2)]
+    with pytest.raises(BrambleError, match="more than the 2 slots"):
+        run_mpirun(hosts, ["true"], n=3)
+    with pytest.raises(BrambleError, match="no live nodes"):
+        run_mpirun([], ["true"])
