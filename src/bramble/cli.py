@@ -48,7 +48,10 @@ def init(
     """Write a commented bramble.toml and its secrets file (keys, admin token; mode 0600)."""
     from bramble.init import init_directory
 
-    init_directory(directory, force=force)
+    for path in init_directory(directory, force=force):
+        typer.echo(f"wrote {path}")
+    spec_file = directory / "bramble.toml"
+    typer.echo(f"next: put your boards' MACs in {spec_file}, then `bramble check {spec_file}`")
 
 
 @app.command()
@@ -266,10 +269,7 @@ def _register_jobs() -> None:
 
 def main() -> None:
     """Console entry point: run the app, printing our own errors in one line (exit code 2)."""
-    try:
-        _register_jobs()
-    except ImportError:
-        pass
+    _register_jobs()
     try:
         app()
     except BrambleError as exc:
