@@ -145,3 +145,24 @@ def test_restart_fails_unfinished_jobs(tmp_path: Path, cluster: LocalCluster) ->
     JobRunner(store, cluster.config(tmp_path))
     record = store.get(stuck.id)
     assert record.state == "failed" and "restarted" in (record.error or "")
+
+
+def test_main_job_skips_its_script_block_and_ships_local_functions(
+    cluster: LocalCluster, jobs_dir: Path, tmp_path: Path
+) -> None:
+    (jobs_dir / "both.py").write_text(
+        "class Box:\n"
+        "    def __init__(self, v):\n"
+        "        self.v = v\n"
+        "def twice(x):\n"
+        "    return Box(2 * x)\n"
+        "def main(client, n):\n"
+        "    boxes = client.gather(client.map(twice, range(int(n))))\n"
+        "    return sum(b.v for b in boxes) + client.submit(lambda: 1).result()\n"
+        "if __name__ == '__main__':\n"
+        "    raise SystemExit('script block must not run under bramble')\n"
+    )
+    runner = make_runner(cluster, jobs_dir, tmp_path / "jobs.db")
+    record = runner.wait(runner.submit("both.py", ["10"], "t").id, 60)
+    assert record.state == "done", runner.store.text(record.id, "stderr")
+    assert "result: 91" in runner.store.text(record.id, "stdout")

@@ -223,10 +223,26 @@ def get_job(service: ServiceDep, job_id: int) -> JobView:
 
 
 @router.get("/api/jobs/{job_id}/logs")
-def job_logs(service: ServiceDep, job_id: int, after: Annotated[int, Query(ge=0)] = 0) -> LogsView:
-    """The job's captured stdout/stderr chunks after sequence number AFTER."""
-    record = _get(service, job_id)
-    chunks = service.store.output(job_id, after)
+def job_logs(
+    service: ServiceDep,
+    job_id: int,
+    after: Annotated[int, Query(ge=0)] = 0,
+    wait: Annotated[float, Query(ge=0, le=30)] = 0,
+) -> LogsView:
+    """The job's captured stdout/stderr chunks after sequence number AFTER.
+
+    With WAIT > 0 this is a long poll: when there is nothing new and the job still runs, the
+    answer waits up to WAIT seconds for output or the end of the job.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        version = service.store.version()
+        record = _get(service, job_id)
+        chunks = service.store.output(job_id, after)
+        left = deadline - time.monotonic()
+        if chunks or record.state in FINAL_STATES or left <= 0:
+            break
+        service.store.wait_change(version, left)
     return LogsView(
         id=job_id,
         state=record.state,

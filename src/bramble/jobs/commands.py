@@ -71,11 +71,15 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
-def follow_logs(config: JobsConfig, job_id: int, *, follow: bool, poll: float = 0.2) -> str:
-    """Print a job's output (and keep printing until it ends if FOLLOW); return its state."""
+def follow_logs(config: JobsConfig, job_id: int, *, follow: bool) -> str:
+    """Print a job's output (and keep printing until it ends if FOLLOW); return its state.
+
+    Following uses the API's long poll, so output shows as soon as the master captures it.
+    """
     after = 0
     while True:
-        view = _request(config, "GET", f"/api/jobs/{job_id}/logs", params={"after": after})
+        params = {"after": after, "wait": 10 if follow else 0}
+        view = _request(config, "GET", f"/api/jobs/{job_id}/logs", params=params, timeout=40)
         for chunk in view["chunks"]:
             stream = sys.stdout if chunk["stream"] == "stdout" else sys.stderr
             stream.write(chunk["data"])
@@ -85,7 +89,6 @@ def follow_logs(config: JobsConfig, job_id: int, *, follow: bool, poll: float = 
             if view["finished"] and view["chunks"]:
                 continue  # drain: the last chunks may land right after the state changes
             return str(view["state"])
-        time.sleep(poll)
 
 
 def register(app: typer.Typer, spec_opt: Any = None) -> None:

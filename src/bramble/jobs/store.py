@@ -115,6 +115,8 @@ class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._version = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._conn() as db:
             db.executescript(SCHEMA)
@@ -129,6 +131,21 @@ class JobStore:
                 yield db
         finally:
             db.close()
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    def version(self) -> int:
+        """A counter bumped by every change this process makes (for long polls)."""
+        return self._version
+
+    def wait_change(self, since: int, timeout: float) -> int:
+        """Block until the version moves past SINCE or TIMEOUT passes; return the version."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._version != since, timeout)
+            return self._version
 
     # --- jobs -------------------------------------------------------------------------
 
@@ -173,7 +190,9 @@ class JobStore:
                 "UPDATE jobs SET state='running', started=? WHERE id=? AND state='queued'",
                 (now, job_id),
             )
-            return cur.rowcount == 1
+            moved = cur.rowcount == 1
+        self._notify()
+        return moved
 
     def finish(
         self,
@@ -190,6 +209,7 @@ class JobStore:
                 " WHERE id=? AND state NOT IN ('done','failed','cancelled')",
                 (state, now, exit_status, error, job_id),
             )
+        self._notify()
         return self.get(job_id)
 
     def fail_unfinished(self, now: float, reason: str) -> int:
@@ -209,6 +229,7 @@ class JobStore:
                 "INSERT INTO job_output (job_id, ts, stream, data) VALUES (?,?,?,?)",
                 (job_id, now, stream, data),
             )
+        self._notify()
 
     def output(self, job_id: int, after: int = 0) -> list[OutputChunk]:
         """The job's output chunks with a sequence number above AFTER, in order."""
