@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, TypeAlias
 
-import httpx
 import typer
 
 from bramble.errors import BrambleError, MasterUnreachableError
@@ -44,6 +43,8 @@ def _request(
     timeout: float = 30.0,
     **kwargs: Any,
 ) -> Any:
+    import httpx
+
     headers = {}
     if admin:
         headers["Authorization"] = f"Bearer {admin_token(config.spec_path)}"

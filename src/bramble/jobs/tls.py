@@ -20,14 +20,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from typing import TYPE_CHECKING, Literal
 
 from bramble.errors import BrambleError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +79,14 @@ def tls_dir_for(spec_path: Path) -> Path:
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     return ec.generate_private_key(ec.SECP256R1())
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     data = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -96,11 +99,15 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 
 def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     os.chmod(path, 0o644)
 
 
 def _names(hosts: list[str]) -> list[x509.GeneralName]:
+    from cryptography import x509
+
     out: list[x509.GeneralName] = []
     for host in hosts:
         try:
@@ -118,6 +125,10 @@ def _issue(
     ca_key: ec.EllipticCurvePrivateKey,
     now: datetime.datetime,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     key = _key()
     subject = x509.Name(
         [
@@ -160,6 +171,10 @@ def create_cluster_tls(
     nodes out). HOSTS go into each certificate's subject alternative names for tools that
     check them; Dask itself checks only the chain.
     """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
     paths = TlsPaths(directory)
     if paths.ca_cert.exists() and not force:
         log.info("TLS material already in %s; keeping it", directory)
