@@ -80,11 +80,15 @@ def agent(
         float | None, typer.Option(help="Seconds between samples (default: from the spec).")
     ] = None,
     count: Annotated[int, typer.Option(help="Stop after this many datagrams (0: run on).")] = 0,
+    boot_id: Annotated[
+        int | None,
+        typer.Option(help="Boot id to report (default: the kernel's boot time).", min=1),
+    ] = None,
 ) -> None:
     """Sample this node and multicast a signed JSON heartbeat every interval."""
     from bramble.telemetry.agent import run_from_cli
 
-    run_from_cli(spec, node_name=node_name, interval=interval, count=count)
+    run_from_cli(spec, node_name=node_name, interval=interval, count=count, boot_id=boot_id)
 
 
 @app.command()

@@ -8,11 +8,18 @@ spliced in before the closing brace.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
+from _operator import _compare_digest as compare_digest  # hmac's, without OpenSSL
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+try:  # the built-in SHA-256 keeps the agent free of OpenSSL's few MiB of resident memory
+    from _sha256 import sha256  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - other interpreters
+    from hashlib import sha256
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 VERSION = 1
 MAX_DATAGRAM = 1400
@@ -45,8 +52,7 @@ class Rejected(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """What a node measured in one interval."""
 
     cpufreq: int
@@ -55,13 +61,12 @@ class Sample:
     loadavg: tuple[float, float, float]
     meminfo: dict[str, int]
     cores: tuple[float, ...] = ()
-    disk: dict[str, int] = field(default_factory=dict)
-    net: dict[str, tuple[int, int]] = field(default_factory=dict)
+    disk: dict[str, int] = {}  # noqa: RUF012 - never mutated; NamedTuple needs a plain default
+    net: dict[str, tuple[int, int]] = {}  # noqa: RUF012
     uptime: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
+class Packet(NamedTuple):
     """A decoded, verified datagram."""
 
     node: str
@@ -72,6 +77,39 @@ class Packet:
     sample: Sample
     signed: bool
     key_id: str | None
+
+
+class Signer:
+    """HMAC-SHA256 with one key, its padded inner and outer states computed once."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner: _Hash = sha256(bytes(b ^ 0x36 for b in key))
+        self._outer: _Hash = sha256(bytes(b ^ 0x5C for b in key))
+
+    def hexdigest(self, message: bytes) -> str:
+        """HMAC-SHA256 of MESSAGE, in hex."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
+_signers: dict[bytes, Signer] = {}
+
+
+def _signer(key: bytes) -> Signer:
+    signer = _signers.get(key)
+    if signer is None:
+        if len(_signers) > 64:
+            _signers.clear()
+        signer = _signers[key] = Signer(key)
+    return signer
 
 
 def _body(sample: Sample, node: str, boot: int, seq: int, ts: float, interval: float) -> bytes:
@@ -97,7 +135,7 @@ def _body(sample: Sample, node: str, boot: int, seq: int, ts: float, interval: f
 
 def sign(body: bytes, key: bytes, key_id: str) -> bytes:
     """Splice an HMAC-SHA256 signature of BODY (a JSON object's bytes) in as its last key."""
-    digest = hmac.new(key, body, hashlib.sha256).hexdigest()
+    digest = _signer(key).hexdigest(body)
     return body[:-1] + f',"sig":"{SIG_SCHEME}:{key_id}:{digest}"}}'.encode()
 
 
@@ -233,8 +271,8 @@ def decode(
         if key is None:
             raise Rejected("unknown_key", key_id[:32])
         signed_body = data[:cut] + b"}"
-        expected = hmac.digest(key, signed_body, "sha256").hex().encode()
-        if not hmac.compare_digest(expected, parts[2]):
+        expected = _signer(key).hexdigest(signed_body).encode()
+        if not compare_digest(expected, parts[2]):
             raise Rejected("bad_signature", "signature does not verify")
     elif not allow_unsigned:
         raise Rejected("unsigned", "unsigned datagram and telemetry.allow_unsigned is false")
