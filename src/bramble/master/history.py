@@ -1,0 +1,304 @@
+"""The history store: every metric of every node in SQLite, downsampled so it stays bounded.
+
+Three tiers: `raw` keeps at most one row per node per second for `raw_hours`; `minute` and
+`hour` keep averages for `minute_days` and `hour_days`. A year of 1 Hz data from 50 nodes
+with the defaults is at most 50 x (24 x 3600 + 30 x 1440 + 365 x 24) = 6.9 million rows.
+
+`History` is used from one thread (the service's writer thread); queries open their own
+read connections, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bramble.master.nodes import Change
+from bramble.telemetry.wire import Sample
+
+COLUMNS = (
+    "cpuusage",
+    "cputemp",
+    "cpufreq",
+    "load1",
+    "load5",
+    "load15",
+    "mem_used",
+    "mem_total",
+    "mem_available",
+    "swap_used",
+    "disk_used",
+    "net_rx",
+    "net_tx",
+)
+METRICS = (*COLUMNS, "core.N")
+TIERS = (("raw", 1), ("minute", 60), ("hour", 3600))
+MAX_POINTS = 2000
+
+
+def metric_row(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
+    """The column values of one sample, in COLUMNS order."""
+    mem = sample.meminfo
+    total = mem.get("MemTotal", 0)
+    available = mem.get("MemAvailable", mem.get("MemFree", 0))
+    return (
+        sample.cpuusage,
+        sample.cputemp,
+        float(sample.cpufreq),
+        *sample.loadavg,
+        float(total - available),
+        float(total),
+        float(available),
+        float(mem.get("SwapTotal", 0) - mem.get("SwapFree", 0)),
+        float(sample.disk.get("used", 0)),
+        net_rx,
+        net_tx,
+    )
+
+
+def _schema(tier: str) -> str:
+    cols = ", ".join(f"{c} REAL" for c in COLUMNS)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {tier} (node INTEGER NOT NULL, ts INTEGER NOT NULL, "
+        f"{cols}, cores TEXT, PRIMARY KEY (node, ts)) WITHOUT ROWID"
+    )
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with the store's pragmas and schema."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=10, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)"
+    )
+    for tier, _ in TIERS:
+        db.execute(_schema(tier))
+        db.execute(f"CREATE INDEX IF NOT EXISTS {tier}_ts ON {tier} (ts)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS changes (ts REAL NOT NULL, node TEXT NOT NULL, "
+        "kind TEXT NOT NULL, message TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS changes_ts ON changes (ts)")
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL)")
+    db.commit()
+    return db
+
+
+class History:
+    """Writes samples and changes; rolls raw rows up into minutes and hours; prunes."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        raw_hours: float = 24,
+        minute_days: float = 30,
+        hour_days: float = 365,
+    ) -> None:
+        self.path = path
+        self.keep = {
+            "raw": raw_hours * 3600,
+            "minute": minute_days * 86400,
+            "hour": hour_days * 86400,
+        }
+        self._db = connect(path)
+        self._ids: dict[str, int] = dict(
+            (name, id_) for id_, name in self._db.execute("SELECT id, name FROM nodes")
+        )
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the writer connection."""
+        self._db.close()
+
+    def node_id(self, name: str) -> int:
+        """The store's id for node NAME, created on first use."""
+        id_ = self._ids.get(name)
+        if id_ is None:
+            cur = self._db.execute("INSERT OR IGNORE INTO nodes (name) VALUES (?)", (name,))
+            if cur.lastrowid and cur.rowcount:
+                id_ = int(cur.lastrowid)
+            else:
+                row = self._db.execute("SELECT id FROM nodes WHERE name = ?", (name,)).fetchone()
+                id_ = int(row[0])
+            self._ids[name] = id_
+        return id_
+
+    def write(
+        self,
+        rows: Iterable[tuple[str, float, tuple[float, ...], tuple[float, ...]]],
+        changes: Iterable[Change] = (),
+    ) -> int:
+        """Store (node, ts, values, cores) rows, one per node per second, and CHANGES."""
+        params = [
+            (self.node_id(node), int(ts), *values, ",".join(f"{c:g}" for c in cores))
+            for node, ts, values, cores in rows
+        ]
+        marks = ", ".join("?" * (len(COLUMNS) + 3))
+        with self._lock:
+            self._db.executemany(f"INSERT OR REPLACE INTO raw VALUES ({marks})", params)
+            self._db.executemany(
+                "INSERT INTO changes VALUES (?, ?, ?, ?)",
+                [(c.ts, c.node, c.kind, c.message) for c in changes],
+            )
+            self._db.commit()
+        return len(params)
+
+    def roll_up(self, now: float) -> None:
+        """Average finished minutes and hours into their tiers, then drop expired rows."""
+        avgs = ", ".join(f"AVG({c})" for c in COLUMNS)
+        with self._lock:
+            for (source, _), (target, width) in itertools.pairwise(TIERS):
+                done = self._meta(f"rolled.{target}")
+                end = int(now // width) * width
+                if end <= done:
+                    continue
+                start = max(done, end - int(self.keep[source]))
+                rows = self._db.execute(
+                    f"SELECT node, (ts / {width}) * {width} AS b, {avgs}, "
+                    f"GROUP_CONCAT(cores, ';') FROM {source} WHERE ts >= ? AND ts < ? "
+                    "GROUP BY node, b",
+                    (start, end),
+                ).fetchall()
+                marks = ", ".join("?" * (len(COLUMNS) + 3))
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO {target} VALUES ({marks})",
+                    [(*r[:-1], _mean_cores(r[-1])) for r in rows],
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"rolled.{target}", end)
+                )
+            for tier, _ in TIERS:
+                self._db.execute(f"DELETE FROM {tier} WHERE ts < ?", (now - self.keep[tier],))
+            self._db.execute("DELETE FROM changes WHERE ts < ?", (now - self.keep["hour"],))
+            self._db.commit()
+
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+
+def _mean_cores(joined: str | None) -> str:
+    if not joined:
+        return ""
+    lists = [[float(x) for x in part.split(",") if x] for part in joined.split(";")]
+    width = max((len(x) for x in lists), default=0)
+    means = []
+    for i in range(width):
+        values = [x[i] for x in lists if len(x) > i]
+        means.append(sum(values) / len(values))
+    return ",".join(f"{m:.3g}" for m in means)
+
+
+class HistoryReader:
+    """Read-only queries, on a connection of their own."""
+
+    def __init__(self, path: Path, keep: dict[str, float]) -> None:
+        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the reader connection."""
+        self._db.close()
+
+    def _tier(self, since: float, now: float, step: float) -> tuple[str, int]:
+        """The coarsest tier that still covers SINCE and is no coarser than STEP."""
+        covering = [(t, w) for t, w in TIERS if since >= now - self._keep[t]]
+        fitting = [(t, w) for t, w in covering if w <= step]
+        if fitting:
+            return fitting[-1]
+        return covering[0] if covering else TIERS[-1]
+
+    @staticmethod
+    def resolve(since: float | None, step: float | None, now: float) -> tuple[float, float]:
+        """Absolute SINCE (negative means seconds ago; default 15 min) and a sane STEP."""
+        start = now - 900 if since is None else (now + since if since <= 0 else since)
+        span = max(1.0, now - start)
+        least = span / MAX_POINTS
+        chosen = max(step or 0.0, least, 1.0)
+        if step is None:
+            chosen = max(chosen, span / 300)
+        return start, float(math.ceil(chosen))
+
+    def node_series(
+        self, node: str, metrics: list[str], since: float, step: float, now: float
+    ) -> dict[str, list[list[float]]]:
+        """Each of METRICS for NODE since SINCE, averaged over STEP-second buckets."""
+        tier, width = self._tier(since, now, step)
+        step = max(step, width)
+        with self._lock:
+            row = self._db.execute("SELECT id FROM nodes WHERE name = ?", (node,)).fetchone()
+            if row is None:
+                return {m: [] for m in metrics}
+            plain = [m for m in metrics if m in COLUMNS]
+            cores = [m for m in metrics if m.startswith("core.")]
+            out: dict[str, list[list[float]]] = {}
+            bucket = f"CAST(ts / {step} AS INTEGER) * {step}"
+            if plain:
+                cols = ", ".join(f"AVG({m})" for m in plain)
+                rows = self._db.execute(
+                    f"SELECT {bucket} AS b, {cols} FROM {tier} WHERE node = ? AND ts >= ? "
+                    "GROUP BY b ORDER BY b",
+                    (row[0], since),
+                ).fetchall()
+                for i, m in enumerate(plain):
+                    out[m] = [[r[0], _round(r[i + 1])] for r in rows if r[i + 1] is not None]
+            if cores:
+                rows = self._db.execute(
+                    f"SELECT {bucket} AS b, GROUP_CONCAT(cores, ';') FROM {tier} "
+                    "WHERE node = ? AND ts >= ? GROUP BY b ORDER BY b",
+                    (row[0], since),
+                ).fetchall()
+                for m in cores:
+                    index = int(m.split(".", 1)[1])
+                    series = []
+                    for b, joined in rows:
+                        means = _mean_cores(joined).split(",")
+                        if index < len(means) and means[index]:
+                            series.append([b, float(means[index])])
+                    out[m] = series
+        return out
+
+    def cluster_series(
+        self, metric: str, since: float, step: float, now: float
+    ) -> list[list[float]]:
+        """METRIC over all nodes since SINCE: the mean of cpuusage-like figures, else the sum."""
+        tier, width = self._tier(since, now, step)
+        step = max(step, width)
+        combine = "SUM" if metric.startswith(("mem_", "swap_", "disk_", "net_")) else "AVG"
+        bucket = f"CAST(ts / {step} AS INTEGER) * {step}"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT b, {combine}(v) FROM (SELECT node, {bucket} AS b, AVG({metric}) AS v "
+                f"FROM {tier} WHERE ts >= ? GROUP BY node, b) GROUP BY b ORDER BY b",
+                (since,),
+            ).fetchall()
+        return [[b, _round(v)] for b, v in rows if v is not None]
+
+    def changes(self, limit: int) -> list[dict[str, Any]]:
+        """The newest LIMIT changes, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ts, node, kind, message FROM changes ORDER BY ts DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [{"ts": r[0], "node": r[1], "kind": r[2], "message": r[3]} for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per tier (for /api/stats and the bound in the docs)."""
+        with self._lock:
+            return {
+                t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                for t, _ in TIERS
+            }
+
+
+def _round(value: float) -> float:
+    return round(value, 4)

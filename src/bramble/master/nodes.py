@@ -1,0 +1,225 @@
+"""The node table: latest sample, liveness, and change events. Pure: time is passed in.
+
+A node is `up` while datagrams arrive, `stale` after `stale_after` missed intervals and `down`
+after `down_after`. A new boot id is a `rebooted` event. The table holds at most `max_nodes`
+nodes; a new node past that evicts the longest-down node, or is turned away.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from bramble.telemetry.wire import Packet, Rejected, Sample
+
+UP, STALE, DOWN = "up", "stale", "down"
+
+
+class Change(NamedTuple):
+    """Something that happened to a node, for the event list and the event stream."""
+
+    ts: float
+    node: str
+    kind: str  # new, up, stale, down, rebooted
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The change as JSON-ready data."""
+        return {"ts": self.ts, "node": self.node, "kind": self.kind, "message": self.message}
+
+
+class NodeState:
+    """What the master knows of one node."""
+
+    __slots__ = (
+        "address",
+        "boot",
+        "first_seen",
+        "interval",
+        "last_seen",
+        "last_ts",
+        "name",
+        "net_rx",
+        "net_totals",
+        "net_tx",
+        "rebooted_at",
+        "sample",
+        "seq",
+        "signed",
+        "status",
+    )
+
+    def __init__(self, name: str, now: float) -> None:
+        self.name = name
+        self.address = ""
+        self.first_seen = now
+        self.last_seen = now
+        self.last_ts = 0.0
+        self.boot = 0
+        self.seq = 0
+        self.interval = 1.0
+        self.signed = False
+        self.sample: Sample | None = None
+        self.rebooted_at: float | None = None
+        self.status = UP
+        self.net_totals: tuple[int, int] | None = None
+        self.net_rx = 0.0
+        self.net_tx = 0.0
+
+
+def sample_dict(sample: Sample, ts: float) -> dict[str, Any]:
+    """A sample as the API shows it."""
+    return {
+        "cpufreq": sample.cpufreq,
+        "cputemp": sample.cputemp,
+        "cpuusage": sample.cpuusage,
+        "loadavg": list(sample.loadavg),
+        "meminfo": sample.meminfo,
+        "cores": list(sample.cores),
+        "disk": sample.disk,
+        "net": {k: list(v) for k, v in sample.net.items()},
+        "uptime": sample.uptime,
+        "ts": ts,
+    }
+
+
+class NodeTable:
+    """Every node the master has heard from, with liveness decided from the time given."""
+
+    def __init__(
+        self,
+        *,
+        stale_after: float = 3,
+        down_after: float = 10,
+        max_nodes: int = 1024,
+        default_interval: float = 1.0,
+    ) -> None:
+        self.stale_after = stale_after
+        self.down_after = down_after
+        self.max_nodes = max_nodes
+        self.default_interval = default_interval
+        self.nodes: dict[str, NodeState] = {}
+        self.dirty: set[str] = set()
+
+    def status_at(self, node: NodeState, now: float) -> str:
+        """UP, STALE or DOWN for NODE at NOW."""
+        missed = (now - node.last_seen) / node.interval
+        if missed > self.down_after:
+            return DOWN
+        if missed > self.stale_after:
+            return STALE
+        return UP
+
+    def _admit(self, name: str, now: float) -> NodeState:
+        if len(self.nodes) >= self.max_nodes:
+            down = [n for n in self.nodes.values() if self.status_at(n, now) == DOWN]
+            if not down:
+                raise Rejected("too_many_nodes", f"already tracking {self.max_nodes} nodes")
+            oldest = min(down, key=lambda n: n.last_seen)
+            del self.nodes[oldest.name]
+            self.dirty.discard(oldest.name)
+        state = self.nodes[name] = NodeState(name, now)
+        return state
+
+    def accept(self, packet: Packet, now: float, address: str = "") -> list[Change]:
+        """Take a verified PACKET received at NOW from ADDRESS; return what changed.
+
+        Raises Rejected("replay") for a datagram not newer than the last one of its node,
+        and Rejected("too_many_nodes") when the table is full of live nodes.
+        """
+        changes: list[Change] = []
+        state = self.nodes.get(packet.node)
+        if state is None:
+            state = self._admit(packet.node, now)
+            state.boot, state.seq = packet.boot, packet.seq
+            changes.append(Change(now, packet.node, "new", f"{packet.node} joined ({address})"))
+        elif packet.signed:
+            if packet.boot == state.boot:
+                if packet.seq <= state.seq:
+                    raise Rejected("replay", f"seq {packet.seq} after {state.seq}")
+            elif packet.boot > state.boot or packet.ts > state.last_ts:
+                # A new boot id, or an older one with a later clock (a board without a
+                # real-time clock): the node restarted.
+                state.rebooted_at = now
+                state.net_totals = None
+                changes.append(Change(now, packet.node, "rebooted", f"{packet.node} rebooted"))
+            else:
+                raise Rejected("replay", f"boot {packet.boot} before {state.boot}")
+        if state.status != UP:
+            changes.append(Change(now, packet.node, UP, f"{packet.node} is up again"))
+            state.status = UP
+        self._update(state, packet, now, address)
+        return changes
+
+    def _update(self, state: NodeState, packet: Packet, now: float, address: str) -> None:
+        sample = packet.sample
+        rx = tx = 0
+        for r, t in sample.net.values():
+            rx += r
+            tx += t
+        if state.net_totals is not None and packet.ts > state.last_ts:
+            dt = packet.ts - state.last_ts
+            d_rx, d_tx = rx - state.net_totals[0], tx - state.net_totals[1]
+            state.net_rx = d_rx / dt if d_rx >= 0 else 0.0
+            state.net_tx = d_tx / dt if d_tx >= 0 else 0.0
+        state.net_totals = (rx, tx)
+        state.boot = packet.boot
+        state.seq = packet.seq
+        state.last_ts = packet.ts
+        state.last_seen = now
+        state.interval = packet.interval or self.default_interval
+        state.signed = packet.signed
+        state.sample = sample
+        if address:
+            state.address = address
+        self.dirty.add(state.name)
+
+    def tick(self, now: float) -> list[Change]:
+        """Status changes (stale, down) that the passing of time has caused by NOW."""
+        changes = []
+        for state in self.nodes.values():
+            status = self.status_at(state, now)
+            if status != state.status:
+                state.status = status
+                what = "stopped reporting" if status == STALE else "is down"
+                changes.append(Change(now, state.name, status, f"{state.name} {what}"))
+                self.dirty.add(state.name)
+        return changes
+
+    def drain_dirty(self) -> list[str]:
+        """Names of the nodes changed since the last call."""
+        names = sorted(self.dirty)
+        self.dirty.clear()
+        return names
+
+    def view(self, name: str, now: float) -> dict[str, Any] | None:
+        """The API's NodeView of NAME, or None."""
+        state = self.nodes.get(name)
+        return None if state is None else self._view(state, now)
+
+    def views(self, now: float, names: list[str] | None = None) -> list[dict[str, Any]]:
+        """NodeViews of NAMES (default: all), sorted by name."""
+        chosen = sorted(self.nodes) if names is None else names
+        return [self._view(self.nodes[n], now) for n in chosen if n in self.nodes]
+
+    def counts(self, now: float) -> dict[str, int]:
+        """How many nodes are up, stale and down."""
+        out = {UP: 0, STALE: 0, DOWN: 0}
+        for state in self.nodes.values():
+            out[self.status_at(state, now)] += 1
+        return out
+
+    def _view(self, state: NodeState, now: float) -> dict[str, Any]:
+        return {
+            "name": state.name,
+            "address": state.address,
+            "status": self.status_at(state, now),
+            "first_seen": state.first_seen,
+            "last_seen": state.last_seen,
+            "boot": state.boot,
+            "seq": state.seq,
+            "rebooted_at": state.rebooted_at,
+            "interval": state.interval,
+            "signed": state.signed,
+            "sample": sample_dict(state.sample, state.last_ts) if state.sample else None,
+            "rates": {"net_rx": round(state.net_rx, 1), "net_tx": round(state.net_tx, 1)},
+        }
