@@ -173,6 +173,18 @@ class NodeTable:
             state.address = address
         self.dirty.add(state.name)
 
+    def rename(self, old: str, new: str) -> None:
+        """Call node OLD by NEW from now on (a legacy sender whose name has been looked up)."""
+        state = self.nodes.pop(old, None)
+        if state is None or new in self.nodes:
+            if state is not None:
+                self.nodes[old] = state
+            return
+        state.name = new
+        self.nodes[new] = state
+        self.dirty.discard(old)
+        self.dirty.add(new)
+
     def tick(self, now: float) -> list[Change]:
         """Status changes (stale, down) that the passing of time has caused by NOW."""
         changes = []

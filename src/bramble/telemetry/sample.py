@@ -170,7 +170,9 @@ class Sampler:
         self._disk_path = disk_path
         stat = self._stat.read()
         self.boot = parse_btime(stat)
-        self._last = parse_stat(stat)
+        # The first sample's CPU figures are averages since boot, as top's first screen is.
+        first = parse_stat(stat)
+        self._last = CpuTimes((0, 0), tuple((0, 0) for _ in first.cores))
 
     def sample(self) -> Sample:
         """Read everything once; CPU figures are over the time since the previous call."""

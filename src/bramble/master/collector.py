@@ -1,0 +1,183 @@
+"""The UDP receive loop: datagrams in, verified packets into the node table.
+
+It runs in a thread of its own with blocking `recvfrom`, the cheapest way to take tens of
+thousands of datagrams a second in Python. Nothing a sender does can stop it: every
+rejection is counted by reason, and anything unexpected is counted as `internal` and logged
+at most once a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from bramble.master.nodes import Change, NodeTable
+from bramble.telemetry.wire import MAX_DATAGRAM, Rejected, check_clock, decode
+
+log = logging.getLogger(__name__)
+RCVBUF = 8 * 1024 * 1024
+
+
+class Stats:
+    """Datagrams accepted and rejected by reason, and the recent acceptance rate."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+        self.started = time.time()
+        self._window: deque[tuple[float, int]] = deque(maxlen=12)
+
+    def mark(self, now: float) -> None:
+        """Remember the accepted count at NOW (called about once a second)."""
+        self._window.append((now, self.accepted))
+
+    def rate(self) -> float:
+        """Accepted datagrams per second over the last ten seconds or so."""
+        if len(self._window) < 2:
+            return 0.0
+        (t0, a0), (t1, a1) = self._window[0], self._window[-1]
+        return (a1 - a0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def as_dict(self, nodes: int) -> dict[str, object]:
+        """The API's Stats payload."""
+        return {
+            "accepted": self.accepted,
+            "rejected": dict(self.rejected),
+            "rate": round(self.rate(), 1),
+            "nodes": nodes,
+            "started": self.started,
+        }
+
+
+class _RateLimitedLog:
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.last: dict[str, float] = {}
+
+    def warning(self, key: str, message: str, *args: object, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        if now - self.last.get(key, -self.every) >= self.every:
+            self.last[key] = now
+            log.warning(message, *args, exc_info=exc_info)
+
+
+def open_socket(group: str, port: int, interface: str) -> socket.socket:
+    """A UDP socket bound to PORT and joined to GROUP on INTERFACE (an address, or any)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    sock.bind(("", port))
+    local = socket.inet_aton(interface) if interface else struct.pack("!I", socket.INADDR_ANY)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton(group) + local)
+    sock.settimeout(0.5)
+    return sock
+
+
+class Collector:
+    """Receives datagrams on SOCK in a thread and feeds TABLE under LOCK."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        table: NodeTable,
+        lock: threading.Lock,
+        *,
+        keys: Mapping[str, bytes],
+        allow_unsigned: bool,
+        clock_window: float,
+        on_changes: Callable[[list[Change]], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sock = sock
+        self.table = table
+        self.lock = lock
+        self.keys = dict(keys)
+        self.allow_unsigned = allow_unsigned
+        self.clock_window = clock_window
+        self.on_changes = on_changes
+        self.clock = clock
+        self.stats = Stats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bramble-collector", daemon=True)
+        self._log = _RateLimitedLog()
+        self._names: dict[str, str] = {}
+        self._resolver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bramble-rdns")
+
+    def start(self) -> None:
+        """Start the receive thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the receive thread and close the socket."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._resolver.shutdown(wait=False, cancel_futures=True)
+        self.sock.close()
+
+    def _run(self) -> None:
+        recv = self.sock.recvfrom
+        while not self._stop.is_set():
+            try:
+                data, (address, _port) = recv(MAX_DATAGRAM + 1)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._stop.is_set():
+                    return
+                self._log.warning("recv", "receive error: %s", exc)
+                time.sleep(0.1)
+                continue
+            try:
+                self.handle(data, address)
+            except Exception:  # a bug must not stop the receiver: count it, say it rarely
+                self.stats.rejected["internal"] += 1
+                self._log.warning("internal", "datagram from %s failed", address, exc_info=True)
+
+    def handle(self, data: bytes, address: str) -> None:
+        """Decode, verify and apply one datagram from ADDRESS."""
+        now = self.clock()
+        try:
+            packet = decode(
+                data, self.keys, allow_unsigned=self.allow_unsigned, source=address, now=now
+            )
+            if packet.signed:
+                check_clock(packet, now, self.clock_window)
+            else:
+                packet = packet._replace(node=self._legacy_name(address))
+            with self.lock:
+                changes = self.table.accept(packet, now, address)
+        except Rejected as exc:
+            self.stats.rejected[exc.reason] += 1
+            self._log.warning(f"reject.{exc.reason}", "rejected datagram from %s: %s", address, exc)
+            return
+        self.stats.accepted += 1
+        if changes:
+            self.on_changes(changes)
+
+    def _legacy_name(self, address: str) -> str:
+        """The reverse-DNS name of ADDRESS once known; the address itself until then."""
+        name = self._names.get(address)
+        if name is None:
+            self._names[address] = address
+            if len(self._names) < 4096:
+                self._resolver.submit(self._resolve, address)
+            return address
+        return name
+
+    def _resolve(self, address: str) -> None:
+        try:
+            name = socket.gethostbyaddr(address)[0].split(".")[0]
+        except OSError:
+            return
+        if name and name != address:
+            with self.lock:
+                self.table.rename(address, name)
+            self._names[address] = name
