@@ -1,25 +1,24 @@
 """Benchmark: bramble's job overhead against a plain Dask client on the same cluster.
 
-Starts a loopback cluster with the cluster's mutual TLS (a scheduler and 2 workers of 2
-threads, as `bramble scheduler` / `bramble worker` run them) and a master serving the jobs API,
-then times two jobs, each REPEAT times, interleaved in alternating order:
+Sets up a loopback cluster the way a user does (`bramble init`, `bramble scheduler`, two
+`bramble worker` of 2 threads, mutual TLS) and a master serving the jobs API, then times two
+jobs, each REPEAT times, interleaved in alternating order:
 
 - ``tiny``: 1,000 tiny tasks (client.map + gather);
 - ``cpu``:  a CPU-bound job (40 tasks of a pure-Python loop).
 
 Each job runs two ways:
 
-- plain: ``python plain.py`` — the same job code as a plain Dask script (functions in
+- plain: ``python plain.py``, the same job code as a plain Dask script (functions in
   ``__main__``) that builds its own `distributed.Client` with the same certificates;
-- bramble: the job submitted to the master (``POST /api/jobs`` with the admin token, as
-  `bramble run --follow` does), the master's driver subprocess runs it, and the client follows
-  the logs until the job is finished.
+- bramble: ``bramble run --follow benchjob.py KIND``: the CLI submits the job to the master,
+  the master's driver subprocess runs it, and the CLI streams the logs until it ends.
 
-Figures: median wall time end to end (submit to finished; process start to exit), and median
-in-job time (printed by the job itself, so it measures what the tasks cost under each driver).
+Figures: median wall time end to end (process start to exit, both ways) and median in-job
+time (printed by the job itself: what the tasks cost under each way of running them).
 Overhead = bramble / plain - 1.
 
-    python bench/jobs.py [--repeat 5]
+    python bench/jobs.py [--repeat 8]
 """
 
 from __future__ import annotations
@@ -36,8 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-import httpx
+from typing import IO
 
 JOB = """
 import time
@@ -57,7 +55,7 @@ def main(client, kind):
         out = client.gather(client.map(inc, range(1000)))
         assert out == list(range(1, 1001))
     else:
-        out = client.gather(client.map(burn, [1_500_000] * 40, pure=False))
+        out = client.gather(client.map(burn, [4_000_000] * 40, pure=False))
         assert len(out) == 40
     print(f"injob {time.perf_counter() - t0:.4f}", flush=True)
 """
@@ -73,23 +71,27 @@ if __name__ == "__main__":
         main(client, sys.argv[1])
 """
 
-SERVER = """
-import sys
-from pathlib import Path
-from bramble.jobs.config import JobsConfig
-from bramble.jobs.tls import TlsPaths
-role, scheduler, tls_dir, name = sys.argv[1:5]
-cfg = JobsConfig(spec_path=None, scheduler=scheduler, tls=TlsPaths(Path(tls_dir)),
-                 master_url="", jobs_dir=Path("."), db_path=Path("jobs.db"), dashboard_url="x:0")
-if role == "scheduler":
-    from bramble.jobs.servers import run_scheduler
-    run_scheduler(cfg, host="127.0.0.1", port=int(scheduler.rsplit(":", 1)[1]))
-else:
-    from bramble.jobs.servers import run_worker
-    run_worker(cfg, name=name, host="127.0.0.1", nthreads=2, memory_limit=None)
+SPEC = """
+[network]
+subnet = "127.0.0.0/24"
+master_address = "127.0.0.1"
+dhcp_start = "127.0.0.100"
+dhcp_end = "127.0.0.199"
+
+[dashboard]
+bind = "127.0.0.1"
+port = {http}
+
+[history]
+path = "{root}/var/history.db"
+
+[jobs]
+scheduler_port = {sched}
+dashboard_port = {dash}
+jobs_dir = "{root}/jobs"
 """
 
-TOKEN = "bench-token"
+INJOB = re.compile(r"injob ([\d.]+)")
 
 
 def free_port() -> int:
@@ -108,122 +110,133 @@ def wait_port(port: int) -> None:
     raise SystemExit(f"nothing listens on {port}")
 
 
-def start_master(root: Path, scheduler: str, tls: Path) -> tuple[str, object]:
-    """Serve the jobs API the master includes (bramble.jobs.api.router) on a free port."""
-    import uvicorn
-    from fastapi import FastAPI
+def start_master(spec: Path, log: IO[bytes]) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """`bramble master` if this install has one, else the jobs API it includes, in process."""
+    try:
+        import bramble.master.service  # noqa: F401
+    except ImportError:
+        import uvicorn
+        from fastapi import FastAPI
 
-    from bramble.jobs.api import JobsService, router
-    from bramble.jobs.config import JobsConfig
-    from bramble.jobs.tls import TlsPaths
+        from bramble.jobs.api import create_service, router
+        from bramble.jobs.config import load_config
 
-    port = free_port()
-    config = JobsConfig(
-        spec_path=None,
-        scheduler=scheduler,
-        tls=TlsPaths(tls),
-        master_url=f"http://127.0.0.1:{port}",
-        jobs_dir=root,
-        db_path=root / "jobs.db",
-        dashboard_url="x:0",
-    )
-    app = FastAPI()
-    app.include_router(router)
-    app.state.jobs = JobsService(config, TOKEN)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return config.master_url, server
+        port = int(load_config(spec).master_url.rsplit(":", 1)[1])
+        app = FastAPI()
+        app.include_router(router)
+        app.state.jobs = create_service(spec)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+        return None, "jobs API router served in process (bramble master not available)"
+    args = ["bramble", "master", "--spec", str(spec)]
+    return subprocess.Popen(args, stdout=log, stderr=log), "bramble master"
+
+
+def injob(text: str) -> float:
+    match = INJOB.search(text)
+    if match is None:
+        raise SystemExit(f"no timing in the job's output: {text}")
+    return float(match.group(1))
 
 
 def run_plain(root: Path, kind: str) -> tuple[float, float]:
     t0 = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, str(root / "plain.py"), kind], capture_output=True, text=True, check=True
-    ).stdout
-    wall = time.perf_counter() - t0
-    return wall, float(re.search(r"injob ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    args = [sys.executable, str(root / "plain.py"), kind]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return time.perf_counter() - t0, injob(out)
 
 
-def run_bramble(base: str, kind: str) -> tuple[float, float]:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+def run_bramble(spec: Path, kind: str) -> tuple[float, float]:
     t0 = time.perf_counter()
-    with httpx.Client(base_url=base, timeout=30) as http:
-        job = http.post(
-            "/api/jobs", json={"file": "benchjob.py", "args": [kind]}, headers=headers
-        ).json()
-        after, text = 0, ""
-        while True:
-            params = {"after": after, "wait": 10}
-            view = http.get(f"/api/jobs/{job['id']}/logs", params=params).json()
-            text += "".join(c["data"] for c in view["chunks"])
-            after = view["next"]
-            if view["finished"]:
-                break
+    args = ["bramble", "run", "--spec", str(spec), "--follow", "benchjob.py", kind]
+    done = subprocess.run(args, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    if view["state"] != "done":
-        raise SystemExit(f"bench job failed: {text}")
-    return wall, float(re.search(r"injob ([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    if done.returncode != 0:
+        raise SystemExit(f"bench job failed: {done.stdout}{done.stderr}")
+    return wall, injob(done.stdout)
+
+
+def measure(
+    root: Path, spec: Path, repeat: int
+) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for kind in ("tiny", "cpu"):
+        run_plain(root, kind)  # warm caches
+        run_bramble(spec, kind)
+        for i in range(repeat):
+            # Alternate the order and let the cluster settle, so neither way pays for the
+            # other's clean-up.
+            for way in ("plain", "bramble") if i % 2 == 0 else ("bramble", "plain"):
+                time.sleep(0.5)
+                run = run_plain(root, kind) if way == "plain" else run_bramble(spec, kind)
+                results.setdefault((kind, way), []).append(run)
+    return results
+
+
+def report(results: dict[tuple[str, str], list[tuple[float, float]]]) -> None:
+    print(f"{'job':<6} {'way':<8} {'wall s (median)':>16} {'in-job s (median)':>18}")
+    for kind in ("tiny", "cpu"):
+        med = {}
+        for way in ("plain", "bramble"):
+            runs = results[(kind, way)]
+            med[way] = (
+                statistics.median(r[0] for r in runs),
+                statistics.median(r[1] for r in runs),
+            )
+            print(f"{kind:<6} {way:<8} {med[way][0]:>16.3f} {med[way][1]:>18.3f}")
+        wall = med["bramble"][0] / med["plain"][0] - 1
+        inner = med["bramble"][1] / med["plain"][1] - 1
+        print(f"{kind:<6} {'overhead':<8} {wall * 100:>15.1f}% {inner * 100:>17.1f}%")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=8)
     opts = parser.parse_args()
-
-    from bramble.jobs.tls import create_cluster_tls
+    for key in [k for k in os.environ if k.startswith("BRAMBLE_")]:
+        del os.environ[key]
 
     with tempfile.TemporaryDirectory(prefix="bramble-bench-jobs-") as tmp:
         root = Path(tmp)
-        tls = create_cluster_tls(root / "tls").directory
-        port = free_port()
-        scheduler = f"tls://127.0.0.1:{port}"
-        (root / "benchjob.py").write_text(JOB)
-        (root / "plain.py").write_text(JOB + PLAIN.format(tls=str(tls), scheduler=scheduler))
-        procs = []
-        log = open(root / "cluster.log", "wb")  # noqa: SIM115
-        for role, name in (("scheduler", "s"), ("worker", "node-1"), ("worker", "node-2")):
-            args = [sys.executable, "-c", SERVER, role, scheduler, str(tls), name]
-            procs.append(subprocess.Popen(args, stdout=log, stderr=log, cwd=root))
-            if role == "scheduler":
-                wait_port(port)
-        try:
-            base, _server = start_master(root, scheduler, tls)
-            time.sleep(2)
-            results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-            for kind in ("tiny", "cpu"):
-                run_plain(root, kind)  # warm up caches
-                for i in range(opts.repeat):
-                    # Alternate the order and let the cluster settle, so neither way pays
-                    # for the other's clean-up.
-                    for path in ("plain", "bramble") if i % 2 == 0 else ("bramble", "plain"):
-                        time.sleep(0.5)
-                        runs = results.setdefault((kind, path), [])
-                        runs.append(
-                            run_plain(root, kind) if path == "plain" else run_bramble(base, kind)
-                        )
-            print(f"{'job':<6} {'path':<8} {'wall s (median)':>16} {'in-job s (median)':>18}")
-            for kind in ("tiny", "cpu"):
-                med = {}
-                for path in ("plain", "bramble"):
-                    runs = results[(kind, path)]
-                    wall = statistics.median(r[0] for r in runs)
-                    inj = statistics.median(r[1] for r in runs)
-                    med[path] = (wall, inj)
-                    print(f"{kind:<6} {path:<8} {wall:>16.3f} {inj:>18.3f}")
-                ow = med["bramble"][0] / med["plain"][0] - 1
-                oi = med["bramble"][1] / med["plain"][1] - 1
-                print(f"{kind:<6} overhead {ow * 100:>15.1f}% {oi * 100:>17.1f}%")
-            print(f"repeat={opts.repeat}, cores={os.cpu_count()}, 2 workers x 2 threads, TLS")
-        finally:
-            for p in reversed(procs):
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        subprocess.run(["bramble", "init", str(root)], check=True, capture_output=True)
+        http, sched, dash = free_port(), free_port(), free_port()
+        spec = root / "bramble.toml"
+        spec.write_text(SPEC.format(http=http, sched=sched, dash=dash, root=root))
+        (root / "jobs").mkdir()
+        (root / "jobs" / "benchjob.py").write_text(JOB)
+        scheduler = f"tls://127.0.0.1:{sched}"
+        plain = JOB + PLAIN.format(tls=str(root / "tls"), scheduler=scheduler)
+        (root / "plain.py").write_text(plain)
+        procs: list[subprocess.Popen[bytes]] = []
+        with open(root / "cluster.log", "wb") as log:
+            try:
+                args = ["bramble", "scheduler", "--spec", str(spec)]
+                procs.append(subprocess.Popen(args, stdout=log, stderr=log))
+                wait_port(sched)
+                for name in ("node-1", "node-2"):
+                    args = ["bramble", "worker", "--spec", str(spec), "--name", name]
+                    args += ["--nthreads", "2"]
+                    procs.append(subprocess.Popen(args, stdout=log, stderr=log))
+                master, how = start_master(spec, log)
+                if master is not None:
+                    procs.append(master)
+                wait_port(http)
+                time.sleep(3)
+                results = measure(root, spec, opts.repeat)
+            finally:
+                for proc in reversed(procs):
+                    proc.send_signal(signal.SIGTERM)
+                for proc in procs:
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+        report(results)
+        print(f"repeat={opts.repeat}, {os.cpu_count()} cores, 2 workers x 2 threads, mutual TLS")
+        print(f"master: {how}")
 
 
 if __name__ == "__main__":
