@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -154,8 +155,10 @@ def test_bramble_run_examples(stack: Stack, file: str, args: list[str], expect: 
     assert record["state"] == "done" and record["exit_status"] == 0
     assert record["args"] == args and record["file"] == str(stack.jobs / file)
     assert "@" in record["submitter"]
-    listing = stack.run("jobs")
-    assert listing.returncode == 0 and file in listing.stdout
+    listing = stack.run("jobs", "--json")
+    assert listing.returncode == 0
+    assert job_id in [j["id"] for j in json.loads(listing.stdout)]
+    assert "state" in stack.run("jobs").stdout
     logs = stack.run("logs", str(job_id))
     assert expect in logs.stdout
 
