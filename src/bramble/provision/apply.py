@@ -1,0 +1,231 @@
+"""Install the rendered files of one role: diff, back up, write atomically, reload.
+
+Planning (`plan_changes`, `services_for`) is pure; `apply_files` does the file work; only
+`apply_from_cli` prints and runs systemctl, and never when installing under another root.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bramble.errors import BrambleError, MissingToolError
+from bramble.provision.render import USER_DATA, private, render
+
+log = logging.getLogger(__name__)
+
+ROLES = ("master", "node")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One file to install: where, the old text (None if new), the new text."""
+
+    path: str
+    old: str | None
+    new: str
+
+    @property
+    def mode(self) -> int:
+        """The mode a new file gets (existing files keep theirs, except secrets)."""
+        return 0o600 if private(self.path) else 0o644
+
+    def diff(self) -> str:
+        """A unified diff from the installed file to the rendered one."""
+        old = [] if self.old is None else self.old.splitlines(keepends=True)
+        new = self.new.splitlines(keepends=True)
+        label = "/" + self.path
+        lines = difflib.unified_diff(
+            old, new, fromfile="/dev/null" if self.old is None else label, tofile=label
+        )
+        return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def role_files(rendered: Mapping[str, str], role: str) -> dict[str, str]:
+    """The files of ROLE, keyed by path under the root (`etc/...`); user-data is not one."""
+    if role not in ROLES:
+        raise BrambleError(f"unknown role '{role}': use --role master or --role node")
+    prefix = role + "/"
+    return {
+        k[len(prefix) :]: v for k, v in rendered.items() if k.startswith(prefix) and k != USER_DATA
+    }
+
+
+def plan_changes(files: Mapping[str, str], installed: Mapping[str, str | None]) -> list[Change]:
+    """The files whose installed text (None: missing) differs from the rendered one."""
+    return [
+        Change(path, installed.get(path), text)
+        for path, text in sorted(files.items())
+        if installed.get(path) != text
+    ]
+
+
+def services_for(role: str, paths: Iterable[str]) -> list[list[str]]:
+    """The commands that make the services of ROLE pick up the changed PATHS, in order."""
+    paths = list(paths)
+    commands: list[list[str]] = []
+    units = [p.rsplit("/", 1)[-1] for p in paths if p.startswith("etc/systemd/system/")]
+    if units:
+        commands.append(["systemctl", "daemon-reload"])
+    if any(p.startswith("etc/sysctl.d/") for p in paths):
+        commands.append(["sysctl", "--system"])
+    if any(p.startswith("etc/tmpfiles.d/") for p in paths):
+        commands.append(["systemd-tmpfiles", "--create"])
+    if any(p.startswith("etc/systemd/network/") for p in paths):
+        commands.append(["systemctl", "enable", "systemd-networkd"])
+        commands.append(["networkctl", "reload"])
+    if any(p.startswith("etc/nftables.d/") for p in paths) or "bramble-nftables.service" in units:
+        commands.append(["systemctl", "enable", "bramble-nftables.service"])
+        commands.append(["systemctl", "restart", "bramble-nftables.service"])
+    if any(p.startswith("etc/dnsmasq.d/") for p in paths):
+        commands.append(["systemctl", "restart", "dnsmasq.service"])
+    if any(p.startswith("etc/exports.d/") for p in paths):
+        commands.append(["exportfs", "-ra"])
+    if any(p.startswith("etc/chrony/") for p in paths):
+        commands.append(["systemctl", "restart", "chrony.service"])
+    restart: list[str] = []
+    for unit in units:
+        if unit.endswith(".mount"):
+            unit = unit.removesuffix(".mount") + ".automount"
+        if unit.endswith((".service", ".automount")) and unit != "bramble-nftables.service":
+            restart.append(unit)
+    if any(p.startswith("etc/bramble/") for p in paths):
+        bramble = ["bramble-agent.service"]
+        bramble += (
+            ["bramble-master.service", "bramble-scheduler.service"]
+            if role == "master"
+            else ["bramble-worker.service"]
+        )
+        restart += bramble
+    restart = sorted(set(restart))
+    if restart:
+        commands.append(["systemctl", "enable", *restart])
+        commands.append(["systemctl", "restart", *restart])
+    return commands
+
+
+def read_installed(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
+    """The installed text of each of PATHS under ROOT (None when missing or unreadable)."""
+    out: dict[str, str | None] = {}
+    for path in paths:
+        try:
+            out[path] = (root / path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            out[path] = None
+    return out
+
+
+def write_atomic(target: Path, text: str, mode: int, *, keep_mode: bool = True) -> None:
+    """Write TEXT to TARGET through a temporary file, fsync, and rename over it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if keep_mode and target.exists():
+        mode = target.stat().st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fchmod(out.fileno(), mode)
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def apply_files(root: Path, changes: Iterable[Change], stamp: str) -> list[Path]:
+    """Install CHANGES under ROOT, backing up each replaced file; return the backups."""
+    backups: list[Path] = []
+    for change in changes:
+        target = root / change.path
+        if target.exists():
+            backup = target.with_name(f"{target.name}.bramble-bak.{stamp}")
+            shutil.copy2(target, backup)
+            backups.append(backup)
+        write_atomic(target, change.new, change.mode, keep_mode=not private(change.path))
+        log.info("installed %s", target)
+    return backups
+
+
+def _colour(diff: str) -> str:
+    out = []
+    for line in diff.splitlines(keepends=True):
+        if line.startswith(("+++", "---")):
+            out.append(f"\x1b[1m{line.rstrip()}\x1b[0m\n")
+        elif line.startswith("+"):
+            out.append(f"\x1b[32m{line.rstrip()}\x1b[0m\n")
+        elif line.startswith("-"):
+            out.append(f"\x1b[31m{line.rstrip()}\x1b[0m\n")
+        elif line.startswith("@@"):
+            out.append(f"\x1b[36m{line.rstrip()}\x1b[0m\n")
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+def _run(commands: list[list[str]]) -> None:
+    if commands and shutil.which(commands[0][0]) is None:
+        raise MissingToolError(commands[0][0], "systemd")
+    for command in commands:
+        print("  $ " + " ".join(command))
+        result = subprocess.run(command, check=False, capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"    failed ({result.returncode}): {result.stderr.strip()}", file=sys.stderr)
+
+
+def apply_from_cli(
+    spec_path: Path | None, *, role: str, root: Path | None, dry_run: bool
+) -> list[Change]:
+    """`bramble apply`: render ROLE's files, show the diff, install them and reload services.
+
+    The spec is validated before anything is read or written under the root, so a bad spec
+    changes nothing. Services are touched only when installing into the real root.
+    """
+    from bramble.provision.render import load_inputs
+
+    if role not in ROLES:
+        raise BrambleError(f"unknown role '{role}': use --role master or --role node")
+    _, spec, secrets, tls = load_inputs(spec_path)
+    files = role_files(render(spec, secrets, tls), role)
+    target_root = root if root is not None else Path("/")
+    changes = plan_changes(files, read_installed(target_root, files))
+    if not changes:
+        print(f"no changes: the {len(files)} {role} files under {target_root} are up to date")
+        return []
+    tty = sys.stdout.isatty()
+    for change in changes:
+        diff = change.diff()
+        sys.stdout.write(_colour(diff) if tty else diff)
+    verb = "would change" if dry_run else "changed"
+    if dry_run:
+        print(f"dry run: {verb} {len(changes)} of {len(files)} files under {target_root}")
+        return changes
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backups = apply_files(target_root, changes, stamp)
+    print(
+        f"{verb} {len(changes)} of {len(files)} files under {target_root}"
+        + (f"; backups: *.bramble-bak.{stamp} ({len(backups)})" if backups else "")
+    )
+    commands = services_for(role, (c.path for c in changes))
+    if root is not None:
+        if commands:
+            print("not touching services (--root given); on the target run:")
+            for command in commands:
+                print("  $ " + " ".join(command))
+    else:
+        _run(commands)
+    return changes

@@ -1,0 +1,278 @@
+"""Render every config file of the master and of the (identical) node image from the spec.
+
+`render` is pure: a spec (and optionally its secrets and TLS files) in, a mapping of install
+paths (`master/etc/...`, `node/etc/...`) to file text out. Each file comes from a Jinja2
+template in `templates/` named after the file it makes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import tomlkit
+
+from bramble.spec import Secrets, ShareSpec, Spec
+
+log = logging.getLogger(__name__)
+
+HEADER = "Rendered by bramble from bramble.toml: edit the spec, not this file."
+BRAMBLE = "/opt/bramble/bin/bramble"
+ETC = "/etc/bramble"
+SPEC_FILE = f"{ETC}/bramble.toml"
+SECRETS_FILE = f"{ETC}/bramble.secrets.toml"
+TLS_DIR = f"{ETC}/tls"
+NFT_FILE = "/etc/nftables.d/bramble.nft"
+USER_DATA = "node/user-data"
+"""The cloud-init file for flashing node images; rendered, never applied."""
+
+MASTER_TLS = ("ca.pem", "scheduler.pem", "scheduler-key.pem", "client.pem", "client-key.pem")
+NODE_TLS = ("ca.pem", "worker.pem", "worker-key.pem")
+
+# Cluster-side ports the master serves: DNS, DHCP, NTP, NFSv4, ssh, API, scheduler.
+_UDP_FIXED = (53, 67, 123)
+_TCP_FIXED = (22, 53, 2049)
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("bramble.provision", "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    path: str
+    text: str
+    mode: str
+
+
+def private(path: str) -> bool:
+    """Whether the rendered file at PATH holds secrets (installed with mode 0600)."""
+    name = path.rsplit("/", 1)[-1]
+    return name == "bramble.secrets.toml" or name.endswith("-key.pem")
+
+
+def unit_name(path: str, suffix: str) -> str:
+    """The systemd unit name of a mount point PATH (as `systemd-escape --path` makes it)."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    if not parts:
+        return "-" + suffix
+    out = []
+    for part in parts:
+        escaped = ""
+        for i, ch in enumerate(part):
+            if ch.isalnum() or ch in ":_" or (ch == "." and i > 0):
+                escaped += ch
+            else:
+                escaped += "".join(f"\\x{b:02x}" for b in ch.encode())
+        out.append(escaped)
+    return "-".join(out) + suffix
+
+
+def spec_toml(spec: Spec) -> str:
+    """The spec as TOML text (what `/etc/bramble/bramble.toml` holds on every board)."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    return f"# {HEADER}\n" + tomlkit.dumps(data)
+
+
+def secrets_toml(secrets: Secrets) -> str:
+    """The secrets file text for SECRETS."""
+    return (
+        "# bramble secrets: keep this file private (mode 0600) and identical on every board.\n"
+        "[telemetry]\n"
+        f"key_id = {json.dumps(secrets.telemetry_key_id)}\n"
+        f'key = "{secrets.telemetry_key.hex()}"\n'
+        "\n[admin]\n"
+        f"token = {json.dumps(secrets.admin_token)}\n"
+    )
+
+
+def _render(template: str, **context: Any) -> str:
+    return _env.get_template(template + ".j2").render(header=HEADER, **context)
+
+
+def _ports(spec: Spec) -> tuple[list[int], list[int]]:
+    udp = sorted({*_UDP_FIXED, spec.telemetry.port})
+    tcp = sorted(
+        {
+            *_TCP_FIXED,
+            spec.dashboard.port,
+            spec.jobs.scheduler_port,
+            spec.jobs.dashboard_port,
+        }
+    )
+    return udp, tcp
+
+
+def _bramble_files(
+    spec: Spec, secrets: Secrets | None, tls: Mapping[str, str], role: str
+) -> dict[str, str]:
+    files = {"etc/bramble/bramble.toml": spec_toml(spec)}
+    if secrets is not None:
+        files["etc/bramble/bramble.secrets.toml"] = secrets_toml(secrets)
+    for name in MASTER_TLS if role == "master" else NODE_TLS:
+        if name in tls:
+            files[f"etc/bramble/tls/{name}"] = tls[name]
+    return files
+
+
+def render_master(
+    spec: Spec, secrets: Secrets | None, tls: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The master's files, keyed by path under the root (`etc/...`)."""
+    net = spec.network
+    common: dict[str, Any] = {
+        "spec": spec,
+        "net": net,
+        "role": "master",
+        "fqdn": spec.fqdn,
+        "bramble": BRAMBLE,
+        "spec_file": SPEC_FILE,
+        "tls_dir": TLS_DIR,
+        "nft_file": NFT_FILE,
+    }
+    udp, tcp = _ports(spec)
+    fixed = [n for n in spec.nodes if n.address is not None]
+    files = {
+        "etc/dnsmasq.d/bramble.conf": _render("dnsmasq-bramble.conf", fixed_nodes=fixed, **common),
+        "etc/exports.d/bramble.exports": _render("bramble.exports", **common),
+        "etc/tmpfiles.d/bramble.conf": _render("tmpfiles-bramble.conf", **common),
+        NFT_FILE.lstrip("/"): _render("bramble.nft", cluster_udp=udp, cluster_tcp=tcp, **common),
+        "etc/systemd/system/bramble-nftables.service": _render(
+            "bramble-nftables.service", **common
+        ),
+        "etc/sysctl.d/90-bramble.conf": _render("90-bramble.conf", **common),
+        "etc/systemd/network/10-bramble-cluster.network": _render(
+            "10-bramble-cluster.network", **common
+        ),
+        "etc/systemd/network/20-bramble-uplink.network": _render(
+            "20-bramble-uplink.network", **common
+        ),
+        "etc/chrony/conf.d/bramble.conf": _render("chrony-bramble.conf", **common),
+        "etc/systemd/system/bramble-master.service": _render("bramble-master.service", **common),
+        "etc/systemd/system/bramble-scheduler.service": _render(
+            "bramble-scheduler.service", **common
+        ),
+        "etc/systemd/system/bramble-agent.service": _render("bramble-agent.service", **common),
+    }
+    files.update(_bramble_files(spec, secrets, tls or {}, "master"))
+    return files
+
+
+def _share_units(spec: Spec, share: ShareSpec, common: dict[str, Any]) -> dict[str, str]:
+    base = "etc/systemd/system/"
+    return {
+        base + unit_name(share.mount, ".mount"): _render("share.mount", share=share, **common),
+        base + unit_name(share.mount, ".automount"): _render(
+            "share.automount", share=share, **common
+        ),
+    }
+
+
+def render_node(
+    spec: Spec, secrets: Secrets | None, tls: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The node image's files, keyed by path under the root; the same for every node."""
+    common: dict[str, Any] = {
+        "spec": spec,
+        "net": spec.network,
+        "role": "node",
+        "bramble": BRAMBLE,
+        "spec_file": SPEC_FILE,
+        "tls_dir": TLS_DIR,
+    }
+    files: dict[str, str] = {
+        "etc/systemd/network/10-bramble-cluster.network": _render(
+            "10-bramble-cluster.network", **common
+        ),
+        "etc/chrony/conf.d/bramble.conf": _render("chrony-bramble.conf", **common),
+    }
+    automounts = [unit_name(s.mount, ".automount") for s in spec.shares]
+    for share in spec.shares:
+        files.update(_share_units(spec, share, common))
+    files["etc/systemd/system/bramble-agent.service"] = _render("bramble-agent.service", **common)
+    files["etc/systemd/system/bramble-worker.service"] = _render(
+        "bramble-worker.service", automounts=automounts, **common
+    )
+    files.update(_bramble_files(spec, secrets, tls or {}, "node"))
+    return files
+
+
+def user_data(spec: Spec, node_files: Mapping[str, str]) -> str:
+    """cloud-init user-data installing bramble and every node file on a stock image."""
+    entries = [
+        _File("/" + path, text, "0600" if private(path) else "0644")
+        for path, text in sorted(node_files.items())
+    ]
+    units = ["bramble-agent.service", "bramble-worker.service"]
+    units += [unit_name(s.mount, ".automount") for s in spec.shares]
+    return _render("user-data", files=entries, units=units)
+
+
+def render(
+    spec: Spec, secrets: Secrets | None, tls: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Every rendered file: `master/<path>` and `node/<path>` to text, plus `node/user-data`.
+
+    TLS maps file names in the cluster's `tls/` directory (`ca.pem`, `worker.pem`, ...) to
+    their text; each role gets the ones its services need.
+    """
+    out = {f"master/{k}": v for k, v in sorted(render_master(spec, secrets, tls).items())}
+    node = render_node(spec, secrets, tls)
+    out.update({f"node/{k}": v for k, v in sorted(node.items())})
+    out[USER_DATA] = user_data(spec, node)
+    return out
+
+
+def read_tls(spec_path: Path) -> dict[str, str]:
+    """The TLS files beside the spec at SPEC_PATH (`tls/`), those that exist."""
+    directory = spec_path.parent / "tls"
+    found: dict[str, str] = {}
+    for name in sorted({*MASTER_TLS, *NODE_TLS}):
+        path = directory / name
+        if path.is_file():
+            found[name] = path.read_text("utf-8")
+    return found
+
+
+def load_inputs(spec_path: Path | None) -> tuple[Path, Spec, Secrets | None, dict[str, str]]:
+    """Find and validate the spec, and read its secrets and TLS files when present."""
+    from bramble.spec import find_spec_path, load_secrets, load_spec, secrets_path
+
+    path = find_spec_path(spec_path)
+    spec = load_spec(path)
+    secrets = load_secrets(path) if secrets_path(path).exists() else None
+    return path, spec, secrets, read_tls(path)
+
+
+def render_to_dir(spec_path: Path | None, out: Path) -> dict[str, str]:
+    """Render the spec's trees into OUT/master and OUT/node, printing progress and a summary."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    path, spec, secrets, tls = load_inputs(spec_path)
+    files = render(spec, secrets, tls)
+    for rel, text in files.items():
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        target.chmod(0o600 if private(rel) else 0o644)
+        console.print(f"  wrote {target}")
+    masters = sum(1 for k in files if k.startswith("master/"))
+    nodes = len(files) - masters
+    extra = "" if secrets else " (no secrets file beside the spec: none rendered)"
+    console.print(
+        f"rendered {len(files)} files from {path}: {masters} in {out / 'master'}, "
+        f"{nodes} in {out / 'node'} (flash {out / USER_DATA} as a node image's user-data)" + extra
+    )
+    log.info("rendered %d files into %s", len(files), out)
+    return files
