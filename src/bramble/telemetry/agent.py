@@ -8,40 +8,77 @@ key is never on a command line: it reaches the lean process through an inherited
 
 from __future__ import annotations
 
-import argparse
-import logging
+import _signal  # type: ignore[import-not-found]  # `signal` would import enum
+import _socket  # `socket` would import enum, selectors and io wrappers
 import os
 import select
-import signal
-import socket
 import sys
 import time
-from typing import TYPE_CHECKING, NamedTuple
 
 from bramble.telemetry.sample import Sampler
-from bramble.telemetry.wire import encode
+from bramble.telemetry.wire import Sample, encode
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:
     from pathlib import Path
 
-log = logging.getLogger("bramble.agent")
 BOOT_ENV = "BRAMBLE_BOOT_ID"
 
 
-class AgentConfig(NamedTuple):
+def _log(message: str) -> None:
+    """One line on stderr (the journal under systemd).
+
+    The lean process does without `logging`: importing it costs 2.6 MiB, a sixth of the
+    agent's whole memory budget, for the few lines the agent ever writes.
+    """
+    try:  # noqa: SIM105 - contextlib is one more import for the lean process
+        os.write(2, f"bramble agent: {message}\n".encode(errors="replace"))
+    except OSError:
+        pass
+
+
+class AgentConfig:
     """Everything the send loop needs, resolved from the spec."""
 
-    node: str
-    group: str
-    port: int
-    interval: float
-    targets: tuple[tuple[str, int], ...] = ()
-    interface: str = ""
-    ttl: int = 1
-    key_id: str = ""
-    key: bytes = b""
-    boot: int = 0
-    limit: int = 0
+    __slots__ = (
+        "boot",
+        "group",
+        "interface",
+        "interval",
+        "key",
+        "key_id",
+        "limit",
+        "node",
+        "port",
+        "targets",
+        "ttl",
+    )
+
+    def __init__(
+        self,
+        node: str,
+        group: str,
+        port: int,
+        interval: float,
+        targets: tuple[tuple[str, int], ...] = (),
+        interface: str = "",
+        ttl: int = 1,
+        key_id: str = "",
+        key: bytes = b"",
+        boot: int = 0,
+        limit: int = 0,
+    ) -> None:
+        self.node = node
+        self.group = group
+        self.port = port
+        self.interval = interval
+        self.targets = targets
+        self.interface = interface
+        self.ttl = ttl
+        self.key_id = key_id
+        self.key = key
+        self.boot = boot
+        self.limit = limit
 
 
 def _targets(unicast: list[str], port: int) -> list[str]:
@@ -81,7 +118,7 @@ def run_from_cli(
         f"import sys; sys.path.insert(0, {package_root!r}); "
         "from bramble.telemetry.agent import main; sys.exit(main())",
         "--node",
-        node_name or socket.gethostname(),
+        node_name or _socket.gethostname(),
         "--group",
         str(tel.group),
         "--port",
@@ -122,16 +159,21 @@ def read_key_file(secrets_file: str) -> tuple[str, bytes]:
     return str(tel["key_id"]), bytes.fromhex(tel["key"])
 
 
-def open_socket(config: AgentConfig) -> socket.socket:
+def open_socket(config: AgentConfig) -> _socket.socket:
     """A UDP socket set up for the group: TTL, outgoing interface, loopback delivery."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, config.ttl)
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-    if config.interface:
-        sock.setsockopt(
-            socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(config.interface)
-        )
-    sock.setblocking(False)
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(_socket.IPPROTO_IP, _socket.IP_MULTICAST_TTL, config.ttl)
+        # Loop on: the master runs an agent too, and the loopback setup needs it.
+        sock.setsockopt(_socket.IPPROTO_IP, _socket.IP_MULTICAST_LOOP, 1)
+        if config.interface:
+            sock.setsockopt(
+                _socket.IPPROTO_IP, _socket.IP_MULTICAST_IF, _socket.inet_aton(config.interface)
+            )
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -146,15 +188,27 @@ class _Outage:
         self.failed += 1
         if self.since is None:
             self.since = now
-            log.warning("cannot send to %s:%d: %s (will keep trying)", *target, error)
+            _log(f"cannot send to {target[0]}:{target[1]}: {error} (will keep trying)")
 
     def success(self, now: float) -> None:
         if self.since is not None:
-            log.warning(
-                "sending again after %.1f s (%d datagrams lost)", now - self.since, self.failed
-            )
+            _log(f"sending again after {now - self.since:.1f} s ({self.failed} sends failed)")
             self.since = None
             self.failed = 0
+
+
+def _send_all(
+    sock: _socket.socket, data: bytes, destinations: list[tuple[str, int]], outage: _Outage
+) -> None:
+    sent = False
+    for target in destinations:
+        try:
+            sock.sendto(data, target)
+            sent = True
+        except OSError as exc:
+            outage.failure(time.monotonic(), exc, target)
+    if sent:
+        outage.success(time.monotonic())
 
 
 def run(config: AgentConfig) -> int:
@@ -164,105 +218,143 @@ def run(config: AgentConfig) -> int:
     boot = config.boot or sampler.boot
     sock = open_socket(config)
     destinations = [(config.group, config.port), *config.targets]
+    # A signal writes a byte to this pipe, so the wait below ends at once (select alone
+    # would be restarted after the handler and sleep out the interval).
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    old_wakeup = _signal.set_wakeup_fd(wake_w)
+    _signal.signal(_signal.SIGTERM, stop)
+    _signal.signal(_signal.SIGINT, stop)
     outage = _Outage()
     seq = 0
+    interval = config.interval
+    # The first CPU figures cover this short pause, not the few microseconds since start-up.
+    _wait(wake_r, min(interval, 0.2))
     next_at = time.monotonic()
-    while not stopping:
-        sample = sampler.sample()
-        seq += 1
-        data = encode(
-            sample,
-            node=config.node,
-            boot=boot,
-            seq=seq,
-            ts=time.time(),
-            interval=config.interval,
-            key=key,
-            key_id=key_id,
-        )
-        sent = False
-        for target in destinations:
-            try:
-                sock.sendto(data, target)
-                sent = True
-            except OSError as exc:
-                outage.failure(time.monotonic(), exc, target)
-        if sent:
-            outage.success(time.monotonic())
-        if config.limit and seq >= config.limit:
-            break
-        next_at += config.interval
-        delay = next_at - time.monotonic()
-        if delay < 0:
-            # Fell behind (suspended, overloaded): skip the missed slots instead of bursting.
-            next_at = time.monotonic()
-            delay = 0
-        if delay and not stopping:
-            _sleep(delay)
-    sock.close()
-    sampler.close()
+    try:
+        while not stopping:
+            seq += 1
+            data = encode(
+                sampler.sample(),
+                node=config.node,
+                boot=boot,
+                seq=seq,
+                ts=time.time(),
+                interval=interval,
+                key=key,
+                key_id=key_id,
+            )
+            _send_all(sock, data, destinations, outage)
+            if config.limit and seq >= config.limit:
+                break
+            next_at += interval
+            now = time.monotonic()
+            if next_at < now:
+                # Fell behind (suspended, overloaded): skip the missed slots, no burst.
+                next_at = now + interval - (now - next_at) % interval
+            if not stopping:
+                _wait(wake_r, next_at - now)
+    finally:
+        _signal.set_wakeup_fd(old_wakeup)
+        os.close(wake_r)
+        os.close(wake_w)
+        sock.close()
+        sampler.close()
     return 0
 
 
-def _sleep(seconds: float) -> None:
-    # time.sleep restarts after a signal handler runs; select returns, so SIGTERM is prompt.
-    select.select([], [], [], seconds)
+def _wait(wake_fd: int, seconds: float) -> None:
+    if seconds > 0 and select.select([wake_fd], [], [], seconds)[0]:
+        try:  # noqa: SIM105 - contextlib is one more import for the lean process
+            os.read(wake_fd, 64)
+        except OSError:
+            pass
+
+
+_OPTIONS = {
+    "--node": "node",
+    "--group": "group",
+    "--port": "port",
+    "--interval": "interval",
+    "--ttl": "ttl",
+    "--interface": "interface",
+    "--key-fd": "key_fd",
+    "--secrets": "secrets",
+    "--count": "count",
+    "--unicast": "unicast",
+    "--boot": "boot",
+}
+USAGE = (
+    "usage: python -m bramble.telemetry.agent --node NAME --group ADDR --port N "
+    "--interval S (--key-fd FD | --secrets FILE) [--ttl N] [--interface ADDR] "
+    "[--unicast HOST:PORT]... [--count N] [--boot N]"
+)
 
 
 def _parse(argv: list[str]) -> AgentConfig:
-    parser = argparse.ArgumentParser(prog="bramble agent (lean)")
-    parser.add_argument("--node", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--interval", type=float, required=True)
-    parser.add_argument("--ttl", type=int, default=1)
-    parser.add_argument("--interface", default="")
-    key_from = parser.add_mutually_exclusive_group(required=True)
-    key_from.add_argument("--key-fd", type=int, help="pipe to read 'keyid:hexkey' from")
-    key_from.add_argument("--secrets", help="bramble.secrets.toml to read the key from")
-    parser.add_argument("--count", type=int, default=0)
-    parser.add_argument("--unicast", action="append", default=[])
-    parser.add_argument("--boot", type=int, default=int(os.environ.get(BOOT_ENV, "0") or 0))
-    args = parser.parse_args(argv)
-    if args.key_fd is not None:
-        key_id, key = read_key_fd(args.key_fd)
+    """The lean process's arguments (argparse would cost more memory than the sampler)."""
+    values: dict[str, str] = {}
+    unicast: list[str] = []
+    it = iter(argv)
+    for flag in it:
+        name = _OPTIONS.get(flag)
+        value = next(it, None)
+        if name is None or value is None:
+            raise ValueError(f"bad argument {flag!r}; {USAGE}")
+        if name == "unicast":
+            unicast.append(value)
+        else:
+            values[name] = value
+    missing = [
+        f for f in ("--node", "--group", "--port", "--interval") if _OPTIONS[f] not in values
+    ]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}; {USAGE}")
+    if "key_fd" in values:
+        key_id, key = read_key_fd(int(values["key_fd"]))
+    elif "secrets" in values:
+        key_id, key = read_key_file(values["secrets"])
     else:
-        key_id, key = read_key_file(args.secrets)
+        raise ValueError(f"give --key-fd or --secrets; {USAGE}")
+    interval = float(values["interval"])
+    if not 0 < interval <= 3600:
+        raise ValueError("--interval must be within (0, 3600] seconds")
     targets = []
-    for target in args.unicast:
+    for target in unicast:
         host, _, port = target.rpartition(":")
         targets.append((host, int(port)))
     return AgentConfig(
-        node=args.node,
-        group=args.group,
-        port=args.port,
-        interval=args.interval,
+        node=values["node"],
+        group=values["group"],
+        port=int(values["port"]),
+        interval=interval,
         targets=tuple(targets),
-        interface=args.interface,
-        ttl=args.ttl,
+        interface=values.get("interface", ""),
+        ttl=int(values.get("ttl", "1")),
         key_id=key_id,
         key=key,
-        boot=args.boot,
-        limit=args.count,
+        boot=int(values.get("boot") or os.environ.get(BOOT_ENV) or 0),
+        limit=int(values.get("count", "0")),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the lean agent process."""
-    logging.basicConfig(level=logging.INFO, format="bramble agent: %(message)s")
+    """Entry point of the lean agent process; exit code 2 on bad settings."""
     try:
         config = _parse(sys.argv[1:] if argv is None else argv)
+        # A name the master would refuse fails here, once, not in every datagram.
+        empty = Sample(0, 0.0, 0.0, (0.0, 0.0, 0.0), {})
+        encode(empty, node=config.node, boot=0, seq=0, ts=0.0, interval=config.interval,
+               key=config.key, key_id=config.key_id)  # fmt: skip
         return run(config)
     except (OSError, KeyError, ValueError) as exc:
-        log.error("%s", exc)
+        _log(f"error: {exc}")
         return 2
 
 

@@ -8,10 +8,15 @@ every interval. A missing sensor (no cpufreq, no thermal zone) reads as 0, never
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import NamedTuple
+import time
+from collections import namedtuple
 
 from bramble.telemetry.wire import Sample
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import NamedTuple
 
 MEMINFO_KEYS = (
     "MemTotal",
@@ -26,11 +31,17 @@ CPUFREQ_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"
 THERMAL_PATH = "/sys/class/thermal/thermal_zone0/temp"
 
 
-class CpuTimes(NamedTuple):
-    """Busy and total jiffies for the whole machine and for each core."""
+if TYPE_CHECKING:
 
-    total: tuple[int, int]
-    cores: tuple[tuple[int, int], ...]
+    class CpuTimes(NamedTuple):
+        """Busy and total jiffies for the whole machine and for each core."""
+
+        total: tuple[int, int]
+        cores: tuple[tuple[int, int], ...]
+
+else:  # without importing `typing` into the agent
+    CpuTimes = namedtuple("CpuTimes", "total cores")
+    CpuTimes.__doc__ = "Busy and total jiffies for the whole machine and for each core."
 
 
 def _busy_total(fields: Sequence[str]) -> tuple[int, int]:
@@ -45,10 +56,13 @@ def parse_stat(text: str) -> CpuTimes:
     """CPU jiffies from /proc/stat text."""
     total = (0, 0)
     cores: list[tuple[int, int]] = []
-    for line in text.splitlines():
+    # The cpu lines come first; the rest (the long intr line above all) is never split.
+    for line in text.split("\nintr", 1)[0].splitlines():
         if not line.startswith("cpu"):
             break
         name, *fields = line.split()
+        if len(fields) < 4:
+            continue
         if name == "cpu":
             total = _busy_total(fields)
         else:
@@ -73,25 +87,48 @@ def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
 
 
 def parse_meminfo(text: str, keys: Sequence[str] = MEMINFO_KEYS) -> dict[str, int]:
-    """The wanted /proc/meminfo fields, in kB."""
-    wanted = set(keys)
+    """The wanted /proc/meminfo fields, in kB.
+
+    Kernels before 3.14 (early Raspberry Pi images) have no MemAvailable; it is then
+    estimated as MemFree + Buffers + Cached, as `free` did on those kernels.
+    """
+    text = "\n" + text
     out: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        if name in wanted:
-            out[name] = int(rest.split()[0])
-    return {k: out[k] for k in keys if k in out}
+    for key in keys:
+        # Finding a few known names beats splitting fifty lines, every interval.
+        start = text.find(f"\n{key}:")
+        if start == -1:
+            continue
+        start += len(key) + 2
+        end = text.find("\n", start)
+        fields = text[start : end if end != -1 else len(text)].split()
+        if fields and fields[0].isdigit():
+            out[key] = int(fields[0])
+    if "MemAvailable" in keys and "MemAvailable" not in out and "MemFree" in out:
+        estimate = out["MemFree"] + out.get("Buffers", 0) + out.get("Cached", 0)
+        out = {
+            k: estimate if k == "MemAvailable" else out[k]
+            for k in keys
+            if k in out or k == "MemAvailable"
+        }
+    return out
 
 
 def parse_loadavg(text: str) -> tuple[float, float, float]:
-    """1, 5 and 15 minute load from /proc/loadavg text."""
-    a, b, c = text.split()[:3]
-    return float(a), float(b), float(c)
+    """1, 5 and 15 minute load from /proc/loadavg text; zeros when unreadable."""
+    try:
+        a, b, c = text.split()[:3]
+        return float(a), float(b), float(c)
+    except ValueError:
+        return 0.0, 0.0, 0.0
 
 
 def parse_uptime(text: str) -> float:
-    """Seconds since boot from /proc/uptime text."""
-    return float(text.split()[0])
+    """Seconds since boot from /proc/uptime text; 0 when unreadable."""
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
+        return 0.0
 
 
 def parse_net_dev(text: str) -> dict[str, tuple[int, int]]:
@@ -140,9 +177,15 @@ class _File:
         if self.fd is None:
             return ""
         try:
-            return os.pread(self.fd, 65536, 0).decode("ascii", "replace")
+            data = os.pread(self.fd, 65536, 0)
+            while len(data) % 65536 == 0 and data:  # a very large /proc/stat: read it all
+                more = os.pread(self.fd, 65536, len(data))
+                if not more:
+                    break
+                data += more
         except OSError:
             return ""
+        return data.decode("ascii", "replace")
 
     def close(self) -> None:
         if self.fd is not None:
@@ -163,7 +206,8 @@ class Sampler:
         self._stat = _File(f"{proc}/stat")
         self._meminfo = _File(f"{proc}/meminfo")
         self._loadavg = _File(f"{proc}/loadavg")
-        self._uptime = _File(f"{proc}/uptime")
+        # This machine's uptime is a clock read, no file; another /proc tree has its own file.
+        self._uptime = _File(f"{proc}/uptime") if proc != "/proc" else None
         self._netdev = _File(f"{proc}/net/dev")
         self._freq = _File(cpufreq_path)
         self._temp = _File(thermal_path)
@@ -179,9 +223,7 @@ class Sampler:
         now = parse_stat(self._stat.read())
         before = self._last
         self._last = now
-        cores = tuple(
-            round(busy_fraction(b, a), 3) for b, a in zip(before.cores, now.cores, strict=False)
-        )
+        cores = tuple([busy_fraction(b, a) for b, a in zip(before.cores, now.cores, strict=False)])
         try:
             fs = os.statvfs(self._disk_path)
             disk = {
@@ -191,7 +233,6 @@ class Sampler:
             }
         except OSError:
             disk = {}
-        uptime_text = self._uptime.read()
         return Sample(
             cpufreq=parse_khz_as_mhz(self._freq.read()),
             cputemp=parse_millidegrees(self._temp.read()),
@@ -201,7 +242,11 @@ class Sampler:
             cores=cores,
             disk=disk,
             net=parse_net_dev(self._netdev.read()),
-            uptime=parse_uptime(uptime_text) if uptime_text else 0.0,
+            uptime=(
+                parse_uptime(self._uptime.read())
+                if self._uptime is not None
+                else time.clock_gettime(time.CLOCK_BOOTTIME)
+            ),
         )
 
     def close(self) -> None:
@@ -210,7 +255,6 @@ class Sampler:
             self._stat,
             self._meminfo,
             self._loadavg,
-            self._uptime,
             self._netdev,
             self._freq,
             self._temp,

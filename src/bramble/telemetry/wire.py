@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from _operator import _compare_digest as compare_digest  # hmac's, without OpenSSL
 from collections import namedtuple
-from typing import TYPE_CHECKING
 
 try:  # the built-in SHA-256 keeps the agent free of OpenSSL's few MiB of resident memory
     from _sha256 import sha256  # type: ignore[import-not-found]
@@ -26,6 +25,7 @@ try:
 except ImportError:  # pragma: no cover - other interpreters
     from json.encoder import py_encode_basestring_ascii as _quote
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any, NamedTuple
