@@ -26,7 +26,9 @@ def main() -> int:
             comm.send(token + rank, dest=right)
     if rank == 0:
         expected = laps * sum(range(size))
-        print(f"ring of {size} ranks on {MPI.Get_processor_name()}: token {token} after {laps} laps")
+        print(
+            f"ring of {size} ranks on {MPI.Get_processor_name()}: token {token} after {laps} laps"
+        )
         if token != expected:
             print(f"check: FAILED (expected {expected})")
             return 1

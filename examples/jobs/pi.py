@@ -25,7 +25,9 @@ def main(client, samples: str = "2000000", tasks: str = "40") -> float:
     estimate = 4.0 * inside / n
     p = math.pi / 4
     stderr = 4.0 * math.sqrt(p * (1 - p) / n)
-    print(f"pi ~ {estimate:.6f} from {n} samples in {ntasks} tasks (error {estimate - math.pi:+.6f})")
+    print(
+        f"pi ~ {estimate:.6f} from {n} samples in {ntasks} tasks (error {estimate - math.pi:+.6f})"
+    )
     assert abs(estimate - math.pi) < 6 * stderr, "estimate too far from pi"
     print("check: ok")
     return estimate

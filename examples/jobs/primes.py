@@ -41,7 +41,9 @@ def main(client, limit: str = "1000000", segments: str = "16") -> int:
     base = simple_sieve(math.isqrt(n) + 1)
     base_f = client.scatter(base, broadcast=True)
     size = -(-n // k)
-    futures = [client.submit(count_segment, lo, min(n, lo + size), base_f) for lo in range(0, n, size)]
+    futures = [
+        client.submit(count_segment, lo, min(n, lo + size), base_f) for lo in range(0, n, size)
+    ]
     total = sum(client.gather(futures))
     expected = KNOWN.get(n) or len(simple_sieve(n))
     print(f"{total} primes below {n} ({len(futures)} segments)")
