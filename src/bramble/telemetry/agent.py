@@ -232,7 +232,11 @@ def run(config: AgentConfig) -> int:
     _signal.signal(_signal.SIGTERM, stop)
     _signal.signal(_signal.SIGINT, stop)
     outage = _Outage()
-    seq = 0
+    # seq starts at the milliseconds since boot and grows by one per datagram, so an agent
+    # restarted within the same boot (a crash, an upgrade) carries on above every number it
+    # sent before, and the master's replay window keeps accepting it.
+    first_seq = int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000)
+    seq = first_seq
     interval = config.interval
     # The first CPU figures cover this short pause, not the few microseconds since start-up.
     _wait(wake_r, min(interval, 0.2))
@@ -251,7 +255,7 @@ def run(config: AgentConfig) -> int:
                 key_id=key_id,
             )
             _send_all(sock, data, destinations, outage)
-            if config.limit and seq >= config.limit:
+            if config.limit and seq - first_seq >= config.limit:
                 break
             next_at += interval
             now = time.monotonic()
