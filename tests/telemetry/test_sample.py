@@ -117,8 +117,10 @@ def test_sampler_on_pi_files(tmp_path: Path) -> None:
     assert sample.cputemp == 47.078
     assert sample.loadavg == (0.08, 0.11, 0.13)
     assert sample.uptime == 15012.94
-    assert sample.cpuusage == 0.0  # the same counters twice: no time passed
-    assert sample.cores == (0.0,)
+    # The first sample averages since boot, as top's first screen does.
+    since_boot = (53712 + 18930 + 12 + 1071) / (53712 + 18930 + 1462219 + 1877 + 12 + 1071)
+    assert sample.cpuusage == pytest.approx(since_boot)
+    assert sample.cores == (pytest.approx(since_boot),)
     assert sample.net["eth0"] == (9872345, 4123987)
     assert sample.disk["total"] > 0
     assert sample.disk["used"] + sample.disk["free"] <= sample.disk["total"]
@@ -128,6 +130,7 @@ def test_sampler_reads_changes_in_kept_files(tmp_path: Path) -> None:
     proc = proc_tree("raspberrypi", tmp_path)
     sampler = Sampler(proc=str(proc), cpufreq_path="/nonexistent", thermal_path="/nonexistent")
     try:
+        sampler.sample()
         # Rewrite in place (same inode): the kept descriptor sees the new counters.
         text = (proc / "stat").read_text()
         newer = text.replace(

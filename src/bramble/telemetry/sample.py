@@ -260,3 +260,5 @@ class Sampler:
             self._temp,
         ):
             f.close()
+        if self._uptime is not None:
+            self._uptime.close()
