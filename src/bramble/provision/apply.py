@@ -155,6 +155,8 @@ def apply_files(root: Path, changes: Iterable[Change], stamp: str) -> list[Path]
         if target.exists():
             backup = target.with_name(f"{target.name}.bramble-bak.{stamp}")
             shutil.copy2(target, backup)
+            if private(change.path):
+                backup.chmod(0o600)
             backups.append(backup)
         write_atomic(target, change.new, change.mode, keep_mode=not private(change.path))
         log.info("installed %s", target)
