@@ -1,0 +1,643 @@
+"""`bramble lab ...`: build, inspect, fault and remove a lab cluster (the CLI edge; it prints).
+
+The lab runs the real daemons on the configs `bramble render` makes for hardware; it changes
+only interface names and paths (noted where it does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import typer
+
+from bramble.errors import BrambleError
+from bramble.lab import daemons, netns, topology
+from bramble.lab.topology import LabPlan, NodePlan
+from bramble.spec import Secrets, Spec, find_spec_path, load_secrets, load_spec
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+MASTER_DAEMONS = ("dnsmasq", "ganesha", "master", "proxy")
+NFS_CHECK_FILE = ".bramble-lab-check"
+NFS_CHECK_TEXT = "bramble lab: served over NFSv4 by nfs-ganesha\n"
+PREFIX_ENV = "BRAMBLE_LAB_PREFIX"
+
+
+def _say(text: str) -> None:
+    typer.echo(text)
+
+
+def prefix_of(prefix: str | None) -> str:
+    """The lab prefix: PREFIX, else $BRAMBLE_LAB_PREFIX, else 'lab'."""
+    return topology.check_prefix(prefix or os.environ.get(PREFIX_ENV) or topology.DEFAULT_PREFIX)
+
+
+def lab_available() -> str:
+    """'' when a lab can run here, else the one-line reason why not."""
+    if os.geteuid() != 0:
+        return "not root, so no network namespaces"
+    error = netns.missing_tool()
+    return str(error) if error else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Lab:
+    """A lab as recorded in its state directory."""
+
+    plan: LabPlan
+    spec: Spec
+    spec_path: Path
+    url: str
+
+
+def _state_file(state: Path) -> Path:
+    return state / "lab.json"
+
+
+def load_lab(prefix: str | None) -> Lab:
+    """The running lab PREFIX from its state; BrambleError if there is none."""
+    name = prefix_of(prefix)
+    state = topology.STATE_ROOT / name
+    try:
+        data = json.loads(_state_file(state).read_text())
+    except (OSError, ValueError):
+        raise BrambleError(f"no lab {name!r} is up (start one with `bramble lab up`)") from None
+    spec_path = Path(data["spec"])
+    spec = load_spec(spec_path)
+    used = {IPv4Network(data["uplink"])}
+    plan = topology.plan(spec, name, set())
+    plan = _with_uplink(plan, used)
+    return Lab(plan=plan, spec=spec, spec_path=spec_path, url=data["url"])
+
+
+def _with_uplink(plan: LabPlan, recorded: set[IPv4Network]) -> LabPlan:
+    from dataclasses import replace
+
+    return replace(plan, uplink_net=next(iter(recorded)))
+
+
+# --- up ---------------------------------------------------------------------------------
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise BrambleError("no free TCP port on 127.0.0.1 for the dashboard")
+
+
+def _source_spec(spec_path: Path | None, nodes: int | None) -> tuple[Spec, Secrets | None]:
+    if spec_path is None and nodes is not None:
+        return topology.builtin_spec(nodes), None
+    path = find_spec_path(spec_path)
+    spec = load_spec(path)
+    if nodes is not None and nodes != len(spec.nodes):
+        spec = spec.model_copy(update={"nodes": spec.nodes[:nodes]})
+        if len(spec.nodes) < nodes:
+            raise BrambleError(f"{path} has only {len(spec.nodes)} nodes, --nodes asks {nodes}")
+    return spec, load_secrets(path)
+
+
+def _write_spec(spec: Spec, secrets: Secrets | None, state: Path) -> Path:
+    from bramble.init import secrets_text
+    from bramble.provision.render import secrets_toml, spec_toml
+
+    path = state / "bramble.toml"
+    path.write_text(spec_toml(spec))
+    secrets_file = state / "bramble.secrets.toml"
+    secrets_file.write_text(secrets_toml(secrets) if secrets else secrets_text())
+    secrets_file.chmod(0o600)
+    return path
+
+
+def problems(lab: Lab) -> list[str]:
+    """What is wrong with a recorded lab (empty when all is running)."""
+    problems: list[str] = []
+    present = set(netns.namespaces())
+    problems += [f"namespace {ns} missing" for ns in lab.plan.namespaces() if ns not in present]
+    run = lab.plan.state / "run"
+    problems += [f"{d} not running" for d in MASTER_DAEMONS if daemons.running(run, d) is None]
+    for node in lab.plan.nodes:
+        if (lab.plan.state / "nodes" / node.name / "stopped").exists():
+            continue
+        for d in ("init", "udhcpc", "agent"):
+            if daemons.running(run, f"{node.name}.{d}") is None:
+                problems.append(f"{node.name} {d} not running")
+    return problems
+
+
+def up(
+    spec_path: Path | None,
+    *,
+    nodes: int | None = None,
+    prefix: str | None = None,
+    port: int | None = None,
+    say: Say = _say,
+) -> Lab:
+    """Create the lab (idempotent: a healthy lab is left alone, a broken one rebuilt)."""
+    netns.require_tools()
+    if os.geteuid() != 0:
+        raise BrambleError("the lab needs root (network namespaces): run it with sudo")
+    name = prefix_of(prefix)
+    try:
+        lab = load_lab(name)
+    except BrambleError:
+        lab = None
+    if lab is not None and not problems(lab):
+        say(f"lab {name!r} is already up: {lab.url}")
+        return lab
+    if lab is not None or _leftovers(name):
+        say(f"cleaning up the leftovers of lab {name!r}")
+        down(None, prefix=name, say=say)
+    started = time.monotonic()
+    spec, secrets = _source_spec(spec_path, nodes)
+    if not spec.nodes:
+        raise BrambleError("the lab spec has no nodes (add [[nodes]] or pass --nodes N)")
+    plan = topology.plan(spec, name, netns.root_networks())
+    state = plan.state
+    (state / "run").mkdir(parents=True, exist_ok=True)
+    (state / "master").mkdir(parents=True, exist_ok=True)
+    spec = topology.lab_spec(spec, state)
+    path = _write_spec(spec, secrets, state)
+    secrets = load_secrets(path)
+    http_port = _free_port(port or spec.dashboard.port)
+    url = f"http://127.0.0.1:{http_port}/"
+    _state_file(state).write_text(
+        json.dumps({"spec": str(path), "uplink": str(plan.uplink_net), "url": url})
+    )
+    say(f"lab {name!r}: {len(plan.nodes)} nodes, state in {state}")
+    _build_network(plan, spec, say)
+    _start_master(plan, spec, secrets, path, http_port, say)
+    lab = Lab(plan=plan, spec=spec, spec_path=path, url=url)
+    _boot_nodes(lab, [n.name for n in plan.nodes], say)
+    ok, detail = nfs_check(lab, plan.nodes[0])
+    say(f"NFS export read from {plan.nodes[0].name} with nfs-cat: {'ok' if ok else detail}")
+    say(f"lab up in {time.monotonic() - started:.1f} s; dashboard: {url}")
+    return lab
+
+
+def _leftovers(prefix: str) -> bool:
+    base = topology.ns_prefix(prefix)
+    return (
+        any(ns.startswith(base) for ns in netns.namespaces())
+        or netns.link_exists(f"brl-{prefix}-up")
+        or (topology.STATE_ROOT / prefix).exists()
+    )
+
+
+def _build_network(plan: LabPlan, spec: Spec, say: Say) -> None:
+    say("network: namespaces, switch, uplink")
+    netns.batch([f"netns add {ns}" for ns in plan.namespaces()])
+    sw = plan.switch_ns
+    lines = [
+        f"link add {plan.bridge} type bridge mcast_snooping 0",
+        f"link set {plan.bridge} up",
+        "link set lo up",
+        # The lab names the master's interfaces as the spec does, so the rendered configs
+        # (dnsmasq's interface=, nftables' iifname) apply unchanged.
+        f"link add {plan.master_port} type veth peer name {plan.cluster_if} netns {plan.master_ns}",
+        f"link set {plan.master_port} master {plan.bridge} up",
+    ]
+    for node in plan.nodes:
+        lines += [
+            f"link add {node.port} type veth peer name eth0 netns {node.netns} address {node.mac}",
+            f"link set {node.port} master {plan.bridge} up",
+        ]
+    netns.batch(lines, ns=sw)
+    netns.batch(
+        [
+            f"link add {plan.uplink_root} type veth peer name {plan.uplink_if} "
+            f"netns {plan.master_ns}",
+            f"addr add {plan.uplink_host}/30 dev {plan.uplink_root}",
+            f"link set {plan.uplink_root} up",
+        ]
+    )
+    net = spec.network
+    netns.batch(
+        [
+            "link set lo up",
+            f"addr add {net.master_address}/{net.subnet.prefixlen} dev {plan.cluster_if}",
+            f"link set {plan.cluster_if} up",
+            f"addr add {plan.uplink_master}/30 dev {plan.uplink_if}",
+            f"link set {plan.uplink_if} up",
+            f"route add default via {plan.uplink_host}",
+            # Telemetry multicast belongs on the cluster LAN, not the default (uplink) route.
+            f"route add 224.0.0.0/4 dev {plan.cluster_if}",
+        ],
+        ns=plan.master_ns,
+    )
+    for node in plan.nodes:
+        netns.batch(["link set lo up", "link set eth0 up"], ns=node.netns)
+    netns.run(["ip", "netns", "exec", plan.master_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    say(
+        f"  switch {plan.switch_ns}/{plan.bridge}, master {plan.master_ns}, uplink "
+        f"{plan.uplink_root} {plan.uplink_host} <-> {plan.uplink_master}"
+    )
+
+
+def _rendered(spec: Spec, secrets: Secrets) -> tuple[str, str]:
+    from bramble.provision.render import render
+
+    files = render(spec, secrets)
+    dnsmasq = next(v for k, v in files.items() if k.startswith("master/") and "dnsmasq" in k)
+    nft = next(v for k, v in files.items() if k.startswith("master/") and k.endswith(".nft"))
+    return dnsmasq, nft
+
+
+def _start_master(
+    plan: LabPlan, spec: Spec, secrets: Secrets, spec_path: Path, http_port: int, say: Say
+) -> None:
+    state, ns = plan.state, plan.master_ns
+    dnsmasq_text, nft_text = _rendered(spec, secrets)
+    say("master: nftables NAT, dnsmasq, nfs-ganesha, bramble master, dashboard proxy")
+    nft_file = state / "master" / "bramble.nft"
+    nft_file.write_text(nft_text)
+    netns.run(daemons.in_netns(ns, ["nft", "-f", str(nft_file)]))
+    conf = state / "master" / "dnsmasq.conf"
+    conf.write_text(topology.adapt_dnsmasq(dnsmasq_text, state))
+    for share in spec.shares:
+        topology.export_dir(state, share.export).mkdir(parents=True, exist_ok=True)
+    first = topology.export_dir(state, spec.shares[0].export)
+    (first / NFS_CHECK_FILE).write_text(NFS_CHECK_TEXT)
+    (state / "ganesha").mkdir(exist_ok=True)
+    (state / "master" / "ganesha.conf").write_text(topology.ganesha_conf(spec, state))
+    _start_master_daemons(plan, spec_path, http_port)
+    say(f"  dnsmasq, ganesha, master started in {ns}")
+
+
+def _master_argv(plan: LabPlan, spec_path: Path, http_port: int) -> dict[str, list[str]]:
+    state, ns = plan.state, plan.master_ns
+    spec = load_spec(spec_path)
+    return {
+        "dnsmasq": daemons.in_netns(
+            ns,
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--log-facility=-",
+                "--user=root",
+                f"--conf-file={state / 'master' / 'dnsmasq.conf'}",
+                "--pid-file=",
+            ],
+        ),
+        "ganesha": daemons.in_netns(
+            ns,
+            [
+                "ganesha.nfsd",
+                "-F",
+                "-f",
+                str(state / "master" / "ganesha.conf"),
+                "-L",
+                str(state / "run" / "ganesha.nfsd.log"),
+                "-p",
+                str(state / "run" / "ganesha.nfsd.pid"),
+                "-N",
+                "NIV_EVENT",
+            ],
+        ),
+        "master": daemons.in_netns(ns, daemons.bramble_argv("master", "--spec", str(spec_path))),
+        "proxy": [
+            sys.executable,
+            "-m",
+            "bramble.lab.proxy",
+            "127.0.0.1",
+            str(http_port),
+            ns,
+            spec.dashboard_bind if spec.dashboard_bind != "0.0.0.0" else "127.0.0.1",
+            str(spec.dashboard.port),
+        ],
+    }
+
+
+def _start_master_daemons(
+    plan: LabPlan, spec_path: Path, http_port: int, only: Sequence[str] = MASTER_DAEMONS
+) -> None:
+    argv = _master_argv(plan, spec_path, http_port)
+    for name in only:
+        daemons.start(plan.state / "run", name, argv[name])
+
+
+def _boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
+    """Power on NAMES: first process in fresh UTS and mount namespaces, DHCP, then the agent."""
+    plan, run = lab.plan, lab.plan.state / "run"
+    say(f"nodes: DHCP (udhcpc) and agents for {len(names)} node(s)")
+    holders: dict[str, int] = {}
+    for name in names:
+        node = plan.node(name)
+        node_dir = plan.state / "nodes" / name
+        node_dir.mkdir(parents=True, exist_ok=True)
+        (node_dir / "stopped").unlink(missing_ok=True)
+        (node_dir / "lease").unlink(missing_ok=True)
+        holder = daemons.running(run, f"{name}.init")
+        if holder is None:
+            shares = [(topology.export_dir(plan.state, s.export), s.mount) for s in lab.spec.shares]
+            script = topology.node_init_script(node, node_dir, shares)
+            holder = daemons.start(
+                run,
+                f"{name}.init",
+                daemons.in_netns(
+                    node.netns,
+                    ["unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", script],
+                ),
+            )
+        holders[name] = holder
+        script_file = node_dir / "udhcpc.sh"
+        script_file.write_text(topology.udhcpc_script(node_dir))
+        script_file.chmod(0o755)
+    for name, holder in holders.items():
+        _wait_sleeping(holder, name)
+        netns.ip("link", "set", "eth0", "up", ns=plan.node(name).netns)
+        daemons.start(
+            run,
+            f"{name}.udhcpc",
+            daemons.in_node(
+                holder,
+                [
+                    "busybox",
+                    "udhcpc",
+                    "-f",
+                    "-i",
+                    "eth0",
+                    "-s",
+                    str(plan.state / "nodes" / name / "udhcpc.sh"),
+                    "-t",
+                    "20",
+                    "-T",
+                    "1",
+                    "-A",
+                    "1",
+                ],
+            ),
+        )
+    for name, holder in holders.items():
+        lease = plan.state / "nodes" / name / "lease"
+        if not daemons.wait_for(lease, 30):
+            raise BrambleError(
+                f"{name} got no DHCP lease from dnsmasq in 30 s "
+                f"(see {run / (name + '.udhcpc.log')})"
+            )
+        address, _, hostname = lease.read_text().strip().partition(" ")
+        boot = _next_boot(plan.state / "nodes" / name)
+        daemons.start(
+            run,
+            f"{name}.agent",
+            daemons.in_node(
+                holder,
+                daemons.bramble_argv("agent", "--spec", str(lab.spec_path), "--boot-id", str(boot)),
+            ),
+        )
+        say(f"  {name}: {address} hostname {hostname}, agent boot {boot}")
+
+
+def _wait_sleeping(pid: int, name: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            comm = ""
+        if comm == "sleep":
+            return
+        if not netns.alive(pid):
+            break
+        time.sleep(0.02)
+    raise BrambleError(f"{name}: its namespaces did not come up (see the lab's run/ logs)")
+
+
+def _next_boot(node_dir: Path) -> int:
+    """A boot id for a node's new run: now, and always more than its last one."""
+    last_file = node_dir / "boot"
+    try:
+        last = int(last_file.read_text())
+    except (OSError, ValueError):
+        last = 0
+    boot = max(int(time.time()), last + 1)
+    last_file.write_text(str(boot))
+    return boot
+
+
+# --- checks and status -------------------------------------------------------------------
+
+
+def nfs_check(lab: Lab, node: NodePlan) -> tuple[bool, str]:
+    """Read the check file over real NFSv4 with nfs-cat from NODE's namespace."""
+    spec = lab.spec
+    url = f"nfs://{spec.network.master_address}{spec.shares[0].export}/{NFS_CHECK_FILE}?version=4"
+    proc = subprocess.run(
+        ["ip", "netns", "exec", node.netns, "nfs-cat", url],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+    if proc.returncode == 0 and proc.stdout == NFS_CHECK_TEXT:
+        return True, url
+    return False, f"failed: {(proc.stderr or proc.stdout).strip()[:200]}"
+
+
+def node_hostname(lab: Lab, name: str) -> str:
+    """The hostname inside a running node's UTS namespace ('' if it is not running)."""
+    holder = daemons.running(lab.plan.state / "run", f"{name}.init")
+    if holder is None:
+        return ""
+    return netns.run(daemons.in_node(holder, ["hostname"]), check=False).strip()
+
+
+def node_address(lab: Lab, name: str) -> str:
+    """The node's IPv4 address on eth0 ('' if none)."""
+    out = netns.ip(
+        "-j", "-4", "addr", "show", "dev", "eth0", ns=lab.plan.node(name).netns, check=False
+    )
+    for link in json.loads(out or "[]"):
+        for addr in link.get("addr_info", []):
+            return str(addr["local"])
+    return ""
+
+
+def show_status(spec_path: Path | None, *, prefix: str | None = None, say: Say = _say) -> None:
+    """Print the lab's namespaces, daemons, nodes and the NFS check."""
+    lab = load_lab(prefix)
+    plan, run = lab.plan, lab.plan.state / "run"
+    say(f"lab {plan.prefix!r}: dashboard {lab.url}  state {plan.state}")
+    present = set(netns.namespaces())
+    say(f"uplink {plan.uplink_root} {plan.uplink_host} <-> master {plan.uplink_master}")
+    for d in MASTER_DAEMONS:
+        pid = daemons.running(run, d)
+        say(f"  master {d:<8} {'running pid ' + str(pid) if pid else 'NOT RUNNING'}")
+    for node in plan.nodes:
+        if node.netns not in present:
+            say(f"  {node.name:<12} namespace missing")
+            continue
+        stopped = (plan.state / "nodes" / node.name / "stopped").exists()
+        link = json.loads(
+            netns.ip("-j", "link", "show", "dev", node.port, ns=plan.switch_ns, check=False)
+            or "[{}]"
+        )[0]
+        cable = "cut" if "UP" not in link.get("flags", []) else "plugged"
+        agent = daemons.running(run, f"{node.name}.agent")
+        state = "off" if stopped else ("agent pid " + str(agent) if agent else "agent NOT RUNNING")
+        nfs = "-"
+        if not stopped and cable == "plugged":
+            ok, detail = nfs_check(lab, node)
+            nfs = "ok" if ok else detail
+        say(
+            f"  {node.name:<12} {node.mac} {node_address(lab, node.name) or '-':<15} "
+            f"host {node_hostname(lab, node.name) or '-':<12} cable {cable:<7} {state}  "
+            f"nfs-cat {nfs}"
+        )
+    say(
+        "shares: NFSv4 export served by nfs-ganesha, checked with nfs-cat from each node; "
+        "nodes see it through a bind mount (this kernel has no NFS client)"
+    )
+
+
+# --- faults, exec -------------------------------------------------------------------------
+
+
+def fault(
+    spec_path: Path | None, node: str, verb: str, *, prefix: str | None = None, say: Say = _say
+) -> None:
+    """stop/start (power) or cut/heal (cable) NODE; the master's name stops/starts its daemons."""
+    lab = load_lab(prefix)
+    plan, run = lab.plan, lab.plan.state / "run"
+    if node == lab.spec.master.name:
+        if verb == "stop":
+            daemons.stop(run, ["master", "dnsmasq", "ganesha"])
+        elif verb == "start":
+            port = int(lab.url.rsplit(":", 1)[1].strip("/"))
+            todo = [d for d in MASTER_DAEMONS if daemons.running(run, d) is None]
+            _start_master_daemons(plan, lab.spec_path, port, todo)
+        else:
+            raise BrambleError(f"the master supports stop and start, not {verb}")
+        say(f"{node}: {verb}")
+        return
+    target = plan.node(node)
+    if verb == "cut":
+        netns.ip("link", "set", target.port, "down", ns=plan.switch_ns)
+    elif verb == "heal":
+        netns.ip("link", "set", target.port, "up", ns=plan.switch_ns)
+    elif verb == "stop":
+        daemons.stop(run, [f"{node}.agent", f"{node}.udhcpc"])
+        netns.ip("link", "set", "eth0", "down", ns=target.netns)
+        netns.ip("-4", "addr", "flush", "dev", "eth0", ns=target.netns, check=False)
+        holder = daemons.running(run, f"{node}.init")
+        if holder:
+            netns.run(daemons.in_node(holder, ["hostname", "localhost"]), check=False)
+        (plan.state / "nodes" / node / "stopped").write_text("")
+    elif verb == "start":
+        if daemons.running(run, f"{node}.agent"):
+            say(f"{node} is already on")
+            return
+        _boot_nodes(lab, [node], say)
+    else:
+        raise BrambleError(f"unknown fault {verb!r}: stop, start, cut or heal")
+    say(f"{node}: {verb}")
+
+
+def exec_in(
+    spec_path: Path | None, node: str, argv: list[str], *, prefix: str | None = None
+) -> int:
+    """Run ARGV inside NODE (its network, hostname and mounts); its exit code."""
+    lab = load_lab(prefix)
+    holder = daemons.running(lab.plan.state / "run", f"{node}.init")
+    if holder is None:
+        lab.plan.node(node)
+        raise BrambleError(f"{node} is not running")
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    return subprocess.call(daemons.in_node(holder, argv or ["sh"]))
+
+
+# --- down ---------------------------------------------------------------------------------
+
+
+def down(spec_path: Path | None, *, prefix: str | None = None, say: Say = _say) -> list[str]:
+    """Remove every namespace, link, mount and process of the lab; what is left (empty = clean)."""
+    name = prefix_of(prefix)
+    base = topology.ns_prefix(name)
+    state = topology.STATE_ROOT / name
+    mine = [ns for ns in netns.namespaces() if ns.startswith(base)]
+    master = [ns for ns in mine if ns == base + "master"]
+    # The master first, so it records the nodes going away no more than it must.
+    for ns in master + [ns for ns in mine if ns not in master]:
+        netns.delete_namespace(ns)
+    say(f"removed {len(mine)} namespace(s)")
+    netns.kill_pids(_state_pids(state))
+    uplink = f"brl-{name}-up"
+    if netns.link_exists(uplink):
+        netns.ip("link", "delete", uplink, check=False)
+        say(f"removed link {uplink}")
+    shutil.rmtree(state, ignore_errors=True)
+    left = leftovers(name)
+    say("lab down: nothing left" if not left else "lab down, but left: " + "; ".join(left))
+    return left
+
+
+def _state_pids(state: Path) -> list[int]:
+    """Processes whose command line names the lab's state directory (e.g. mid-start)."""
+    key = str(state).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if key in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def leftovers(prefix: str) -> list[str]:
+    """Anything of the lab PREFIX still present: namespaces, links, mounts, processes, state."""
+    base = topology.ns_prefix(prefix)
+    state = topology.STATE_ROOT / prefix
+    left = [f"namespace {ns}" for ns in netns.namespaces() if ns.startswith(base)]
+    if netns.link_exists(f"brl-{prefix}-up"):
+        left.append(f"link brl-{prefix}-up")
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if f"/run/netns/{base}" in fields[4] or str(state) in fields[4]:
+                left.append(f"mount {fields[4]}")
+    left += [f"process {pid}" for pid in _state_pids(state) if netns.alive(pid)]
+    if state.exists():
+        left.append(f"state {state}")
+    return left
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+def demo(*, nodes: int, port: int) -> None:
+    """`bramble demo` as root: a lab of NODES nodes until Ctrl-C, then `lab down`."""
+    import signal
+
+    prefix = "demo"
+    lab = up(None, nodes=nodes, prefix=prefix, port=port)
+    _say(f"bramble demo: lab cluster of {nodes} nodes; dashboard {lab.url} (Ctrl-C stops)")
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
+    try:
+        while not stopping:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        down(None, prefix=prefix)

@@ -1,0 +1,103 @@
+"""Lab processes: start detached with a pid file and a log, check, stop.
+
+Every lab process runs inside one of the lab's network namespaces, so `lab down` finds even
+those of a crashed lab through `ip netns pids`; the pid files name them for `status` and the
+fault verbs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bramble.lab.netns import alive, kill_pids
+
+log = logging.getLogger(__name__)
+
+
+def bramble_argv(*args: str) -> list[str]:
+    """The command line running `bramble ARGS` with this interpreter."""
+    return [sys.executable, "-m", "bramble", *args]
+
+
+def in_netns(ns: str, argv: Sequence[str]) -> list[str]:
+    """ARGV run in the network namespace NS."""
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def in_node(holder: int, argv: Sequence[str]) -> list[str]:
+    """ARGV run in the network, UTS and mount namespaces of a node's first process HOLDER."""
+    return ["nsenter", "-t", str(holder), "-n", "-u", "-m", "--", *argv]
+
+
+def pid_file(run_dir: Path, name: str) -> Path:
+    """Where the pid of the process NAME is kept."""
+    return run_dir / f"{name}.pid"
+
+
+def start(run_dir: Path, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> int:
+    """Start ARGV detached (own session), logging to RUN_DIR/NAME.log; record and return its pid."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / f"{name}.log", "ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    pid_file(run_dir, name).write_text(f"{proc.pid}\n")
+    log.debug("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
+    return proc.pid
+
+
+def read_pid(run_dir: Path, name: str) -> int | None:
+    """The recorded pid of NAME, if any."""
+    try:
+        return int(pid_file(run_dir, name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def running(run_dir: Path, name: str) -> int | None:
+    """The pid of NAME if it is running, else None."""
+    pid = read_pid(run_dir, name)
+    return pid if pid is not None and alive(pid) else None
+
+
+def stop(run_dir: Path, names: Sequence[str], timeout: float = 3.0) -> None:
+    """Stop the processes NAMES (SIGTERM, then SIGKILL after TIMEOUT); forget their pids."""
+    pids = [pid for name in names if (pid := running(run_dir, name)) is not None]
+    kill_pids(pids, timeout)
+    for name in names:
+        pid_file(run_dir, name).unlink(missing_ok=True)
+
+
+def wait_for(path: Path, timeout: float, pid: int | None = None) -> bool:
+    """Wait until PATH exists (False after TIMEOUT, or at once when process PID has died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        if pid is not None and not alive(pid):
+            return path.exists()
+        time.sleep(0.02)
+    return path.exists()
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of PID in KiB (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -1,0 +1,257 @@
+"""The lab's plan: names, addresses and generated text, as pure functions of the spec.
+
+Every name carries the lab's prefix so two labs and the host never collide: namespaces are
+`brl-<prefix>-master`, `brl-<prefix>-switch` and `brl-<prefix>-<node>`; the only link in the
+root namespace is the uplink veth end `brl-<prefix>-up` (at most 15 characters, the kernel's
+limit for link names).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from bramble.errors import BrambleError
+from bramble.spec import Spec, parse_spec
+
+STATE_ROOT = Path("/run/bramble-lab")
+DEFAULT_PREFIX = "lab"
+PREFIX_RE = re.compile(r"^[a-z0-9]{1,8}$")
+# Uplink /30s come from the carrier-grade NAT range, which a host rarely uses itself.
+UPLINK_POOL = IPv4Network("100.64.0.0/10")
+MAX_BUILTIN_NODES = 89  # fixed addresses .11 .. .99, below the spec's DHCP pool
+
+
+def check_prefix(prefix: str) -> str:
+    """PREFIX, if it is 1-8 lower-case letters or digits (link names must stay <= 15 chars)."""
+    if not PREFIX_RE.match(prefix):
+        raise BrambleError(
+            f"lab prefix {prefix!r} must be 1-8 lower-case letters or digits (e.g. 'lab')"
+        )
+    return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    """One lab node: its spec entry, namespace and switch port."""
+
+    name: str
+    mac: str
+    address: IPv4Address | None
+    netns: str
+    port: str  # the node's veth end in the switch namespace
+
+
+@dataclass(frozen=True, slots=True)
+class LabPlan:
+    """Everything the lab builds, named."""
+
+    prefix: str
+    state: Path
+    master_ns: str
+    switch_ns: str
+    bridge: str
+    master_port: str
+    uplink_root: str  # the uplink veth end in the root namespace
+    uplink_net: IPv4Network
+    cluster_if: str
+    uplink_if: str
+    nodes: tuple[NodePlan, ...]
+
+    @property
+    def uplink_host(self) -> IPv4Address:
+        """The root namespace's uplink address: the lab's 'internet'."""
+        return next(iter(self.uplink_net.hosts()))
+
+    @property
+    def uplink_master(self) -> IPv4Address:
+        """The master's uplink address."""
+        return list(self.uplink_net.hosts())[1]
+
+    def node(self, name: str) -> NodePlan:
+        """The node called NAME; BrambleError naming the lab's nodes otherwise."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        names = ", ".join(n.name for n in self.nodes)
+        raise BrambleError(f"lab has no node {name!r} (nodes: {names})")
+
+    def namespaces(self) -> list[str]:
+        """Every namespace of the lab, master first."""
+        return [self.master_ns, self.switch_ns, *(n.netns for n in self.nodes)]
+
+
+def ns_prefix(prefix: str) -> str:
+    """The start of every namespace name of the lab PREFIX."""
+    return f"brl-{prefix}-"
+
+
+def uplink_net(prefix: str, used: set[IPv4Network]) -> IPv4Network:
+    """A /30 of the carrier-grade NAT range for the lab PREFIX that overlaps nothing in USED.
+
+    Chosen from a hash of the prefix so a lab keeps its addresses across `up`s.
+    """
+    count = UPLINK_POOL.num_addresses // 4
+    start = zlib.crc32(prefix.encode()) % count
+    for step in range(count):
+        index = (start + step) % count
+        net = IPv4Network((int(UPLINK_POOL.network_address) + 4 * index, 30))
+        if not any(net.overlaps(other) for other in used):
+            return net
+    raise BrambleError("no free /30 in 100.64.0.0/10 for the lab's uplink")
+
+
+def plan(spec: Spec, prefix: str, used: set[IPv4Network]) -> LabPlan:
+    """The lab for SPEC under PREFIX, avoiding the root namespace's networks USED."""
+    check_prefix(prefix)
+    base = ns_prefix(prefix)
+    nodes = tuple(
+        NodePlan(
+            name=n.name,
+            mac=n.mac,
+            address=n.address,
+            netns=base + n.name,
+            port=f"n{i}",
+        )
+        for i, n in enumerate(spec.nodes)
+    )
+    return LabPlan(
+        prefix=prefix,
+        state=STATE_ROOT / prefix,
+        master_ns=base + "master",
+        switch_ns=base + "switch",
+        bridge="br0",
+        master_port="m0",
+        uplink_root=f"brl-{prefix}-up",
+        uplink_net=uplink_net(prefix, used),
+        cluster_if=spec.network.cluster_interface,
+        uplink_if=spec.network.uplink_interface,
+        nodes=nodes,
+    )
+
+
+def builtin_spec_text(nodes: int, *, interval: float = 1.0) -> str:
+    """The built-in lab spec: NODES nodes node-1..N with MACs 02:b7:... and fixed addresses."""
+    if not 1 <= nodes <= MAX_BUILTIN_NODES:
+        raise BrambleError(f"--nodes must be between 1 and {MAX_BUILTIN_NODES}")
+    lines = [
+        "# bramble lab: the built-in lab cluster",
+        "[telemetry]",
+        f"interval = {interval}",
+        "",
+    ]
+    for i in range(1, nodes + 1):
+        lines += [
+            "[[nodes]]",
+            f'name = "node-{i}"',
+            f'mac = "02:b7:00:00:{i // 256:02x}:{i % 256:02x}"',
+            f'address = "10.42.0.{10 + i}"',
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def builtin_spec(nodes: int) -> Spec:
+    """The built-in lab spec as a normal Spec, so the same render path applies."""
+    return parse_spec(builtin_spec_text(nodes), file="lab.toml")
+
+
+def lab_spec(spec: Spec, state: Path) -> Spec:
+    """SPEC as the lab's master runs it: only the history path moves into the lab's state."""
+    history = spec.history.model_copy(update={"path": str(state / "master" / "history.db")})
+    return spec.model_copy(update={"history": history})
+
+
+def export_dir(state: Path, export: str) -> Path:
+    """Where the lab keeps the share exported as EXPORT (a directory of the lab's state)."""
+    return state / "master" / "export" / export.strip("/")
+
+
+def adapt_dnsmasq(text: str, state: Path) -> str:
+    """The rendered dnsmasq config with its lease file moved into the lab's state.
+
+    The lab changes only paths; interface names match because the lab names the master's
+    interfaces as the spec does.
+    """
+    lease = state / "master" / "dnsmasq.leases"
+    return re.sub(r"(?m)^dhcp-leasefile=.*$", f"dhcp-leasefile={lease}", text)
+
+
+def ganesha_conf(spec: Spec, state: Path) -> str:
+    """nfs-ganesha config: NFSv4 only, each share exported with pseudo path = export path.
+
+    The kernel here has no NFS server, so the lab serves the shares with nfs-ganesha in the
+    foreground; RQUOTA, NLM and Kerberos are off, and grace is skipped so a fresh lab serves
+    at once.
+    """
+    parts = [
+        "NFS_CORE_PARAM { Protocols = 4; Enable_RQUOTA = false; Enable_NLM = false; }",
+        "NFS_KRB5 { Active_krb5 = false; }",
+        f'NFSv4 {{ Graceless = true; RecoveryBackend = "fs"; RecoveryRoot = "{state}/ganesha"; }}',
+    ]
+    for export_id, share in enumerate(spec.shares, start=1):
+        path = export_dir(state, share.export)
+        parts.append(
+            "EXPORT {\n"
+            f"  Export_Id = {export_id};\n"
+            f'  Path = "{path}";\n'
+            f'  Pseudo = "{share.export}";\n'
+            "  Access_Type = RW;\n"
+            "  Squash = No_Root_Squash;\n"
+            "  Protocols = 4;\n"
+            '  SecType = "sys";\n'
+            "  FSAL { Name = VFS; }\n"
+            "}"
+        )
+    return "\n".join(parts) + "\n"
+
+
+def udhcpc_script(node_dir: Path) -> str:
+    """The busybox udhcpc script: configure eth0, set the hostname from DHCP, write resolv.conf.
+
+    On `bound` it writes NODE_DIR/lease last, which tells the lab the node is on the network.
+    """
+    return f"""#!/bin/sh
+# bramble lab: udhcpc event script for one node
+case "$1" in
+deconfig)
+    ip -4 addr flush dev "$interface"
+    ip link set "$interface" up
+    rm -f {node_dir}/lease
+    ;;
+bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/${{mask:-24}}" dev "$interface"
+    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+    [ -n "$hostname" ] && hostname "$hostname"
+    {{
+        [ -n "$domain" ] && echo "search $domain"
+        for d in $dns; do echo "nameserver $d"; done
+    }} > {node_dir}/resolv.conf
+    echo "$ip $hostname" > {node_dir}/lease.tmp && mv {node_dir}/lease.tmp {node_dir}/lease
+    ;;
+esac
+exit 0
+"""
+
+
+def node_init_script(node: NodePlan, node_dir: Path, shares: list[tuple[Path, str]]) -> str:
+    """The shell run as a node's first process in its own UTS and mount namespaces.
+
+    The kernel has no NFS client, so each share appears at its mount point through a bind
+    mount of the master's export directory; a tmpfs over the parent keeps the host's tree
+    untouched. /etc/resolv.conf becomes the node's own file, written by udhcpc.
+    """
+    lines = ["set -e", "hostname localhost"]
+    lines.append(f": > {node_dir}/resolv.conf")
+    lines.append(f"mount --bind {node_dir}/resolv.conf /etc/resolv.conf")
+    for source, mount in shares:
+        parent = str(Path(mount).parent)
+        lines.append(f"mount -t tmpfs bramble-lab {parent} || true")
+        lines.append(f"mkdir -p {mount}")
+        lines.append(f"mount --bind {source} {mount}")
+    lines.append("exec sleep infinity")
+    return "\n".join(lines) + "\n"
