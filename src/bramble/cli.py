@@ -192,73 +192,91 @@ def nodes_list(spec: SpecOpt = None) -> None:
 # --- lab --------------------------------------------------------------------------------------
 
 
+LabPrefixOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prefix",
+        envvar="BRAMBLE_LAB_PREFIX",
+        help="Lab name: every namespace and link carries it (default: lab).",
+        show_default=False,
+    ),
+]
+
+
 @lab_app.command("up")
 def lab_up(
     nodes: Annotated[int | None, typer.Option(help="Nodes (default: the spec's).")] = None,
     spec: SpecOpt = None,
+    prefix: LabPrefixOpt = None,
+    port: Annotated[
+        int | None, typer.Option(help="Dashboard port on 127.0.0.1 (default: the spec's).")
+    ] = None,
 ) -> None:
     """Create the lab cluster (idempotent; cleans up a crashed lab first)."""
     from bramble.lab.commands import up
 
-    up(spec, nodes=nodes)
+    up(spec, nodes=nodes, prefix=prefix, port=port)
 
 
 @lab_app.command("status")
-def lab_status(spec: SpecOpt = None) -> None:
+def lab_status(spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
     """Show the lab's namespaces, daemons and checks."""
     from bramble.lab.commands import show_status
 
-    show_status(spec)
+    show_status(spec, prefix=prefix)
 
 
 @lab_app.command("down")
-def lab_down(spec: SpecOpt = None) -> None:
+def lab_down(spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
     """Remove every namespace, link, mount and process of the lab."""
     from bramble.lab.commands import down
 
-    down(spec)
+    if down(spec, prefix=prefix):
+        raise typer.Exit(1)
 
 
 @lab_app.command(
     "exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )
-def lab_exec(ctx: typer.Context, node: str, spec: SpecOpt = None) -> None:
+def lab_exec(
+    ctx: typer.Context, node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None
+) -> None:
     """Run a command inside a lab node: bramble lab exec NODE -- CMD..."""
     from bramble.lab.commands import exec_in
 
-    raise typer.Exit(exec_in(spec, node, list(ctx.args)))
+    raise typer.Exit(exec_in(spec, node, list(ctx.args), prefix=prefix))
 
 
 @lab_app.command("stop")
-def lab_stop(node: str, spec: SpecOpt = None) -> None:
+def lab_stop(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
     """Power a lab node off: its processes end and its link goes down."""
     from bramble.lab.commands import fault
 
-    fault(spec, node, "stop")
+    fault(spec, node, "stop", prefix=prefix)
 
 
 @lab_app.command("start")
-def lab_start(node: str, spec: SpecOpt = None) -> None:
+def lab_start(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
     """Power a lab node on again."""
     from bramble.lab.commands import fault
 
-    fault(spec, node, "start")
+    fault(spec, node, "start", prefix=prefix)
 
 
 @lab_app.command("cut")
-def lab_cut(node: str, spec: SpecOpt = None) -> None:
+def lab_cut(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
     """Pull a lab node's cable."""
     from bramble.lab.commands import fault
 
-    fault(spec, node, "cut")
+    fault(spec, node, "cut", prefix=prefix)
 
 
 @lab_app.command("heal")
-def lab_heal(node: str, spec: SpecOpt = None) -> None:
+def lab_heal(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
     """Plug a lab node's cable back in."""
     from bramble.lab.commands import fault
 
-    fault(spec, node, "heal")
+    fault(spec, node, "heal", prefix=prefix)
 
 
 # --- jobs -------------------------------------------------------------------------------------
