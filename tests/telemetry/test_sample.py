@@ -133,9 +133,9 @@ def test_sampler_reads_changes_in_kept_files(tmp_path: Path) -> None:
         sampler.sample()
         # Rewrite in place (same inode): the kept descriptor sees the new counters.
         text = (proc / "stat").read_text()
-        newer = text.replace(
-            "cpu  53712 0 18930 1462219", "cpu  53762 0 18930 1462269", 1
-        ).replace("cpu0 53712 0 18930 1462219", "cpu0 53712 0 18930 1462319", 1)
+        newer = text.replace("cpu  53712 0 18930 1462219", "cpu  53762 0 18930 1462269", 1).replace(
+            "cpu0 53712 0 18930 1462219", "cpu0 53712 0 18930 1462319", 1
+        )
         with open(proc / "stat", "r+") as f:
             f.write(newer)
         sample = sampler.sample()

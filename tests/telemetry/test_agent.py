@@ -1,0 +1,173 @@
+"""The real `bramble agent` on loopback multicast: datagrams, signatures, SIGTERM, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bramble.telemetry.agent import AgentConfig, _Outage, open_socket
+from bramble.telemetry.wire import decode
+from tests.telemetry.conftest import KEY, random_port
+
+GROUP = "224.0.0.251"
+
+
+def _receiver(port: int) -> socket.socket:
+    """A socket joined to the group on 127.0.0.1, as the master listens in a loopback setup."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((GROUP, port))
+    membership = socket.inet_aton(GROUP) + socket.inet_aton("127.0.0.1")
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+    sock.settimeout(10)
+    return sock
+
+
+def _agent(spec: Path, *args: str) -> subprocess.Popen[bytes]:
+    bramble = Path(sys.executable).parent / "bramble"
+    command = [str(bramble)] if bramble.exists() else [sys.executable, "-m", "bramble.cli"]
+    return subprocess.Popen(
+        [*command, "agent", "--spec", str(spec), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_agent_sends_signed_datagrams_then_exits_on_count(
+    spec_dir: tuple[Path, int],
+) -> None:
+    spec, port = spec_dir
+    with _receiver(port) as rx:
+        agent = _agent(spec, "--node-name", "node-7", "--count", "5", "--boot-id", "42")
+        packets = []
+        try:
+            for _ in range(5):
+                data, _address = rx.recvfrom(2048)
+                packets.append(decode(data, {"k1": KEY}, allow_unsigned=False, source="x"))
+            assert agent.wait(timeout=20) == 0
+        finally:
+            agent.kill()
+            agent.wait()
+    # seq counts up by one; it starts high (ms since boot) so a restarted agent stays newer.
+    first = packets[0].seq
+    assert [p.seq for p in packets] == [first, first + 1, first + 2, first + 3, first + 4]
+    for packet in packets:
+        assert packet.signed and packet.key_id == "k1"
+        assert packet.node == "node-7"
+        assert packet.boot == 42
+        assert packet.interval == 0.05
+        assert abs(packet.ts - time.time()) < 30
+        assert packet.sample.meminfo["MemTotal"] > 0
+        assert 0 <= packet.sample.cpuusage <= 1
+        assert len(packet.sample.cores) == os.cpu_count()
+    # A monotonic schedule: five samples 0.05 s apart take about 0.2 s, not much more.
+    assert packets[-1].ts - packets[0].ts == pytest.approx(0.2, abs=0.15)
+
+
+def test_lean_process_is_small_and_exits_0_on_sigterm(spec_dir: tuple[Path, int]) -> None:
+    spec, port = spec_dir
+    with _receiver(port) as rx:
+        agent = _agent(spec)
+        try:
+            rx.recvfrom(2048)
+            status = Path(f"/proc/{agent.pid}/status").read_text()
+            cmdline = Path(f"/proc/{agent.pid}/cmdline").read_bytes().split(b"\0")
+            rss_kib = int(status.split("VmRSS:")[1].split()[0])
+            start = time.monotonic()
+            agent.send_signal(signal.SIGTERM)
+            code = agent.wait(timeout=10)
+            stopped_in = time.monotonic() - start
+        finally:
+            agent.kill()
+            agent.wait()
+    assert code == 0
+    assert stopped_in < 2
+    # The exec'd lean process: no pydantic or typer, and the key is not on its command line.
+    assert b"-S" in cmdline
+    assert KEY.hex().encode() not in b" ".join(cmdline)
+    assert rss_kib < 40 * 1024, f"lean agent uses {rss_kib} KiB"
+
+
+def test_sigterm_is_prompt_with_a_long_interval(spec_dir: tuple[Path, int]) -> None:
+    spec, port = spec_dir
+    with _receiver(port) as rx:
+        agent = _agent(spec, "--interval", "30")
+        try:
+            rx.recvfrom(2048)
+            start = time.monotonic()
+            agent.send_signal(signal.SIGINT)
+            code = agent.wait(timeout=10)
+        finally:
+            agent.kill()
+            agent.wait()
+    assert code == 0
+    assert time.monotonic() - start < 2
+
+
+def test_bad_spec_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    spec = tmp_path / "bramble.toml"
+    spec.write_text("[telemetry]\ninterval = -1\n")
+    agent = _agent(spec, "--count", "1")
+    _out, err = agent.communicate(timeout=60)
+    assert agent.returncode == 2
+    assert b"interval" in err
+    assert b"Traceback" not in err
+
+
+def test_too_long_node_name_fails_before_sending(spec_dir: tuple[Path, int]) -> None:
+    spec, _port = spec_dir
+    agent = _agent(spec, "--node-name", "n" * 100, "--count", "1")
+    _out, err = agent.communicate(timeout=60)
+    assert agent.returncode == 2
+    assert b"node name" in err
+
+
+def test_unreachable_unicast_target_is_logged_once(tmp_path: Path) -> None:
+    # A lean agent run directly: its group send works, the unicast target cannot be reached.
+    secrets = tmp_path / "bramble.secrets.toml"
+    secrets.write_text(f'[telemetry]\nkey_id = "k1"\nkey = "{KEY.hex()}"\n')
+    port = random_port()
+    agent = subprocess.run(
+        [sys.executable, "-S", "-m", "bramble.telemetry.agent", "--node", "n1",
+         "--group", GROUP, "--port", str(port), "--interval", "0.02", "--interface", "127.0.0.1",
+         "--secrets", str(secrets), "--unicast", "192.0.2.1:1", "--count", "10"],
+        capture_output=True, timeout=60, env={**os.environ, "PYTHONPATH": _src()},
+    )  # fmt: skip
+    assert agent.returncode == 0, agent.stderr
+    assert agent.stderr.count(b"cannot send") <= 1
+
+
+def _src() -> str:
+    import bramble
+
+    return str(Path(bramble.__file__).parent.parent)
+
+
+def test_outage_is_reported_once_and_recovery_once(capfd: pytest.CaptureFixture[str]) -> None:
+    outage = _Outage()
+    for t in range(100):
+        outage.failure(float(t), OSError(101, "Network is unreachable"), ("10.0.0.1", 6000))
+    outage.success(100.0)
+    outage.success(101.0)
+    err = capfd.readouterr().err
+    assert err.count("cannot send to 10.0.0.1:6000") == 1
+    assert err.count("sending again after 100.0 s (100 sends failed)") == 1
+
+
+def test_socket_options_follow_the_spec() -> None:
+    sock = open_socket(AgentConfig("n", GROUP, 6000, 1.0, interface="127.0.0.1", ttl=3))
+    try:
+        assert sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL) == 3
+        assert sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP) == 1
+        assert socket.inet_ntoa(sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, 4)) == (
+            "127.0.0.1"
+        )
+    finally:
+        sock.close()
