@@ -197,12 +197,16 @@ def test_static_lease_hostname_and_dns(served: tuple[Spec, str, str], tmp_path: 
     server = str(spec.network.master_address)
     assert _dns(client, spec.fqdn(node.name), server) == str(node.address)
     assert _dns(client, spec.fqdn(spec.master.name), server) == server
+    # the master recorded the lease where the rendered dhcp-leasefile line points
+    leases = (tmp_path / "leases").read_text()
+    assert f"{node.mac} {node.address} {node.name}" in leases
+    assert master.startswith("brprov-")
 
 
 def test_dynamic_node_gets_pool_address_and_its_name_resolves(
     served: tuple[Spec, str, str], tmp_path: Path
 ) -> None:
-    spec, master, client = served
+    spec, _master, client = served
     node = next(n for n in spec.nodes if n.address is None)
     lease = _lease(client, node.mac, tmp_path)
     address = ipaddress.IPv4Address(lease["ip"])
@@ -214,7 +218,7 @@ def test_dynamic_node_gets_pool_address_and_its_name_resolves(
 def test_unknown_mac_gets_a_pool_address_but_no_node_name(
     served: tuple[Spec, str, str], tmp_path: Path
 ) -> None:
-    spec, master, client = served
+    spec, _master, client = served
     lease = _lease(client, "02:00:00:aa:bb:cc", tmp_path)
     address = ipaddress.IPv4Address(lease["ip"])
     assert spec.network.dhcp_start <= address <= spec.network.dhcp_end
