@@ -1,0 +1,128 @@
+"""Test helpers: a real spec on disk, free ports, real bramble processes, polling."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bramble.init import secrets_text
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_spec(
+    directory: Path,
+    *,
+    nodes: int = 3,
+    interval: float = 0.2,
+    stale_after: float = 3,
+    down_after: float = 8,
+    extra: str = "",
+) -> Path:
+    """A loopback spec (random ports) and its secrets in DIRECTORY; returns the spec path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "[telemetry]",
+        'interface = "127.0.0.1"',
+        f"port = {free_port(socket.SOCK_DGRAM)}",
+        f"interval = {interval}",
+        f"stale_after = {stale_after}",
+        f"down_after = {down_after}",
+        "",
+        "[dashboard]",
+        'bind = "127.0.0.1"',
+        f"port = {free_port()}",
+        "",
+        "[history]",
+        f'path = "{directory / "history.db"}"',
+        "",
+        "[jobs]",
+        "tls = false",
+        "",
+        extra,
+    ]
+    for i in range(1, nodes + 1):
+        lines += ["[[nodes]]", f'name = "node-{i}"', f'mac = "02:b7:00:00:00:{i:02x}"', ""]
+    spec = directory / "bramble.toml"
+    spec.write_text("\n".join(lines))
+    secrets = directory / "bramble.secrets.toml"
+    secrets.write_text(secrets_text())
+    secrets.chmod(0o600)
+    return spec
+
+
+class Processes:
+    """Starts `bramble ...` processes and makes sure none outlives the test."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bramble", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.stop(name, timeout=5)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
+    """Poll CHECK until it returns something truthy; fail the test saying WHAT otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def api(base: str, path: str) -> Any:
+    response = httpx.get(base + path, timeout=5)
+    response.raise_for_status()
+    return response.json()

@@ -1,0 +1,121 @@
+"""Node table rules, with time passed in."""
+
+from __future__ import annotations
+
+import pytest
+
+from bramble.master.nodes import DOWN, STALE, UP, NodeTable
+from bramble.telemetry.wire import Packet, Rejected, Sample
+
+SAMPLE = Sample(1000, 40.0, 0.5, (1.0, 1.0, 1.0), {"MemTotal": 100}, net={"eth0": (1000, 2000)})
+T0 = 1_800_000_000.0
+
+
+def packet(node: str = "n1", boot: int = 100, seq: int = 1, ts: float = T0, **kw: object) -> Packet:
+    sample = kw.pop("sample", SAMPLE)
+    return Packet(node, boot, seq, ts, 1.0, sample, bool(kw.get("signed", True)), "k1")  # type: ignore[arg-type]
+
+
+def kinds(changes: list) -> list[str]:  # type: ignore[type-arg]
+    return [c.kind for c in changes]
+
+
+def test_new_node_is_up_and_announced() -> None:
+    table = NodeTable()
+    assert kinds(table.accept(packet(), T0, "10.42.0.11")) == ["new"]
+    view = table.view("n1", T0)
+    assert view is not None
+    assert view["status"] == UP and view["address"] == "10.42.0.11"
+    assert view["sample"]["cpuusage"] == 0.5 and view["first_seen"] == T0
+
+
+def test_replay_window() -> None:
+    table = NodeTable()
+    table.accept(packet(seq=5), T0)
+    for old in (5, 4, 1):
+        with pytest.raises(Rejected) as caught:
+            table.accept(packet(seq=old, ts=T0 + 1), T0 + 1)
+        assert caught.value.reason == "replay"
+    assert table.accept(packet(seq=6, ts=T0 + 1), T0 + 1) == []
+    # an older boot with an older clock is a replay of a previous run
+    with pytest.raises(Rejected):
+        table.accept(packet(boot=99, seq=50, ts=T0 - 5), T0 + 2)
+
+
+def test_stale_then_down_then_up_again() -> None:
+    table = NodeTable(stale_after=3, down_after=10)
+    table.accept(packet(), T0)
+    assert table.tick(T0 + 2.9) == []
+    assert kinds(table.tick(T0 + 3.1)) == [STALE]
+    assert table.tick(T0 + 5) == []
+    assert kinds(table.tick(T0 + 10.1)) == [DOWN]
+    assert table.counts(T0 + 11) == {UP: 0, STALE: 0, DOWN: 1}
+    assert kinds(table.accept(packet(seq=2, ts=T0 + 12), T0 + 12)) == [UP]
+    assert table.view("n1", T0 + 12)["status"] == UP  # type: ignore[index]
+
+
+def test_thresholds_scale_with_the_node_interval() -> None:
+    table = NodeTable(stale_after=3, down_after=10)
+    slow = Packet("slow", 1, 1, T0, 5.0, SAMPLE, True, "k1")
+    table.accept(slow, T0)
+    assert table.tick(T0 + 14) == []
+    assert kinds(table.tick(T0 + 16)) == [STALE]
+
+
+def test_new_boot_is_a_reboot_event() -> None:
+    table = NodeTable()
+    table.accept(packet(boot=100, seq=900), T0)
+    changes = table.accept(packet(boot=200, seq=1, ts=T0 + 30), T0 + 30)
+    assert kinds(changes) == ["rebooted"]
+    assert table.view("n1", T0 + 30)["rebooted_at"] == T0 + 30  # type: ignore[index]
+    # a board without a clock may come back with a smaller boot id but a later time
+    changes = table.accept(packet(boot=150, seq=1, ts=T0 + 60), T0 + 60)
+    assert kinds(changes) == ["rebooted"]
+
+
+def test_down_node_coming_back_after_reboot() -> None:
+    table = NodeTable()
+    table.accept(packet(), T0)
+    table.tick(T0 + 20)
+    assert kinds(table.accept(packet(boot=300, seq=1, ts=T0 + 40), T0 + 40)) == ["rebooted", UP]
+
+
+def test_network_rates_from_consecutive_samples() -> None:
+    table = NodeTable()
+    table.accept(packet(), T0)
+    later = SAMPLE._replace(net={"eth0": (3000, 2500)})
+    table.accept(packet(seq=2, ts=T0 + 2, sample=later), T0 + 2)
+    assert table.view("n1", T0 + 2)["rates"] == {"net_rx": 1000.0, "net_tx": 250.0}  # type: ignore[index]
+    reset = SAMPLE._replace(net={"eth0": (10, 10)})  # counters went back: no negative rate
+    table.accept(packet(seq=3, ts=T0 + 3, sample=reset), T0 + 3)
+    assert table.view("n1", T0 + 3)["rates"] == {"net_rx": 0.0, "net_tx": 0.0}  # type: ignore[index]
+
+
+def test_bounded_table_evicts_down_nodes_first() -> None:
+    table = NodeTable(max_nodes=2)
+    table.accept(packet("a"), T0)
+    table.accept(packet("b"), T0 + 5)
+    with pytest.raises(Rejected) as caught:
+        table.accept(packet("c", ts=T0 + 6), T0 + 6)
+    assert caught.value.reason == "too_many_nodes"
+    # once 'a' is down, a new node takes its place
+    assert kinds(table.accept(packet("c", ts=T0 + 12), T0 + 12)) == ["new"]
+    assert sorted(table.nodes) == ["b", "c"]
+
+
+def test_dirty_names_are_drained_once() -> None:
+    table = NodeTable()
+    table.accept(packet("b"), T0)
+    table.accept(packet("a"), T0)
+    assert table.drain_dirty() == ["a", "b"]
+    assert table.drain_dirty() == []
+
+
+def test_unsigned_legacy_packets_skip_the_replay_window() -> None:
+    table = NodeTable(default_interval=1.0)
+    legacy = Packet("10.42.0.50", 0, 0, T0, 0.0, SAMPLE, False, None)
+    table.accept(legacy, T0)
+    table.accept(legacy._replace(ts=T0 + 1), T0 + 1)
+    assert table.view("10.42.0.50", T0 + 1)["interval"] == 1.0  # type: ignore[index]
+    table.rename("10.42.0.50", "oldpi")
+    assert "oldpi" in table.nodes and "10.42.0.50" not in table.nodes
