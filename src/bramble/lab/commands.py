@@ -177,7 +177,7 @@ def up(
     spec = topology.lab_spec(spec, state)
     path = _write_spec(spec, secrets, state)
     secrets = load_secrets(path)
-    http_port = _free_port(port or spec.dashboard.port)
+    http_port = _free_port(spec.dashboard.port if port is None else port)
     url = f"http://127.0.0.1:{http_port}/"
     _state_file(state).write_text(
         json.dumps({"spec": str(path), "uplink": str(plan.uplink_net), "url": url})

@@ -28,13 +28,14 @@ TOOLS = {
     "nsenter": "util-linux",
     "unshare": "util-linux",
 }
-GANESHA_VFS = "/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so"
 
 
-def missing_tool() -> MissingToolError | None:
-    """The first system tool the lab needs that is not installed, as an error; else None."""
+def missing_tool(search: str | None = None) -> MissingToolError | None:
+    """The first system tool the lab needs that is not on SEARCH (default: $PATH and sbin)."""
+    if search is None:
+        search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     for tool, package in TOOLS.items():
-        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+        if shutil.which(tool, path=search) is None:
             return MissingToolError(tool, package)
     return None
 

@@ -1,0 +1,324 @@
+"""A real three-node lab, end to end: DHCP, DNS, NAT, NFS, telemetry, faults, teardown (root)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bramble.init import secrets_text
+from bramble.lab import commands, netns
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+if os.geteuid() != 0:
+    pytest.skip("the lab needs root (network namespaces)", allow_module_level=True)
+if (missing := netns.missing_tool()) is not None:
+    pytest.skip(f"lab tool missing: {missing}", allow_module_level=True)
+
+INTERVAL = 0.25
+DOWN_AFTER = 6  # intervals: down 1.5 s after the last datagram
+SPEC = f"""
+[telemetry]
+interval = {INTERVAL}
+stale_after = 2
+down_after = {DOWN_AFTER}
+
+[[nodes]]
+name = "alpha"
+mac = "02:b7:aa:00:00:01"
+address = "10.42.0.21"
+
+[[nodes]]
+name = "beta"
+mac = "02:b7:aa:00:00:02"
+address = "10.42.0.22"
+
+[[nodes]]
+name = "gamma"
+mac = "02:b7:aa:00:00:03"
+address = "10.42.0.23"
+"""
+
+
+def bramble(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bramble", *args], capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bramble {' '.join(args)}: {proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@dataclass
+class Running:
+    prefix: str
+    lab: commands.Lab
+    up_done: float
+    up_output: str
+
+    def api(self, path: str) -> Any:
+        return httpx.get(self.lab.url.rstrip("/") + path, timeout=5).json()
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        return {n["name"]: n for n in self.api("/api/nodes")}
+
+    def exec(self, node: str, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        return bramble(
+            "lab", "exec", node, "--prefix", self.prefix, "--", *argv, check=False, timeout=timeout
+        )
+
+    def wait(self, check: Any, timeout: float) -> float:
+        """Seconds until CHECK() is true; AssertionError after TIMEOUT."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            try:
+                if check():
+                    return time.monotonic() - start
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not true within {timeout} s: {self.nodes()}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    prefix = "t" + secrets.token_hex(3)
+    directory = tmp_path_factory.mktemp("lab")
+    (directory / "bramble.toml").write_text(SPEC)
+    (directory / "bramble.secrets.toml").write_text(secrets_text())
+    (directory / "bramble.secrets.toml").chmod(0o600)
+    try:
+        out = bramble(
+            "lab",
+            "up",
+            "--spec",
+            str(directory / "bramble.toml"),
+            "--prefix",
+            prefix,
+            "--port",
+            "0",
+        )
+        done = time.monotonic()
+        yield Running(prefix, commands.load_lab(prefix), done, out.stdout)
+    finally:
+        down = bramble("lab", "down", "--prefix", prefix, check=False)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert commands.leftovers(prefix) == []
+
+
+def test_every_node_is_up_on_the_api_within_5_s(lab: Running) -> None:
+    names = {"alpha", "beta", "gamma"}
+
+    def all_up() -> bool:
+        nodes = lab.nodes()
+        return names <= set(nodes) and all(nodes[n]["status"] == "up" for n in names)
+
+    waited = lab.wait(all_up, 10)
+    assert time.monotonic() - lab.up_done <= 5.0, f"all up {waited:.2f} s after polling began"
+    assert "nfs-cat: ok" in lab.up_output
+
+
+def test_each_node_gets_its_spec_address_and_hostname_by_dhcp(lab: Running) -> None:
+    for node in lab.lab.spec.nodes:
+        assert commands.node_address(lab.lab, node.name) == str(node.address)
+        out = lab.exec(node.name, "hostname")
+        assert out.stdout.strip() == node.name
+        assert lab.nodes()[node.name]["address"] == str(node.address)
+
+
+def test_a_node_resolves_another_through_the_masters_dns(lab: Running) -> None:
+    out = lab.exec("alpha", "getent", "hosts", "gamma")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "10.42.0.23"
+    fqdn = lab.exec("beta", "getent", "hosts", "alpha.cluster")
+    assert fqdn.stdout.split()[0] == "10.42.0.21"
+
+
+def test_a_node_reaches_the_root_namespace_through_nat(lab: Running) -> None:
+    host = str(lab.lab.plan.uplink_host)
+    listener = socket.create_server((host, 0))
+    port = listener.getsockname()[1]
+    seen: list[tuple[str, bytes]] = []
+
+    def accept() -> None:
+        listener.settimeout(15)
+        conn, peer = listener.accept()
+        with conn:
+            seen.append((peer[0], conn.recv(100)))
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    code = f"import socket; socket.create_connection(('{host}', {port}), 5).sendall(b'hello')"
+    out = lab.exec("beta", sys.executable, "-c", code)
+    thread.join(20)
+    listener.close()
+    assert out.returncode == 0, out.stderr
+    # Masqueraded: the root namespace sees the master's uplink address, not the node's.
+    assert seen == [(str(lab.lab.plan.uplink_master), b"hello")]
+
+
+def test_nothing_in_the_root_namespace_reaches_a_node_unasked(lab: Running) -> None:
+    port = 20000 + secrets.randbelow(40000)
+    code = (
+        "import socket,time; s=socket.create_server(('0.0.0.0', %d)); s.settimeout(20);"
+        "c,_=s.accept(); c.sendall(b'x'); time.sleep(0.2)" % port
+    )
+    holder = commands.daemons.running(lab.lab.plan.state / "run", "gamma.init")
+    assert holder is not None
+    server = subprocess.Popen(commands.daemons.in_node(holder, [sys.executable, "-c", code]))
+    plan = lab.lab.plan
+    route = [
+        "ip",
+        "route",
+        "add",
+        "10.42.0.23/32",
+        "via",
+        str(plan.uplink_master),
+        "dev",
+        plan.uplink_root,
+    ]
+    try:
+        time.sleep(1.0)
+        with pytest.raises(OSError):
+            socket.create_connection(("10.42.0.23", port), 1.5).close()
+        # Even with a route to the cluster, the master's forward chain drops it.
+        subprocess.run(route, check=True)
+        with pytest.raises(OSError):
+            socket.create_connection(("10.42.0.23", port), 1.5).close()
+        # The listener is real: the master, on the cluster LAN, reaches it.
+        reach = netns.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                plan.master_ns,
+                sys.executable,
+                "-c",
+                f"import socket; print(socket.create_connection(('10.42.0.23', {port}), 5).recv(1))",
+            ]
+        )
+        assert "b'x'" in reach
+    finally:
+        subprocess.run(["ip", "route", "del", "10.42.0.23/32"], check=False, capture_output=True)
+        server.kill()
+        server.wait()
+
+
+def test_a_node_reads_the_nfs_export_with_nfs_cat(lab: Running) -> None:
+    export = commands.topology.export_dir(lab.lab.plan.state, "/srv/jobs")
+    (export / "hello.txt").write_text("from the master\n")
+    out = lab.exec("gamma", "nfs-cat", "nfs://10.42.0.1/srv/jobs/hello.txt?version=4")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "from the master\n"
+    # The same directory at /mnt/jobs in the node's own mount namespace.
+    assert lab.exec("alpha", "cat", "/mnt/jobs/hello.txt").stdout == "from the master\n"
+    status = bramble("lab", "status", "--prefix", lab.prefix).stdout
+    assert status.count("nfs-cat ok") == 3
+
+
+def _events(lab: Running, node: str, kind: str, since: float) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in lab.api("/api/changes?limit=500")
+        if c["node"] == node and c["kind"] == kind and c["ts"] >= since
+    ]
+
+
+def test_stop_then_start_is_down_then_up_with_a_reboot(lab: Running) -> None:
+    before = lab.nodes()["gamma"]["boot"]
+    t0 = time.time()
+    bramble("lab", "stop", "gamma", "--prefix", lab.prefix)
+    threshold = INTERVAL * DOWN_AFTER
+    waited = lab.wait(lambda: lab.nodes()["gamma"]["status"] == "down", threshold + 3)
+    assert waited <= threshold + 2.0
+    assert lab.exec("gamma", "hostname").stdout.strip() == "localhost"
+    t1 = time.time()
+    bramble("lab", "start", "gamma", "--prefix", lab.prefix)
+    lab.wait(lambda: lab.nodes()["gamma"]["status"] == "up", 5)
+    assert lab.nodes()["gamma"]["boot"] > before
+    lab.wait(lambda: _events(lab, "gamma", "rebooted", t1), 3)
+    assert _events(lab, "gamma", "down", t0)
+
+
+def test_cut_then_heal_is_down_then_up_without_a_reboot(lab: Running) -> None:
+    before = lab.nodes()["beta"]["boot"]
+    t0 = time.time()
+    bramble("lab", "cut", "beta", "--prefix", lab.prefix)
+    lab.wait(lambda: lab.nodes()["beta"]["status"] == "down", INTERVAL * DOWN_AFTER + 3)
+    assert "cable cut" in bramble("lab", "status", "--prefix", lab.prefix).stdout
+    bramble("lab", "heal", "beta", "--prefix", lab.prefix)
+    lab.wait(lambda: lab.nodes()["beta"]["status"] == "up", 5)
+    assert lab.nodes()["beta"]["boot"] == before
+    assert not _events(lab, "beta", "rebooted", t0)
+
+
+def test_master_restart_keeps_history_and_nodes_come_back(lab: Running) -> None:
+    time.sleep(1.5)  # let the history writer flush some samples
+    started = lab.api("/api/stats")["started"]
+    before = lab.api("/api/nodes/alpha/history?metric=cpuusage&since=-3600&step=1")["points"]
+    assert before
+    bramble("lab", "stop", "master", "--prefix", lab.prefix)
+    with pytest.raises(httpx.HTTPError):
+        lab.api("/api/nodes")
+    bramble("lab", "start", "master", "--prefix", lab.prefix)
+    names = {"alpha", "beta", "gamma"}
+    lab.wait(
+        lambda: (
+            all(n["status"] == "up" for n in lab.nodes().values()) and set(lab.nodes()) >= names
+        ),
+        15,
+    )
+    assert lab.api("/api/stats")["started"] > started
+    after = lab.api("/api/nodes/alpha/history?metric=cpuusage&since=-3600&step=1")["points"]
+    assert after and after[0][0] <= before[0][0] + 1.0
+
+
+def test_down_after_a_killed_up_leaves_nothing(tmp_path: Path) -> None:
+    prefix = "k" + secrets.token_hex(3)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bramble",
+            "lab",
+            "up",
+            "--nodes",
+            "3",
+            "--prefix",
+            prefix,
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("nodes:"):  # half-way: network and master up, nodes booting
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert any(ns.startswith(f"brl-{prefix}-") for ns in netns.namespaces())
+    finally:
+        down = bramble("lab", "down", "--prefix", prefix, check=False)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "nothing left" in down.stdout
+    assert commands.leftovers(prefix) == []
+    assert not any(ns.startswith(f"brl-{prefix}-") for ns in netns.namespaces())
