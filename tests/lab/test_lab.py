@@ -176,8 +176,8 @@ def test_a_node_reaches_the_root_namespace_through_nat(lab: Running) -> None:
 def test_nothing_in_the_root_namespace_reaches_a_node_unasked(lab: Running) -> None:
     port = 20000 + secrets.randbelow(40000)
     code = (
-        "import socket,time; s=socket.create_server(('0.0.0.0', %d)); s.settimeout(20);"
-        "c,_=s.accept(); c.sendall(b'x'); time.sleep(0.2)" % port
+        f"import socket,time; s=socket.create_server(('0.0.0.0', {port})); s.settimeout(20);"
+        "c,_=s.accept(); c.sendall(b'x'); time.sleep(0.2)"
     )
     holder = commands.daemons.running(lab.lab.plan.state / "run", "gamma.init")
     assert holder is not None
@@ -210,7 +210,8 @@ def test_nothing_in_the_root_namespace_reaches_a_node_unasked(lab: Running) -> N
                 plan.master_ns,
                 sys.executable,
                 "-c",
-                f"import socket; print(socket.create_connection(('10.42.0.23', {port}), 5).recv(1))",
+                "import socket; "
+                f"print(socket.create_connection(('10.42.0.23', {port}), 5).recv(1))",
             ]
         )
         assert "b'x'" in reach
