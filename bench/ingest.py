@@ -1,0 +1,176 @@
+"""Collector ingest: signed datagrams from 100 node identities at fixed rates, to a real master.
+
+For each rate the datagrams are made beforehand (each with its own seq and the timestamp of
+its planned send time, so they pass the replay and clock windows), then sent paced in 1 ms
+batches over loopback multicast for the run's length. Reported per rate: datagrams sent,
+the fraction the master accepted (from its /api/stats), and the master's CPU use.
+
+    python bench/ingest.py [--seconds 10] [--rates 1000,5000,10000,20000,50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bramble.demo import free_port, local_spec_text
+from bramble.init import secrets_text
+from bramble.spec import load_secrets, load_spec
+from bramble.telemetry.wire import Sample, encode
+
+IDENTITIES = 100
+SAMPLE = Sample(
+    cpufreq=1500,
+    cputemp=51.2,
+    cpuusage=0.37,
+    loadavg=(0.61, 0.55, 0.49),
+    meminfo={
+        "MemTotal": 3884088, "MemFree": 2740512, "MemAvailable": 3311240, "Buffers": 61440,
+        "Cached": 601236, "SwapTotal": 102396, "SwapFree": 102396,
+    },
+    cores=(0.41, 0.33, 0.38, 0.36),
+    disk={"total": 31_000_000_000, "used": 4_200_000_000, "free": 25_500_000_000},
+    net={"eth0": (123_456_789, 98_765_432)},
+    uptime=86_400.0,
+)  # fmt: skip
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process PID."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of PID in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def make_datagrams(rate: int, seconds: float, start: float, key: bytes, key_id: str) -> list[bytes]:
+    """RATE x SECONDS datagrams, round-robin over the identities, stamped with their send time."""
+    total = int(rate * seconds)
+    seqs = [0] * IDENTITIES
+    out = []
+    for i in range(total):
+        node = i % IDENTITIES
+        seqs[node] += 1
+        out.append(
+            encode(
+                SAMPLE,
+                node=f"bench-{node:03d}",
+                boot=1_700_000_000,
+                seq=int(start * 1000) + seqs[node],
+                ts=start + i / rate,
+                interval=1.0,
+                key=key,
+                key_id=key_id,
+            )
+        )
+    return out
+
+
+def send_paced(datagrams: list[bytes], rate: int, target: tuple[str, int]) -> float:
+    """Send DATAGRAMS at RATE per second in 1 ms batches; return the seconds it took."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    sendto = sock.sendto
+    begin = time.perf_counter()
+    sent = 0
+    total = len(datagrams)
+    while sent < total:
+        due = min(total, int((time.perf_counter() - begin) * rate) + 1)
+        while sent < due:
+            try:
+                sendto(datagrams[sent], target)
+            except BlockingIOError:
+                continue
+            sent += 1
+        time.sleep(0.001)
+    sock.close()
+    return time.perf_counter() - begin
+
+
+def stats(base: str) -> dict[str, object]:
+    response = httpx.get(f"{base}/api/stats", timeout=10)
+    response.raise_for_status()
+    data: dict[str, object] = response.json()
+    return data
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rates", default="1000,5000,10000,20000,50000")
+    args = parser.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="bramble-bench-ingest-") as tmp:
+        state = Path(tmp)
+        http_port = free_port()
+        spec_path = state / "bramble.toml"
+        spec_path.write_text(local_spec_text(0, http_port, free_port(socket.SOCK_DGRAM), state))
+        (state / "bramble.secrets.toml").write_text(secrets_text())
+        spec = load_spec(spec_path)
+        secrets = load_secrets(spec_path)
+        target = (str(spec.telemetry.group), spec.telemetry.port)
+        base = f"http://127.0.0.1:{http_port}"
+        log = open(state / "master.log", "wb")  # noqa: SIM115
+        master = subprocess.Popen(
+            [sys.executable, "-m", "bramble", "master", "--spec", str(spec_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    stats(base)
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline or master.poll() is not None:
+                        print((state / "master.log").read_text(), file=sys.stderr)
+                        return 1
+                    time.sleep(0.2)
+            print(f"{'rate/s':>8} {'sent':>8} {'accepted':>9} {'fraction':>9} "
+                  f"{'rejected':>9} {'master CPU':>10} {'RSS MiB':>8}")  # fmt: skip
+            for rate in rates:
+                start = time.time() + 2 + rate * args.seconds / 60_000  # after making them
+                datagrams = make_datagrams(
+                    rate, args.seconds, start, secrets.telemetry_key, secrets.telemetry_key_id
+                )
+                while time.time() < start:
+                    time.sleep(0.001)
+                before = stats(base)
+                cpu0 = cpu_seconds(master.pid)
+                wall = send_paced(datagrams, rate, target)
+                time.sleep(1.0)  # let the receive buffer drain
+                cpu = cpu_seconds(master.pid) - cpu0
+                after = stats(base)
+                accepted = int(after["accepted"]) - int(before["accepted"])  # type: ignore[call-overload]
+                rejected = sum(after["rejected"].values()) - sum(before["rejected"].values())  # type: ignore[attr-defined]
+                print(
+                    f"{rate:>8} {len(datagrams):>8} {accepted:>9} "
+                    f"{accepted / len(datagrams):>9.4%} {rejected:>9} "
+                    f"{cpu / (wall + 1.0):>10.0%} {rss_mib(master.pid):>8.1f}",
+                    flush=True,
+                )
+        finally:
+            master.terminate()
+            master.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
