@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from jobs_cluster import EXAMPLES
 
 from bramble.errors import BrambleError
 from bramble.jobs.hosts import Host
+from bramble.jobs.launcher import namespace_of, write_script
 from bramble.jobs.mpirun import run_mpirun
 
 pytestmark = pytest.mark.slow
@@ -37,3 +41,30 @@ def test_more_ranks_than_slots_is_refused() -> None:
         run_mpirun(hosts, ["true"], n=3)
     with pytest.raises(BrambleError, match="no live nodes"):
         run_mpirun([], ["true"])
+
+
+@pytest.mark.root
+def test_netns_launcher_runs_the_command_in_the_namespace_of_the_address(
+    tmp_path: Path,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    ns = f"brjt{os.getpid() % 100000}"
+    addr = f"10.{os.getpid() % 200 + 20}.77.5"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", ns, "addr", "add", f"{addr}/32", "dev", "lo"], check=True)
+        assert namespace_of(addr) == ns
+        script = write_script(tmp_path)
+        out = subprocess.run(
+            [str(script), addr, "ip", "netns", "identify", ";", "echo", "ok"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert out.split() == [ns, "ok"]
+        with pytest.raises(BrambleError, match="no network namespace holds"):
+            namespace_of("10.255.255.254")
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], check=False)

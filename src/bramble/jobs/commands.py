@@ -233,6 +233,9 @@ def register(app: typer.Typer, spec_opt: Any = None) -> None:
         launcher: Annotated[
             str | None, typer.Option(help="Remote launcher instead of ssh (plm_rsh_agent).")
         ] = None,
+        netns: Annotated[
+            bool, typer.Option(help="Start ranks in the lab node's network namespace.")
+        ] = False,
     ) -> None:
         """Run an MPI program across the live nodes: bramble mpirun [-n N] -- PROG..."""
         from bramble.jobs.hosts import live_nodes
@@ -242,7 +245,9 @@ def register(app: typer.Typer, spec_opt: Any = None) -> None:
         if args and args[0] == "--":
             args = args[1:]
         config = load_config(spec)
-        raise typer.Exit(run_mpirun(live_nodes(config.master_url), args, n=n, launcher=launcher))
+        raise typer.Exit(
+            run_mpirun(live_nodes(config.master_url), args, n=n, launcher=launcher, netns=netns)
+        )
 
     @app.command()
     def scheduler(

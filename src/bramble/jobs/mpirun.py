@@ -1,9 +1,10 @@
 """`bramble mpirun`: OpenMPI across the live nodes, with a hostfile made from membership.
 
-On hardware OpenMPI starts the remote ranks over SSH (its default); a launcher given with
-``--launcher`` replaces SSH (``--mca plm_rsh_agent``), which is how the lab enters a node's
-network namespace instead. Nodes that share one address (local processes) share one line of
-the hostfile, so a loopback cluster runs every rank on this machine.
+On hardware OpenMPI starts the remote ranks over SSH (its default). ``--launcher CMD``
+replaces SSH (``--mca plm_rsh_agent``); ``--netns`` uses bramble's own launcher, which enters
+the network namespace of a lab node (see `bramble.jobs.launcher`). Nodes that share one
+address (local processes) share one line of the hostfile, so a loopback cluster runs every
+rank on this machine.
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ def mpirun_command(
 
 
 def run_mpirun(
-    hosts: list[Host], prog: list[str], *, n: int | None = None, launcher: str | None = None
+    hosts: list[Host],
+    prog: list[str],
+    *,
+    n: int | None = None,
+    launcher: str | None = None,
+    netns: bool = False,
 ) -> int:
     """Run PROG with OpenMPI across HOSTS; return mpirun's exit status."""
     if not prog:
@@ -51,6 +57,10 @@ def run_mpirun(
     with tempfile.TemporaryDirectory(prefix="bramble-mpi-") as tmp:
         hostfile = Path(tmp) / "hostfile"
         hostfile.write_text(mpi_hostfile(hosts))
+        if netns:
+            from bramble.jobs.launcher import write_script
+
+            launcher = str(write_script(Path(tmp)))
         cmd = mpirun_command(hostfile, prog, n=n, launcher=launcher, as_root=os.geteuid() == 0)
         log.info("running %s", " ".join(cmd))
         return subprocess.run(cmd, check=False).returncode
