@@ -149,6 +149,15 @@ def test_plan_changes() -> None:
     assert plan[1].diff().startswith("--- /dev/null\n+++ /etc/c\n")
 
 
+def test_colour_marks_added_and_removed_lines() -> None:
+    from bramble.provision.apply import _colour
+
+    diff = Change("etc/x", "a\nb\n", "a\nc\n").diff()
+    coloured = _colour(diff)
+    assert "\x1b[31m-b\x1b[0m" in coloured and "\x1b[32m+c\x1b[0m" in coloured
+    assert " a\n" in coloured
+
+
 def test_services_for_maps_files_to_services() -> None:
     assert services_for("master", []) == []
     assert services_for("master", ["etc/dnsmasq.d/bramble.conf"]) == [

@@ -21,7 +21,7 @@ from bramble.provision.render import (
 )
 from bramble.spec import Spec, parse_spec
 
-from .conftest import GOLDEN, SECRETS, SPECS
+from .conftest import EXAMPLES, GOLDEN, SECRETS, SPECS
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -32,19 +32,29 @@ def _tree(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in SPECS.glob("*.toml")))
-def test_golden_tree(name: str, tmp_path: Path) -> None:
+def _golden_cases() -> list[tuple[str, Path]]:
+    """Our own specs (golden/NAME) and the example specs (golden/example-NAME)."""
+    cases = [(p.stem, p) for p in sorted(SPECS.glob("*.toml"))]
+    cases += [(f"example-{p.stem}", p) for p in sorted(EXAMPLES.glob("*.toml"))]
+    return cases
+
+
+@pytest.mark.parametrize(("name", "path"), _golden_cases(), ids=[c[0] for c in _golden_cases()])
+def test_golden_tree(name: str, path: Path) -> None:
     """The rendered tree is exactly the reviewed one (UPDATE_GOLDEN=1 rewrites it)."""
     from bramble.spec import load_spec
 
-    rendered = render(load_spec(SPECS / f"{name}.toml"), SECRETS)
+    rendered = render(load_spec(path), SECRETS)
     golden = GOLDEN / name
     if os.environ.get("UPDATE_GOLDEN") == "1":
         shutil.rmtree(golden, ignore_errors=True)
         for rel, text in rendered.items():
             (golden / rel).parent.mkdir(parents=True, exist_ok=True)
             (golden / rel).write_text(text, encoding="utf-8")
-    assert golden.is_dir(), f"no golden tree for {name}: run UPDATE_GOLDEN=1 pytest {__file__}"
+    assert golden.is_dir(), (
+        f"no golden tree for {path.name}: run UPDATE_GOLDEN=1 python -m pytest "
+        "tests/provision/test_render.py -k golden, review and commit tests/provision/golden/"
+    )
     expected = _tree(golden)
     assert sorted(rendered) == sorted(expected)
     for rel, text in rendered.items():
@@ -325,3 +335,20 @@ def test_render_to_dir(spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert (out / "node/user-data").read_text() == files[USER_DATA]
     assert (out / "node/etc/bramble/bramble.secrets.toml").stat().st_mode & 0o777 == 0o600
     assert (out / "node/etc/bramble/bramble.toml").stat().st_mode & 0o777 == 0o644
+
+
+def test_render_to_dir_takes_tls_beside_the_spec(
+    spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tls = spec_dir / "tls"
+    tls.mkdir()
+    for name in ("ca.pem", "ca-key.pem", "worker.pem", "worker-key.pem", "scheduler.pem"):
+        (tls / name).write_text(f"PEM {name}\n")
+    out = tmp_path / "out"
+    render_to_dir(spec_dir / "bramble.toml", out)
+    capsys.readouterr()
+    assert (out / "node/etc/bramble/tls/worker.pem").read_text() == "PEM worker.pem\n"
+    assert (out / "node/etc/bramble/tls/worker-key.pem").stat().st_mode & 0o777 == 0o600
+    assert (out / "master/etc/bramble/tls/scheduler.pem").is_file()
+    assert not list(out.rglob("ca-key.pem"))
+    assert "/etc/bramble/tls/worker-key.pem" in (out / "node/user-data").read_text()
