@@ -89,6 +89,21 @@ def test_spec_change_rewrites_only_what_it_touches(
     assert "systemctl restart dnsmasq.service" in out
 
 
+def test_spec_installed_verbatim_and_reapply_from_it_changes_nothing(
+    spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The master's /etc/bramble/bramble.toml keeps its comments; applying from it is a no-op."""
+    root = tmp_path / "root"
+    spec = spec_dir / "bramble.toml"
+    apply_from_cli(spec, role="master", root=root, dry_run=False)
+    installed = root / "etc/bramble/bramble.toml"
+    assert installed.read_text() == spec.read_text()
+    assert installed.read_text().startswith("# A four-board cluster")
+    capsys.readouterr()
+    assert apply_from_cli(installed, role="master", root=root, dry_run=False) == []
+    assert "no changes" in capsys.readouterr().out
+
+
 def test_dry_run_changes_nothing(
     spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

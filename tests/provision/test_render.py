@@ -352,3 +352,13 @@ def test_render_to_dir_takes_tls_beside_the_spec(
     assert (out / "master/etc/bramble/tls/scheduler.pem").is_file()
     assert not list(out.rglob("ca-key.pem"))
     assert "/etc/bramble/tls/worker-key.pem" in (out / "node/user-data").read_text()
+
+
+def test_units_say_when_jobs_run_without_tls() -> None:
+    files = render(parse_spec("[jobs]\ntls = false\n"), None)
+    assert "without TLS" in files["node/etc/systemd/system/bramble-worker.service"]
+    assert "without TLS" in files["master/etc/systemd/system/bramble-scheduler.service"]
+    assert (
+        "without TLS"
+        not in render(parse_spec(""), None)["node/etc/systemd/system/bramble-worker.service"]
+    )

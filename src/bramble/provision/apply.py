@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bramble.errors import BrambleError, MissingToolError
-from bramble.provision.render import USER_DATA, private, render
+from bramble.provision.render import USER_DATA, private
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +201,7 @@ def apply_from_cli(
 
     if role not in ROLES:
         raise BrambleError(f"unknown role '{role}': use --role master or --role node")
-    _, spec, secrets, tls = load_inputs(spec_path)
-    files = role_files(render(spec, secrets, tls), role)
+    files = role_files(load_inputs(spec_path).render(), role)
     target_root = root if root is not None else Path("/")
     changes = plan_changes(files, read_installed(target_root, files))
     if not changes:

@@ -114,9 +114,9 @@ def _ports(spec: Spec) -> tuple[list[int], list[int]]:
 
 
 def _bramble_files(
-    spec: Spec, secrets: Secrets | None, tls: Mapping[str, str], role: str
+    spec: Spec, secrets: Secrets | None, tls: Mapping[str, str], role: str, text: str | None
 ) -> dict[str, str]:
-    files = {"etc/bramble/bramble.toml": spec_toml(spec)}
+    files = {"etc/bramble/bramble.toml": spec_toml(spec) if text is None else text}
     if secrets is not None:
         files["etc/bramble/bramble.secrets.toml"] = secrets_toml(secrets)
     for name in MASTER_TLS if role == "master" else NODE_TLS:
@@ -126,7 +126,11 @@ def _bramble_files(
 
 
 def render_master(
-    spec: Spec, secrets: Secrets | None, tls: Mapping[str, str] | None = None
+    spec: Spec,
+    secrets: Secrets | None,
+    tls: Mapping[str, str] | None = None,
+    *,
+    spec_text: str | None = None,
 ) -> dict[str, str]:
     """The master's files, keyed by path under the root (`etc/...`)."""
     net = spec.network
@@ -164,7 +168,7 @@ def render_master(
         ),
         "etc/systemd/system/bramble-agent.service": _render("bramble-agent.service", **common),
     }
-    files.update(_bramble_files(spec, secrets, tls or {}, "master"))
+    files.update(_bramble_files(spec, secrets, tls or {}, "master", spec_text))
     return files
 
 
@@ -179,7 +183,11 @@ def _share_units(spec: Spec, share: ShareSpec, common: dict[str, Any]) -> dict[s
 
 
 def render_node(
-    spec: Spec, secrets: Secrets | None, tls: Mapping[str, str] | None = None
+    spec: Spec,
+    secrets: Secrets | None,
+    tls: Mapping[str, str] | None = None,
+    *,
+    spec_text: str | None = None,
 ) -> dict[str, str]:
     """The node image's files, keyed by path under the root; the same for every node."""
     common: dict[str, Any] = {
@@ -203,7 +211,7 @@ def render_node(
     files["etc/systemd/system/bramble-worker.service"] = _render(
         "bramble-worker.service", automounts=automounts, **common
     )
-    files.update(_bramble_files(spec, secrets, tls or {}, "node"))
+    files.update(_bramble_files(spec, secrets, tls or {}, "node", spec_text))
     return files
 
 
@@ -219,15 +227,23 @@ def user_data(spec: Spec, node_files: Mapping[str, str]) -> str:
 
 
 def render(
-    spec: Spec, secrets: Secrets | None, tls: Mapping[str, str] | None = None
+    spec: Spec,
+    secrets: Secrets | None,
+    tls: Mapping[str, str] | None = None,
+    *,
+    spec_text: str | None = None,
 ) -> dict[str, str]:
     """Every rendered file: `master/<path>` and `node/<path>` to text, plus `node/user-data`.
 
     TLS maps file names in the cluster's `tls/` directory (`ca.pem`, `worker.pem`, ...) to
-    their text; each role gets the ones its services need.
+    their text; each role gets the ones its services need. SPEC_TEXT, the spec file the
+    SPEC was parsed from, is installed as `/etc/bramble/bramble.toml` when given, comments
+    and all (so applying on a master whose spec lives there changes nothing); without it
+    the spec is written out from the model.
     """
-    out = {f"master/{k}": v for k, v in sorted(render_master(spec, secrets, tls).items())}
-    node = render_node(spec, secrets, tls)
+    master = render_master(spec, secrets, tls, spec_text=spec_text)
+    out = {f"master/{k}": v for k, v in sorted(master.items())}
+    node = render_node(spec, secrets, tls, spec_text=spec_text)
     out.update({f"node/{k}": v for k, v in sorted(node.items())})
     out[USER_DATA] = user_data(spec, node)
     return out
@@ -244,14 +260,34 @@ def read_tls(spec_path: Path) -> dict[str, str]:
     return found
 
 
-def load_inputs(spec_path: Path | None) -> tuple[Path, Spec, Secrets | None, dict[str, str]]:
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What rendering reads from disk: the spec (validated), its text, secrets and TLS."""
+
+    path: Path
+    spec: Spec
+    text: str
+    secrets: Secrets | None
+    tls: dict[str, str]
+
+    def render(self) -> dict[str, str]:
+        """Render these inputs."""
+        return render(self.spec, self.secrets, self.tls, spec_text=self.text)
+
+
+def load_inputs(spec_path: Path | None) -> Inputs:
     """Find and validate the spec, and read its secrets and TLS files when present."""
-    from bramble.spec import find_spec_path, load_secrets, load_spec, secrets_path
+    from bramble.errors import SpecError
+    from bramble.spec import find_spec_path, load_secrets, parse_spec, secrets_path
 
     path = find_spec_path(spec_path)
-    spec = load_spec(path)
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read: {exc}", file=str(path), fix="check the file") from None
+    spec = parse_spec(text, str(path)).model_copy(update={"source": path})
     secrets = load_secrets(path) if secrets_path(path).exists() else None
-    return path, spec, secrets, read_tls(path)
+    return Inputs(path, spec, text, secrets, read_tls(path))
 
 
 def render_to_dir(spec_path: Path | None, out: Path) -> dict[str, str]:
@@ -259,8 +295,9 @@ def render_to_dir(spec_path: Path | None, out: Path) -> dict[str, str]:
     from rich.console import Console
 
     console = Console(highlight=False)
-    path, spec, secrets, tls = load_inputs(spec_path)
-    files = render(spec, secrets, tls)
+    inputs = load_inputs(spec_path)
+    path, secrets = inputs.path, inputs.secrets
+    files = inputs.render()
     for rel, text in files.items():
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
