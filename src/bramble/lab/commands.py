@@ -186,9 +186,12 @@ def up(
     _build_network(plan, spec, say)
     _start_master(plan, spec, secrets, path, http_port, say)
     lab = Lab(plan=plan, spec=spec, spec_path=path, url=url)
+    _build_nodes(plan, say)
     _boot_nodes(lab, [n.name for n in plan.nodes], say)
     ok, detail = nfs_check(lab, plan.nodes[0])
     say(f"NFS export read from {plan.nodes[0].name} with nfs-cat: {'ok' if ok else detail}")
+    count = wait_nodes_up(lab, len(plan.nodes), timeout=30)
+    say(f"{count}/{len(plan.nodes)} nodes up on the master's API")
     say(f"lab up in {time.monotonic() - started:.1f} s; dashboard: {url}")
     return lab
 
@@ -204,7 +207,7 @@ def _leftovers(prefix: str) -> bool:
 
 def _build_network(plan: LabPlan, spec: Spec, say: Say) -> None:
     say("network: namespaces, switch, uplink")
-    netns.batch([f"netns add {ns}" for ns in plan.namespaces()])
+    netns.batch([f"netns add {ns}" for ns in (plan.master_ns, plan.switch_ns)])
     sw = plan.switch_ns
     lines = [
         f"link add {plan.bridge} type bridge mcast_snooping 0",
@@ -215,11 +218,6 @@ def _build_network(plan: LabPlan, spec: Spec, say: Say) -> None:
         f"link add {plan.master_port} type veth peer name {plan.cluster_if} netns {plan.master_ns}",
         f"link set {plan.master_port} master {plan.bridge} up",
     ]
-    for node in plan.nodes:
-        lines += [
-            f"link add {node.port} type veth peer name eth0 netns {node.netns} address {node.mac}",
-            f"link set {node.port} master {plan.bridge} up",
-        ]
     netns.batch(lines, ns=sw)
     netns.batch(
         [
@@ -243,13 +241,26 @@ def _build_network(plan: LabPlan, spec: Spec, say: Say) -> None:
         ],
         ns=plan.master_ns,
     )
-    for node in plan.nodes:
-        netns.batch(["link set lo up", "link set eth0 up"], ns=node.netns)
     netns.run(["ip", "netns", "exec", plan.master_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
     say(
         f"  switch {plan.switch_ns}/{plan.bridge}, master {plan.master_ns}, uplink "
         f"{plan.uplink_root} {plan.uplink_host} <-> {plan.uplink_master}"
     )
+
+
+def _build_nodes(plan: LabPlan, say: Say) -> None:
+    """One namespace per node, its eth0 (with the spec's MAC) cabled to the switch."""
+    say(f"nodes: {len(plan.nodes)} namespaces cabled to the switch")
+    netns.batch([f"netns add {node.netns}" for node in plan.nodes])
+    lines = []
+    for node in plan.nodes:
+        lines += [
+            f"link add {node.port} type veth peer name eth0 netns {node.netns} address {node.mac}",
+            f"link set {node.port} master {plan.bridge} up",
+        ]
+    netns.batch(lines, ns=plan.switch_ns)
+    for node in plan.nodes:
+        netns.batch(["link set lo up", "link set eth0 up"], ns=node.netns)
 
 
 def _rendered(spec: Spec, secrets: Secrets) -> tuple[str, str]:
@@ -265,8 +276,11 @@ def _start_master(
     plan: LabPlan, spec: Spec, secrets: Secrets, spec_path: Path, http_port: int, say: Say
 ) -> None:
     state, ns = plan.state, plan.master_ns
+    # The master service starts first: its imports take the longest, and nodes are
+    # visible only once it listens.
+    _start_master_daemons(plan, spec_path, http_port, ("master", "proxy"))
     dnsmasq_text, nft_text = _rendered(spec, secrets)
-    say("master: nftables NAT, dnsmasq, nfs-ganesha, bramble master, dashboard proxy")
+    say("master: bramble master, dashboard proxy, nftables NAT, dnsmasq, nfs-ganesha")
     nft_file = state / "master" / "bramble.nft"
     nft_file.write_text(nft_text)
     netns.run(daemons.in_netns(ns, ["nft", "-f", str(nft_file)]))
@@ -278,7 +292,7 @@ def _start_master(
     (first / NFS_CHECK_FILE).write_text(NFS_CHECK_TEXT)
     (state / "ganesha").mkdir(exist_ok=True)
     (state / "master" / "ganesha.conf").write_text(topology.ganesha_conf(spec, state))
-    _start_master_daemons(plan, spec_path, http_port)
+    _start_master_daemons(plan, spec_path, http_port, ("dnsmasq", "ganesha"))
     say(f"  dnsmasq, ganesha, master started in {ns}")
 
 
@@ -400,10 +414,28 @@ def _boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
             f"{name}.agent",
             daemons.in_node(
                 holder,
-                daemons.bramble_argv("agent", "--spec", str(lab.spec_path), "--boot-id", str(boot)),
+                daemons.agent_argv(lab.spec, lab.spec_path, hostname, boot),
             ),
         )
         say(f"  {name}: {address} hostname {hostname}, agent boot {boot}")
+
+
+def wait_nodes_up(lab: Lab, count: int, timeout: float) -> int:
+    """Wait until COUNT nodes are `up` on the master's API; how many are."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    up_now = 0
+    while time.monotonic() < deadline:
+        try:
+            nodes = httpx.get(lab.url + "api/nodes", timeout=2).json()
+            up_now = sum(1 for n in nodes if n.get("status") == "up")
+        except (httpx.HTTPError, ValueError):
+            up_now = 0
+        if up_now >= count:
+            break
+        time.sleep(0.1)
+    return up_now
 
 
 def _wait_sleeping(pid: int, name: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bramble.lab.netns import alive, kill_pids
+from bramble.spec import SECRETS_NAME, Spec
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,38 @@ log = logging.getLogger(__name__)
 def bramble_argv(*args: str) -> list[str]:
     """The command line running `bramble ARGS` with this interpreter."""
     return [sys.executable, "-m", "bramble", *args]
+
+
+def agent_argv(spec: Spec, spec_path: Path, node: str, boot: int) -> list[str]:
+    """The lean agent's own command line, as `bramble agent --spec SPEC_PATH` would exec it.
+
+    `lab up` has validated the spec already, so it starts the lean process directly: a node
+    then costs one small interpreter start rather than the CLI's imports too (with 32 nodes
+    booting at once on a small machine, that is most of the wait). The key is read from the
+    lab's secrets file beside the spec.
+    """
+    import bramble
+
+    package_root = str(Path(bramble.__file__).resolve().parent.parent)
+    tel = spec.telemetry
+    argv = [
+        sys.executable,
+        "-S",
+        "-c",
+        f"import sys; sys.path.insert(0, {package_root!r}); "
+        "from bramble.telemetry.agent import main; sys.exit(main())",
+        "--node", node,
+        "--group", str(tel.group),
+        "--port", str(tel.port),
+        "--interval", repr(tel.interval),
+        "--ttl", str(tel.ttl),
+        "--interface", tel.interface,
+        "--secrets", str(spec_path.parent / SECRETS_NAME),
+        "--boot", str(boot),
+    ]  # fmt: skip
+    for target in tel.unicast:
+        argv += ["--unicast", target if ":" in target else f"{target}:{tel.port}"]
+    return argv
 
 
 def in_netns(ns: str, argv: Sequence[str]) -> list[str]:
