@@ -176,45 +176,32 @@ def test_a_node_reaches_the_root_namespace_through_nat(lab: Running) -> None:
 def test_nothing_in_the_root_namespace_reaches_a_node_unasked(lab: Running) -> None:
     port = 20000 + secrets.randbelow(40000)
     code = (
-        f"import socket,time; s=socket.create_server(('0.0.0.0', {port})); s.settimeout(20);"
-        "c,_=s.accept(); c.sendall(b'x'); time.sleep(0.2)"
+        f"import socket; s=socket.create_server(('0.0.0.0', {port}))\n"
+        "while True:\n    c, _ = s.accept(); c.sendall(b'x'); c.close()"
     )
     holder = commands.daemons.running(lab.lab.plan.state / "run", "gamma.init")
     assert holder is not None
     server = subprocess.Popen(commands.daemons.in_node(holder, [sys.executable, "-c", code]))
     plan = lab.lab.plan
-    route = [
-        "ip",
-        "route",
-        "add",
-        "10.42.0.23/32",
-        "via",
-        str(plan.uplink_master),
-        "dev",
-        plan.uplink_root,
-    ]
+    probe = (
+        "import socket, time\n"
+        "for _ in range(100):\n"
+        "    try:\n"
+        f"        print(socket.create_connection(('10.42.0.23', {port}), 5).recv(1)); break\n"
+        "    except ConnectionRefusedError:\n"
+        "        time.sleep(0.1)\n"
+    )
+    route = ["ip", "route", "add", "10.42.0.23/32", "via", str(plan.uplink_master)]
     try:
-        time.sleep(1.0)
+        # The listener is real: the master, on the cluster LAN, reaches it.
+        reach = netns.run(["ip", "netns", "exec", plan.master_ns, sys.executable, "-c", probe])
+        assert "b'x'" in reach
         with pytest.raises(OSError):
             socket.create_connection(("10.42.0.23", port), 1.5).close()
         # Even with a route to the cluster, the master's forward chain drops it.
-        subprocess.run(route, check=True)
+        subprocess.run([*route, "dev", plan.uplink_root], check=True)
         with pytest.raises(OSError):
             socket.create_connection(("10.42.0.23", port), 1.5).close()
-        # The listener is real: the master, on the cluster LAN, reaches it.
-        reach = netns.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                plan.master_ns,
-                sys.executable,
-                "-c",
-                "import socket; "
-                f"print(socket.create_connection(('10.42.0.23', {port}), 5).recv(1))",
-            ]
-        )
-        assert "b'x'" in reach
     finally:
         subprocess.run(["ip", "route", "del", "10.42.0.23/32"], check=False, capture_output=True)
         server.kill()
