@@ -110,7 +110,10 @@ def register(app: typer.Typer, spec_opt: Any = None) -> None:
         config = load_config(spec)
         local = Path(file)
         target = str(local.resolve()) if local.is_file() else file
-        body = {"file": target, "args": list(ctx.args), "submitter": _submitter()}
+        args = list(ctx.args)
+        if args and args[0] == "--":
+            args = args[1:]
+        body = {"file": target, "args": args, "submitter": _submitter()}
         record = _request(config, "POST", "/api/jobs", admin=True, json=body)
         job_id = int(record["id"])
         if not follow:
