@@ -45,7 +45,7 @@ else:  # without importing `typing` into the agent
 
 
 def _busy_total(fields: Sequence[str]) -> tuple[int, int]:
-    values = [int(x) for x in fields[:8]]
+    values = list(map(int, fields[:8]))
     # idle and iowait are not busy; guest time is already counted in user.
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     total = sum(values)
@@ -60,7 +60,7 @@ def parse_stat(text: str) -> CpuTimes:
     for line in text.split("\nintr", 1)[0].splitlines():
         if not line.startswith("cpu"):
             break
-        name, *fields = line.split()
+        name, *fields = line.split(None, 9)  # the guest fields are never needed
         if len(fields) < 4:
             continue
         if name == "cpu":
@@ -139,7 +139,7 @@ def parse_net_dev(text: str) -> dict[str, tuple[int, int]]:
         name = name.strip()
         if not name or name == "lo":
             continue
-        fields = rest.split()
+        fields = rest.split(None, 9)  # rx bytes first, tx bytes ninth
         if len(fields) >= 9:
             out[name] = (int(fields[0]), int(fields[8]))
     return out
@@ -159,6 +159,22 @@ def parse_khz_as_mhz(text: str) -> int:
         return int(text.strip()) // 1000
     except ValueError:
         return 0
+
+
+DISK_EVERY = 10
+
+
+def read_disk(path: str) -> dict[str, int]:
+    """Total, used and free bytes of the filesystem holding PATH; empty if unreadable."""
+    try:
+        fs = os.statvfs(path)
+    except OSError:
+        return {}
+    return {
+        "total": fs.f_blocks * fs.f_frsize,
+        "used": (fs.f_blocks - fs.f_bfree) * fs.f_frsize,
+        "free": fs.f_bavail * fs.f_frsize,
+    }
 
 
 class _File:
@@ -212,6 +228,8 @@ class Sampler:
         self._freq = _File(cpufreq_path)
         self._temp = _File(thermal_path)
         self._disk_path = disk_path
+        self._disk: dict[str, int] = {}
+        self._samples = 0
         stat = self._stat.read()
         self.boot = parse_btime(stat)
         # The first sample's CPU figures are averages since boot, as top's first screen is.
@@ -224,15 +242,10 @@ class Sampler:
         before = self._last
         self._last = now
         cores = tuple([busy_fraction(b, a) for b, a in zip(before.cores, now.cores, strict=False)])
-        try:
-            fs = os.statvfs(self._disk_path)
-            disk = {
-                "total": fs.f_blocks * fs.f_frsize,
-                "used": (fs.f_blocks - fs.f_bfree) * fs.f_frsize,
-                "free": fs.f_bavail * fs.f_frsize,
-            }
-        except OSError:
-            disk = {}
+        self._samples += 1
+        if self._samples % DISK_EVERY == 1:  # disk use moves slowly; spare the syscall
+            self._disk = read_disk(self._disk_path)
+        disk = self._disk
         return Sample(
             cpufreq=parse_khz_as_mhz(self._freq.read()),
             cputemp=parse_millidegrees(self._temp.read()),
