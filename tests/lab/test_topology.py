@@ -104,3 +104,12 @@ def test_missing_tool_names_the_debian_package(tmp_path: Path) -> None:
     (tmp_path / "ip").chmod(0o755)
     error = netns.missing_tool(str(tmp_path))
     assert error is not None and "dnsmasq-base" in str(error)
+
+
+def test_a_node_cannot_take_the_masters_or_switchs_name() -> None:
+    spec = topology.builtin_spec(1)
+    renamed = spec.model_copy(
+        update={"nodes": [spec.nodes[0].model_copy(update={"name": "switch"})]}
+    )
+    with pytest.raises(BrambleError, match="switch"):
+        topology.plan(renamed, "lab", set())

@@ -108,6 +108,11 @@ def plan(spec: Spec, prefix: str, used: set[IPv4Network]) -> LabPlan:
     """The lab for SPEC under PREFIX, avoiding the root namespace's networks USED."""
     check_prefix(prefix)
     base = ns_prefix(prefix)
+    for n in spec.nodes:
+        if n.name in ("master", "switch", spec.master.name):
+            raise BrambleError(
+                f"node name {n.name!r} is taken by the lab's master or switch: rename the node"
+            )
     nodes = tuple(
         NodePlan(
             name=n.name,
