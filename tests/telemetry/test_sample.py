@@ -170,3 +170,14 @@ def test_sampler_on_this_machine_boot_epoch() -> None:
     finally:
         sampler.close()
     assert abs(sampler.boot + sample.uptime - time.time()) < 5
+
+
+def test_stat_raspberry_pi_4_four_cores() -> None:
+    text = (FIXTURES / "stat_pi4.txt").read_text()
+    times = parse_stat(text)
+    assert len(times.cores) == 4
+    assert parse_btime(text) == 1700000000
+    busy = 1254317 + 3120 + 412876 + 8123
+    assert times.total == (busy, busy + 38712345 + 21876)
+    assert parse_millidegrees((FIXTURES / "thermal_temp.txt").read_text()) == 48.312
+    assert parse_khz_as_mhz((FIXTURES / "scaling_cur_freq.txt").read_text()) == 1500
