@@ -238,6 +238,24 @@ def test_a_node_reads_the_nfs_export_with_nfs_cat(lab: Running) -> None:
     assert status.count("nfs-cat ok") == 3
 
 
+def test_the_supervisor_restarts_a_daemon_that_dies(lab: Running) -> None:
+    run = lab.lab.plan.state / "run"
+    boot = lab.nodes()["alpha"]["boot"]
+    old = {d: commands.daemons.running(run, d) for d in ("dnsmasq", "alpha.agent")}
+    for pid in old.values():
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        now = {d: commands.daemons.running(run, d) for d in old}
+        return all(now[d] is not None and now[d] != old[d] for d in old)
+
+    lab.wait(restarted, 10)
+    lab.wait(lambda: lab.nodes()["alpha"]["status"] == "up", 5)
+    assert lab.nodes()["alpha"]["boot"] == boot  # a crashed agent is not a reboot
+    assert "restarted" in (run / "supervisor.log").read_text()
+
+
 def _events(lab: Running, node: str, kind: str, since: float) -> list[dict[str, Any]]:
     return [
         c

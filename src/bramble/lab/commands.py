@@ -133,7 +133,11 @@ def problems(lab: Lab) -> list[str]:
     present = set(netns.namespaces())
     problems += [f"namespace {ns} missing" for ns in lab.plan.namespaces() if ns not in present]
     run = lab.plan.state / "run"
-    problems += [f"{d} not running" for d in MASTER_DAEMONS if daemons.running(run, d) is None]
+    problems += [
+        f"{d} not running"
+        for d in (*MASTER_DAEMONS, "supervisor")
+        if daemons.running(run, d) is None and (d == "supervisor" or (run / f"{d}.argv").exists())
+    ]
     for node in lab.plan.nodes:
         if (lab.plan.state / "nodes" / node.name / "stopped").exists():
             continue
@@ -190,10 +194,18 @@ def up(
     _boot_nodes(lab, [n.name for n in plan.nodes], say)
     ok, detail = nfs_check(lab, plan.nodes[0])
     say(f"NFS export read from {plan.nodes[0].name} with nfs-cat: {'ok' if ok else detail}")
+    start_supervisor(plan)
     count = wait_nodes_up(lab, len(plan.nodes), timeout=30)
     say(f"{count}/{len(plan.nodes)} nodes up on the master's API")
     say(f"lab up in {time.monotonic() - started:.1f} s; dashboard: {url}")
     return lab
+
+
+def start_supervisor(plan: LabPlan) -> int:
+    """Start the lab's supervisor, which restarts a daemon that exits while wanted."""
+    run = plan.state / "run"
+    argv = [sys.executable, "-m", "bramble.lab.supervise", str(run)]
+    return daemons.start(run, "supervisor", argv, supervise=False)
 
 
 def _leftovers(prefix: str) -> bool:
@@ -370,6 +382,9 @@ def _boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
                     node.netns,
                     ["unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", script],
                 ),
+                # The node's first process holds its namespaces: never restarted behind
+                # the node's processes' backs.
+                supervise=False,
             )
         holders[name] = holder
         script_file = node_dir / "udhcpc.sh"
@@ -509,7 +524,7 @@ def show_status(spec_path: Path | None, *, prefix: str | None = None, say: Say =
     say(f"lab {plan.prefix!r}: dashboard {lab.url}  state {plan.state}")
     present = set(netns.namespaces())
     say(f"uplink {plan.uplink_root} {plan.uplink_host} <-> master {plan.uplink_master}")
-    for d in MASTER_DAEMONS:
+    for d in (*MASTER_DAEMONS, "supervisor"):
         pid = daemons.running(run, d)
         say(f"  master {d:<8} {'running pid ' + str(pid) if pid else 'NOT RUNNING'}")
     for node in plan.nodes:
@@ -547,6 +562,11 @@ def fault(
 ) -> None:
     """stop/start (power) or cut/heal (cable) NODE; the master's name stops/starts its daemons."""
     lab = load_lab(prefix)
+    with daemons.locked(lab.plan.state / "run"):
+        _fault(lab, node, verb, say)
+
+
+def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
     plan, run = lab.plan, lab.plan.state / "run"
     if node == lab.spec.master.name:
         if verb == "stop":
@@ -604,6 +624,10 @@ def down(spec_path: Path | None, *, prefix: str | None = None, say: Say = _say) 
     name = prefix_of(prefix)
     base = topology.ns_prefix(name)
     state = topology.STATE_ROOT / name
+    # The supervisor first, so nothing is restarted while the lab comes down.
+    pid = daemons.read_pid(state / "run", "supervisor")
+    if pid is not None and netns.alive(pid) and str(state).encode() in _cmdline(pid):
+        netns.kill_pids([pid])
     mine = [ns for ns in netns.namespaces() if ns.startswith(base)]
     master = [ns for ns in mine if ns == base + "master"]
     # The master first, so it records the nodes going away no more than it must.
@@ -619,6 +643,13 @@ def down(spec_path: Path | None, *, prefix: str | None = None, say: Say = _say) 
     left = leftovers(name)
     say("lab down: nothing left" if not left else "lab down, but left: " + "; ".join(left))
     return left
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _state_pids(state: Path) -> list[int]:

@@ -7,12 +7,15 @@ fault verbs.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bramble.lab.netns import alive, kill_pids
@@ -73,9 +76,33 @@ def pid_file(run_dir: Path, name: str) -> Path:
     return run_dir / f"{name}.pid"
 
 
-def start(run_dir: Path, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> int:
-    """Start ARGV detached (own session), logging to RUN_DIR/NAME.log; record and return its pid."""
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock: the supervisor never acts between a stop's steps."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def start(
+    run_dir: Path,
+    name: str,
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
+    *,
+    supervise: bool = True,
+) -> int:
+    """Start ARGV detached (own session), logging to RUN_DIR/NAME.log; record and return its pid.
+
+    With SUPERVISE, the lab's supervisor restarts it should it exit before `stop`.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if supervise:
+        (run_dir / f"{name}.argv").write_text(json.dumps(list(argv)))
     with open(run_dir / f"{name}.log", "ab") as out:
         proc = subprocess.Popen(
             list(argv),
@@ -106,6 +133,8 @@ def running(run_dir: Path, name: str) -> int | None:
 
 def stop(run_dir: Path, names: Sequence[str], timeout: float = 3.0) -> None:
     """Stop the processes NAMES (SIGTERM, then SIGKILL after TIMEOUT); forget their pids."""
+    for name in names:
+        (run_dir / f"{name}.argv").unlink(missing_ok=True)
     pids = [pid for name in names if (pid := running(run_dir, name)) is not None]
     kill_pids(pids, timeout)
     for name in names:
