@@ -50,7 +50,7 @@ def bench(n: int, prefix: str) -> dict[str, float]:
             time.sleep(0.05)
         else:
             raise SystemExit(f"N={n}: not all nodes up within 60 s")
-        first = {str(node["name"]): float(node["first_seen"]) for node in nodes}  # type: ignore[arg-type]
+        first = {str(node["name"]): float(str(node["first_seen"])) for node in nodes}
         visible = [
             first[p.name] - os.stat(f"/run/netns/{p.netns}").st_mtime for p in lab.plan.nodes
         ]
@@ -87,12 +87,15 @@ def main() -> int:
         print("bench/lab.py needs root (network namespaces)", file=sys.stderr)
         return 2
     rows = [bench(n, args.prefix) for n in args.nodes]
-    print(f"{'N':>4} {'lab up cmd':>11} {'up->all up':>11} {'ns->visible max':>16} "
-          f"{'p50':>6} {'RSS/node':>9}")
+    print(
+        f"{'N':>4} {'lab up cmd':>11} {'up->all up':>11} {'ns->visible max':>16} "
+        f"{'p50':>6} {'RSS/node':>9}"
+    )
     for r in rows:
         print(
             f"{r['nodes']:>4.0f} {r['up_cmd_s']:>10.2f}s {r['all_up_s']:>10.2f}s "
-            f"{r['visible_max_s']:>15.2f}s {r['visible_p50_s']:>5.2f}s {r['rss_node_mib']:>6.1f} MiB"
+            f"{r['visible_max_s']:>15.2f}s {r['visible_p50_s']:>5.2f}s "
+            f"{r['rss_node_mib']:>6.1f} MiB"
         )
         if args.json:
             print(json.dumps(r))

@@ -526,7 +526,7 @@ def show_status(spec_path: Path | None, *, prefix: str | None = None, say: Say =
     say(f"uplink {plan.uplink_root} {plan.uplink_host} <-> master {plan.uplink_master}")
     for d in (*MASTER_DAEMONS, "supervisor"):
         pid = daemons.running(run, d)
-        say(f"  master {d:<8} {'running pid ' + str(pid) if pid else 'NOT RUNNING'}")
+        say(f"  master {d:<10} {'running pid ' + str(pid) if pid else 'NOT RUNNING'}")
     for node in plan.nodes:
         if node.netns not in present:
             say(f"  {node.name:<12} namespace missing")
