@@ -33,6 +33,10 @@ MASTER_DAEMONS = ("dnsmasq", "ganesha", "master", "proxy")
 NFS_CHECK_FILE = ".bramble-lab-check"
 NFS_CHECK_TEXT = "bramble lab: served over NFSv4 by nfs-ganesha\n"
 PREFIX_ENV = "BRAMBLE_LAB_PREFIX"
+# The programs the lab starts (directly or through ip netns exec / nsenter).
+LAB_PROGRAMS = frozenset(
+    {"ip", "nsenter", "unshare", "sh", "sleep", "dnsmasq", "ganesha.nfsd", "busybox", "nft"}
+)
 
 
 def _say(text: str) -> None:
@@ -653,17 +657,23 @@ def _cmdline(pid: int) -> bytes:
 
 
 def _state_pids(state: Path) -> list[int]:
-    """Processes whose command line names the lab's state directory (e.g. mid-start)."""
+    """The lab's own processes whose command line names its state directory (e.g. mid-start).
+
+    Only programs the lab runs count, so a `tail -f` of a lab log is left alone.
+    """
     key = str(state).encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if key in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
+            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
+        program = os.path.basename(cmdline.split(b"\0", 1)[0]).decode(errors="replace")
+        ours = program in LAB_PROGRAMS or (program.startswith("python") and b"bramble" in cmdline)
+        if key in cmdline and ours:
+            pids.append(int(entry.name))
     return pids
 
 
