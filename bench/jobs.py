@@ -55,7 +55,7 @@ def main(client, kind):
         out = client.gather(client.map(inc, range(1000)))
         assert out == list(range(1, 1001))
     else:
-        out = client.gather(client.map(burn, [4_000_000] * 40, pure=False))
+        out = client.gather(client.map(burn, [2_000_000] * 40, pure=False))
         assert len(out) == 40
     print(f"injob {time.perf_counter() - t0:.4f}", flush=True)
 """
