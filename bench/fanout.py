@@ -1,0 +1,241 @@
+"""Dashboard fan-out: 1,000 simulated nodes at 1 Hz, 100 event-stream viewers, for 60 s.
+
+A sender process signs one datagram per node per second (spread evenly over the second) with
+the cluster key the master uses, stamping each with the time it is sent. Viewer processes hold
+100 connections to /api/events and note when each `nodes` event arrives; a node's delay is the
+arrival time minus the sample's `ts` (its send time; same machine, same clock). Reported: delay
+p50/p99/max over all viewers, the worst viewer's p99, samples delivered per viewer, resyncs, and
+the master's CPU and RSS.
+
+    python bench/fanout.py [--nodes 1000] [--viewers 100] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bramble.demo import free_port, local_spec_text
+from bramble.init import secrets_text
+from bramble.spec import load_secrets, load_spec
+from bramble.telemetry.wire import Sample, encode
+
+SAMPLE = Sample(
+    cpufreq=1500, cputemp=51.2, cpuusage=0.37, loadavg=(0.61, 0.55, 0.49),
+    meminfo={"MemTotal": 3884088, "MemFree": 2740512, "MemAvailable": 3311240, "Buffers": 61440,
+             "Cached": 601236, "SwapTotal": 102396, "SwapFree": 102396},
+    cores=(0.41, 0.33, 0.38, 0.36),
+    disk={"total": 31_000_000_000, "used": 4_200_000_000, "free": 25_500_000_000},
+    net={"eth0": (123_456_789, 98_765_432)}, uptime=86_400.0,
+)  # fmt: skip
+TS = re.compile(rb'"ts":([0-9.]+)')
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process PID."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of PID in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def sender(spec_path: Path, nodes: int, seconds: float) -> None:
+    """Send one signed datagram per node per second, each stamped with its send time."""
+    spec = load_spec(spec_path)
+    secrets = load_secrets(spec_path)
+    target = (str(spec.telemetry.group), spec.telemetry.port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    begin = time.time()
+    seq0 = int(begin * 1000)
+    i = 0
+    while True:
+        due = begin + i / nodes
+        if due > begin + seconds:
+            break
+        delay = due - time.time()
+        if delay > 0.002:
+            time.sleep(delay)
+        node = i % nodes
+        sock.sendto(
+            encode(
+                SAMPLE, node=f"sim-{node:04d}", boot=1_700_000_000, seq=seq0 + i // nodes,
+                ts=time.time(), interval=1.0, key=secrets.telemetry_key,
+                key_id=secrets.telemetry_key_id,
+            ),
+            target,
+        )  # fmt: skip
+        i += 1
+
+
+async def _viewer(host: str, port: int, until: float, out: dict[str, object]) -> None:
+    delays: list[float] = []
+    snapshots = 0
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET /api/events HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    buffer = b""
+    while time.time() < until:
+        try:
+            data = await asyncio.wait_for(reader.read(1 << 20), until - time.time())
+        except TimeoutError:
+            break
+        if not data:
+            break
+        now = time.time()
+        buffer += data
+        *frames, buffer = buffer.split(b"\n\n")
+        for f in frames:
+            if b"event: nodes" in f:
+                delays.extend(now - float(t) for t in TS.findall(f))
+            elif b"event: snapshot" in f:
+                snapshots += 1
+    writer.close()
+    out["delays"] = delays
+    out["snapshots"] = snapshots
+
+
+def viewers(base_port: int, count: int, until: float, warmup: int, out_path: Path) -> None:
+    """COUNT viewers in one process until UNTIL; delays after WARMUP written to OUT_PATH."""
+
+    async def run() -> list[dict[str, object]]:
+        outs: list[dict[str, object]] = [{} for _ in range(count)]
+        await asyncio.gather(*(_viewer("127.0.0.1", base_port, until, o) for o in outs))
+        return outs
+
+    outs = asyncio.run(run())
+    result = []
+    for o in outs:
+        delays = o.get("delays", [])
+        assert isinstance(delays, list)
+        result.append({"delays": delays[warmup:], "snapshots": o.get("snapshots", 0)})
+    out_path.write_text(json.dumps(result))
+
+
+def pct(values: list[float], q: float) -> float:
+    """The Q quantile (0..1) of VALUES."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--viewers", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--viewer-procs", type=int, default=2)
+    parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        if kind == "sender":
+            sender(Path(rest[0]), int(rest[1]), float(rest[2]))
+        else:
+            viewers(int(rest[0]), int(rest[1]), float(rest[2]), int(rest[3]), Path(rest[4]))
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="bramble-bench-fanout-") as tmp:
+        state = Path(tmp)
+        port = free_port()
+        spec_path = state / "bramble.toml"
+        spec_path.write_text(local_spec_text(0, port, free_port(socket.SOCK_DGRAM), state))
+        (state / "bramble.secrets.toml").write_text(secrets_text())
+        base = f"http://127.0.0.1:{port}"
+        log = open(state / "master.log", "wb")  # noqa: SIM115
+        master = subprocess.Popen(
+            [sys.executable, "-m", "bramble", "master", "--spec", str(spec_path)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        me = [sys.executable, __file__, "--child"]
+        children: list[subprocess.Popen[bytes]] = []
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(base + "/api/stats", timeout=5).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline or master.poll() is not None:
+                        print((state / "master.log").read_text(), file=sys.stderr)
+                        return 1
+                    time.sleep(0.2)
+            warm = 5.0
+            total = args.seconds + warm
+            children.append(
+                subprocess.Popen([*me, "sender", str(spec_path), str(args.nodes), str(total + 1)])
+            )
+            time.sleep(2)  # every node known before the viewers' snapshots
+            until = time.time() + total
+            per = args.viewers // args.viewer_procs
+            outs = [state / f"viewers-{i}.json" for i in range(args.viewer_procs)]
+            for i, out in enumerate(outs):
+                n = (
+                    per
+                    if i < args.viewer_procs - 1
+                    else args.viewers - per * (args.viewer_procs - 1)
+                )
+                warm_items = int(warm * args.nodes)
+                children.append(
+                    subprocess.Popen(
+                        [*me, "viewers", str(port), str(n), str(until), str(warm_items), str(out)]
+                    )
+                )
+            time.sleep(warm)
+            cpu0, t0 = cpu_seconds(master.pid), time.monotonic()
+            rss_peak = 0.0
+            while time.time() < until:
+                rss_peak = max(rss_peak, rss_mib(master.pid))
+                time.sleep(1)
+            cpu = (cpu_seconds(master.pid) - cpu0) / (time.monotonic() - t0)
+            for child in children[1:]:
+                child.wait(60)
+            results = [v for out in outs for v in json.loads(out.read_text())]
+            stats = httpx.get(base + "/api/stats", timeout=10).json()
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+            master.terminate()
+            master.wait(10)
+    delays = [d for v in results for d in v["delays"]]
+    per_viewer = [len(v["delays"]) for v in results]
+    worst = max(pct(v["delays"], 0.99) for v in results if v["delays"])
+    print(f"nodes {args.nodes} at 1 Hz, viewers {len(results)}, measured {args.seconds:.0f} s")
+    print(f"master accepted {stats['accepted']} datagrams, rejected {stats['rejected']}")
+    print(
+        f"samples delivered per viewer: min {min(per_viewer)} "
+        f"median {statistics.median(per_viewer):.0f} "
+        f"(expected about {int(args.nodes * args.seconds)})"
+    )
+    print(
+        f"resync snapshots after the first: {sum(max(0, int(v['snapshots']) - 1) for v in results)}"
+    )
+    print(
+        f"delay send->viewer ms: p50 {pct(delays, 0.5) * 1000:.1f}  "
+        f"p99 {pct(delays, 0.99) * 1000:.1f}  "
+        f"max {max(delays) * 1000:.1f}  worst viewer p99 {worst * 1000:.1f}"
+    )
+    print(f"master CPU {cpu:.0%} of one core, peak RSS {rss_peak:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
