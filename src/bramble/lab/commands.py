@@ -12,26 +12,21 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from ipaddress import IPv4Network
 from pathlib import Path
 
 import typer
 
 from bramble.errors import BrambleError
-from bramble.lab import daemons, netns, topology
-from bramble.lab.topology import LabPlan, NodePlan
+from bramble.lab import build, daemons, netns, topology
+from bramble.lab.build import MASTER_DAEMONS, NFS_CHECK_FILE, NFS_CHECK_TEXT, Say
+from bramble.lab.topology import Lab, NodePlan
 from bramble.spec import Secrets, Spec, find_spec_path, load_secrets, load_spec
 
 log = logging.getLogger(__name__)
 
-Say = Callable[[str], None]
-MASTER_DAEMONS = ("dnsmasq", "ganesha", "master", "proxy")
-NFS_CHECK_FILE = ".bramble-lab-check"
-NFS_CHECK_TEXT = "bramble lab: served over NFSv4 by nfs-ganesha\n"
 PREFIX_ENV = "BRAMBLE_LAB_PREFIX"
 # The programs the lab starts (directly or through ip netns exec / nsenter).
 LAB_PROGRAMS = frozenset(
@@ -56,16 +51,6 @@ def lab_available() -> str:
     return str(error) if error else ""
 
 
-@dataclass(frozen=True, slots=True)
-class Lab:
-    """A lab as recorded in its state directory."""
-
-    plan: LabPlan
-    spec: Spec
-    spec_path: Path
-    url: str
-
-
 def _state_file(state: Path) -> Path:
     return state / "lab.json"
 
@@ -81,15 +66,8 @@ def load_lab(prefix: str | None) -> Lab:
     spec_path = Path(data["spec"])
     spec = load_spec(spec_path)
     used = {IPv4Network(data["uplink"])}
-    plan = topology.plan(spec, name, set())
-    plan = _with_uplink(plan, used)
+    plan = replace(topology.plan(spec, name, used), uplink_net=next(iter(used)))
     return Lab(plan=plan, spec=spec, spec_path=spec_path, url=data["url"])
-
-
-def _with_uplink(plan: LabPlan, recorded: set[IPv4Network]) -> LabPlan:
-    from dataclasses import replace
-
-    return replace(plan, uplink_net=next(iter(recorded)))
 
 
 # --- up ---------------------------------------------------------------------------------
@@ -191,25 +169,18 @@ def up(
         json.dumps({"spec": str(path), "uplink": str(plan.uplink_net), "url": url})
     )
     say(f"lab {name!r}: {len(plan.nodes)} nodes, state in {state}")
-    _build_network(plan, spec, say)
-    _start_master(plan, spec, secrets, path, http_port, say)
+    build.build_network(plan, spec, say)
+    build.start_master(plan, spec, secrets, path, http_port, say)
     lab = Lab(plan=plan, spec=spec, spec_path=path, url=url)
-    _build_nodes(plan, say)
-    _boot_nodes(lab, [n.name for n in plan.nodes], say)
+    build.build_nodes(plan, say)
+    build.boot_nodes(lab, [n.name for n in plan.nodes], say)
     ok, detail = nfs_check(lab, plan.nodes[0])
     say(f"NFS export read from {plan.nodes[0].name} with nfs-cat: {'ok' if ok else detail}")
-    start_supervisor(plan)
-    count = wait_nodes_up(lab, len(plan.nodes), timeout=30)
+    build.start_supervisor(plan)
+    count = build.wait_nodes_up(lab, len(plan.nodes), timeout=30)
     say(f"{count}/{len(plan.nodes)} nodes up on the master's API")
     say(f"lab up in {time.monotonic() - started:.1f} s; dashboard: {url}")
     return lab
-
-
-def start_supervisor(plan: LabPlan) -> int:
-    """Start the lab's supervisor, which restarts a daemon that exits while wanted."""
-    run = plan.state / "run"
-    argv = [sys.executable, "-m", "bramble.lab.supervise", str(run)]
-    return daemons.start(run, "supervisor", argv, supervise=False)
 
 
 def _leftovers(prefix: str) -> bool:
@@ -219,269 +190,6 @@ def _leftovers(prefix: str) -> bool:
         or netns.link_exists(f"brl-{prefix}-up")
         or (topology.STATE_ROOT / prefix).exists()
     )
-
-
-def _build_network(plan: LabPlan, spec: Spec, say: Say) -> None:
-    say("network: namespaces, switch, uplink")
-    netns.batch([f"netns add {ns}" for ns in (plan.master_ns, plan.switch_ns)])
-    sw = plan.switch_ns
-    lines = [
-        f"link add {plan.bridge} type bridge mcast_snooping 0",
-        f"link set {plan.bridge} up",
-        "link set lo up",
-        # The lab names the master's interfaces as the spec does, so the rendered configs
-        # (dnsmasq's interface=, nftables' iifname) apply unchanged.
-        f"link add {plan.master_port} type veth peer name {plan.cluster_if} netns {plan.master_ns}",
-        f"link set {plan.master_port} master {plan.bridge} up",
-    ]
-    netns.batch(lines, ns=sw)
-    netns.batch(
-        [
-            f"link add {plan.uplink_root} type veth peer name {plan.uplink_if} "
-            f"netns {plan.master_ns}",
-            f"addr add {plan.uplink_host}/30 dev {plan.uplink_root}",
-            f"link set {plan.uplink_root} up",
-        ]
-    )
-    net = spec.network
-    netns.batch(
-        [
-            "link set lo up",
-            f"addr add {net.master_address}/{net.subnet.prefixlen} dev {plan.cluster_if}",
-            f"link set {plan.cluster_if} up",
-            f"addr add {plan.uplink_master}/30 dev {plan.uplink_if}",
-            f"link set {plan.uplink_if} up",
-            f"route add default via {plan.uplink_host}",
-            # Telemetry multicast belongs on the cluster LAN, not the default (uplink) route.
-            f"route add 224.0.0.0/4 dev {plan.cluster_if}",
-        ],
-        ns=plan.master_ns,
-    )
-    netns.run(["ip", "netns", "exec", plan.master_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-    say(
-        f"  switch {plan.switch_ns}/{plan.bridge}, master {plan.master_ns}, uplink "
-        f"{plan.uplink_root} {plan.uplink_host} <-> {plan.uplink_master}"
-    )
-
-
-def _build_nodes(plan: LabPlan, say: Say) -> None:
-    """One namespace per node, its eth0 (with the spec's MAC) cabled to the switch."""
-    say(f"nodes: {len(plan.nodes)} namespaces cabled to the switch")
-    netns.batch([f"netns add {node.netns}" for node in plan.nodes])
-    lines = []
-    for node in plan.nodes:
-        lines += [
-            f"link add {node.port} type veth peer name eth0 netns {node.netns} address {node.mac}",
-            f"link set {node.port} master {plan.bridge} up",
-        ]
-    netns.batch(lines, ns=plan.switch_ns)
-    for node in plan.nodes:
-        netns.batch(["link set lo up", "link set eth0 up"], ns=node.netns)
-
-
-def _rendered(spec: Spec, secrets: Secrets) -> tuple[str, str]:
-    from bramble.provision.render import render
-
-    files = render(spec, secrets)
-    dnsmasq = next(v for k, v in files.items() if k.startswith("master/") and "dnsmasq" in k)
-    nft = next(v for k, v in files.items() if k.startswith("master/") and k.endswith(".nft"))
-    return dnsmasq, nft
-
-
-def _start_master(
-    plan: LabPlan, spec: Spec, secrets: Secrets, spec_path: Path, http_port: int, say: Say
-) -> None:
-    state, ns = plan.state, plan.master_ns
-    # The master service starts first: its imports take the longest, and nodes are
-    # visible only once it listens.
-    _start_master_daemons(plan, spec_path, http_port, ("master", "proxy"))
-    dnsmasq_text, nft_text = _rendered(spec, secrets)
-    say("master: bramble master, dashboard proxy, nftables NAT, dnsmasq, nfs-ganesha")
-    nft_file = state / "master" / "bramble.nft"
-    nft_file.write_text(nft_text)
-    netns.run(daemons.in_netns(ns, ["nft", "-f", str(nft_file)]))
-    conf = state / "master" / "dnsmasq.conf"
-    conf.write_text(topology.adapt_dnsmasq(dnsmasq_text, state))
-    for share in spec.shares:
-        topology.export_dir(state, share.export).mkdir(parents=True, exist_ok=True)
-    first = topology.export_dir(state, spec.shares[0].export)
-    (first / NFS_CHECK_FILE).write_text(NFS_CHECK_TEXT)
-    (state / "ganesha").mkdir(exist_ok=True)
-    (state / "master" / "ganesha.conf").write_text(topology.ganesha_conf(spec, state))
-    _start_master_daemons(plan, spec_path, http_port, ("dnsmasq", "ganesha"))
-    say(f"  dnsmasq, ganesha, master started in {ns}")
-
-
-def _master_argv(plan: LabPlan, spec_path: Path, http_port: int) -> dict[str, list[str]]:
-    state, ns = plan.state, plan.master_ns
-    spec = load_spec(spec_path)
-    return {
-        "dnsmasq": daemons.in_netns(
-            ns,
-            [
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--log-facility=-",
-                "--user=root",
-                f"--conf-file={state / 'master' / 'dnsmasq.conf'}",
-                "--pid-file=",
-            ],
-        ),
-        "ganesha": daemons.in_netns(
-            ns,
-            [
-                "ganesha.nfsd",
-                "-F",
-                "-f",
-                str(state / "master" / "ganesha.conf"),
-                "-L",
-                str(state / "run" / "ganesha.nfsd.log"),
-                "-p",
-                str(state / "run" / "ganesha.nfsd.pid"),
-                "-N",
-                "NIV_EVENT",
-            ],
-        ),
-        "master": daemons.in_netns(ns, daemons.bramble_argv("master", "--spec", str(spec_path))),
-        "proxy": [
-            sys.executable,
-            "-m",
-            "bramble.lab.proxy",
-            "127.0.0.1",
-            str(http_port),
-            ns,
-            spec.dashboard_bind if spec.dashboard_bind != "0.0.0.0" else "127.0.0.1",
-            str(spec.dashboard.port),
-        ],
-    }
-
-
-def _start_master_daemons(
-    plan: LabPlan, spec_path: Path, http_port: int, only: Sequence[str] = MASTER_DAEMONS
-) -> None:
-    argv = _master_argv(plan, spec_path, http_port)
-    for name in only:
-        daemons.start(plan.state / "run", name, argv[name])
-
-
-def _boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
-    """Power on NAMES: first process in fresh UTS and mount namespaces, DHCP, then the agent."""
-    plan, run = lab.plan, lab.plan.state / "run"
-    say(f"nodes: DHCP (udhcpc) and agents for {len(names)} node(s)")
-    holders: dict[str, int] = {}
-    for name in names:
-        node = plan.node(name)
-        node_dir = plan.state / "nodes" / name
-        node_dir.mkdir(parents=True, exist_ok=True)
-        (node_dir / "stopped").unlink(missing_ok=True)
-        (node_dir / "lease").unlink(missing_ok=True)
-        holder = daemons.running(run, f"{name}.init")
-        if holder is None:
-            shares = [(topology.export_dir(plan.state, s.export), s.mount) for s in lab.spec.shares]
-            script = topology.node_init_script(node, node_dir, shares)
-            holder = daemons.start(
-                run,
-                f"{name}.init",
-                daemons.in_netns(
-                    node.netns,
-                    ["unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", script],
-                ),
-                # The node's first process holds its namespaces: never restarted behind
-                # the node's processes' backs.
-                supervise=False,
-            )
-        holders[name] = holder
-        script_file = node_dir / "udhcpc.sh"
-        script_file.write_text(topology.udhcpc_script(node_dir))
-        script_file.chmod(0o755)
-    for name, holder in holders.items():
-        _wait_sleeping(holder, name)
-        netns.ip("link", "set", "eth0", "up", ns=plan.node(name).netns)
-        daemons.start(
-            run,
-            f"{name}.udhcpc",
-            daemons.in_node(
-                holder,
-                [
-                    "busybox",
-                    "udhcpc",
-                    "-f",
-                    "-i",
-                    "eth0",
-                    "-s",
-                    str(plan.state / "nodes" / name / "udhcpc.sh"),
-                    "-t",
-                    "20",
-                    "-T",
-                    "1",
-                    "-A",
-                    "1",
-                ],
-            ),
-        )
-    for name, holder in holders.items():
-        lease = plan.state / "nodes" / name / "lease"
-        if not daemons.wait_for(lease, 30):
-            raise BrambleError(
-                f"{name} got no DHCP lease from dnsmasq in 30 s "
-                f"(see {run / (name + '.udhcpc.log')})"
-            )
-        address, _, hostname = lease.read_text().strip().partition(" ")
-        boot = _next_boot(plan.state / "nodes" / name)
-        daemons.start(
-            run,
-            f"{name}.agent",
-            daemons.in_node(
-                holder,
-                daemons.agent_argv(lab.spec, lab.spec_path, hostname, boot),
-            ),
-        )
-        say(f"  {name}: {address} hostname {hostname}, agent boot {boot}")
-
-
-def wait_nodes_up(lab: Lab, count: int, timeout: float) -> int:
-    """Wait until COUNT nodes are `up` on the master's API; how many are."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    up_now = 0
-    while time.monotonic() < deadline:
-        try:
-            nodes = httpx.get(lab.url + "api/nodes", timeout=2).json()
-            up_now = sum(1 for n in nodes if n.get("status") == "up")
-        except (httpx.HTTPError, ValueError):
-            up_now = 0
-        if up_now >= count:
-            break
-        time.sleep(0.1)
-    return up_now
-
-
-def _wait_sleeping(pid: int, name: str) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            comm = ""
-        if comm == "sleep":
-            return
-        if not netns.alive(pid):
-            break
-        time.sleep(0.02)
-    raise BrambleError(f"{name}: its namespaces did not come up (see the lab's run/ logs)")
-
-
-def _next_boot(node_dir: Path) -> int:
-    """A boot id for a node's new run: now, and always more than its last one."""
-    last_file = node_dir / "boot"
-    try:
-        last = int(last_file.read_text())
-    except (OSError, ValueError):
-        last = 0
-    boot = max(int(time.time()), last + 1)
-    last_file.write_text(str(boot))
-    return boot
 
 
 # --- checks and status -------------------------------------------------------------------
@@ -578,7 +286,7 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
         elif verb == "start":
             port = int(lab.url.rsplit(":", 1)[1].strip("/"))
             todo = [d for d in MASTER_DAEMONS if daemons.running(run, d) is None]
-            _start_master_daemons(plan, lab.spec_path, port, todo)
+            build.start_master_daemons(plan, lab.spec_path, port, todo)
         else:
             raise BrambleError(f"the master supports stop and start, not {verb}")
         say(f"{node}: {verb}")
@@ -600,7 +308,7 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
         if daemons.running(run, f"{node}.agent"):
             say(f"{node} is already on")
             return
-        _boot_nodes(lab, [node], say)
+        build.boot_nodes(lab, [node], say)
     else:
         raise BrambleError(f"unknown fault {verb!r}: stop, start, cut or heal")
     say(f"{node}: {verb}")

@@ -84,6 +84,16 @@ class LabPlan:
         return [self.master_ns, self.switch_ns, *(n.netns for n in self.nodes)]
 
 
+@dataclass(frozen=True, slots=True)
+class Lab:
+    """A lab as recorded in its state directory: its plan, spec and dashboard URL."""
+
+    plan: LabPlan
+    spec: Spec
+    spec_path: Path
+    url: str
+
+
 def ns_prefix(prefix: str) -> str:
     """The start of every namespace name of the lab PREFIX."""
     return f"brl-{prefix}-"
