@@ -86,7 +86,7 @@ def sender(spec_path: Path, nodes: int, seconds: float) -> None:
         i += 1
 
 
-async def _viewer(host: str, port: int, until: float, out: dict[str, object]) -> None:
+async def _viewer(host: str, port: int, start: float, until: float, out: dict[str, object]) -> None:
     delays: list[float] = []
     snapshots = 0
     reader, writer = await asyncio.open_connection(host, port)
@@ -104,7 +104,7 @@ async def _viewer(host: str, port: int, until: float, out: dict[str, object]) ->
         buffer += data
         *frames, buffer = buffer.split(b"\n\n")
         for f in frames:
-            if b"event: nodes" in f:
+            if b"event: nodes" in f and now >= start:
                 delays.extend(now - float(t) for t in TS.findall(f))
             elif b"event: snapshot" in f:
                 snapshots += 1
@@ -113,12 +113,12 @@ async def _viewer(host: str, port: int, until: float, out: dict[str, object]) ->
     out["snapshots"] = snapshots
 
 
-def viewers(base_port: int, count: int, until: float, warmup: int, out_path: Path) -> None:
-    """COUNT viewers in one process until UNTIL; delays after WARMUP written to OUT_PATH."""
+def viewers(base_port: int, count: int, start: float, until: float, out_path: Path) -> None:
+    """COUNT viewers in one process; delays of what arrives from START to UNTIL to OUT_PATH."""
 
     async def run() -> list[dict[str, object]]:
         outs: list[dict[str, object]] = [{} for _ in range(count)]
-        await asyncio.gather(*(_viewer("127.0.0.1", base_port, until, o) for o in outs))
+        await asyncio.gather(*(_viewer("127.0.0.1", base_port, start, until, o) for o in outs))
         return outs
 
     outs = asyncio.run(run())
@@ -126,7 +126,7 @@ def viewers(base_port: int, count: int, until: float, warmup: int, out_path: Pat
     for o in outs:
         delays = o.get("delays", [])
         assert isinstance(delays, list)
-        result.append({"delays": delays[warmup:], "snapshots": o.get("snapshots", 0)})
+        result.append({"delays": delays, "snapshots": o.get("snapshots", 0)})
     out_path.write_text(json.dumps(result))
 
 
@@ -149,7 +149,7 @@ def main() -> int:
         if kind == "sender":
             sender(Path(rest[0]), int(rest[1]), float(rest[2]))
         else:
-            viewers(int(rest[0]), int(rest[1]), float(rest[2]), int(rest[3]), Path(rest[4]))
+            viewers(int(rest[0]), int(rest[1]), float(rest[2]), float(rest[3]), Path(rest[4]))
         return 0
 
     with tempfile.TemporaryDirectory(prefix="bramble-bench-fanout-") as tmp:
@@ -180,7 +180,7 @@ def main() -> int:
             warm = 5.0
             total = args.seconds + warm
             children.append(
-                subprocess.Popen([*me, "sender", str(spec_path), str(args.nodes), str(total + 1)])
+                subprocess.Popen([*me, "sender", str(spec_path), str(args.nodes), str(total + 4)])
             )
             time.sleep(2)  # every node known before the viewers' snapshots
             until = time.time() + total
@@ -192,19 +192,31 @@ def main() -> int:
                     if i < args.viewer_procs - 1
                     else args.viewers - per * (args.viewer_procs - 1)
                 )
-                warm_items = int(warm * args.nodes)
                 children.append(
                     subprocess.Popen(
-                        [*me, "viewers", str(port), str(n), str(until), str(warm_items), str(out)]
+                        [
+                            *me,
+                            "viewers",
+                            str(port),
+                            str(n),
+                            str(until - args.seconds),
+                            str(until),
+                            str(out),
+                        ]
                     )
                 )
             time.sleep(warm)
             cpu0, t0 = cpu_seconds(master.pid), time.monotonic()
+            view0 = [cpu_seconds(c.pid) for c in children]
             rss_peak = 0.0
             while time.time() < until:
                 rss_peak = max(rss_peak, rss_mib(master.pid))
                 time.sleep(1)
-            cpu = (cpu_seconds(master.pid) - cpu0) / (time.monotonic() - t0)
+            elapsed = time.monotonic() - t0
+            cpu = (cpu_seconds(master.pid) - cpu0) / elapsed
+            others = [
+                (cpu_seconds(c.pid) - c0) / elapsed for c, c0 in zip(children, view0, strict=True)
+            ]
             for child in children[1:]:
                 child.wait(60)
             results = [v for out in outs for v in json.loads(out.read_text())]
@@ -234,6 +246,8 @@ def main() -> int:
         f"max {max(delays) * 1000:.1f}  worst viewer p99 {worst * 1000:.1f}"
     )
     print(f"master CPU {cpu:.0%} of one core, peak RSS {rss_peak:.1f} MiB")
+    print("sender, viewer processes CPU: " + ", ".join(f"{c:.0%}" for c in others))
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 
