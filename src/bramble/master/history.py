@@ -2,7 +2,9 @@
 
 Three tiers: `raw` keeps at most one row per node per second for `raw_hours`; `minute` and
 `hour` keep averages for `minute_days` and `hour_days`. A year of 1 Hz data from 50 nodes
-with the defaults is at most 50 x (24 x 3600 + 30 x 1440 + 365 x 24) = 6.9 million rows.
+with the defaults is at most 50 x (24 x 3600 + 30 x 1440 + 365 x 24) = 6.9 million rows;
+at about 135 bytes per row on disk (four cores per node, primary key and ts index included)
+that is about 0.9 GB.
 
 `History` is used from one thread (the service's writer thread); queries open their own
 read connections, which WAL lets run beside the writer.
