@@ -38,6 +38,13 @@ def write_spec(
     """A loopback spec (random ports) and its secrets in DIRECTORY; returns the spec path."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = [
+        # everything on loopback: the master's address (and so the Dask scheduler's) too
+        "[network]",
+        'subnet = "127.0.0.0/8"',
+        'master_address = "127.0.0.1"',
+        'dhcp_start = "127.0.1.100"',
+        'dhcp_end = "127.0.1.199"',
+        "",
         "[telemetry]",
         'interface = "127.0.0.1"',
         f"port = {free_port(socket.SOCK_DGRAM)}",

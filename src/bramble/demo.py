@@ -39,6 +39,13 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 def local_spec_text(nodes: int, http_port: int, telemetry_port: int, state: Path) -> str:
     """A spec for a cluster of local processes talking over loopback."""
     lines = [
+        # everything on loopback: the master's address (and so the Dask scheduler's) too
+        "[network]",
+        'subnet = "127.0.0.0/8"',
+        'master_address = "127.0.0.1"',
+        'dhcp_start = "127.0.1.100"',
+        'dhcp_end = "127.0.1.199"',
+        "",
         "[telemetry]",
         'interface = "127.0.0.1"',
         f"port = {telemetry_port}",

@@ -188,7 +188,8 @@ def cluster(service: ServiceDep) -> ClusterView:
     """The scheduler, its dashboard link and the workers with their current task counts."""
     try:
         info = service.client().scheduler_info(n_workers=-1)
-    except (BrambleError, OSError, TimeoutError) as exc:
+    except Exception as exc:  # no scheduler, or something else on its port: say so, don't fail
+        log.debug("scheduler unreachable", exc_info=True)
         return ClusterView(
             scheduler=service.config.scheduler,
             dashboard_url=service.config.dashboard_url,

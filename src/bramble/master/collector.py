@@ -53,6 +53,7 @@ class Stats:
             "rate": round(self.rate(), 1),
             "nodes": nodes,
             "started": self.started,
+            "now": time.time(),
         }
 
 

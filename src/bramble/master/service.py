@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import signal
 import threading
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.1
 TICK_EVERY = 0.5
 ROLL_UP_EVERY = 60.0
+SHUTDOWN_GRACE = 7.0
 
 
 class _Writer(threading.Thread):
@@ -190,7 +192,14 @@ class MasterService:
 
         app = create_app(self)
         config = uvicorn.Config(
-            app, host=bind, port=port, log_level="warning", access_log=False, lifespan="off"
+            app,
+            host=bind,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            # event streams never end by themselves: give them 2 s, then close them
+            timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
 
@@ -198,6 +207,7 @@ class MasterService:
             # uvicorn takes over these signals while it serves and raises them again when
             # it has stopped; before and after that, this handler ends the serve loop.
             server.should_exit = True
+            _exit_soon(SHUTDOWN_GRACE)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, _exit)
@@ -217,6 +227,7 @@ class MasterService:
         try:
             await server.serve()
         finally:
+            _exit_soon(SHUTDOWN_GRACE)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -252,7 +263,34 @@ def run_from_cli(
             f"cannot start the master: {exc} (is another master using port "
             f"{spec.telemetry.port}, or is {db_path.parent} writable?)"
         ) from None
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(service.run(bind or spec.dashboard_bind, port or spec.dashboard.port))
+        loop.run_until_complete(
+            service.run(bind or spec.dashboard_bind, port or spec.dashboard.port)
+        )
     except OSError as exc:
         raise BrambleError(f"cannot start the master: {exc}") from None
+    finally:
+        loop.close()
+
+
+_exit_timer: threading.Timer | None = None
+
+
+def _exit_soon(grace: float) -> None:
+    """Once shutdown has begun, make sure the process ends within GRACE seconds.
+
+    The master's own parts close and flush in well under that; a library thread that hangs
+    (a Dask client stuck connecting or closing, say) must not keep a stopped master alive.
+    """
+    global _exit_timer
+    if _exit_timer is not None:
+        return
+
+    def _exit() -> None:
+        logging.shutdown()
+        os._exit(0)
+
+    _exit_timer = threading.Timer(grace, _exit)
+    _exit_timer.daemon = True
+    _exit_timer.start()

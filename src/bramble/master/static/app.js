@@ -1,0 +1,315 @@
+// bramble dashboard: the cluster overview, live over the master's event stream.
+import { bytes, clock, duration, el, memUsed, mib, pct } from "/static/format.js";
+import { lineChart, setData } from "/static/charts.js";
+
+const state = {
+  nodes: new Map(),      // name -> NodeView from the API
+  cards: new Map(),      // name -> { root, refs }
+  order: [],             // names in display order
+  stats: null,
+  offset: 0,             // server clock minus ours, seconds
+  live: false,
+  changes: [],
+};
+const REBOOT_BADGE_FOR = 900;   // seconds a "rebooted" badge stays on a card
+const $ = (id) => document.getElementById(id);
+let detail = null;               // the detail module, loaded on first use
+
+function now() { return Date.now() / 1000 + state.offset; }
+
+// --- theme -------------------------------------------------------------------------------
+function applyTheme(theme) {
+  if (theme) document.documentElement.dataset.theme = theme;
+  else delete document.documentElement.dataset.theme;
+}
+applyTheme(localStorage.getItem("bramble-theme"));
+$("theme").addEventListener("click", () => {
+  const dark = document.documentElement.dataset.theme
+    ? document.documentElement.dataset.theme === "dark"
+    : matchMedia("(prefers-color-scheme: dark)").matches;
+  const next = dark ? "light" : "dark";
+  localStorage.setItem("bramble-theme", next);
+  applyTheme(next);
+});
+
+// --- cards -------------------------------------------------------------------------------
+function makeCard(name) {
+  const root = el("a", "card");
+  root.href = `#/node/${encodeURIComponent(name)}`;
+  root.dataset.name = name;
+  const head = el("div", "head");
+  const badge = el("span", "badge", "up");
+  const reboot = el("span", "badge rebooted", "rebooted");
+  reboot.hidden = true;
+  head.append(el("span", "name", name), badge, reboot);
+  const vals = el("div", "vals");
+  const row = el("div", "gauge-row");
+  const gauge = el("div", "gauge");
+  const gaugeText = el("span", null, "–");
+  gauge.append(gaugeText);
+  gauge.setAttribute("role", "img");
+  const cores = el("div", "cores");
+  row.append(gauge, cores);
+  const kv = el("dl", "kv");
+  const refs = { badge, reboot, gauge, gaugeText, cores, coreBars: [], seen: null };
+  for (const [key, label] of [["temp", "temp"], ["freq", "freq"], ["load", "load"],
+    ["mem", "memory"], ["net", "net in / out"], ["uptime", "uptime"]]) {
+    const dd = el("dd", `v-${key}`, "–");
+    kv.append(el("dt", null, label), dd);
+    refs[key] = dd;
+  }
+  const membar = el("div", "membar");
+  refs.memfill = el("b");
+  membar.append(refs.memfill);
+  vals.append(row, kv, membar);
+  refs.seen = el("div", "seen", "");
+  root.append(head, vals, refs.seen);
+  return { root, refs };
+}
+
+function updateCard(card, node) {
+  const { root, refs } = card;
+  const s = node.sample || {};
+  const status = node.status;
+  if (!root.classList.contains(status)) {
+    root.classList.remove("up", "stale", "down");
+    root.classList.add(status);
+    refs.badge.className = `badge ${status}`;
+    refs.badge.textContent = status;
+  }
+  const rebooted = node.rebooted_at && now() - node.rebooted_at < REBOOT_BADGE_FOR;
+  refs.reboot.hidden = !rebooted;
+  if (rebooted) refs.reboot.title = `rebooted at ${clock(node.rebooted_at)}`;
+  const cpu = s.cpuusage ?? 0;
+  refs.gauge.style.setProperty("--p", (cpu * 100).toFixed(1));
+  refs.gaugeText.textContent = pct(cpu);
+  refs.gauge.setAttribute("aria-label", `CPU ${pct(cpu)}`);
+  const cores = s.cores || [];
+  while (refs.coreBars.length < cores.length) {
+    const bar = el("i");
+    const fill = el("b");
+    bar.append(fill);
+    refs.cores.append(bar);
+    refs.coreBars.push(fill);
+  }
+  cores.forEach((c, i) => {
+    refs.coreBars[i].style.height = `${(c * 100).toFixed(0)}%`;
+    refs.coreBars[i].parentElement.title = `core ${i}: ${pct(c)}`;
+  });
+  refs.temp.textContent = s.cputemp ? `${s.cputemp.toFixed(1)} °C` : "–";
+  refs.freq.textContent = s.cpufreq ? `${s.cpufreq} MHz` : "–";
+  refs.load.textContent = s.loadavg ? s.loadavg.map((x) => x.toFixed(2)).join(" ") : "–";
+  const [used, total] = memUsed(s.meminfo);
+  refs.mem.textContent = total ? `${mib(used)} / ${mib(total)}` : "–";
+  refs.memfill.style.width = total ? `${((used / total) * 100).toFixed(0)}%` : "0";
+  const r = node.rates || {};
+  refs.net.textContent = `${bytes(r.net_rx, "/s")} / ${bytes(r.net_tx, "/s")}`;
+  refs.uptime.textContent = duration(s.uptime);
+  updateSeen(card, node);
+}
+
+function updateSeen(card, node) {
+  const age = Math.max(0, now() - node.last_seen);
+  const text = node.status === "up" ? `last seen ${duration(age)} ago`
+    : node.status === "stale" ? `STALE: nothing for ${duration(age)}`
+      : `DOWN: nothing for ${duration(age)}`;
+  if (card.refs.seen.textContent !== text) card.refs.seen.textContent = text;
+}
+
+// --- filtering, sorting, summary -----------------------------------------------------------
+const STATUS_RANK = { down: 0, stale: 1, up: 2 };
+const byName = (a, b) => a.name.localeCompare(b.name, undefined, { numeric: true });
+const sorters = {
+  name: byName,
+  status: (a, b) => STATUS_RANK[a.status] - STATUS_RANK[b.status] || byName(a, b),
+  cpu: (a, b) => (b.sample?.cpuusage ?? -1) - (a.sample?.cpuusage ?? -1) || byName(a, b),
+  temp: (a, b) => (b.sample?.cputemp ?? -1) - (a.sample?.cputemp ?? -1) || byName(a, b),
+  mem: (a, b) => memFraction(b) - memFraction(a) || byName(a, b),
+};
+function memFraction(node) {
+  const [used, total] = memUsed(node.sample?.meminfo);
+  return total ? used / total : -1;
+}
+
+function visible(node) {
+  const text = $("filter").value.trim().toLowerCase();
+  const wanted = $("status-filter").value;
+  if (text && !node.name.toLowerCase().includes(text)) return false;
+  if (wanted === "problem") return node.status !== "up";
+  return !wanted || node.status === wanted;
+}
+
+function layout() {
+  const nodes = [...state.nodes.values()].sort(sorters[$("sort").value] || byName);
+  const grid = $("grid");
+  const names = nodes.map((n) => n.name);
+  const reorder = names.length !== state.order.length || names.some((n, i) => n !== state.order[i]);
+  let shown = 0;
+  for (const node of nodes) {
+    const card = state.cards.get(node.name);
+    const show = visible(node);
+    if (card.root.hidden === show) card.root.hidden = !show;
+    if (show) shown += 1;
+    if (reorder) grid.append(card.root);
+  }
+  state.order = names;
+  $("shown").textContent = `${shown} of ${nodes.length} nodes shown`;
+}
+
+function summary() {
+  let up = 0, stale = 0, down = 0, cores = 0, busy = 0, cpuSum = 0, cpuN = 0, used = 0, total = 0;
+  let hottest = null;
+  for (const node of state.nodes.values()) {
+    if (node.status === "up") up += 1; else if (node.status === "stale") stale += 1; else down += 1;
+    const s = node.sample;
+    if (!s || node.status !== "up") continue;
+    const n = (s.cores || []).length || 1;
+    cores += n;
+    busy += s.cpuusage * n;
+    cpuSum += s.cpuusage; cpuN += 1;
+    const [u, t] = memUsed(s.meminfo);
+    if (t) { used += u; total += t; }
+    if (s.cputemp && (!hottest || s.cputemp > hottest.sample.cputemp)) hottest = node;
+  }
+  $("s-up").textContent = up; $("s-stale").textContent = stale; $("s-down").textContent = down;
+  $("s-cores").textContent = cores ? `${busy.toFixed(1)} of ${cores}` : "–";
+  $("s-cpu").textContent = cpuN ? pct(cpuSum / cpuN) : "–";
+  $("s-mem").textContent = total ? `${mib(used)} of ${mib(total)}` : "–";
+  $("s-hot").textContent = hottest ? `${hottest.name} ${hottest.sample.cputemp.toFixed(1)} °C` : "–";
+  $("s-rate").textContent = state.stats ? `${state.stats.rate.toFixed(1)}/s` : "–";
+}
+
+function applyNodes(views) {
+  for (const view of views) {
+    state.nodes.set(view.name, view);
+    let card = state.cards.get(view.name);
+    if (!card) {
+      card = makeCard(view.name);
+      state.cards.set(view.name, card);
+    }
+    updateCard(card, view);
+  }
+  layout();
+  summary();
+  if (detail) detail.onNodes(views);
+}
+
+// --- events list -------------------------------------------------------------------------
+function renderChanges() {
+  const list = $("events");
+  list.replaceChildren(...state.changes.slice(0, 60).map((c) => {
+    const li = el("li");
+    const t = el("time", null, clock(c.ts));
+    t.dateTime = new Date(c.ts * 1000).toISOString();
+    li.append(t, el("span", `kind ${c.kind}`, c.kind), el("span", null, c.message));
+    return li;
+  }));
+}
+
+// --- cluster charts ------------------------------------------------------------------------
+const clusterCharts = {};
+async function refreshClusterCharts() {
+  if (!window.uPlot || !state.live || !$("detail").hidden) return;
+  try {
+    const [cpu, mem] = await Promise.all(["cpuusage", "mem_used"].map((m) =>
+      fetch(`/api/cluster/history?metric=${m}&since=-3600`).then((r) => r.json())));
+    clusterCharts.cpu ??= lineChart($("c-cpu"), [{ label: "CPU", color: "--cpu" }],
+      { max: 100, value: (v) => `${v.toFixed(0)}%` });
+    clusterCharts.mem ??= lineChart($("c-mem"), [{ label: "used", color: "--mem" }],
+      { value: (v) => mib(v) });
+    setData(clusterCharts.cpu, [cpu.points.map((p) => p[0]), cpu.points.map((p) => p[1] * 100)]);
+    setData(clusterCharts.mem, [mem.points.map((p) => p[0]), mem.points.map((p) => p[1])]);
+  } catch (err) {
+    // the stream's error handling shows the connection state; the charts retry next round
+  }
+}
+
+// --- the event stream ------------------------------------------------------------------------
+function setLive(live) {
+  state.live = live;
+  document.body.classList.toggle("offline", !live);
+  $("banner").hidden = live;
+}
+
+function takeStats(stats) {
+  state.stats = stats;
+  if (stats && stats.now) state.offset = stats.now - Date.now() / 1000;
+}
+
+function connect() {
+  const source = new EventSource("/api/events");
+  source.addEventListener("snapshot", (e) => {
+    const snap = JSON.parse(e.data);
+    setLive(true);
+    takeStats(snap.stats);
+    const names = new Set(snap.nodes.map((n) => n.name));
+    for (const name of [...state.nodes.keys()]) {
+      if (!names.has(name)) {
+        state.nodes.delete(name);
+        state.cards.get(name)?.root.remove();
+        state.cards.delete(name);
+      }
+    }
+    applyNodes(snap.nodes);
+    state.changes = snap.changes || [];
+    renderChanges();
+    refreshClusterCharts();
+  });
+  source.addEventListener("nodes", (e) => applyNodes(JSON.parse(e.data)));
+  source.addEventListener("change", (e) => {
+    state.changes.unshift(JSON.parse(e.data));
+    state.changes.length = Math.min(state.changes.length, 200);
+    renderChanges();
+  });
+  source.addEventListener("stats", (e) => {
+    takeStats(JSON.parse(e.data));
+    summary();
+  });
+  source.onerror = () => {
+    setLive(false);
+    if (source.readyState === EventSource.CLOSED) {
+      source.close();
+      setTimeout(connect, 2000);
+    }
+  };
+}
+
+// Ages tick every second from the server's clock.
+setInterval(() => {
+  for (const [name, card] of state.cards) updateSeen(card, state.nodes.get(name));
+}, 1000);
+setInterval(refreshClusterCharts, 15000);
+
+// --- routing and keys ------------------------------------------------------------------------
+async function route() {
+  const match = location.hash.match(/^#\/node\/(.+)$/);
+  if (match) {
+    detail ??= await import("/static/detail.js");
+    $("overview").hidden = true;
+    $("detail").hidden = false;
+    detail.show(decodeURIComponent(match[1]), state);
+    $("detail").querySelector(".back").focus();
+  } else {
+    if (detail) detail.hide();
+    $("detail").hidden = true;
+    $("overview").hidden = false;
+    refreshClusterCharts();
+  }
+}
+addEventListener("hashchange", route);
+addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && location.hash.startsWith("#/node/")) location.hash = "#/";
+  if (e.key === "/" && document.activeElement.tagName !== "INPUT") {
+    e.preventDefault();
+    $("filter").focus();
+  }
+});
+for (const id of ["filter", "status-filter", "sort"]) $(id).addEventListener("input", layout);
+
+// --- the jobs panel (present when the master serves the jobs API) ---------------------------
+import("/static/jobs.js")
+  .then((m) => m.mountJobsPanel($("jobs")))
+  .catch(() => { document.querySelector(".jobs-panel").hidden = true; });
+
+connect();
+route();

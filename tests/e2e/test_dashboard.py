@@ -1,0 +1,144 @@
+"""The dashboard in a real browser (Debian's chromium through Playwright) against a real master."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bramble_testing import Processes, api, wait_for, write_spec
+
+from bramble.spec import load_spec
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = "/usr/bin/chromium"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not shutil.which(CHROMIUM):
+    pytest.skip("chromium is not installed (Debian package 'chromium')", allow_module_level=True)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_dashboard_live_cards_staleness_and_detail(
+    tmp_path: Path, processes: Processes, browser: object
+) -> None:
+    spec_path = write_spec(tmp_path / "c", nodes=3, interval=0.3, stale_after=3, down_after=8)
+    port = load_spec(spec_path).dashboard.port
+    url = f"http://127.0.0.1:{port}/"
+    processes.start("master", "master", "--spec", str(spec_path))
+    for i in (1, 2, 3):
+        processes.start(f"node-{i}", "agent", "--spec", str(spec_path), "--node-name", f"node-{i}")
+
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on(
+        "response",
+        lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 500 else None,
+    )
+    wait_for(lambda: api(url, "api/stats"), 20, "the master to answer")
+    page.goto(url)
+
+    # one card per node, all up, with live values that change
+    page.wait_for_function("document.querySelectorAll('.card.up').length === 3", timeout=20_000)
+    assert page.locator(".card .name").all_inner_texts() == ["node-1", "node-2", "node-3"]
+    assert page.inner_text("#s-up") == "3"
+    first = page.locator(".card .vals").all_inner_texts()
+    wait_for(lambda: page.locator(".card .vals").all_inner_texts() != first, 15, "values to change")
+    assert page.locator(".card").first.locator(".cores i").count() >= 1
+    page.wait_for_function(
+        "Number(document.querySelector('#s-rate').textContent.replace('/s','')) > 0"
+    )
+    page.wait_for_selector("#c-cpu canvas", timeout=20_000)
+    time.sleep(1)
+    page.screenshot(path=str(DOCS / "overview-desktop.png"))
+
+    # filtering by status and by name
+    page.select_option("#status-filter", "problem")
+    assert page.locator(".card:visible").count() == 0
+    page.select_option("#status-filter", "")
+    page.fill("#filter", "node-2")
+    assert page.locator(".card:visible .name").all_inner_texts() == ["node-2"]
+    page.fill("#filter", "")
+
+    # stop an agent: its card turns stale, then down, unmistakably
+    processes.stop("node-2")
+    card = page.locator('.card[data-name="node-2"]')
+    page.wait_for_selector('.card.stale[data-name="node-2"]', timeout=10_000)
+    assert card.locator(".badge").first.inner_text().lower() == "stale"
+    assert "STALE" in card.locator(".seen").inner_text()
+    page.wait_for_selector('.card.down[data-name="node-2"]', timeout=10_000)
+    assert "DOWN" in card.locator(".seen").inner_text()
+    assert page.inner_text("#s-down") == "1"
+    assert "node-2" in page.inner_text("#events")
+
+    # node detail: keyboard opens it, charts are drawn from the history API
+    page.focus('.card[data-name="node-1"]')
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/#/node/node-1")
+    page.wait_for_selector("#d-cpu canvas")
+    assert page.inner_text("#d-name") == "node-1"
+    points = page.wait_for_function(
+        "() => { const u = document.querySelector('#d-cpu .uplot');"
+        " return u && document.querySelectorAll('#d-cpu canvas').length > 0 &&"
+        " document.querySelector('#d-cpu canvas').width > 100; }",
+        timeout=15_000,
+    )
+    assert points
+    for chart in ("d-cpu", "d-temp", "d-mem", "d-load", "d-net"):
+        box = page.locator(f"#{chart} canvas").bounding_box()
+        assert box and box["width"] > 150 and box["height"] > 100
+    page.click('.ranges button[data-range="3600"]')
+    assert page.get_attribute('.ranges button[data-range="3600"]', "aria-pressed") == "true"
+    time.sleep(1.5)
+    page.screenshot(path=str(DOCS / "detail-desktop.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#overview:not([hidden])")
+
+    # phone size
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)  # type: ignore[attr-defined]
+    phone.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    phone.on("pageerror", lambda e: errors.append(str(e)))
+    phone.goto(url)
+    phone.wait_for_function("document.querySelectorAll('.card').length === 3")
+    time.sleep(1)
+    phone.screenshot(path=str(DOCS / "overview-phone.png"))
+    phone.goto(url + "#/node/node-1")
+    phone.wait_for_selector("#d-cpu canvas")
+    time.sleep(1.5)
+    phone.screenshot(path=str(DOCS / "detail-phone.png"))
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 392, f"the page scrolls sideways on a phone ({width} px)"
+    phone.close()
+
+    # the master goes away: the page says so and does not pass old numbers off as live
+    before_stop = list(errors)
+    processes.stop("master")
+    page.wait_for_selector("#banner:not([hidden])", timeout=10_000)
+    assert "retrying" in page.inner_text("#banner")
+    assert page.evaluate("document.body.classList.contains('offline')")
+    # and it comes back by itself
+    processes.start("master", "master", "--spec", str(spec_path))
+    page.wait_for_selector("#banner[hidden]", state="attached", timeout=20_000)
+    assert not page.evaluate("document.body.classList.contains('offline')")
+    assert before_stop == []
+    # while the master is away, only failed connections are expected
+    later = errors[len(before_stop) :]
+    assert all("ERR_" in e or "Failed to load resource" in e for e in later), later
