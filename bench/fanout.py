@@ -142,6 +142,9 @@ def main() -> int:
     parser.add_argument("--viewers", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--viewer-procs", type=int, default=2)
+    parser.add_argument(
+        "--master-nice", type=int, default=0, help="run the master at this nice value (root)"
+    )
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -161,7 +164,8 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         log = open(state / "master.log", "wb")  # noqa: SIM115
         master = subprocess.Popen(
-            [sys.executable, "-m", "bramble", "master", "--spec", str(spec_path)],
+            ["nice", "-n", str(args.master_nice), sys.executable, "-m", "bramble", "master",
+             "--spec", str(spec_path)],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         me = [sys.executable, __file__, "--child"]
