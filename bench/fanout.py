@@ -145,6 +145,9 @@ def main() -> int:
     parser.add_argument(
         "--master-nice", type=int, default=0, help="run the master at this nice value (root)"
     )
+    parser.add_argument(
+        "--switch-interval", type=float, default=0.0, help="the master's sys.setswitchinterval"
+    )
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -163,11 +166,16 @@ def main() -> int:
         (state / "bramble.secrets.toml").write_text(secrets_text())
         base = f"http://127.0.0.1:{port}"
         log = open(state / "master.log", "wb")  # noqa: SIM115
+        boot = "import runpy, sys; "
+        if args.switch_interval:
+            boot += f"sys.setswitchinterval({args.switch_interval}); "
+        boot += f"sys.argv = ['bramble', 'master', '--spec', {str(spec_path)!r}]; "
+        boot += "runpy.run_module('bramble', run_name='__main__')"
         master = subprocess.Popen(
-            ["nice", "-n", str(args.master_nice), sys.executable, "-m", "bramble", "master",
-             "--spec", str(spec_path)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            ["nice", "-n", str(args.master_nice), sys.executable, "-c", boot],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         me = [sys.executable, __file__, "--child"]
         children: list[subprocess.Popen[bytes]] = []
         try:
