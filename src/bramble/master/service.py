@@ -263,7 +263,7 @@ def run_from_cli(
             f"cannot start the master: {exc} (is another master using port "
             f"{spec.telemetry.port}, or is {db_path.parent} writable?)"
         ) from None
-    loop = asyncio.new_event_loop()
+    loop = _new_loop()
     try:
         loop.run_until_complete(
             service.run(bind or spec.dashboard_bind, port or spec.dashboard.port)
@@ -272,6 +272,15 @@ def run_from_cli(
         raise BrambleError(f"cannot start the master: {exc}") from None
     finally:
         loop.close()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where installed (much cheaper per viewer), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 _exit_timer: threading.Timer | None = None
