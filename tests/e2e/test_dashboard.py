@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from bramble.spec import load_spec
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
+# Screenshots go to docs/ (for the README) with UPDATE_SCREENSHOTS=1, else to the test's tmp dir.
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,6 +40,7 @@ def browser() -> Iterator[object]:
 def test_dashboard_live_cards_staleness_and_detail(
     tmp_path: Path, processes: Processes, browser: object
 ) -> None:
+    shots = DOCS if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
     spec_path = write_spec(tmp_path / "c", nodes=3, interval=0.3, stale_after=3, down_after=8)
     port = load_spec(spec_path).dashboard.port
     url = f"http://127.0.0.1:{port}/"
@@ -68,7 +71,7 @@ def test_dashboard_live_cards_staleness_and_detail(
     )
     page.wait_for_selector("#c-cpu canvas", timeout=20_000)
     time.sleep(1)
-    page.screenshot(path=str(DOCS / "overview-desktop.png"))
+    page.screenshot(path=str(shots / "overview-desktop.png"))
 
     # filtering by status and by name
     page.select_option("#status-filter", "problem")
@@ -108,7 +111,7 @@ def test_dashboard_live_cards_staleness_and_detail(
     page.click('.ranges button[data-range="3600"]')
     assert page.get_attribute('.ranges button[data-range="3600"]', "aria-pressed") == "true"
     time.sleep(1.5)
-    page.screenshot(path=str(DOCS / "detail-desktop.png"))
+    page.screenshot(path=str(shots / "detail-desktop.png"))
     page.keyboard.press("Escape")
     page.wait_for_selector("#overview:not([hidden])")
 
@@ -119,11 +122,11 @@ def test_dashboard_live_cards_staleness_and_detail(
     phone.goto(url)
     phone.wait_for_function("document.querySelectorAll('.card').length === 3")
     time.sleep(1)
-    phone.screenshot(path=str(DOCS / "overview-phone.png"))
+    phone.screenshot(path=str(shots / "overview-phone.png"))
     phone.goto(url + "#/node/node-1")
     phone.wait_for_selector("#d-cpu canvas")
     time.sleep(1.5)
-    phone.screenshot(path=str(DOCS / "detail-phone.png"))
+    phone.screenshot(path=str(shots / "detail-phone.png"))
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 392, f"the page scrolls sideways on a phone ({width} px)"
     phone.close()
