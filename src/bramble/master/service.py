@@ -212,7 +212,7 @@ class MasterService:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, _exit)
         self.writer.start()
-        self.collector.start()
+        await self.collector.start()
         tasks = [
             asyncio.create_task(self._flusher(), name="flusher"),
             asyncio.create_task(self._ticker(), name="ticker"),
