@@ -16,14 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bramble.demo import free_port, local_spec_text
 from bramble.init import secrets_text
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_spec(
@@ -37,37 +31,16 @@ def write_spec(
 ) -> Path:
     """A loopback spec (random ports) and its secrets in DIRECTORY; returns the spec path."""
     directory.mkdir(parents=True, exist_ok=True)
-    lines = [
-        # everything on loopback: the master's address (and so the Dask scheduler's) too
-        "[network]",
-        'subnet = "127.0.0.0/8"',
-        'master_address = "127.0.0.1"',
-        'dhcp_start = "127.0.1.100"',
-        'dhcp_end = "127.0.1.199"',
-        "",
-        "[telemetry]",
-        'interface = "127.0.0.1"',
-        f"port = {free_port(socket.SOCK_DGRAM)}",
-        f"interval = {interval}",
-        f"stale_after = {stale_after}",
-        f"down_after = {down_after}",
-        "",
-        "[dashboard]",
-        'bind = "127.0.0.1"',
-        f"port = {free_port()}",
-        "",
-        "[history]",
-        f'path = "{directory / "history.db"}"',
-        "",
-        "[jobs]",
-        "tls = false",
-        "",
-        extra,
-    ]
-    for i in range(1, nodes + 1):
-        lines += ["[[nodes]]", f'name = "node-{i}"', f'mac = "02:b7:00:00:00:{i:02x}"', ""]
+    text = local_spec_text(
+        nodes,
+        free_port(),
+        free_port(socket.SOCK_DGRAM),
+        directory,
+        telemetry=f"interval = {interval}\nstale_after = {stale_after}\ndown_after = {down_after}",
+        extra=extra,
+    )
     spec = directory / "bramble.toml"
-    spec.write_text("\n".join(lines))
+    spec.write_text(text)
     secrets = directory / "bramble.secrets.toml"
     secrets.write_text(secrets_text())
     secrets.chmod(0o600)

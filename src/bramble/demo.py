@@ -36,8 +36,19 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
-def local_spec_text(nodes: int, http_port: int, telemetry_port: int, state: Path) -> str:
-    """A spec for a cluster of local processes talking over loopback."""
+def local_spec_text(
+    nodes: int,
+    http_port: int,
+    telemetry_port: int,
+    state: Path,
+    *,
+    telemetry: str = "interval = 1.0",
+    extra: str = "",
+) -> str:
+    """A spec for a cluster of local processes talking over loopback.
+
+    TELEMETRY is more lines for the [telemetry] table; EXTRA is appended before the nodes.
+    """
     lines = [
         # everything on loopback: the master's address (and so the Dask scheduler's) too
         "[network]",
@@ -49,7 +60,7 @@ def local_spec_text(nodes: int, http_port: int, telemetry_port: int, state: Path
         "[telemetry]",
         'interface = "127.0.0.1"',
         f"port = {telemetry_port}",
-        "interval = 1.0",
+        telemetry,
         "",
         "[dashboard]",
         'bind = "127.0.0.1"',
@@ -61,6 +72,7 @@ def local_spec_text(nodes: int, http_port: int, telemetry_port: int, state: Path
         "[jobs]",
         "tls = false",
         "",
+        extra,
     ]
     for i in range(1, nodes + 1):
         lines += [
