@@ -55,11 +55,17 @@ def test_agents_to_master_liveness_reboot_and_history(tmp_path: Path, processes:
         "--boot-id", str(int(time.time())),
     )  # fmt: skip
     wait_for(lambda: statuses(base)["node-2"] == "up", 10, "node-2 up again")
-    changes = wait_for(
-        lambda: [c for c in api(base, "/api/changes") if c["node"] == "node-2"], 5, "changes"
+    # the change log is written to SQLite within a second: wait for the reboot to reach it
+    kinds = wait_for(
+        lambda: (
+            (k := [c["kind"] for c in api(base, "/api/changes") if c["node"] == "node-2"])
+            and "rebooted" in k
+            and k
+        ),
+        5,
+        "the rebooted event in /api/changes",
     )
-    kinds = [c["kind"] for c in changes]
-    assert "rebooted" in kinds and "down" in kinds and "stale" in kinds
+    assert "down" in kinds and "stale" in kinds
 
     # an agent restarted within the same boot is not a reboot, and not a replay either
     processes.stop("node-3")
