@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 from bramble.telemetry.wire import Sample
@@ -35,3 +37,35 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def write_local_spec(state: Path) -> tuple[Path, str]:
+    """A loopback spec with no nodes (random ports) and its secrets in STATE.
+
+    Returns the spec's path and the master's base URL.
+    """
+    import socket
+
+    from bramble.demo import free_port, local_spec_text
+    from bramble.init import secrets_text
+
+    port = free_port()
+    spec_path = state / "bramble.toml"
+    spec_path.write_text(local_spec_text(0, port, free_port(socket.SOCK_DGRAM), state))
+    (state / "bramble.secrets.toml").write_text(secrets_text())
+    return spec_path, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(base: str, master: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+    """Wait until the master at BASE answers; False if it exits or TIMEOUT passes first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(base + "/api/stats", timeout=5).raise_for_status()
+            return True
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or master.poll() is not None:
+                return False
+            time.sleep(0.2)

@@ -26,10 +26,8 @@ import time
 from pathlib import Path
 
 import httpx
-from common import SAMPLE, cpu_seconds, rss_mib
+from common import SAMPLE, cpu_seconds, rss_mib, wait_ready, write_local_spec
 
-from bramble.demo import free_port, local_spec_text
-from bramble.init import secrets_text
 from bramble.spec import load_secrets, load_spec
 from bramble.telemetry.wire import encode
 
@@ -139,11 +137,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bramble-bench-fanout-") as tmp:
         state = Path(tmp)
-        port = free_port()
-        spec_path = state / "bramble.toml"
-        spec_path.write_text(local_spec_text(0, port, free_port(socket.SOCK_DGRAM), state))
-        (state / "bramble.secrets.toml").write_text(secrets_text())
-        base = f"http://127.0.0.1:{port}"
+        spec_path, base = write_local_spec(state)
+        port = int(base.rsplit(":", 1)[1])
         log = open(state / "master.log", "wb")  # noqa: SIM115
         boot = "import runpy, sys; "
         if args.switch_interval:
@@ -158,16 +153,9 @@ def main() -> int:
         me = [sys.executable, __file__, "--child"]
         children: list[subprocess.Popen[bytes]] = []
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(base + "/api/stats", timeout=5).raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline or master.poll() is not None:
-                        print((state / "master.log").read_text(), file=sys.stderr)
-                        return 1
-                    time.sleep(0.2)
+            if not wait_ready(base, master):
+                print((state / "master.log").read_text(), file=sys.stderr)
+                return 1
             warm = 5.0
             total = args.seconds + warm
             children.append(

@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 
 import httpx
-from common import SAMPLE, cpu_seconds, rss_mib
+from common import SAMPLE, cpu_seconds, rss_mib, wait_ready, write_local_spec
 
-from bramble.demo import free_port, local_spec_text
-from bramble.init import secrets_text
 from bramble.spec import load_secrets, load_spec
 from bramble.telemetry.wire import encode
 
@@ -90,14 +88,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bramble-bench-ingest-") as tmp:
         state = Path(tmp)
-        http_port = free_port()
-        spec_path = state / "bramble.toml"
-        spec_path.write_text(local_spec_text(0, http_port, free_port(socket.SOCK_DGRAM), state))
-        (state / "bramble.secrets.toml").write_text(secrets_text())
+        spec_path, base = write_local_spec(state)
         spec = load_spec(spec_path)
         secrets = load_secrets(spec_path)
         target = (str(spec.telemetry.group), spec.telemetry.port)
-        base = f"http://127.0.0.1:{http_port}"
         log = open(state / "master.log", "wb")  # noqa: SIM115
         master = subprocess.Popen(
             [sys.executable, "-m", "bramble", "master", "--spec", str(spec_path)],
@@ -105,16 +99,9 @@ def main() -> int:
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    stats(base)
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline or master.poll() is not None:
-                        print((state / "master.log").read_text(), file=sys.stderr)
-                        return 1
-                    time.sleep(0.2)
+            if not wait_ready(base, master):
+                print((state / "master.log").read_text(), file=sys.stderr)
+                return 1
             print(f"{'rate/s':>8} {'sent':>8} {'accepted':>9} {'fraction':>9} "
                   f"{'rejected':>9} {'master CPU':>10} {'RSS MiB':>8}")  # fmt: skip
             for rate in rates:

@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
+from common import wait_ready, write_local_spec
 from playwright.sync_api import sync_playwright
-
-from bramble.demo import free_port, local_spec_text
-from bramble.init import secrets_text
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -77,25 +72,14 @@ def main() -> int:
         return measure(args.url.rstrip("/"))
     with tempfile.TemporaryDirectory(prefix="bramble-bench-page-") as tmp:
         state = Path(tmp)
-        port = free_port()
-        spec_path = state / "bramble.toml"
-        spec_path.write_text(local_spec_text(0, port, free_port(socket.SOCK_DGRAM), state))
-        (state / "bramble.secrets.toml").write_text(secrets_text())
-        base = f"http://127.0.0.1:{port}"
+        spec_path, base = write_local_spec(state)
         master = subprocess.Popen(
             [sys.executable, "-m", "bramble", "master", "--spec", str(spec_path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(base + "/api/stats", timeout=5).raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline or master.poll() is not None:
-                        return 1
-                    time.sleep(0.2)
+            if not wait_ready(base, master):
+                return 1
             return measure(base)
         finally:
             master.terminate()
