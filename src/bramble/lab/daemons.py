@@ -37,28 +37,14 @@ def agent_argv(spec: Spec, spec_path: Path, node: str, boot: int) -> list[str]:
     booting at once on a small machine, that is most of the wait). The key is read from the
     lab's secrets file beside the spec.
     """
-    import bramble
+    from bramble.telemetry.agent import lean_argv
 
-    package_root = str(Path(bramble.__file__).resolve().parent.parent)
-    tel = spec.telemetry
-    argv = [
-        sys.executable,
-        "-S",
-        "-c",
-        f"import sys; sys.path.insert(0, {package_root!r}); "
-        "from bramble.telemetry.agent import main; sys.exit(main())",
-        "--node", node,
-        "--group", str(tel.group),
-        "--port", str(tel.port),
-        "--interval", repr(tel.interval),
-        "--ttl", str(tel.ttl),
-        "--interface", tel.interface,
-        "--secrets", str(spec_path.parent / SECRETS_NAME),
-        "--boot", str(boot),
-    ]  # fmt: skip
-    for target in tel.unicast:
-        argv += ["--unicast", target if ":" in target else f"{target}:{tel.port}"]
-    return argv
+    return lean_argv(
+        spec,
+        node=node,
+        key_args=["--secrets", str(spec_path.parent / SECRETS_NAME)],
+        boot=boot,
+    )
 
 
 def in_netns(ns: str, argv: Sequence[str]) -> list[str]:

@@ -22,6 +22,8 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 Mi
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from bramble.spec import Spec
+
 BOOT_ENV = "BRAMBLE_BOOT_ID"
 
 
@@ -86,6 +88,36 @@ def _targets(unicast: list[str], port: int) -> list[str]:
     return [t if ":" in t else f"{t}:{port}" for t in unicast]
 
 
+def lean_argv(
+    spec: Spec,
+    *,
+    node: str,
+    key_args: list[str],
+    interval: float | None = None,
+    boot: int | None = None,
+) -> list[str]:
+    """The lean agent's command line for SPEC (KEY_ARGS: `--key-fd N` or `--secrets FILE`)."""
+    tel = spec.telemetry
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    argv = [
+        sys.executable, "-S", "-c",
+        f"import sys; sys.path.insert(0, {package_root!r}); "
+        "from bramble.telemetry.agent import main; sys.exit(main())",
+        "--node", node,
+        "--group", str(tel.group),
+        "--port", str(tel.port),
+        "--interval", repr(tel.interval if interval is None else interval),
+        "--ttl", str(tel.ttl),
+        "--interface", tel.interface,
+        *key_args,
+    ]  # fmt: skip
+    for target in _targets(tel.unicast, tel.port):
+        argv += ["--unicast", target]
+    if boot is not None:
+        argv += ["--boot", str(boot)]
+    return argv
+
+
 def run_from_cli(
     spec_path: Path | None,
     *,
@@ -110,34 +142,14 @@ def run_from_cli(
     os.write(write_end, f"{secrets.telemetry_key_id}:{secrets.telemetry_key.hex()}".encode())
     os.close(write_end)
     os.set_inheritable(read_end, True)
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    argv = [
-        sys.executable,
-        "-S",
-        "-c",
-        f"import sys; sys.path.insert(0, {package_root!r}); "
-        "from bramble.telemetry.agent import main; sys.exit(main())",
-        "--node",
-        node_name or _socket.gethostname(),
-        "--group",
-        str(tel.group),
-        "--port",
-        str(tel.port),
-        "--interval",
-        repr(every),
-        "--ttl",
-        str(tel.ttl),
-        "--interface",
-        tel.interface,
-        "--key-fd",
-        str(read_end),
-        "--count",
-        str(count),
-    ]
-    for target in _targets(tel.unicast, tel.port):
-        argv += ["--unicast", target]
-    if boot_id is not None:
-        argv += ["--boot", str(boot_id)]
+    argv = lean_argv(
+        spec,
+        node=node_name or _socket.gethostname(),
+        interval=every,
+        key_args=["--key-fd", str(read_end)],
+        boot=boot_id,
+    )
+    argv += ["--count", str(count)]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
