@@ -211,11 +211,15 @@ def lab_up(
     port: Annotated[
         int | None, typer.Option(help="Dashboard port on 127.0.0.1 (default: the spec's).")
     ] = None,
+    jobs: Annotated[
+        bool,
+        typer.Option(help="Run the Dask scheduler on the master and a worker on every node (TLS)."),
+    ] = True,
 ) -> None:
     """Create the lab cluster (idempotent; cleans up a crashed lab first)."""
     from bramble.lab.commands import up
 
-    up(spec, nodes=nodes, prefix=prefix, port=port)
+    up(spec, nodes=nodes, prefix=prefix, port=port, jobs=jobs)
 
 
 @lab_app.command("status")
@@ -241,7 +245,11 @@ def lab_down(spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
 def lab_exec(
     ctx: typer.Context, node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None
 ) -> None:
-    """Run a command inside a lab node: bramble lab exec NODE -- CMD..."""
+    """Run a command inside a lab node or the master: bramble lab exec NODE -- CMD...
+
+    $BRAMBLE_SPEC is set to the lab's spec, so `bramble lab exec master -- bramble run
+    /mnt/jobs/pi.py` submits a job to the lab's cluster.
+    """
     from bramble.lab.commands import exec_in
 
     raise typer.Exit(exec_in(spec, node, list(ctx.args), prefix=prefix))

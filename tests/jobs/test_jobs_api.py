@@ -119,3 +119,32 @@ def test_cluster_view(api: tuple[str, JobsService]) -> None:
     assert view["error"] is None
     assert {"node-1", "node-2"} <= {w["name"] for w in view["workers"]}
     assert all(w["nthreads"] == 2 for w in view["workers"])
+
+
+def test_unreachable_scheduler_is_remembered_not_retried_per_request(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    import dataclasses
+    import socket
+
+    from bramble.jobs.connect import SchedulerUnreachableError
+
+    port = free_port()
+    config = dataclasses.replace(cluster.config(tmp_path), scheduler=f"tls://127.0.0.1:{port}")
+    service = JobsService(config, TOKEN)
+    try:
+        with pytest.raises(SchedulerUnreachableError, match="refused") as first:
+            service.client()
+        # Something now listens there, but within RETRY_AFTER the failure is answered from
+        # memory: no new connection attempt, no request thread held for a connect timeout.
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", port))
+            listener.listen()
+            with pytest.raises(SchedulerUnreachableError) as second:
+                service.client()
+            assert str(second.value) == str(first.value)
+            listener.settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                listener.accept()
+    finally:
+        service.close()

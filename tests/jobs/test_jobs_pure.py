@@ -47,7 +47,20 @@ def test_mpirun_command_line(tmp_path: Path) -> None:
     cmd = mpirun_command(tmp_path / "hf", ["prog", "-x"], n=3, launcher="/l.sh", as_root=True)
     assert cmd == [
         "mpirun", "--hostfile", str(tmp_path / "hf"), "-n", "3",
-        "--mca", "plm_rsh_agent", "/l.sh", "--allow-run-as-root", "prog", "-x",
+        "--mca", "plm_rsh_agent", "/l.sh",
+        "--mca", "oob_tcp_dynamic_ipv4_ports", "47000-47099",
+        "--allow-run-as-root", "prog", "-x",
+    ]  # fmt: skip
+    # On the cluster LAN only, spread over the nodes: what `bramble mpirun --by-node` runs.
+    cmd = mpirun_command(
+        tmp_path / "hf", ["prog"], n=None, launcher=None, as_root=False,
+        subnet="10.42.0.0/24", by_node=True,
+    )  # fmt: skip
+    assert cmd == [
+        "mpirun", "--hostfile", str(tmp_path / "hf"), "--map-by", "node",
+        "--mca", "oob_tcp_if_include", "10.42.0.0/24",
+        "--mca", "btl_tcp_if_include", "10.42.0.0/24",
+        "--mca", "oob_tcp_dynamic_ipv4_ports", "47000-47099", "prog",
     ]  # fmt: skip
 
 

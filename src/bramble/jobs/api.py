@@ -11,6 +11,7 @@ The router finds its :class:`JobsService` in ``app.state.jobs``; the master may 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hmac
 import logging
 import threading
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RETRY_AFTER = 5.0  # seconds before trying an unreachable scheduler again
+
 
 class JobsService:
     """What the jobs routes share: config, store, runner, admin token and a Dask client."""
@@ -50,14 +53,34 @@ class JobsService:
         self.runner = JobRunner(self.store, config, max_running=max_running)
         self._client: Client | None = None
         self._client_lock = threading.Lock()
+        self._failure: tuple[float, str] | None = None  # when and why connecting last failed
 
     def client(self) -> Client:
-        """The master's own Dask client (for exec and the workers view), made on first use."""
-        from bramble.jobs.connect import client_for
+        """The master's own Dask client (for exec and the workers view), made on first use.
+
+        When the scheduler does not answer, that is remembered for RETRY_AFTER seconds: the
+        dashboard asks for the workers every few seconds, and each attempt would otherwise
+        hold a request thread for the whole connect timeout.
+        """
+        from bramble.jobs.connect import SchedulerUnreachableError, client_for, probe
 
         with self._client_lock:
-            if self._client is None or self._client.status != "running":
+            if self._client is not None and self._client.status == "running":
+                return self._client
+            now = time.monotonic()
+            if self._failure is not None and now - self._failure[0] < RETRY_AFTER:
+                raise SchedulerUnreachableError(self._failure[1])
+            if self._client is not None:  # lost its scheduler: make a fresh one
+                with contextlib.suppress(Exception):
+                    self._client.close(timeout=2)  # type: ignore[no-untyped-call]
+                self._client = None
+            try:
+                probe(self.config.scheduler, timeout=1.0)
                 self._client = client_for(self.config, timeout=10)
+            except SchedulerUnreachableError as exc:
+                self._failure = (now, str(exc))
+                raise
+            self._failure = None
             return self._client
 
     def close(self) -> None:

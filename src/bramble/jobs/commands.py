@@ -237,7 +237,11 @@ def register(app: typer.Typer, spec_opt: Any = None) -> None:
             str | None, typer.Option(help="Remote launcher instead of ssh (plm_rsh_agent).")
         ] = None,
         netns: Annotated[
-            bool, typer.Option(help="Start ranks in the lab node's network namespace.")
+            bool, typer.Option(help="Start ranks in the lab node's namespaces (no SSH).")
+        ] = False,
+        by_node: Annotated[
+            bool,
+            typer.Option("--by-node", help="Place ranks round robin over the nodes."),
         ] = False,
     ) -> None:
         """Run an MPI program across the live nodes: bramble mpirun [-n N] -- PROG..."""
@@ -248,8 +252,16 @@ def register(app: typer.Typer, spec_opt: Any = None) -> None:
         if args and args[0] == "--":
             args = args[1:]
         config = load_config(spec)
+        subnet = None
+        if config.spec_path is not None:
+            from bramble.spec import load_spec
+
+            subnet = str(load_spec(config.spec_path).network.subnet)
+        hosts = live_nodes(config.master_url)
         raise typer.Exit(
-            run_mpirun(live_nodes(config.master_url), args, n=n, launcher=launcher, netns=netns)
+            run_mpirun(
+                hosts, args, n=n, launcher=launcher, netns=netns, subnet=subnet, by_node=by_node
+            )
         )
 
     @app.command()

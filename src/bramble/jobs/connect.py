@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,20 @@ def security_for(tls: TlsPaths | None, role: Role) -> Any:
         tls_worker_key=key if role == "worker" else None,
         require_encryption=True,
     )
+
+
+def probe(scheduler: str, *, timeout: float = 1.0) -> None:
+    """SchedulerUnreachableError unless something accepts TCP connections at SCHEDULER.
+
+    A quick check before a Dask client, whose own attempts last the whole connect timeout.
+    """
+    host, _, port = scheduler.split("://", 1)[-1].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise SchedulerUnreachableError(
+            f"cannot connect to the Dask scheduler at {scheduler}: {exc}"
+        ) from exc
 
 
 def client_for(config: JobsConfig, *, timeout: float = 10.0) -> Client:

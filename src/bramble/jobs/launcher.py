@@ -2,7 +2,10 @@
 
 OpenMPI starts its daemons with ``<agent> HOST COMMAND...`` (``--mca plm_rsh_agent``). In the
 lab every node is a network namespace on one machine, so this launcher finds the namespace
-that holds HOST's address and runs COMMAND there with ``ip netns exec NS sh -c``:
+that holds HOST's address and runs COMMAND there. A lab node is more than a network
+namespace: its processes also have the node's hostname and mounts (the shared jobs directory),
+so COMMAND joins the namespaces of the node's first process (``nsenter``); a bare network
+namespace is entered with ``ip netns exec NS``:
 
     bramble mpirun --netns -n 3 -- python3 /mnt/jobs/mpi_ring.py
 
@@ -53,6 +56,45 @@ def namespace_of(host: str) -> str:
     raise BrambleError(f"no network namespace holds {addr} ({host})")
 
 
+def _ns_id(pid: int | str, kind: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return ""
+
+
+def node_holder(ns: str) -> int | None:
+    """The oldest process in the network namespace NS with its own hostname (UTS namespace).
+
+    In the lab that is the node's first process, which holds its UTS and mount namespaces;
+    None when NS has no such process (a bare network namespace).
+    """
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    mine = _ns_id("self", "uts")
+    found: list[tuple[int, int]] = []
+    for word in out.split():
+        if not word.isdigit():
+            continue
+        uts = _ns_id(word, "uts")
+        if not uts or uts == mine:
+            continue
+        try:
+            with open(f"/proc/{word}/stat") as f:
+                started = int(f.read().rsplit(")", 1)[1].split()[19])
+        except (OSError, ValueError, IndexError):
+            continue
+        found.append((started, int(word)))
+    return min(found)[1] if found else None
+
+
+def command_in(ns: str, command: str) -> list[str]:
+    """The command line running the shell COMMAND inside the namespace NS (see module doc)."""
+    holder = node_holder(ns)
+    if holder is None:
+        return ["ip", "netns", "exec", ns, "sh", "-c", command]
+    return ["nsenter", "-t", str(holder), "-n", "-u", "-m", "--", "sh", "-c", command]
+
+
 def write_script(directory: Path) -> Path:
     """Write an executable launcher script into DIRECTORY (for plm_rsh_agent) and return it."""
     path = directory / "bramble-netns-launcher"
@@ -72,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrambleError as exc:
         sys.stderr.write(f"bramble launcher: {exc}\n")
         return 255
-    command = " ".join(args[1:])
-    os.execvp("ip", ["ip", "netns", "exec", ns, "sh", "-c", command])
+    argv = command_in(ns, " ".join(args[1:]))
+    os.execvp(argv[0], argv)
     return 0  # not reached
 
 

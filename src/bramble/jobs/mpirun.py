@@ -21,16 +21,37 @@ from bramble.jobs.hosts import Host, mpi_hostfile
 
 log = logging.getLogger(__name__)
 
+# OpenMPI's control connections use these ports, so the master's firewall (which admits
+# only the cluster's services from the LAN) can let the nodes' daemons reach `mpirun`.
+MPI_PORTS = range(47000, 47100)
+
 
 def mpirun_command(
-    hostfile: Path, prog: list[str], *, n: int | None, launcher: str | None, as_root: bool
+    hostfile: Path,
+    prog: list[str],
+    *,
+    n: int | None,
+    launcher: str | None,
+    as_root: bool,
+    subnet: str | None = None,
+    by_node: bool = False,
 ) -> list[str]:
-    """The mpirun command line for PROG on the hosts in HOSTFILE."""
+    """The mpirun command line for PROG on the hosts in HOSTFILE.
+
+    With SUBNET (the cluster's), OpenMPI's control and data traffic stays on the cluster LAN:
+    the master also has an uplink, and OpenMPI would otherwise offer its address to the nodes.
+    """
     cmd = ["mpirun", "--hostfile", str(hostfile)]
     if n is not None:
         cmd += ["-n", str(n)]
+    if by_node:  # round robin over the nodes rather than filling each node's cores first
+        cmd += ["--map-by", "node"]
     if launcher:
         cmd += ["--mca", "plm_rsh_agent", launcher]
+    if subnet:
+        cmd += ["--mca", "oob_tcp_if_include", subnet, "--mca", "btl_tcp_if_include", subnet]
+    ports = f"{MPI_PORTS.start}-{MPI_PORTS.stop - 1}"
+    cmd += ["--mca", "oob_tcp_dynamic_ipv4_ports", ports]
     if as_root:
         cmd.append("--allow-run-as-root")
     return [*cmd, *prog]
@@ -43,6 +64,8 @@ def run_mpirun(
     n: int | None = None,
     launcher: str | None = None,
     netns: bool = False,
+    subnet: str | None = None,
+    by_node: bool = False,
 ) -> int:
     """Run PROG with OpenMPI across HOSTS; return mpirun's exit status."""
     if not prog:
@@ -61,6 +84,14 @@ def run_mpirun(
             from bramble.jobs.launcher import write_script
 
             launcher = str(write_script(Path(tmp)))
-        cmd = mpirun_command(hostfile, prog, n=n, launcher=launcher, as_root=os.geteuid() == 0)
+        cmd = mpirun_command(
+            hostfile,
+            prog,
+            n=n,
+            launcher=launcher,
+            as_root=os.geteuid() == 0,
+            subnet=subnet,
+            by_node=by_node,
+        )
         log.info("running %s", " ".join(cmd))
         return subprocess.run(cmd, check=False).returncode

@@ -18,6 +18,8 @@ from bramble.spec import Secrets, Spec, load_spec
 
 Say = Callable[[str], None]
 MASTER_DAEMONS = ("dnsmasq", "ganesha", "master", "proxy")
+# The Dask scheduler runs on the master, a Dask worker on every node, unless `--no-jobs`.
+JOB_DAEMONS = ("scheduler",)
 NFS_CHECK_FILE = ".bramble-lab-check"
 NFS_CHECK_TEXT = "bramble lab: served over NFSv4 by nfs-ganesha\n"
 
@@ -98,29 +100,46 @@ def rendered(spec: Spec, secrets: Secrets) -> tuple[str, str]:
     return dnsmasq, nft
 
 
+def master_daemons(jobs: bool) -> tuple[str, ...]:
+    """The master's daemons in a lab with or without JOBS."""
+    return (*MASTER_DAEMONS, *JOB_DAEMONS) if jobs else MASTER_DAEMONS
+
+
 def start_master(
-    plan: LabPlan, spec: Spec, secrets: Secrets, spec_path: Path, http_port: int, say: Say
+    plan: LabPlan,
+    spec: Spec,
+    secrets: Secrets,
+    spec_path: Path,
+    http_port: int,
+    say: Say,
+    *,
+    jobs: bool = True,
 ) -> None:
     """Write the master's configs into the lab state and start its daemons."""
     state, ns = plan.state, plan.master_ns
+    for share in spec.shares:
+        topology.export_dir(state, share.export).mkdir(parents=True, exist_ok=True)
     # The master service starts first: its imports take the longest, and nodes are
     # visible only once it listens.
     start_master_daemons(plan, spec_path, http_port, ("master", "proxy"))
     dnsmasq_text, nft_text = rendered(spec, secrets)
-    say("master: bramble master, dashboard proxy, nftables NAT, dnsmasq, nfs-ganesha")
+    say(
+        "master: bramble master, dashboard proxy, nftables NAT, dnsmasq, nfs-ganesha"
+        + (", Dask scheduler (TLS)" if jobs else "")
+    )
     nft_file = state / "master" / "bramble.nft"
     nft_file.write_text(nft_text)
     netns.run(daemons.in_netns(ns, ["nft", "-f", str(nft_file)]))
     conf = state / "master" / "dnsmasq.conf"
     conf.write_text(topology.adapt_dnsmasq(dnsmasq_text, state))
-    for share in spec.shares:
-        topology.export_dir(state, share.export).mkdir(parents=True, exist_ok=True)
     first = topology.export_dir(state, spec.shares[0].export)
     (first / NFS_CHECK_FILE).write_text(NFS_CHECK_TEXT)
     (state / "ganesha").mkdir(exist_ok=True)
     (state / "master" / "ganesha.conf").write_text(topology.ganesha_conf(spec, state))
-    start_master_daemons(plan, spec_path, http_port, ("dnsmasq", "ganesha"))
-    say(f"  dnsmasq, ganesha, master started in {ns}")
+    start_master_daemons(
+        plan, spec_path, http_port, ("dnsmasq", "ganesha", *(JOB_DAEMONS if jobs else ()))
+    )
+    say(f"  started in {ns}")
 
 
 def master_argv(plan: LabPlan, spec_path: Path, http_port: int) -> dict[str, list[str]]:
@@ -154,7 +173,17 @@ def master_argv(plan: LabPlan, spec_path: Path, http_port: int) -> dict[str, lis
                 "NIV_EVENT",
             ],
         ),
-        "master": daemons.in_netns(ns, daemons.bramble_argv("master", "--spec", str(spec_path))),
+        # The master runs job drivers, which read job files at the share's mount point.
+        "master": daemons.in_netns(
+            ns,
+            topology.with_shares(
+                topology.lab_shares(spec, state),
+                daemons.bramble_argv("master", "--spec", str(spec_path)),
+            ),
+        ),
+        "scheduler": daemons.in_netns(
+            ns, daemons.bramble_argv("scheduler", "--spec", str(spec_path))
+        ),
         "proxy": [
             sys.executable,
             "-m",
@@ -190,7 +219,7 @@ def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
         (node_dir / "lease").unlink(missing_ok=True)
         holder = daemons.running(run, f"{name}.init")
         if holder is None:
-            shares = [(topology.export_dir(plan.state, s.export), s.mount) for s in lab.spec.shares]
+            shares = topology.lab_shares(lab.spec, plan.state)
             script = topology.node_init_script(node, node_dir, shares)
             holder = daemons.start(
                 run,
@@ -250,6 +279,28 @@ def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
             ),
         )
         say(f"  {name}: {address} hostname {hostname}, agent boot {boot}")
+
+
+def start_workers(lab: Lab, names: Sequence[str], say: Say) -> None:
+    """Start the Dask worker of each running node in NAMES, named after its hostname.
+
+    Each has the node's cores as threads and its RAM as memory limit (in the lab, the host's),
+    and the cluster's TLS certificate from the lab's state.
+    """
+    run = lab.plan.state / "run"
+    started = []
+    for name in names:
+        holder = daemons.running(run, f"{name}.init")
+        lease = lab.plan.state / "nodes" / name / "lease"
+        if holder is None or not lease.exists():
+            continue
+        hostname = lease.read_text().strip().partition(" ")[2] or name
+        argv = daemons.bramble_argv("worker", "--spec", str(lab.spec_path), "--name", hostname)
+        daemons.start(run, f"{name}.worker", daemons.in_node(holder, argv))
+        started.append(name)
+    if started:
+        master = lab.spec.network.master_address
+        say(f"Dask workers starting on {len(started)} node(s), connecting to {master} with TLS")
 
 
 def wait_nodes_up(lab: Lab, count: int, timeout: float) -> int:

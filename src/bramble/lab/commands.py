@@ -21,7 +21,7 @@ import typer
 
 from bramble.errors import BrambleError
 from bramble.lab import build, daemons, netns, topology
-from bramble.lab.build import MASTER_DAEMONS, NFS_CHECK_FILE, NFS_CHECK_TEXT, Say
+from bramble.lab.build import NFS_CHECK_FILE, NFS_CHECK_TEXT, Say, master_daemons
 from bramble.lab.topology import Lab, NodePlan
 from bramble.spec import Secrets, Spec, find_spec_path, load_secrets, load_spec
 
@@ -67,7 +67,9 @@ def load_lab(prefix: str | None) -> Lab:
     spec = load_spec(spec_path)
     used = {IPv4Network(data["uplink"])}
     plan = replace(topology.plan(spec, name, used), uplink_net=next(iter(used)))
-    return Lab(plan=plan, spec=spec, spec_path=spec_path, url=data["url"])
+    return Lab(
+        plan=plan, spec=spec, spec_path=spec_path, url=data["url"], jobs=data.get("jobs", False)
+    )
 
 
 # --- up ---------------------------------------------------------------------------------
@@ -85,16 +87,34 @@ def _free_port(preferred: int) -> int:
     raise BrambleError("no free TCP port on 127.0.0.1 for the dashboard")
 
 
-def _source_spec(spec_path: Path | None, nodes: int | None) -> tuple[Spec, Secrets | None]:
+def _source_spec(
+    spec_path: Path | None, nodes: int | None
+) -> tuple[Spec, Secrets | None, Path | None]:
     if spec_path is None and nodes is not None:
-        return topology.builtin_spec(nodes), None
+        return topology.builtin_spec(nodes), None, None
     path = find_spec_path(spec_path)
     spec = load_spec(path)
     if nodes is not None and nodes != len(spec.nodes):
         spec = spec.model_copy(update={"nodes": spec.nodes[:nodes]})
         if len(spec.nodes) < nodes:
             raise BrambleError(f"{path} has only {len(spec.nodes)} nodes, --nodes asks {nodes}")
-    return spec, load_secrets(path)
+    return spec, load_secrets(path), path
+
+
+def _lab_tls(source: Path | None, state: Path, say: Say) -> None:
+    """The cluster's TLS material for the lab: the source spec's (from `bramble init`), else new.
+
+    With the source spec's certificates, a client set up for that spec also reaches the lab.
+    """
+    from bramble.jobs.tls import create_cluster_tls, tls_dir_for
+
+    target = state / "tls"
+    if source is not None and (tls_dir_for(source) / "ca.pem").exists():
+        shutil.copytree(tls_dir_for(source), target, dirs_exist_ok=True)
+        say(f"  TLS: the cluster CA and certificates of {source.parent}")
+        return
+    create_cluster_tls(target, cluster="lab")
+    say("  TLS: a new cluster CA and certificates for the lab")
 
 
 def _write_spec(spec: Spec, secrets: Secrets | None, state: Path) -> Path:
@@ -117,13 +137,13 @@ def problems(lab: Lab) -> list[str]:
     run = lab.plan.state / "run"
     problems += [
         f"{d} not running"
-        for d in (*MASTER_DAEMONS, "supervisor")
+        for d in (*master_daemons(lab.jobs), "supervisor")
         if daemons.running(run, d) is None and (d == "supervisor" or (run / f"{d}.argv").exists())
     ]
     for node in lab.plan.nodes:
         if (lab.plan.state / "nodes" / node.name / "stopped").exists():
             continue
-        for d in ("init", "udhcpc", "agent"):
+        for d in ("init", "udhcpc", "agent", *(("worker",) if lab.jobs else ())):
             if daemons.running(run, f"{node.name}.{d}") is None:
                 problems.append(f"{node.name} {d} not running")
     return problems
@@ -135,9 +155,13 @@ def up(
     nodes: int | None = None,
     prefix: str | None = None,
     port: int | None = None,
+    jobs: bool = True,
     say: Say = _say,
 ) -> Lab:
-    """Create the lab (idempotent: a healthy lab is left alone, a broken one rebuilt)."""
+    """Create the lab (idempotent: a healthy lab is left alone, a broken one rebuilt).
+
+    With JOBS, the master also runs the Dask scheduler and every node a Dask worker.
+    """
     netns.require_tools()
     if os.geteuid() != 0:
         raise BrambleError("the lab needs root (network namespaces): run it with sudo")
@@ -153,7 +177,7 @@ def up(
         say(f"cleaning up the leftovers of lab {name!r}")
         down(None, prefix=name, say=say)
     started = time.monotonic()
-    spec, secrets = _source_spec(spec_path, nodes)
+    spec, secrets, source = _source_spec(spec_path, nodes)
     if not spec.nodes:
         raise BrambleError("the lab spec has no nodes (add [[nodes]] or pass --nodes N)")
     plan = topology.plan(spec, name, netns.root_networks())
@@ -165,13 +189,16 @@ def up(
     secrets = load_secrets(path)
     http_port = _free_port(spec.dashboard.port if port is None else port)
     url = f"http://127.0.0.1:{http_port}/"
+    jobs = jobs and spec.jobs.tls  # the lab runs Dask only with the TLS the spec asks for
     _state_file(state).write_text(
-        json.dumps({"spec": str(path), "uplink": str(plan.uplink_net), "url": url})
+        json.dumps({"spec": str(path), "uplink": str(plan.uplink_net), "url": url, "jobs": jobs})
     )
     say(f"lab {name!r}: {len(plan.nodes)} nodes, state in {state}")
+    if jobs:
+        _lab_tls(source, state, say)
     build.build_network(plan, spec, say)
-    build.start_master(plan, spec, secrets, path, http_port, say)
-    lab = Lab(plan=plan, spec=spec, spec_path=path, url=url)
+    build.start_master(plan, spec, secrets, path, http_port, say, jobs=jobs)
+    lab = Lab(plan=plan, spec=spec, spec_path=path, url=url, jobs=jobs)
     build.build_nodes(plan, say)
     build.boot_nodes(lab, [n.name for n in plan.nodes], say)
     ok, detail = nfs_check(lab, plan.nodes[0])
@@ -179,6 +206,8 @@ def up(
     build.start_supervisor(plan)
     count = build.wait_nodes_up(lab, len(plan.nodes), timeout=30)
     say(f"{count}/{len(plan.nodes)} nodes up on the master's API")
+    if jobs:
+        build.start_workers(lab, [n.name for n in plan.nodes], say)
     say(f"lab up in {time.monotonic() - started:.1f} s; dashboard: {url}")
     return lab
 
@@ -236,7 +265,7 @@ def show_status(spec_path: Path | None, *, prefix: str | None = None, say: Say =
     say(f"lab {plan.prefix!r}: dashboard {lab.url}  state {plan.state}")
     present = set(netns.namespaces())
     say(f"uplink {plan.uplink_root} {plan.uplink_host} <-> master {plan.uplink_master}")
-    for d in (*MASTER_DAEMONS, "supervisor"):
+    for d in (*master_daemons(lab.jobs), "supervisor"):
         pid = daemons.running(run, d)
         say(f"  master {d:<10} {'running pid ' + str(pid) if pid else 'NOT RUNNING'}")
     for node in plan.nodes:
@@ -251,6 +280,9 @@ def show_status(spec_path: Path | None, *, prefix: str | None = None, say: Say =
         cable = "cut" if "UP" not in link.get("flags", []) else "plugged"
         agent = daemons.running(run, f"{node.name}.agent")
         state = "off" if stopped else ("agent pid " + str(agent) if agent else "agent NOT RUNNING")
+        if lab.jobs and not stopped:
+            worker = daemons.running(run, f"{node.name}.worker")
+            state += f", worker pid {worker}" if worker else ", worker NOT RUNNING"
         nfs = "-"
         if not stopped and cable == "plugged":
             ok, detail = nfs_check(lab, node)
@@ -282,10 +314,10 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
     plan, run = lab.plan, lab.plan.state / "run"
     if node == lab.spec.master.name:
         if verb == "stop":
-            daemons.stop(run, ["master", "dnsmasq", "ganesha"])
+            daemons.stop(run, ["master", "dnsmasq", "ganesha", *build.JOB_DAEMONS])
         elif verb == "start":
             port = int(lab.url.rsplit(":", 1)[1].strip("/"))
-            todo = [d for d in MASTER_DAEMONS if daemons.running(run, d) is None]
+            todo = [d for d in master_daemons(lab.jobs) if daemons.running(run, d) is None]
             build.start_master_daemons(plan, lab.spec_path, port, todo)
         else:
             raise BrambleError(f"the master supports stop and start, not {verb}")
@@ -297,6 +329,9 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
     elif verb == "heal":
         netns.ip("link", "set", target.port, "up", ns=plan.switch_ns)
     elif verb == "stop":
+        # Power off: the Dask worker dies at once (no chance to hand its work over), while
+        # the link is still up, so the scheduler sees its connections close.
+        daemons.stop(run, [f"{node}.worker"], timeout=0)
         daemons.stop(run, [f"{node}.agent", f"{node}.udhcpc"])
         netns.ip("link", "set", "eth0", "down", ns=target.netns)
         netns.ip("-4", "addr", "flush", "dev", "eth0", ns=target.netns, check=False)
@@ -309,6 +344,8 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
             say(f"{node} is already on")
             return
         build.boot_nodes(lab, [node], say)
+        if lab.jobs:
+            build.start_workers(lab, [node], say)
     else:
         raise BrambleError(f"unknown fault {verb!r}: stop, start, cut or heal")
     say(f"{node}: {verb}")
@@ -317,15 +354,24 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
 def exec_in(
     spec_path: Path | None, node: str, argv: list[str], *, prefix: str | None = None
 ) -> int:
-    """Run ARGV inside NODE (its network, hostname and mounts); its exit code."""
+    """Run ARGV inside NODE (its network, hostname and mounts) or the master; its exit code.
+
+    $BRAMBLE_SPEC names the lab's spec there, so `bramble run`, `exec`, `hosts` and
+    `mpirun` find the lab's cluster.
+    """
     lab = load_lab(prefix)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    env = {**os.environ, "BRAMBLE_SPEC": str(lab.spec_path)}
+    if node in ("master", lab.spec.master.name):
+        shares = topology.lab_shares(lab.spec, lab.plan.state)
+        command = daemons.in_netns(lab.plan.master_ns, topology.with_shares(shares, argv or ["sh"]))
+        return subprocess.call(command, env=env)
     holder = daemons.running(lab.plan.state / "run", f"{node}.init")
     if holder is None:
         lab.plan.node(node)
         raise BrambleError(f"{node} is not running")
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    return subprocess.call(daemons.in_node(holder, argv or ["sh"]))
+    return subprocess.call(daemons.in_node(holder, argv or ["sh"]), env=env)
 
 
 # --- down ---------------------------------------------------------------------------------

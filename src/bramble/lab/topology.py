@@ -92,6 +92,7 @@ class Lab:
     spec: Spec
     spec_path: Path
     url: str
+    jobs: bool = True
 
 
 def ns_prefix(prefix: str) -> str:
@@ -180,6 +181,11 @@ def lab_spec(spec: Spec, state: Path) -> Spec:
     return spec.model_copy(update={"history": history})
 
 
+def lab_shares(spec: Spec, state: Path) -> list[tuple[Path, str]]:
+    """Each share of SPEC as (the lab's export directory, the mount point)."""
+    return [(export_dir(state, s.export), s.mount) for s in spec.shares]
+
+
 def export_dir(state: Path, export: str) -> Path:
     """Where the lab keeps the share exported as EXPORT (a directory of the lab's state)."""
     return state / "master" / "export" / export.strip("/")
@@ -263,10 +269,32 @@ def node_init_script(node: NodePlan, node_dir: Path, shares: list[tuple[Path, st
     lines = ["set -e", "hostname localhost"]
     lines.append(f": > {node_dir}/resolv.conf")
     lines.append(f"mount --bind {node_dir}/resolv.conf /etc/resolv.conf")
+    lines += share_mounts(shares)
+    lines.append("exec sleep infinity")
+    return "\n".join(lines) + "\n"
+
+
+def share_mounts(shares: list[tuple[Path, str]]) -> list[str]:
+    """Shell lines putting each share (export directory, mount point) at its mount point.
+
+    Run only in a private mount namespace: a tmpfs over the mount point's parent keeps the
+    host's tree untouched, and the bind mount stands in for the NFS mount.
+    """
+    lines = []
     for source, mount in shares:
         parent = str(Path(mount).parent)
         lines.append(f"mount -t tmpfs bramble-lab {parent} || true")
         lines.append(f"mkdir -p {mount}")
         lines.append(f"mount --bind {source} {mount}")
-    lines.append("exec sleep infinity")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def with_shares(shares: list[tuple[Path, str]], argv: list[str]) -> list[str]:
+    """ARGV run with the shares mounted as on a node (for the master's own processes).
+
+    On hardware the master reads the jobs it runs at the same path as the nodes (the share's
+    mount point); in the lab its processes run under `ip netns exec`, which gives each a
+    private mount namespace (slave of the host's), where the same bind mounts are made.
+    """
+    script = "\n".join(["set -e", *share_mounts(shares), 'exec "$@"'])
+    return ["sh", "-c", script, "bramble-lab-shares", *argv]

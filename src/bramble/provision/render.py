@@ -100,7 +100,9 @@ def _render(template: str, **context: Any) -> str:
     return _env.get_template(template + ".j2").render(header=HEADER, **context)
 
 
-def _ports(spec: Spec) -> tuple[list[int], list[int]]:
+def _ports(spec: Spec) -> tuple[list[int], list[int | str]]:
+    from bramble.jobs.mpirun import MPI_PORTS
+
     udp = sorted({*_UDP_FIXED, spec.telemetry.port})
     tcp = sorted(
         {
@@ -110,7 +112,8 @@ def _ports(spec: Spec) -> tuple[list[int], list[int]]:
             spec.jobs.dashboard_port,
         }
     )
-    return udp, tcp
+    # `bramble mpirun` on the master: the nodes' OpenMPI daemons connect back to these.
+    return udp, [*tcp, f"{MPI_PORTS.start}-{MPI_PORTS.stop - 1}"]
 
 
 def _bramble_files(
