@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,49 @@ from bramble.jobs.store import JobStore
 pytestmark = pytest.mark.slow
 
 
+_RUNNERS: list[JobRunner] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_runners() -> Iterator[None]:
+    """Close every runner a test made, so no standby driver outlives its test."""
+    yield
+    while _RUNNERS:
+        _RUNNERS.pop().close()
+
+
 def make_runner(cluster: LocalCluster, jobs_dir: Path, db: Path) -> JobRunner:
     config = cluster.config(jobs_dir)
-    return JobRunner(JobStore(db), config)
+    runner = JobRunner(JobStore(db), config)
+    _RUNNERS.append(runner)
+    return runner
+
+
+def test_jobs_start_on_the_standby_driver_which_is_replaced(
+    cluster: LocalCluster, jobs_dir: Path, tmp_path: Path
+) -> None:
+    (jobs_dir / "who.py").write_text(
+        "import os\n"
+        "def main(client):\n"
+        "    argv = open('/proc/self/cmdline', 'rb').read().split(b'\\0')\n"
+        "    print('driver', os.getpid(), b'--standby' in argv, client.submit(abs, -3).result())\n"
+    )
+    runner = make_runner(cluster, jobs_dir, tmp_path / "jobs.db")
+    pids = []
+    for _ in range(2):
+        standby = runner._standby
+        assert standby is not None and standby.poll() is None
+        record = runner.wait(runner.submit("who.py", [], "t").id, 60)
+        assert record.state == "done", runner.store.text(record.id, "stderr")
+        out = runner.store.text(record.id, "stdout").split()
+        assert out[0] == "driver" and out[2:] == ["True", "3"]
+        assert int(out[1]) == standby.pid
+        pids.append(standby.pid)
+    assert pids[0] != pids[1]  # each job had its own process, the next standby took over
+    spare = runner._standby
+    assert spare is not None
+    runner.close()
+    assert spare.wait(5) == 0  # told to stop by end of input, not killed
 
 
 @pytest.mark.parametrize(

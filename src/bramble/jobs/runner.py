@@ -8,6 +8,10 @@ the record as they arrive, so `bramble logs --follow` sees output live. Exit sta
 ``done``, anything else ``failed``; `cancel` terminates the driver's process group (the Dask
 client closes, so the scheduler drops the job's tasks) and records ``cancelled``.
 
+One driver waits on standby with the Dask client's modules imported (`driver.standby`), so a
+job starts without waiting for that import; it is handed its job on stdin, and another
+standby is started when a job ends.
+
 Jobs run as the user of the master service, with its rights: submitting needs the admin token.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -57,6 +62,8 @@ class JobRunner:
         self._lock = threading.Lock()
         self._jobs: dict[int, _Running] = {}
         self._closed = False
+        self._standby: subprocess.Popen[bytes] | None = None
+        self._refill()
         failed = store.fail_unfinished(time.time(), "the master restarted while the job ran")
         if failed:
             log.warning("marked %d jobs of a previous master run as failed", failed)
@@ -113,6 +120,9 @@ class JobRunner:
         self._closed = True
         with self._lock:
             ids = [i for i, s in self._jobs.items() if not s.done.is_set()]
+            spare, self._standby = self._standby, None
+        if spare is not None:
+            _retire(spare)
         for job_id in ids:
             self.cancel(job_id)
         for job_id in ids:
@@ -120,16 +130,59 @@ class JobRunner:
 
     # --- the job's own thread ---------------------------------------------------------
 
-    def _env(self, job_id: int) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["BRAMBLE_JOB_ID"] = str(job_id)
-        env[ENV_SCHEDULER] = self.config.scheduler
+    def _job_env(self, job_id: int) -> dict[str, str]:
+        env = {"BRAMBLE_JOB_ID": str(job_id), ENV_SCHEDULER: self.config.scheduler}
         if self.config.tls is not None:
             env[ENV_TLS_DIR] = str(self.config.tls.directory)
         if self.config.spec_path is not None:
             env[ENV_SPEC] = str(self.config.spec_path)
         return env
+
+    def _env(self, job_id: int) -> dict[str, str]:
+        return {**os.environ, "PYTHONUNBUFFERED": "1", **self._job_env(job_id)}
+
+    def _refill(self) -> None:
+        """Start a standby driver if there is none (and the runner is open)."""
+        with self._lock:
+            if self._closed or (self._standby is not None and self._standby.poll() is None):
+                return
+            try:
+                self._standby = subprocess.Popen(
+                    [sys.executable, "-m", "bramble.jobs.driver", "--standby"],
+                    env=self._env(0),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                log.warning("no standby job driver: %s", exc)
+                self._standby = None
+
+    def _start_driver(self, job_id: int, path: Path, args: list[str]) -> subprocess.Popen[bytes]:
+        """The standby driver handed this job, or a new driver when there is none ready."""
+        with self._lock:
+            proc, self._standby = self._standby, None
+        if proc is not None and proc.poll() is None and proc.stdin is not None:
+            job = {"file": str(path), "args": args, "cwd": str(path.parent)}
+            line = json.dumps({**job, "env": self._job_env(job_id)}) + "\n"
+            try:
+                proc.stdin.write(line.encode())
+                proc.stdin.close()
+                return proc
+            except OSError:  # it died meanwhile: start one the slow way
+                _retire(proc)
+        elif proc is not None:
+            _retire(proc)
+        return subprocess.Popen(
+            [sys.executable, "-m", "bramble.jobs.driver", str(path), *args],
+            cwd=path.parent,
+            env=self._env(job_id),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
 
     def _run(self, job_id: int, path: Path, args: list[str], state: _Running) -> None:
         try:
@@ -143,21 +196,13 @@ class JobRunner:
             log.exception("job %d: runner error", job_id)
             self.store.finish(job_id, "failed", time.time(), error=f"runner error: {exc}")
         finally:
-            state.done.set()
+            self._refill()
             with self._lock:
                 self._jobs.pop(job_id, None)
+            state.done.set()
 
     def _drive(self, job_id: int, path: Path, args: list[str], state: _Running) -> None:
-        cmd = [sys.executable, "-m", "bramble.jobs.driver", str(path), *args]
-        proc = subprocess.Popen(
-            cmd,
-            cwd=path.parent,
-            env=self._env(job_id),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        proc = self._start_driver(job_id, path, args)
         state.proc = proc
         if state.cancelled:
             _signal_group(proc, signal.SIGTERM)
@@ -203,6 +248,21 @@ class JobRunner:
             proc.wait(KILL_GRACE)
         except subprocess.TimeoutExpired:
             _signal_group(proc, signal.SIGKILL)
+
+
+def _retire(proc: subprocess.Popen[bytes]) -> None:
+    """End a standby driver: end of input tells it to exit; kill it if it lingers."""
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    try:
+        proc.wait(2)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
