@@ -25,10 +25,10 @@ import sys
 from pathlib import Path
 from bramble.jobs.config import JobsConfig
 from bramble.jobs.tls import TlsPaths
-role, scheduler, tls_dir, name = sys.argv[1:5]
+role, scheduler, tls_dir, name, dashboard_url = sys.argv[1:6]
 cfg = JobsConfig(spec_path=None, scheduler=scheduler, tls=TlsPaths(Path(tls_dir)),
                  master_url="http://127.0.0.1:9", jobs_dir=Path("."), db_path=Path("jobs.db"),
-                 dashboard_url="http://127.0.0.1:9/status")
+                 dashboard_url=dashboard_url)
 if role == "scheduler":
     from bramble.jobs.servers import run_scheduler
     run_scheduler(cfg, host="127.0.0.1", port=int(scheduler.rsplit(":", 1)[1]))
@@ -78,6 +78,7 @@ class LocalCluster:
     root: Path
     tls: TlsPaths
     scheduler: str
+    dashboard_url: str  # Dask's dashboard on the scheduler (served when bokeh is installed)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def config(self, jobs_dir: Path, master_url: str = "http://127.0.0.1:9") -> JobsConfig:
@@ -88,7 +89,7 @@ class LocalCluster:
             master_url=master_url,
             jobs_dir=jobs_dir,
             db_path=self.root / "jobs.db",
-            dashboard_url="http://127.0.0.1:9/status",
+            dashboard_url=self.dashboard_url,
         )
 
     def start(self, role: str, name: str) -> subprocess.Popen[bytes]:
@@ -102,6 +103,7 @@ class LocalCluster:
                 self.scheduler,
                 str(self.tls.directory),
                 name,
+                self.dashboard_url,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -126,7 +128,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("cluster")
     tls = create_cluster_tls(root / "tls")
     port = free_port()
-    lc = LocalCluster(root=root, tls=tls, scheduler=f"tls://127.0.0.1:{port}")
+    dashboard = f"http://127.0.0.1:{free_port()}/status"
+    lc = LocalCluster(
+        root=root, tls=tls, scheduler=f"tls://127.0.0.1:{port}", dashboard_url=dashboard
+    )
     lc.start("scheduler", "scheduler")
     try:
         wait_port(port)

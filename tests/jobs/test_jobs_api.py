@@ -114,11 +114,16 @@ def test_exec_and_its_log(api: tuple[str, JobsService]) -> None:
 
 
 def test_cluster_view(api: tuple[str, JobsService]) -> None:
-    base, _ = api
+    base, service = api
     view = httpx.get(f"{base}/api/jobs/cluster", timeout=30).json()
     assert view["error"] is None
     assert {"node-1", "node-2"} <= {w["name"] for w in view["workers"]}
     assert all(w["nthreads"] == 2 for w in view["workers"])
+    # The panel's link leads to Dask's own dashboard, served by the scheduler with bokeh.
+    pytest.importorskip("bokeh", reason="Dask's dashboard needs bokeh (bramble[dask-dashboard])")
+    assert view["dashboard_url"] == service.config.dashboard_url
+    page = httpx.get(view["dashboard_url"], timeout=30, follow_redirects=True)
+    assert page.status_code == 200 and "Dask" in page.text
 
 
 def test_unreachable_scheduler_is_remembered_not_retried_per_request(

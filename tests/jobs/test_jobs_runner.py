@@ -183,7 +183,7 @@ def test_worker_killed_mid_job_job_completes(
 def test_restart_fails_unfinished_jobs(tmp_path: Path, cluster: LocalCluster) -> None:
     store = JobStore(tmp_path / "jobs.db")
     stuck = store.create("/x.py", [], "t", time.time())
-    JobRunner(store, cluster.config(tmp_path))
+    _RUNNERS.append(JobRunner(store, cluster.config(tmp_path)))
     record = store.get(stuck.id)
     assert record.state == "failed" and "restarted" in (record.error or "")
 

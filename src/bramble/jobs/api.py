@@ -177,7 +177,8 @@ class ClusterView(BaseModel):
     """The Dask cluster as the master sees it."""
 
     scheduler: str
-    dashboard_url: str
+    # Dask's own dashboard, when the scheduler serves one (it needs bokeh on the master).
+    dashboard_url: str | None
     workers: list[WorkerView]
     error: str | None = None
 
@@ -233,9 +234,10 @@ def cluster(service: ServiceDep) -> ClusterView:
                 in_memory=int(task_counts.get("memory", metrics.get("in_memory", 0))),
             )
         )
+    served = "dashboard" in info.get("services", {})
     return ClusterView(
         scheduler=service.config.scheduler,
-        dashboard_url=service.config.dashboard_url,
+        dashboard_url=service.config.dashboard_url if served else None,
         workers=sorted(workers, key=lambda w: w.name),
     )
 

@@ -61,7 +61,9 @@ export function mountJobsPanel(container, { interval = 2000, limit = 15 } = {}) 
         fetch(`/api/jobs?limit=${limit}`).then((r) => r.json()),
         fetch("/api/jobs/cluster").then((r) => r.json()),
       ]);
-      const link = el("a", { href: cluster.dashboard_url, target: "_blank", rel: "noopener" }, "Dask dashboard");
+      const link = cluster.dashboard_url
+        ? el("a", { href: cluster.dashboard_url, target: "_blank", rel: "noopener" }, "Dask dashboard")
+        : el("span", { style: "color:var(--muted)" }, "Dask dashboard off (pip install 'bramble[dask-dashboard]' on the master)");
       container.replaceChildren(
         el("h2", {}, "Jobs"),
         el("p", {}, `scheduler ${cluster.scheduler} · `, link),
