@@ -7,18 +7,22 @@ secrets file; the master runs job drivers and execs, so the CLI needs no Dask ce
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import socket
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import typer
 
 from bramble.errors import BrambleError, MasterUnreachableError
 from bramble.jobs.config import JobsConfig, admin_token, load_config
+
+if TYPE_CHECKING:
+    import httpx
 
 SpecArg: TypeAlias = Annotated[
     Path | None, typer.Option("--spec", help="Spec file.", show_default=False)
@@ -32,6 +36,18 @@ def _submitter() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+@functools.cache
+def _http() -> httpx.Client:
+    """The command's one HTTP client.
+
+    Its connection pool and TLS setup are made once rather than per request (`bramble run
+    --follow` makes several).
+    """
+    import httpx
+
+    return httpx.Client()
 
 
 def _request(
@@ -50,7 +66,7 @@ def _request(
         headers["Authorization"] = f"Bearer {admin_token(config.spec_path)}"
     url = f"{config.master_url}{path}"
     try:
-        resp = httpx.request(method, url, headers=headers, timeout=timeout, **kwargs)
+        resp = _http().request(method, url, headers=headers, timeout=timeout, **kwargs)
     except httpx.HTTPError as exc:
         raise MasterUnreachableError(f"cannot reach the master at {url}: {exc}") from exc
     if resp.status_code >= 400:
