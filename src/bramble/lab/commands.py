@@ -459,6 +459,13 @@ def demo(*, nodes: int, port: int) -> None:
     prefix = "demo"
     lab = up(None, nodes=nodes, prefix=prefix, port=port)
     _say(f"bramble demo: lab cluster of {nodes} nodes; dashboard {lab.url} (Ctrl-C stops)")
+    if lab.jobs:
+        share = topology.export_dir(lab.plan.state, lab.spec.shares[0].export)
+        _say(
+            f"jobs: put a job file in {share} (the master's {lab.spec.shares[0].export}), then "
+            f"`sudo bramble lab exec master --prefix {prefix} -- bramble run --follow "
+            f"{lab.spec.shares[0].mount}/FILE`"
+        )
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
     try:
