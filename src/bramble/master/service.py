@@ -141,6 +141,8 @@ class MasterService:
                 self._queue_history([], changes)
             if views:
                 self.hub.publish("nodes", views)
+            elif names:
+                self.hub.changed()
 
     async def _ticker(self) -> None:
         """Every 0.5 s: stale and down transitions; every second: stats and history rows."""
