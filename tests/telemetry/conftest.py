@@ -19,6 +19,11 @@ def fixture_text(machine: str, name: str) -> str:
     return (FIXTURES / machine / name).read_text()
 
 
+def fixture_bytes(machine: str, name: str) -> bytes:
+    """A captured file of MACHINE, as the sampler reads it."""
+    return (FIXTURES / machine / name).read_bytes()
+
+
 def proc_tree(machine: str, root: Path) -> Path:
     """A /proc-like directory holding MACHINE's captured files, for the Sampler."""
     proc = root / "proc"

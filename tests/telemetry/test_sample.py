@@ -11,59 +11,96 @@ import pytest
 from bramble.telemetry.sample import (
     MEMINFO_KEYS,
     Sampler,
-    busy_fraction,
+    busy_fractions,
+    meminfo_layout,
     parse_btime,
     parse_khz_as_mhz,
     parse_loadavg,
     parse_meminfo,
+    parse_meminfo_at,
     parse_millidegrees,
     parse_net_dev,
     parse_stat,
     parse_uptime,
+    stat_shape,
 )
-from tests.telemetry.conftest import FIXTURES, fixture_text, proc_tree
+from tests.telemetry.conftest import FIXTURES, fixture_bytes, fixture_text, proc_tree
+
+
+def _stat(data: bytes) -> list[tuple[int, int]]:
+    """(busy, total) per cpu line, from parse_stat's flat (total, idle) list."""
+    flat = parse_stat(data, stat_shape(data))
+    return [(flat[i] - flat[i + 1], flat[i]) for i in range(0, len(flat), 2)]
 
 
 def test_stat_x86_two_cores() -> None:
-    times = parse_stat(fixture_text("x86_64", "stat"))
+    data = fixture_bytes("x86_64", "stat")
+    assert stat_shape(data) == (3, 11)
+    total, *cores = _stat(data)
     first = fixture_text("x86_64", "stat").splitlines()[0].split()[1:]
     values = [int(x) for x in first[:8]]
-    assert len(times.cores) == 2
-    assert times.total == (sum(values) - values[3] - values[4], sum(values))
+    assert len(cores) == 2
+    assert total == (sum(values) - values[3] - values[4], sum(values))
     # The machine total is the sum of its cores (give or take a tick of rounding).
-    assert abs(sum(c[1] for c in times.cores) - times.total[1]) <= 2 * len(times.cores)
+    assert abs(sum(c[1] for c in cores) - total[1]) <= 2 * len(cores)
 
 
 def test_stat_raspberry_pi_one_core_and_btime() -> None:
-    text = fixture_text("raspberrypi", "stat")
-    times = parse_stat(text)
-    assert len(times.cores) == 1
+    data = fixture_bytes("raspberrypi", "stat")
+    total, *cores = _stat(data)
+    assert len(cores) == 1
     busy = 53712 + 18930 + 12 + 1071
-    assert times.total == (busy, busy + 1462219 + 1877)
-    assert parse_btime(text) == 1389018304
+    assert total == (busy, busy + 1462219 + 1877)
+    assert parse_btime(data) == 1389018304
+
+
+def test_stat_old_kernel_with_fewer_fields() -> None:
+    data = b"cpu  10 0 5 100\ncpu0 10 0 5 100\nintr 5 0 0\n"
+    assert stat_shape(data) == (2, 5)
+    assert _stat(data) == [(15, 115), (15, 115)]
+
+
+def test_stat_with_a_core_gone_does_not_fit_the_old_shape() -> None:
+    data = fixture_bytes("x86_64", "stat")
+    shape = stat_shape(data)
+    fewer = b"\n".join(line for line in data.split(b"\n") if not line.startswith(b"cpu1"))
+    with pytest.raises(ValueError):
+        parse_stat(fewer, shape)
+    assert len(parse_stat(fewer, stat_shape(fewer))) == 4
 
 
 def test_stat_without_btime_is_zero() -> None:
-    assert parse_btime("cpu  1 2 3 4\ncpu0 1 2 3 4\n") == 0
+    assert parse_btime(b"cpu  1 2 3 4\ncpu0 1 2 3 4\n") == 0
 
 
-def test_busy_fraction() -> None:
-    assert busy_fraction((100, 1000), (150, 1100)) == pytest.approx(0.5)
-    assert busy_fraction((100, 1000), (100, 1000)) == 0.0  # no time passed
-    assert busy_fraction((100, 1000), (90, 1100)) == 0.0  # counters went back: clamp
-    assert busy_fraction((0, 0), (500, 100)) == 1.0
+def test_busy_fractions() -> None:
+    # (total, idle) pairs: the machine, then one core.
+    before = [1000, 900, 500, 450]
+    assert busy_fractions(before, [1100, 950, 600, 550]) == [pytest.approx(0.5), 0.0]
+    assert busy_fractions(before, before) == [0.0, 0.0]  # no time passed
+    assert busy_fractions(before, [1100, 1010, 500, 450]) == [0.0, 0.0]  # idle went back: clamp
+    assert busy_fractions([0, 0], [500, 0]) == [1.0]
+    assert busy_fractions([100, 50], [110, 40]) == [1.0]  # iowait went back: clamp
 
 
 def test_meminfo_x86_has_the_keys_in_order() -> None:
-    mem = parse_meminfo(fixture_text("x86_64", "meminfo"))
+    data = fixture_bytes("x86_64", "meminfo")
+    mem = parse_meminfo(data)
     assert tuple(mem) == MEMINFO_KEYS
+    layout = meminfo_layout(data)
+    assert layout is not None
+    assert parse_meminfo_at(data, layout) == mem
+    # Only the part up to the last wanted line needs reading.
+    assert parse_meminfo_at(data[: data.find(b"\n", data.find(b"SwapFree:")) + 1], layout) == mem
     line = next(x for x in fixture_text("x86_64", "meminfo").splitlines() if "MemTotal" in x)
     assert mem["MemTotal"] == int(line.split()[1])
     assert 0 < mem["MemAvailable"] <= mem["MemTotal"]
 
 
 def test_meminfo_old_pi_kernel_estimates_available() -> None:
-    mem = parse_meminfo(fixture_text("raspberrypi", "meminfo"))
+    data = fixture_bytes("raspberrypi", "meminfo")
+    mem = parse_meminfo(data)
+    assert meminfo_layout(data) is None  # no MemAvailable: the general parser
     assert mem["MemTotal"] == 448776
     assert mem["MemAvailable"] == 253284 + 16340 + 126096
     assert tuple(mem) == MEMINFO_KEYS
@@ -72,32 +109,38 @@ def test_meminfo_old_pi_kernel_estimates_available() -> None:
 
 def test_meminfo_similar_names_do_not_match() -> None:
     # "Cached" must not be read from "SwapCached", which comes first here.
-    mem = parse_meminfo("SwapCached: 5 kB\nCached: 7 kB\n", ("Cached",))
+    mem = parse_meminfo(b"SwapCached: 5 kB\nCached: 7 kB\n", ("Cached",))
     assert mem == {"Cached": 7}
 
 
 def test_loadavg_and_uptime() -> None:
-    assert parse_loadavg(fixture_text("raspberrypi", "loadavg")) == (0.08, 0.11, 0.13)
-    assert parse_uptime(fixture_text("raspberrypi", "uptime")) == 15012.94
-    assert parse_loadavg("") == (0.0, 0.0, 0.0)
-    assert parse_uptime("") == 0.0
-    load = parse_loadavg(fixture_text("x86_64", "loadavg"))
+    assert parse_loadavg(fixture_bytes("raspberrypi", "loadavg")) == (0.08, 0.11, 0.13)
+    assert parse_uptime(fixture_bytes("raspberrypi", "uptime")) == 15012.94
+    assert parse_loadavg(b"") == (0.0, 0.0, 0.0)
+    assert parse_uptime(b"") == 0.0
+    load = parse_loadavg(fixture_bytes("x86_64", "loadavg"))
     assert all(x >= 0 for x in load)
 
 
 def test_net_dev_leaves_out_loopback() -> None:
-    net = parse_net_dev(fixture_text("raspberrypi", "net_dev"))
+    net = parse_net_dev(fixture_bytes("raspberrypi", "net_dev"))
     assert net == {"eth0": (9872345, 4123987), "wlan0": (0, 0)}
-    x86 = parse_net_dev(fixture_text("x86_64", "net_dev"))
+    x86 = parse_net_dev(fixture_bytes("x86_64", "net_dev"))
     assert "lo" not in x86 and x86
     assert all(rx >= 0 and tx >= 0 for rx, tx in x86.values())
 
 
+def test_net_dev_old_kernel_without_space_after_the_name() -> None:
+    data = fixture_bytes("raspberrypi", "net_dev").replace(b"eth0: ", b"eth0:")
+    assert parse_net_dev(data) == {"eth0": (9872345, 4123987), "wlan0": (0, 0)}
+    assert parse_net_dev(b"") == {}
+
+
 def test_sensors() -> None:
-    assert parse_millidegrees(fixture_text("raspberrypi", "thermal_zone0_temp")) == 47.078
-    assert parse_khz_as_mhz(fixture_text("raspberrypi", "scaling_cur_freq")) == 700
-    assert parse_millidegrees("") == 0.0
-    assert parse_khz_as_mhz("garbage") == 0
+    assert parse_millidegrees(fixture_bytes("raspberrypi", "thermal_zone0_temp")) == 47.078
+    assert parse_khz_as_mhz(fixture_bytes("raspberrypi", "scaling_cur_freq")) == 700
+    assert parse_millidegrees(b"") == 0.0
+    assert parse_khz_as_mhz(b"garbage") == 0
 
 
 def test_sampler_on_pi_files(tmp_path: Path) -> None:
@@ -173,11 +216,40 @@ def test_sampler_on_this_machine_boot_epoch() -> None:
 
 
 def test_stat_raspberry_pi_4_four_cores() -> None:
-    text = (FIXTURES / "stat_pi4.txt").read_text()
-    times = parse_stat(text)
-    assert len(times.cores) == 4
-    assert parse_btime(text) == 1700000000
+    data = (FIXTURES / "stat_pi4.txt").read_bytes()
+    total, *cores = _stat(data)
+    assert len(cores) == 4
+    assert parse_btime(data) == 1700000000
     busy = 1254317 + 3120 + 412876 + 8123
-    assert times.total == (busy, busy + 38712345 + 21876)
-    assert parse_millidegrees((FIXTURES / "thermal_temp.txt").read_text()) == 48.312
-    assert parse_khz_as_mhz((FIXTURES / "scaling_cur_freq.txt").read_text()) == 1500
+    assert total == (busy, busy + 38712345 + 21876)
+    assert parse_millidegrees((FIXTURES / "thermal_temp.txt").read_bytes()) == 48.312
+    assert parse_khz_as_mhz((FIXTURES / "scaling_cur_freq.txt").read_bytes()) == 1500
+
+
+def test_sampler_follows_a_core_going_offline(tmp_path: Path) -> None:
+    proc = proc_tree("x86_64", tmp_path)
+    sampler = Sampler(proc=str(proc), cpufreq_path="/nonexistent", thermal_path="/nonexistent")
+    try:
+        assert len(sampler.sample().cores) == 2
+        text = (proc / "stat").read_bytes()
+        fewer = b"\n".join(line for line in text.split(b"\n") if not line.startswith(b"cpu1"))
+        with open(proc / "stat", "r+b") as f:  # same inode: the kept descriptor sees it
+            f.write(fewer)
+            f.truncate()
+        sample = sampler.sample()
+    finally:
+        sampler.close()
+    assert len(sample.cores) == 1
+    assert 0.0 <= sample.cpuusage <= 1.0
+
+
+def test_sampler_on_a_stat_it_cannot_read_reports_zero(tmp_path: Path) -> None:
+    proc = proc_tree("raspberrypi", tmp_path)
+    (proc / "stat").write_bytes(b"cpu 1 2\ncpu0 1 2 3 4 5\nintr 1\n")
+    sampler = Sampler(proc=str(proc), cpufreq_path="/nonexistent", thermal_path="/nonexistent")
+    try:
+        sample = sampler.sample()
+    finally:
+        sampler.close()
+    assert sample.cpuusage == 0.0 and sample.cores == ()
+    assert sample.meminfo["MemTotal"] == 448776

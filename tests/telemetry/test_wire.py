@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bramble.telemetry.wire import (
     MAX_DATAGRAM,
     ORIGINAL_KEYS,
+    Encoder,
     Packet,
     Rejected,
     Sample,
@@ -205,3 +206,34 @@ def test_any_json_only_ever_raises_rejected(value: object) -> None:
     for body in (data, data + b"\x00\x00"):
         with contextlib.suppress(Rejected):
             decode(body, KEYS, allow_unsigned=True, source="x", now=NOW)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sample=samples,
+    seq=st.integers(min_value=0, max_value=2**40),
+    ts=st.floats(min_value=0, max_value=1e11, allow_nan=False),
+    signed=st.booleans(),
+)
+def test_encoder_writes_the_same_bytes_as_encode(
+    sample: Sample, seq: int, ts: float, signed: bool
+) -> None:
+    args = {"node": "node-1", "boot": 42, "interval": 0.5, "key": KEY if signed else None,
+            "key_id": "k1"}  # fmt: skip
+    encoder = Encoder(**args)  # type: ignore[arg-type]
+    assert encoder.encode(sample, seq, ts) == encode(sample, seq=seq, ts=ts, **args)  # type: ignore[arg-type]
+    # A second datagram of the same shape takes the kept format.
+    assert encoder.encode(sample, seq + 1, ts) == encode(sample, seq=seq + 1, ts=ts, **args)  # type: ignore[arg-type]
+
+
+def test_encoder_hands_what_needs_shrinking_or_refusing_to_encode() -> None:
+    encoder = Encoder(node="n%d", boot=1, interval=1.0, key=KEY, key_id="k1")
+    big = SAMPLE._replace(cores=tuple(0.123456 for _ in range(256)))
+    assert encoder.encode(big, 1, NOW) == encode(big, node="n%d", boot=1, seq=1, ts=NOW,
+                                                 interval=1.0, key=KEY, key_id="k1")  # fmt: skip
+    wide = SAMPLE._replace(net={f"veth{i:04d}": (10**12, 10**12) for i in range(40)})
+    assert len(encoder.encode(wide, 1, NOW)) <= MAX_DATAGRAM
+    with pytest.raises(ValueError, match="finite"):
+        encoder.encode(SAMPLE._replace(uptime=float("inf")), 1, NOW)
+    with pytest.raises(ValueError, match="node name"):
+        Encoder(node="", boot=1, interval=1.0, key=KEY, key_id="k1")

@@ -11,12 +11,11 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # `signal` would import enum
 import _socket  # `socket` would import enum, selectors and io wrappers
 import os
-import select
 import sys
 import time
 
 from bramble.telemetry.sample import Sampler
-from bramble.telemetry.wire import Sample, encode
+from bramble.telemetry.wire import Encoder
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:
@@ -209,88 +208,59 @@ class _Outage:
             self.failed = 0
 
 
-def _send_all(
-    sock: _socket.socket, data: bytes, destinations: list[tuple[str, int]], outage: _Outage
-) -> None:
-    sent = False
-    for target in destinations:
-        try:
-            sock.sendto(data, target)
-            sent = True
-        except OSError as exc:
-            outage.failure(time.monotonic(), exc, target)
-    if sent:
-        outage.success(time.monotonic())
-
-
 def run(config: AgentConfig) -> int:
     """Send one signed datagram per interval until SIGTERM/SIGINT or COUNT datagrams."""
-    key_id, key = config.key_id, config.key
     sampler = Sampler()
-    boot = config.boot or sampler.boot
+    encoder = Encoder(
+        node=config.node,
+        boot=config.boot or sampler.boot,
+        interval=config.interval,
+        key=config.key,
+        key_id=config.key_id,
+    )
     sock = open_socket(config)
     destinations = [(config.group, config.port), *config.targets]
-    # A signal writes a byte to this pipe, so the wait below ends at once (select alone
-    # would be restarted after the handler and sleep out the interval).
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    stopping = False
-
-    def stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    old_wakeup = _signal.set_wakeup_fd(wake_w)
-    _signal.signal(_signal.SIGTERM, stop)
-    _signal.signal(_signal.SIGINT, stop)
+    # The interval timer paces the loop and the stop signals end it, all three blocked and
+    # taken by sigwait: one system call per interval, no handler, no wake-up pipe. The
+    # kernel merges timer signals that were not taken in time: a loop that fell behind
+    # (suspended, overloaded) skips the missed slots rather than bursting.
+    alarm = _signal.SIGALRM
+    signals = {alarm, _signal.SIGTERM, _signal.SIGINT}
+    old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, signals)
     outage = _Outage()
     # seq starts at the milliseconds since boot and grows by one per datagram, so an agent
     # restarted within the same boot (a crash, an upgrade) carries on above every number it
     # sent before, and the master's replay window keeps accepting it.
     first_seq = int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000)
+    last_seq = first_seq + config.limit if config.limit else -1
     seq = first_seq
     interval = config.interval
     # The first CPU figures cover this short pause, not the few microseconds since start-up.
-    _wait(wake_r, min(interval, 0.2))
-    next_at = time.monotonic()
+    _signal.setitimer(_signal.ITIMER_REAL, min(interval, 0.2), interval)
+    sigwait, sample, encode, wall_clock = _signal.sigwait, sampler.sample, encoder.encode, time.time
     try:
-        while not stopping:
+        while sigwait(signals) == alarm:
             seq += 1
-            data = encode(
-                sampler.sample(),
-                node=config.node,
-                boot=boot,
-                seq=seq,
-                ts=time.time(),
-                interval=interval,
-                key=key,
-                key_id=key_id,
-            )
-            _send_all(sock, data, destinations, outage)
-            if config.limit and seq - first_seq >= config.limit:
+            data = encode(sample(), seq, wall_clock())
+            sent = False
+            for target in destinations:
+                try:
+                    sock.sendto(data, target)
+                    sent = True
+                except OSError as exc:
+                    outage.failure(time.monotonic(), exc, target)
+            if sent and outage.since is not None:
+                outage.success(time.monotonic())
+            if seq == last_seq:
                 break
-            next_at += interval
-            now = time.monotonic()
-            if next_at < now:
-                # Fell behind (suspended, overloaded): skip the missed slots, no burst.
-                next_at = now + interval - (now - next_at) % interval
-            if not stopping:
-                _wait(wake_r, next_at - now)
     finally:
-        _signal.set_wakeup_fd(old_wakeup)
-        os.close(wake_r)
-        os.close(wake_w)
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        # An alarm still pending must not reach its default action (exit) when unblocked.
+        _signal.signal(alarm, _signal.SIG_IGN)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
         sock.close()
         sampler.close()
     return 0
-
-
-def _wait(wake_fd: int, seconds: float) -> None:
-    if seconds > 0 and select.select([wake_fd], [], [], seconds)[0]:
-        try:  # noqa: SIM105 - contextlib is one more import for the lean process
-            os.read(wake_fd, 64)
-        except OSError:
-            pass
 
 
 _OPTIONS = {
@@ -365,9 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = _parse(sys.argv[1:] if argv is None else argv)
         # A name the master would refuse fails here, once, not in every datagram.
-        empty = Sample(0, 0.0, 0.0, (0.0, 0.0, 0.0), {})
-        encode(empty, node=config.node, boot=0, seq=0, ts=0.0, interval=config.interval,
-               key=config.key, key_id=config.key_id)  # fmt: skip
+        Encoder(node=config.node, boot=0, interval=config.interval, key=config.key,
+                key_id=config.key_id)  # fmt: skip
         return run(config)
     except (OSError, KeyError, ValueError) as exc:
         _log(f"error: {exc}")

@@ -1,22 +1,24 @@
 """Read a node's /proc and /sys into a Sample.
 
-The parsers are pure functions of text, tested on captured files. `Sampler` is the edge: it
-keeps the files open and re-reads them with `os.pread`, which is the cheapest way to sample
-every interval. A missing sensor (no cpufreq, no thermal zone) reads as 0, never an error.
+The parsers are pure functions of the files' bytes, tested on captured files. `Sampler` is the
+edge: it keeps the files open and re-reads them with `os.pread`, which is the cheapest way to
+sample every interval. A missing sensor (no cpufreq, no thermal zone) reads as 0, never an error.
+
+The agent samples every second for months on small boards, and most of its cost is the
+interpreter running cold code after each sleep, so each parser is a few whole-buffer passes
+(`split`, `translate`, `map`) rather than a loop over lines.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import namedtuple
 
 from bramble.telemetry.wire import Sample
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import NamedTuple
 
 MEMINFO_KEYS = (
     "MemTotal",
@@ -29,81 +31,80 @@ MEMINFO_KEYS = (
 )
 CPUFREQ_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"
 THERMAL_PATH = "/sys/class/thermal/thermal_zone0/temp"
+DISK_EVERY = 10
 
 
-if TYPE_CHECKING:
-
-    class CpuTimes(NamedTuple):
-        """Busy and total jiffies for the whole machine and for each core."""
-
-        total: tuple[int, int]
-        cores: tuple[tuple[int, int], ...]
-
-else:  # without importing `typing` into the agent
-    CpuTimes = namedtuple("CpuTimes", "total cores")
-    CpuTimes.__doc__ = "Busy and total jiffies for the whole machine and for each core."
+def stat_shape(data: bytes) -> tuple[int, int]:
+    """How many cpu lines /proc/stat has (the machine's, then one per core) and how many
+    fields (the name included) make each line: what `parse_stat` needs to read it."""
+    lines = data.split(b"\n")
+    count = 0
+    while count < len(lines) and lines[count].startswith(b"cpu"):
+        count += 1
+    return count, len(lines[0].split()) if count else 0
 
 
-def _busy_total(fields: Sequence[str]) -> tuple[int, int]:
-    values = list(map(int, fields[:8]))
-    # idle and iowait are not busy; guest time is already counted in user.
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    total = sum(values)
-    return total - idle, total
+def parse_stat(data: bytes, shape: tuple[int, int]) -> list[int]:
+    """Total and idle jiffies of each cpu line of /proc/stat, flat: the machine's, then each
+    core's. SHAPE is `stat_shape` of this kernel's /proc/stat; ValueError if it no longer fits
+    (a core went on- or offline).
 
-
-def parse_stat(text: str) -> CpuTimes:
-    """CPU jiffies from /proc/stat text."""
-    total = (0, 0)
-    cores: list[tuple[int, int]] = []
+    Total is every field up to steal (guest time is already counted in user); idle includes
+    iowait.
+    """
+    count, width = shape
+    if not count:
+        return []
+    end = count * width
     # The cpu lines come first; the rest (the long intr line above all) is never split.
-    for line in text.split("\nintr", 1)[0].splitlines():
-        if not line.startswith("cpu"):
-            break
-        name, *fields = line.split(None, 9)  # the guest fields are never needed
-        if len(fields) < 4:
-            continue
-        if name == "cpu":
-            total = _busy_total(fields)
-        else:
-            cores.append(_busy_total(fields))
-    return CpuTimes(total, tuple(cores))
+    fields = data.split(None, end)
+    if len(fields) > end and not fields[end].startswith(b"intr"):
+        raise ValueError("the cpu lines of /proc/stat changed")
+    used = min(width - 1, 8)  # user .. steal; kernels before 2.6.11 have fewer fields
+    out = []
+    for at in range(1, end, width):
+        out.append(sum(map(int, fields[at : at + used])))
+        out.append(int(fields[at + 3]) + int(fields[at + 4]) if used > 4 else int(fields[at + 3]))
+    return out
 
 
-def parse_btime(text: str) -> int:
-    """Boot time (epoch seconds) from /proc/stat text; 0 when absent."""
-    for line in text.splitlines():
-        if line.startswith("btime "):
-            return int(line.split()[1])
-    return 0
+def parse_btime(data: bytes) -> int:
+    """Boot time (epoch seconds) from /proc/stat; 0 when absent."""
+    start = data.find(b"\nbtime ")
+    if start == -1:
+        return 0
+    return int(data[start + 7 :].split(None, 1)[0])
 
 
-def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
-    """The busy fraction 0..1 between two (busy, total) readings."""
-    total = after[1] - before[1]
-    if total <= 0:
-        return 0.0
-    return min(1.0, max(0.0, (after[0] - before[0]) / total))
+def busy_fractions(before: Sequence[int], after: Sequence[int]) -> list[float]:
+    """The busy fraction 0..1 of each cpu line between two `parse_stat` readings: the
+    machine's first, then each core's. No time passed reads as 0."""
+    fractions = []
+    for i in range(0, len(after), 2):
+        total = after[i] - before[i]
+        busy = total - after[i + 1] + before[i + 1]
+        if 0 <= busy <= total and total:
+            fractions.append(busy / total)
+        else:  # counters that went back (iowait can), or no tick passed
+            fractions.append(1.0 if busy > total > 0 else 0.0)
+    return fractions
 
 
-def parse_meminfo(text: str, keys: Sequence[str] = MEMINFO_KEYS) -> dict[str, int]:
+def parse_meminfo(data: bytes, keys: Sequence[str] = MEMINFO_KEYS) -> dict[str, int]:
     """The wanted /proc/meminfo fields, in kB.
 
     Kernels before 3.14 (early Raspberry Pi images) have no MemAvailable; it is then
     estimated as MemFree + Buffers + Cached, as `free` did on those kernels.
     """
-    text = "\n" + text
     out: dict[str, int] = {}
+    data = b"\n" + data
     for key in keys:
-        # Finding a few known names beats splitting fifty lines, every interval.
-        start = text.find(f"\n{key}:")
-        if start == -1:
-            continue
-        start += len(key) + 2
-        end = text.find("\n", start)
-        fields = text[start : end if end != -1 else len(text)].split()
-        if fields and fields[0].isdigit():
-            out[key] = int(fields[0])
+        # Finding a few known names beats splitting fifty lines.
+        start = data.find(f"\n{key}:".encode())
+        if start != -1:
+            fields = data[start + len(key) + 2 :].split(None, 1)
+            if fields and fields[0].isdigit():
+                out[key] = int(fields[0])
     if "MemAvailable" in keys and "MemAvailable" not in out and "MemFree" in out:
         estimate = out["MemFree"] + out.get("Buffers", 0) + out.get("Cached", 0)
         out = {
@@ -114,54 +115,89 @@ def parse_meminfo(text: str, keys: Sequence[str] = MEMINFO_KEYS) -> dict[str, in
     return out
 
 
-def parse_loadavg(text: str) -> tuple[float, float, float]:
-    """1, 5 and 15 minute load from /proc/loadavg text; zeros when unreadable."""
+def meminfo_layout(data: bytes) -> tuple[int, ...] | None:
+    """Where the MEMINFO_KEYS values sit among the whitespace-separated words of this
+    kernel's /proc/meminfo (its lines never change while it runs); None if one is missing."""
+    words = data.split()
+    names = [f"{key}:".encode() for key in MEMINFO_KEYS]
+    if not all(name in words for name in names):
+        return None
+    return tuple([words.index(name) + 1 for name in names])
+
+
+def parse_meminfo_at(data: bytes, layout: tuple[int, ...]) -> dict[str, int]:
+    """The MEMINFO_KEYS fields of /proc/meminfo, in kB, read at `meminfo_layout`'s places."""
+    words = data.split()
+    total, free, available, buffers, cached, swap_total, swap_free = layout
+    return {
+        "MemTotal": int(words[total]),
+        "MemFree": int(words[free]),
+        "MemAvailable": int(words[available]),
+        "Buffers": int(words[buffers]),
+        "Cached": int(words[cached]),
+        "SwapTotal": int(words[swap_total]),
+        "SwapFree": int(words[swap_free]),
+    }
+
+
+def parse_loadavg(data: bytes) -> tuple[float, float, float]:
+    """1, 5 and 15 minute load from /proc/loadavg; zeros when unreadable."""
     try:
-        a, b, c = text.split()[:3]
-        return float(a), float(b), float(c)
-    except ValueError:
+        words = data.split()
+        return float(words[0]), float(words[1]), float(words[2])
+    except (ValueError, IndexError):
         return 0.0, 0.0, 0.0
 
 
-def parse_uptime(text: str) -> float:
-    """Seconds since boot from /proc/uptime text; 0 when unreadable."""
+def parse_uptime(data: bytes) -> float:
+    """Seconds since boot from /proc/uptime; 0 when unreadable."""
     try:
-        return float(text.split()[0])
+        return float(data.split(None, 1)[0])
     except (ValueError, IndexError):
         return 0.0
 
 
-def parse_net_dev(text: str) -> dict[str, tuple[int, int]]:
-    """Bytes received and sent per interface (loopback left out) from /proc/net/dev text."""
-    out: dict[str, tuple[int, int]] = {}
-    for line in text.splitlines()[2:]:
-        name, _, rest = line.partition(":")
-        name = name.strip()
-        if not name or name == "lo":
-            continue
-        fields = rest.split(None, 9)  # rx bytes first, tx bytes ninth
-        if len(fields) >= 9:
-            out[name] = (int(fields[0]), int(fields[8]))
+_NET_WIDTH = 17  # the name, 8 receive counters (bytes first), 8 transmit counters (bytes first)
+
+
+def parse_net_dev(data: bytes) -> dict[str, tuple[int, int]]:
+    """Bytes received and sent per interface (loopback left out) from /proc/net/dev."""
+    words = data[data.find(b"\n", data.find(b"\n") + 1) + 1 :].split()  # past 2 headings
+    out = {}
+    for at in range(0, len(words), _NET_WIDTH):
+        name = words[at]
+        if name[-1:] != b":" or len(words) % _NET_WIDTH:  # old kernels: "eth0:123"
+            return _parse_net_dev_lines(data)
+        if name != b"lo:":
+            out[name[:-1].decode()] = (int(words[at + 1]), int(words[at + 9]))
     return out
 
 
-def parse_millidegrees(text: str) -> float:
+def _parse_net_dev_lines(data: bytes) -> dict[str, tuple[int, int]]:
+    out: dict[str, tuple[int, int]] = {}
+    for line in data.split(b"\n")[2:]:
+        name, _, rest = line.partition(b":")
+        fields = rest.split(None, 9)  # rx bytes first, tx bytes ninth
+        name = name.strip()
+        if name and name != b"lo" and len(fields) >= 9:
+            out[name.decode()] = (int(fields[0]), int(fields[8]))
+    return out
+
+
+def parse_millidegrees(data: bytes) -> float:
     """A thermal zone reading in °C; 0 when unreadable."""
     try:
-        return int(text.strip()) / 1000.0
+        return int(data) / 1000.0
     except ValueError:
         return 0.0
 
 
-def parse_khz_as_mhz(text: str) -> int:
+def parse_khz_as_mhz(data: bytes) -> int:
     """A cpufreq reading (kHz) in MHz; 0 when unreadable."""
     try:
-        return int(text.strip()) // 1000
+        return int(data) // 1000
     except ValueError:
         return 0
-
-
-DISK_EVERY = 10
 
 
 def read_disk(path: str) -> dict[str, int]:
@@ -177,36 +213,26 @@ def read_disk(path: str) -> dict[str, int]:
     }
 
 
-class _File:
-    """A file kept open and re-read from the start each time; empty text if it is missing."""
+def _open(path: str, missing: int | None = None) -> int:
+    # A missing /proc file reads as empty, and the parsers make zeros of that: /dev/null
+    # keeps the sampling path free of checks.
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError:
+        return os.open(os.devnull, os.O_RDONLY) if missing is None else missing
 
-    __slots__ = ("fd", "path")
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        try:
-            self.fd: int | None = os.open(path, os.O_RDONLY)
-        except OSError:
-            self.fd = None
-
-    def read(self) -> str:
-        if self.fd is None:
-            return ""
-        try:
-            data = os.pread(self.fd, 65536, 0)
-            while len(data) % 65536 == 0 and data:  # a very large /proc/stat: read it all
-                more = os.pread(self.fd, 65536, len(data))
-                if not more:
-                    break
-                data += more
-        except OSError:
-            return ""
-        return data.decode("ascii", "replace")
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+def _read_all(fd: int) -> bytes:
+    try:
+        data = os.pread(fd, 65536, 0)
+        while len(data) % 65536 == 0 and data:  # a very large /proc/stat
+            more = os.pread(fd, 65536, len(data))
+            if not more:
+                break
+            data += more
+    except OSError:
+        return b""
+    return data
 
 
 class Sampler:
@@ -219,59 +245,95 @@ class Sampler:
         thermal_path: str = THERMAL_PATH,
         disk_path: str = "/",
     ) -> None:
-        self._stat = _File(f"{proc}/stat")
-        self._meminfo = _File(f"{proc}/meminfo")
-        self._loadavg = _File(f"{proc}/loadavg")
+        self._stat = _open(f"{proc}/stat")
+        self._meminfo = _open(f"{proc}/meminfo")
+        self._loadavg = _open(f"{proc}/loadavg")
+        self._netdev = _open(f"{proc}/net/dev")
         # This machine's uptime is a clock read, no file; another /proc tree has its own file.
-        self._uptime = _File(f"{proc}/uptime") if proc != "/proc" else None
-        self._netdev = _File(f"{proc}/net/dev")
-        self._freq = _File(cpufreq_path)
-        self._temp = _File(thermal_path)
+        self._uptime = _open(f"{proc}/uptime") if proc != "/proc" else -1
+        # A sensor missing at start stays missing: no read at all, every interval.
+        self._freq = _open(cpufreq_path, missing=-1)
+        self._temp = _open(thermal_path, missing=-1)
         self._disk_path = disk_path
         self._disk: dict[str, int] = {}
         self._samples = 0
-        stat = self._stat.read()
+        stat = _read_all(self._stat)
         self.boot = parse_btime(stat)
+        self._stat_shape = stat_shape(stat)
+        self._stat_size = max(65536, 2 * len(stat))  # the cpu lines always within one read
         # The first sample's CPU figures are averages since boot, as top's first screen is.
-        first = parse_stat(stat)
-        self._last = CpuTimes((0, 0), tuple((0, 0) for _ in first.cores))
+        try:
+            first = parse_stat(stat, self._stat_shape)
+        except (ValueError, IndexError):  # not the /proc/stat we know: no CPU figures
+            self._stat_shape, first = (0, 1), []
+        self._last = [0] * len(first)
+        meminfo = _read_all(self._meminfo)
+        self._meminfo_layout = meminfo_layout(meminfo)
+        # Read /proc/meminfo only as far as the wanted lines, and a margin for longer numbers.
+        ends = [meminfo.find(b"\n", meminfo.find(f"{key}:".encode())) for key in MEMINFO_KEYS]
+        self._meminfo_size = 65536 if self._meminfo_layout is None else max(ends) + 256
 
     def sample(self) -> Sample:
         """Read everything once; CPU figures are over the time since the previous call."""
-        now = parse_stat(self._stat.read())
+        pread = os.pread
+        stat = pread(self._stat, self._stat_size, 0)
+        meminfo = pread(self._meminfo, self._meminfo_size, 0)
+        layout = self._meminfo_layout
+        try:
+            now = parse_stat(stat, self._stat_shape)
+            mem = parse_meminfo(meminfo) if layout is None else parse_meminfo_at(meminfo, layout)
+        except (ValueError, IndexError):  # a core went on- or offline; a very long file
+            return self._sample_again()
         before = self._last
         self._last = now
-        cores = tuple([busy_fraction(b, a) for b, a in zip(before.cores, now.cores, strict=False)])
+        cpu = busy_fractions(before, now)
         self._samples += 1
         if self._samples % DISK_EVERY == 1:  # disk use moves slowly; spare the syscall
             self._disk = read_disk(self._disk_path)
-        disk = self._disk
         return Sample(
-            cpufreq=parse_khz_as_mhz(self._freq.read()),
-            cputemp=parse_millidegrees(self._temp.read()),
-            cpuusage=busy_fraction(before.total, now.total),
-            loadavg=parse_loadavg(self._loadavg.read()),
-            meminfo=parse_meminfo(self._meminfo.read()),
-            cores=cores,
-            disk=disk,
-            net=parse_net_dev(self._netdev.read()),
-            uptime=(
-                parse_uptime(self._uptime.read())
-                if self._uptime is not None
-                else time.clock_gettime(time.CLOCK_BOOTTIME)
+            parse_khz_as_mhz(pread(self._freq, 32, 0)) if self._freq != -1 else 0,
+            parse_millidegrees(pread(self._temp, 32, 0)) if self._temp != -1 else 0.0,
+            cpu[0] if cpu else 0.0,
+            parse_loadavg(pread(self._loadavg, 128, 0)),
+            mem,
+            tuple(cpu[1:]),
+            self._disk,
+            parse_net_dev(pread(self._netdev, 65536, 0)),
+            (
+                time.clock_gettime(time.CLOCK_BOOTTIME)
+                if self._uptime == -1
+                else parse_uptime(pread(self._uptime, 128, 0))
             ),
         )
 
+    def _sample_again(self) -> Sample:
+        # The files no longer look as they did at start: learn their shape again.
+        stat = _read_all(self._stat)
+        self._stat_size = max(65536, 2 * len(stat))
+        shape = stat_shape(stat)
+        try:
+            now = parse_stat(stat, shape)
+        except (ValueError, IndexError):  # not the /proc/stat we know: no CPU figures
+            shape, now = (0, 1), []
+        if shape != self._stat_shape:
+            self._stat_shape = shape
+            self._last = [0] * len(now)
+        self._meminfo_layout = None
+        self._meminfo_size = 65536
+        return self.sample()
+
     def close(self) -> None:
         """Close the kept files."""
-        for f in (
+        for fd in (
             self._stat,
             self._meminfo,
             self._loadavg,
             self._netdev,
+            self._uptime,
             self._freq,
             self._temp,
         ):
-            f.close()
-        if self._uptime is not None:
-            self._uptime.close()
+            if fd != -1:
+                os.close(fd)
+        self._stat = self._meminfo = self._loadavg = self._netdev = -1
+        self._uptime = self._freq = self._temp = -1
