@@ -152,6 +152,8 @@ def test_each_example_job_runs_checks_itself_and_is_recorded(
 
 def test_wordcount_read_the_shared_directory_on_the_nodes(jl: JobsLab) -> None:
     # The job wrote its corpus beside itself on the share; every node sees the same files.
+    if not (jl.share / "wordcount-input").exists():  # this test run on its own
+        assert jl.run_job("/mnt/jobs/wordcount.py")[1] == "done"
     assert sorted(p.name for p in (jl.share / "wordcount-input").glob("*.txt")) == [
         "bramble.txt",
         "jobs.txt",
