@@ -84,11 +84,35 @@ def agent(
         int | None,
         typer.Option(help="Boot id to report (default: the kernel's boot time).", min=1),
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="auto, compiled (the C agent, built with cc on first start) or python "
+            "(default: telemetry.engine in the spec, auto)."
+        ),
+    ] = None,
+    prepare: Annotated[
+        bool,
+        typer.Option(
+            "--prepare",
+            help="Build the compiled agent now (as for a node image), print its path, exit.",
+        ),
+    ] = False,
 ) -> None:
     """Sample this node and multicast a signed JSON heartbeat every interval."""
-    from bramble.telemetry.agent import run_from_cli
+    from bramble.telemetry.agent import prepare_compiled, run_from_cli
 
-    run_from_cli(spec, node_name=node_name, interval=interval, count=count, boot_id=boot_id)
+    if prepare:
+        typer.echo(prepare_compiled())
+        return
+    run_from_cli(
+        spec,
+        node_name=node_name,
+        interval=interval,
+        count=count,
+        boot_id=boot_id,
+        engine=engine,
+    )
 
 
 @app.command()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -139,6 +139,7 @@ class TelemetrySpec(_Model):
     stale_after: float = Field(default=3, gt=0)
     down_after: float = Field(default=10, gt=0)
     max_nodes: int = Field(default=1024, ge=1)
+    engine: Literal["auto", "compiled", "python"] = "auto"
 
     @field_validator("interval")
     @classmethod

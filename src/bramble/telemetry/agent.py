@@ -4,6 +4,10 @@
 lean interpreter (`python -S`, no site hooks) that imports only a few standard modules and the
 sampler and wire modules, so what runs on every board for months stays small. The telemetry
 key is never on a command line: it reaches the lean process through an inherited pipe.
+
+The lean process then execs the compiled agent (agent.c, built once per machine by
+`native`), which sends the same bytes for a fraction of the CPU time. Where it cannot be
+built (no C compiler), or with `engine = "python"`, the Python loop below runs instead.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from bramble.spec import Spec
 
 BOOT_ENV = "BRAMBLE_BOOT_ID"
+ENGINES = ("auto", "compiled", "python")
 
 
 def _log(message: str) -> None:
@@ -43,6 +48,7 @@ class AgentConfig:
 
     __slots__ = (
         "boot",
+        "engine",
         "group",
         "interface",
         "interval",
@@ -68,6 +74,7 @@ class AgentConfig:
         key: bytes = b"",
         boot: int = 0,
         limit: int = 0,
+        engine: str = "auto",
     ) -> None:
         self.node = node
         self.group = group
@@ -80,6 +87,7 @@ class AgentConfig:
         self.key = key
         self.boot = boot
         self.limit = limit
+        self.engine = engine
 
 
 def _targets(unicast: list[str], port: int) -> list[str]:
@@ -94,6 +102,7 @@ def lean_argv(
     key_args: list[str],
     interval: float | None = None,
     boot: int | None = None,
+    engine: str | None = None,
 ) -> list[str]:
     """The lean agent's command line for SPEC (KEY_ARGS: `--key-fd N` or `--secrets FILE`)."""
     tel = spec.telemetry
@@ -108,6 +117,7 @@ def lean_argv(
         "--interval", repr(tel.interval if interval is None else interval),
         "--ttl", str(tel.ttl),
         "--interface", tel.interface,
+        "--engine", engine or tel.engine,
         *key_args,
     ]  # fmt: skip
     for target in _targets(tel.unicast, tel.port):
@@ -124,6 +134,7 @@ def run_from_cli(
     interval: float | None,
     count: int,
     boot_id: int | None = None,
+    engine: str | None = None,
 ) -> None:
     """Validate the spec, then exec the lean agent with the resolved settings."""
     from bramble.spec import find_spec_path, load_secrets, load_spec
@@ -133,25 +144,78 @@ def run_from_cli(
     secrets = load_secrets(path)
     tel = spec.telemetry
     every = interval if interval is not None else tel.interval
-    if every <= 0:
-        from bramble.errors import BrambleError
+    from bramble.errors import BrambleError
 
+    if every <= 0:
         raise BrambleError("--interval must be more than 0 seconds")
-    read_end, write_end = os.pipe()
-    os.write(write_end, f"{secrets.telemetry_key_id}:{secrets.telemetry_key.hex()}".encode())
-    os.close(write_end)
-    os.set_inheritable(read_end, True)
+    if engine is not None and engine not in ENGINES:
+        raise BrambleError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    read_end = key_pipe(secrets.telemetry_key_id, secrets.telemetry_key)
     argv = lean_argv(
         spec,
         node=node_name or _socket.gethostname(),
         interval=every,
         key_args=["--key-fd", str(read_end)],
         boot=boot_id,
+        engine=engine,
     )
     argv += ["--count", str(count)]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
+
+
+def prepare_compiled() -> str:
+    """Build the compiled agent if this machine has none yet; its path (for image builds)."""
+    from bramble.errors import BrambleError
+    from bramble.telemetry import native
+
+    try:
+        return native.ensure()
+    except native.Unavailable as exc:
+        raise BrambleError(f"cannot build the compiled agent: {exc}") from None
+
+
+def key_pipe(key_id: str, key: bytes) -> int:
+    """An inheritable pipe's read end holding 'keyid:hex', for the process this one execs."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, f"{key_id}:{key.hex()}".encode())
+    os.close(write_end)
+    os.set_inheritable(read_end, True)
+    return read_end
+
+
+def compiled_argv(config: AgentConfig, key_fd: int) -> list[str]:
+    """The compiled agent's command line for CONFIG, its key on the pipe KEY_FD."""
+    argv = [
+        "bramble-agent",
+        "--node", config.node,
+        "--group", config.group,
+        "--port", str(config.port),
+        "--interval", repr(config.interval),
+        "--ttl", str(config.ttl),
+        "--interface", config.interface,
+        "--key-fd", str(key_fd),
+        "--count", str(config.limit),
+        "--boot", str(config.boot),
+    ]  # fmt: skip
+    for host, port in config.targets:
+        argv += ["--unicast", f"{host}:{port}"]
+    return argv
+
+
+def exec_compiled(config: AgentConfig) -> None:
+    """Become the compiled agent; return (having said why) only if `auto` finds none."""
+    from bramble.telemetry import native
+
+    try:
+        path = native.ensure()
+    except native.Unavailable as exc:
+        if config.engine == "compiled":
+            raise native.Unavailable(f"the compiled agent is not available: {exc}") from None
+        _log(f"the compiled agent is not available: {exc}; running the Python agent")
+        return
+    os.execv(path, compiled_argv(config, key_pipe(config.key_id, config.key)))
 
 
 def read_key_fd(fd: int) -> tuple[str, bytes]:
@@ -189,21 +253,25 @@ def open_socket(config: AgentConfig) -> _socket.socket:
 
 
 class _Outage:
-    """Logs a network outage once when it starts and once when it ends, not per datagram."""
+    """Logs a destination's outage once when it starts and once when it ends, not per datagram."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = f"{target[0]}:{target[1]}"
         self.since: float | None = None
         self.failed = 0
 
-    def failure(self, now: float, error: OSError, target: tuple[str, int]) -> None:
+    def failure(self, now: float, error: OSError) -> None:
         self.failed += 1
         if self.since is None:
             self.since = now
-            _log(f"cannot send to {target[0]}:{target[1]}: {error} (will keep trying)")
+            _log(f"cannot send to {self.target}: {error} (will keep trying)")
 
     def success(self, now: float) -> None:
         if self.since is not None:
-            _log(f"sending again after {now - self.since:.1f} s ({self.failed} sends failed)")
+            _log(
+                f"sending to {self.target} again after {now - self.since:.1f} s "
+                f"({self.failed} sends failed)"
+            )
             self.since = None
             self.failed = 0
 
@@ -219,7 +287,9 @@ def run(config: AgentConfig) -> int:
         key_id=config.key_id,
     )
     sock = open_socket(config)
-    destinations = [(config.group, config.port), *config.targets]
+    destinations = [
+        (target, _Outage(target)) for target in [(config.group, config.port), *config.targets]
+    ]
     # The interval timer paces the loop and the stop signals end it, all three blocked and
     # taken by sigwait: one system call per interval, no handler, no wake-up pipe. The
     # kernel merges timer signals that were not taken in time: a loop that fell behind
@@ -227,7 +297,6 @@ def run(config: AgentConfig) -> int:
     alarm = _signal.SIGALRM
     signals = {alarm, _signal.SIGTERM, _signal.SIGINT}
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, signals)
-    outage = _Outage()
     # seq starts at the milliseconds since boot and grows by one per datagram, so an agent
     # restarted within the same boot (a crash, an upgrade) carries on above every number it
     # sent before, and the master's replay window keeps accepting it.
@@ -242,15 +311,14 @@ def run(config: AgentConfig) -> int:
         while sigwait(signals) == alarm:
             seq += 1
             data = encode(sample(), seq, wall_clock())
-            sent = False
-            for target in destinations:
+            for target, outage in destinations:
                 try:
                     sock.sendto(data, target)
-                    sent = True
                 except OSError as exc:
-                    outage.failure(time.monotonic(), exc, target)
-            if sent and outage.since is not None:
-                outage.success(time.monotonic())
+                    outage.failure(time.monotonic(), exc)
+                    continue
+                if outage.since is not None:
+                    outage.success(time.monotonic())
             if seq == last_seq:
                 break
     finally:
@@ -275,11 +343,12 @@ _OPTIONS = {
     "--count": "count",
     "--unicast": "unicast",
     "--boot": "boot",
+    "--engine": "engine",
 }
 USAGE = (
     "usage: python -m bramble.telemetry.agent --node NAME --group ADDR --port N "
     "--interval S (--key-fd FD | --secrets FILE) [--ttl N] [--interface ADDR] "
-    "[--unicast HOST:PORT]... [--count N] [--boot N]"
+    "[--unicast HOST:PORT]... [--count N] [--boot N] [--engine auto|compiled|python]"
 )
 
 
@@ -311,6 +380,9 @@ def _parse(argv: list[str]) -> AgentConfig:
     interval = float(values["interval"])
     if not 0 < interval <= 3600:
         raise ValueError("--interval must be within (0, 3600] seconds")
+    engine = values.get("engine", "auto")
+    if engine not in ENGINES:
+        raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     targets = []
     for target in unicast:
         host, _, port = target.rpartition(":")
@@ -327,6 +399,7 @@ def _parse(argv: list[str]) -> AgentConfig:
         key=key,
         boot=int(values.get("boot") or os.environ.get(BOOT_ENV) or 0),
         limit=int(values.get("count", "0")),
+        engine=engine,
     )
 
 
@@ -337,8 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         # A name the master would refuse fails here, once, not in every datagram.
         Encoder(node=config.node, boot=0, interval=config.interval, key=config.key,
                 key_id=config.key_id)  # fmt: skip
+        if config.engine != "python":
+            exec_compiled(config)
         return run(config)
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
         _log(f"error: {exc}")
         return 2
 
