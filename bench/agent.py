@@ -1,11 +1,13 @@
-"""Agent cost: CPU per sample and resident memory, beside a bare sampler loop and gmond.
+"""Agent cost: CPU per sample and resident memory, beside bare sampler loops and gmond.
 
-Runs the real `bramble agent` (the exec'd lean process) on loopback multicast:
+Runs the real `bramble agent` on loopback multicast, both engines: the compiled agent (what
+`bramble agent` runs where a C compiler is found) and the Python agent (`--engine python`).
 
-1. fast: the agent at 20 Hz and a minimal reference sampler (a tiny Python loop reading
-   the same files, no JSON, no signing, no socket) for the same wall time; CPU per sample.
-2. 1 Hz side by side: the agent and Ganglia's gmond (Debian ganglia-monitor, ~15 metrics
-   collected and sent every second to a loopback port) for the same wall time.
+1. fast: both agents at 20 Hz, and two minimal reference samplers (a tiny C loop and a tiny
+   Python loop, each reading the same files, no JSON, no signing, no socket), for the same
+   wall time; CPU per sample.
+2. 1 Hz side by side: both agents, the C reference loop and Ganglia's gmond (Debian
+   ganglia-monitor, 17 metrics collected and sent every second to a loopback port).
 
 CPU time is the kernel's exact on-CPU time of every thread (/proc/PID/task/*/schedstat),
 not tick-sampled utime. Prints a table; about 100 s.
@@ -41,6 +43,35 @@ for _ in range(count):
     os.statvfs("/")
     next_at += interval
     time.sleep(max(0.0, next_at - time.monotonic()))
+"""
+
+REFERENCE_C = r"""
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/statvfs.h>
+#include <sys/time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    const char *names[] = {"/proc/stat", "/proc/meminfo", "/proc/loadavg", "/proc/net/dev"};
+    static char buf[65536];
+    int fds[4];
+    for (int i = 0; i < 4; i++) fds[i] = open(names[i], O_RDONLY);
+    double interval = atof(argv[1]);
+    struct itimerval t = {{(long)interval, (long)((interval - (long)interval) * 1e6)},
+                          {(long)interval, (long)((interval - (long)interval) * 1e6)}};
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGALRM);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    setitimer(ITIMER_REAL, &t, NULL);
+    struct statvfs fs;
+    for (int n = 0, sig; sigwait(&set, &sig) == 0; n++) {
+        for (int i = 0; i < 4; i++) if (pread(fds[i], buf, sizeof buf, 0) < 0) return 1;
+        if (n % 10 == 0) statvfs("/", &fs);
+    }
+    return 0;
+}
 """
 
 GMOND_CONF = """
@@ -123,24 +154,37 @@ def write_spec(directory: Path, port: int) -> Path:
     return spec
 
 
-def start_agent(spec: Path, interval: float) -> subprocess.Popen[bytes]:
-    """The real CLI; it execs the lean agent, so the PID stays the agent's."""
+def start_agent(spec: Path, interval: float, engine: str) -> subprocess.Popen[bytes]:
+    """The real CLI; it execs the agent (compiled or lean Python), so the PID stays the
+    agent's."""
     bramble = shutil.which("bramble") or "bramble"
     return subprocess.Popen(
-        [bramble, "agent", "--spec", str(spec), "--interval", str(interval)],
+        [bramble, "agent", "--spec", str(spec), "--interval", str(interval), "--engine", engine],
         stdout=subprocess.DEVNULL,
     )
 
 
-def wait_lean(proc: subprocess.Popen[bytes]) -> None:
-    """Wait until PROC has exec'd the lean agent (its command line says -S)."""
+def wait_started(proc: subprocess.Popen[bytes], engine: str) -> None:
+    """Wait until PROC has exec'd the agent of ENGINE."""
+    mark = b"bramble-agent\0" if engine == "compiled" else b"bramble.telemetry.agent"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
-        if b"bramble.telemetry.agent" in cmdline:
+        if cmdline.startswith(mark) if engine == "compiled" else mark in cmdline:
             return
+        if proc.poll() is not None:
+            raise SystemExit(f"the {engine} agent exited with {proc.returncode}")
         time.sleep(0.05)
-    raise SystemExit("the agent did not start")
+    raise SystemExit(f"the {engine} agent did not start")
+
+
+def build_reference(directory: Path) -> Path:
+    """The C reference loop, compiled with the same flags as the agent."""
+    source = directory / "reference.c"
+    source.write_text(REFERENCE_C)
+    binary = directory / "reference"
+    subprocess.run(["cc", "-O2", "-o", str(binary), str(source)], check=True)
+    return binary
 
 
 def measure(pids: dict[str, int], seconds: float) -> dict[str, tuple[float, int]]:
@@ -168,32 +212,49 @@ def main() -> None:
     args = parser.parse_args()
     fast_interval = 0.05
     rows: list[tuple[str, str, str, str, str]] = []
+    labels = {
+        "compiled": "bramble agent (compiled)",
+        "python": "bramble agent (--engine python)",
+        "c-reference": "bare C loop reading the same files",
+        "py-reference": "bare Python loop reading the same files",
+        "gmond": "gmond (17 metrics)",
+    }
+
+    def row(name: str, rate: str, cpu: float, rss: int, seconds: float, samples: float) -> None:
+        share = cpu / seconds * 100
+        rows.append(
+            (labels[name], rate, f"{cpu / samples * 1e3:.3f}", f"{share:.3f}", f"{rss / 1024:.1f}")
+        )
+
     with tempfile.TemporaryDirectory(prefix="bramble-bench-") as tmp:
         spec = write_spec(Path(tmp), random.randint(20000, 60000))
+        reference_c = build_reference(Path(tmp))
 
-        # Phase 1: the agent and the reference loop at 20 Hz.
-        agent = start_agent(spec, fast_interval)
+        # Phase 1: both agents and both reference loops at 20 Hz.
+        agents = {e: start_agent(spec, fast_interval, e) for e in ("compiled", "python")}
         count = int((args.fast_seconds + 3) / fast_interval) + 40
-        reference = subprocess.Popen(
-            [sys.executable, "-S", "-c", REFERENCE, str(fast_interval), str(count)]
-        )
+        others = {
+            "c-reference": subprocess.Popen([str(reference_c), str(fast_interval)]),
+            "py-reference": subprocess.Popen(
+                [sys.executable, "-S", "-c", REFERENCE, str(fast_interval), str(count)]
+            ),
+        }
         try:
-            wait_lean(agent)
+            for engine, proc in agents.items():
+                wait_started(proc, engine)
             time.sleep(1.0)
-            fast = measure({"agent": agent.pid, "reference": reference.pid}, args.fast_seconds)
+            pids = {name: p.pid for name, p in {**agents, **others}.items()}
+            fast = measure(pids, args.fast_seconds)
         finally:
-            stop(agent)
-            reference.kill()
-            reference.wait()
-        samples = args.fast_seconds / fast_interval
-        for name, label in (("agent", "bramble agent"), ("reference", "bare sampler loop")):
-            cpu, rss = fast[name]
-            share = cpu / args.fast_seconds * 100
-            rows.append(
-                (label, "20 Hz", f"{cpu / samples * 1e3:.3f}", f"{share:.2f}", f"{rss / 1024:.1f}")
-            )
+            for proc in agents.values():
+                stop(proc)
+            for proc in others.values():
+                proc.kill()
+                proc.wait()
+        for name, (cpu, rss) in fast.items():
+            row(name, "20 Hz", cpu, rss, args.fast_seconds, args.fast_seconds / fast_interval)
 
-        # Phase 2: the agent and gmond at 1 Hz, side by side.
+        # Phase 2: both agents, the C reference loop and gmond at 1 Hz, side by side.
         gmond_path = shutil.which("gmond") or "/usr/sbin/gmond"
         conf = Path(tmp) / "gmond.conf"
         moddir = next(iter(glob.glob("/usr/lib/*/ganglia")), "/usr/lib/ganglia")
@@ -203,40 +264,45 @@ def main() -> None:
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.bind(("127.0.0.1", gmond_port))
         sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        agent = start_agent(spec, 1.0)
-        gmond = subprocess.Popen(
-            [gmond_path, "-c", str(conf), "-f"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        agents = {e: start_agent(spec, 1.0, e) for e in ("compiled", "python")}
+        others = {
+            "c-reference": subprocess.Popen([str(reference_c), "1"]),
+            "gmond": subprocess.Popen(
+                [gmond_path, "-c", str(conf), "-f"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        }
         try:
-            wait_lean(agent)
+            for engine, proc in agents.items():
+                wait_started(proc, engine)
             time.sleep(2.0)
-            if gmond.poll() is not None:
-                raise SystemExit(f"gmond exited with {gmond.returncode}")
-            slow = measure({"agent": agent.pid, "gmond": gmond.pid}, args.slow_seconds)
+            if others["gmond"].poll() is not None:
+                raise SystemExit(f"gmond exited with {others['gmond'].returncode}")
+            pids = {name: p.pid for name, p in {**agents, **others}.items()}
+            slow = measure(pids, args.slow_seconds)
         finally:
-            stop(agent)
-            stop(gmond)
+            for proc in [*agents.values(), others["gmond"]]:
+                stop(proc)
+            others["c-reference"].kill()
+            others["c-reference"].wait()
         sink.setblocking(False)
         gmond_datagrams = 0
         with contextlib.suppress(BlockingIOError):
             while sink.recv(2048):
                 gmond_datagrams += 1
         sink.close()
-        for name, label in (("agent", "bramble agent"), ("gmond", "gmond (17 metrics)")):
-            cpu, rss = slow[name]
-            per = cpu / args.slow_seconds
-            rows.append(
-                (label, "1 Hz", f"{per * 1e3:.3f}", f"{per * 100:.3f}", f"{rss / 1024:.1f}")
-            )
+        for name, (cpu, rss) in slow.items():
+            row(name, "1 Hz", cpu, rss, args.slow_seconds, args.slow_seconds)
 
     header = ("process", "rate", "CPU ms/sample", "CPU %", "RSS MiB")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-    ratio = slow["agent"][0] / slow["gmond"][0] if slow["gmond"][0] else float("inf")
-    print(f"agent/gmond CPU at 1 Hz: {ratio:.2f}")
+    for line in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+    gmond_cpu = slow["gmond"][0]
+    for engine in ("compiled", "python"):
+        ratio = slow[engine][0] / gmond_cpu if gmond_cpu else float("inf")
+        print(f"agent ({engine})/gmond CPU at 1 Hz: {ratio:.2f}")
     print(f"gmond sent {gmond_datagrams} datagrams in {args.slow_seconds + 2:.0f} s")
     print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}, cores: {os.cpu_count()}")
 

@@ -30,7 +30,18 @@ log = logging.getLogger(__name__)
 PREFIX_ENV = "BRAMBLE_LAB_PREFIX"
 # The programs the lab starts (directly or through ip netns exec / nsenter).
 LAB_PROGRAMS = frozenset(
-    {"ip", "nsenter", "unshare", "sh", "sleep", "dnsmasq", "ganesha.nfsd", "busybox", "nft"}
+    {
+        "ip",
+        "nsenter",
+        "unshare",
+        "sh",
+        "sleep",
+        "dnsmasq",
+        "ganesha.nfsd",
+        "busybox",
+        "nft",
+        "bramble-agent",
+    }
 )
 
 

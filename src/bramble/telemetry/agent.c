@@ -45,6 +45,8 @@ static const char *CPUFREQ_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_
 static const char *THERMAL_PATH = "/sys/class/thermal/thermal_zone0/temp";
 static const char *MEMINFO_KEYS[] = {"MemTotal", "MemFree",   "MemAvailable", "Buffers",
                                      "Cached",   "SwapTotal", "SwapFree"};
+static const char *MEMINFO_NAMES[] = {"MemTotal:", "MemFree:",   "MemAvailable:", "Buffers:",
+                                      "Cached:",   "SwapTotal:", "SwapFree:"};
 #define N_MEMINFO 7
 
 static void say(const char *format, ...) {
@@ -218,24 +220,47 @@ static void put(out_t *o, const char *s, size_t n) {
 
 static void puts_(out_t *o, const char *s) { put(o, s, strlen(s)); }
 
-static void put_int(out_t *o, long long x) {
-    char text[24];
-    put(o, text, (size_t)snprintf(text, sizeof text, "%lld", x));
+static void put_uint(out_t *o, unsigned long long x) {
+    char text[24], *at = text + sizeof text;
+    do *--at = (char)('0' + x % 10);
+    while (x /= 10);
+    put(o, at, (size_t)(text + sizeof text - at));
 }
 
-static void put_uint(out_t *o, unsigned long long x) {
-    char text[24];
-    put(o, text, (size_t)snprintf(text, sizeof text, "%llu", x));
+static void put_int(out_t *o, long long x) {
+    if (x < 0) put(o, "-", 1);
+    put_uint(o, x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x);
 }
+
+static const double POWERS[] = {1, 10, 100, 1000, 10000};
 
 /* repr(round(x, places)) for the values an agent sends: the correctly rounded fixed form,
    trailing zeros dropped down to one decimal. */
 static void put_num(out_t *o, double x, int places) {
     char text[400];
     if (!isfinite(x)) x = 0.0;
+    double y = fabs(x) * POWERS[places], whole = floor(y), fraction = y - whole;
+    /* Below 2^42 the product is within 2^-11 of the exact one, so away from a tie it rounds
+       as the exact value does; ties and large values go to printf, which rounds exactly. */
+    if (y < 4e12 && fabs(fraction - 0.5) > 0.01) {
+        unsigned long long scaled = (unsigned long long)whole + (fraction > 0.5);
+        unsigned long long unit = (unsigned long long)POWERS[places];
+        if (signbit(x)) put(o, "-", 1);
+        put_uint(o, scaled / unit);
+        unsigned long long rest = scaled % unit;
+        char digits[8] = {'.', '0', '0', '0', '0'};
+        int n = 1;
+        for (int i = places; i > 0; i--, rest %= unit) {
+            unit /= 10;
+            digits[n++] = (char)('0' + rest / unit);
+        }
+        while (n > 2 && digits[n - 1] == '0') n--;
+        put(o, digits, (size_t)n);
+        return;
+    }
     int n = snprintf(text, sizeof text, "%.*f", places, x);
     if (n <= 0 || n >= (int)sizeof text) {
-        puts_(o, "0.0");
+        put(o, "0.0", 3);
         return;
     }
     while (n > 2 && text[n - 1] == '0' && text[n - 2] != '.') n--;
@@ -246,6 +271,15 @@ static void put_num(out_t *o, double x, int places) {
    json.dumps(ensure_ascii=True) does; 0 if the bytes are not UTF-8. */
 static int put_quoted(out_t *o, const unsigned char *s, size_t n) {
     char esc[16];
+    size_t plain = 0;
+    while (plain < n && s[plain] >= 0x20 && s[plain] < 0x7f && s[plain] != '"' && s[plain] != '\\')
+        plain++;
+    if (plain == n) { /* nothing to escape: the common case */
+        put(o, "\"", 1);
+        put(o, (const char *)s, n);
+        put(o, "\"", 1);
+        return 1;
+    }
     put(o, "\"", 1);
     for (size_t i = 0; i < n;) {
         unsigned c = s[i];
@@ -372,6 +406,13 @@ static long long parse_int(const char *s, int *ok) {
     return negative ? -value : value;
 }
 
+/* The decimal number at *P (at least one digit there), moving *P past it. */
+static unsigned long long digits(char **p) {
+    unsigned long long value = 0;
+    for (; **p >= '0' && **p <= '9'; (*p)++) value = value * 10 + (unsigned long long)(**p - '0');
+    return value;
+}
+
 /* Total and idle jiffies of each cpu line of /proc/stat, into OUT; the number of lines. */
 static int parse_stat(char *text, long long *out) {
     int lines = 0;
@@ -381,11 +422,9 @@ static int parse_stat(char *text, long long *out) {
         long long field[8];
         int n = 0;
         while (n < 8) {
-            char *end;
             while (*p == ' ') p++;
             if (*p < '0' || *p > '9') break;
-            field[n++] = strtoll(p, &end, 10);
-            p = end;
+            field[n++] = (long long)digits(&p);
         }
         if (n < 4) return 0; /* not the /proc/stat we know: no CPU figures */
         long long total = 0;
@@ -424,8 +463,8 @@ static void parse_meminfo(sample_t *s, const char *text) {
     long long value[N_MEMINFO];
     int found[N_MEMINFO];
     for (int k = 0; k < N_MEMINFO; k++) {
-        char name[24];
-        int len = snprintf(name, sizeof name, "%s:", MEMINFO_KEYS[k]);
+        const char *name = MEMINFO_NAMES[k];
+        size_t len = strlen(name);
         const char *at = text;
         found[k] = 0;
         while ((at = strstr(at, name)) != NULL) {
@@ -436,7 +475,8 @@ static void parse_meminfo(sample_t *s, const char *text) {
         at += len;
         while (*at == ' ' || *at == '\t') at++;
         if (*at < '0' || *at > '9') continue;
-        value[k] = strtoll(at, NULL, 10);
+        char *number = (char *)at;
+        value[k] = (long long)digits(&number);
         found[k] = 1;
     }
     s->n_meminfo = 0;
@@ -482,11 +522,9 @@ static void parse_net_dev(sample_t *s, char *text) {
         unsigned long long field[9];
         int n = 0;
         while (n < 9) {
-            char *end;
             while (*p == ' ') p++;
             if (*p < '0' || *p > '9') break;
-            field[n++] = strtoull(p, &end, 10);
-            p = end;
+            field[n++] = digits(&p);
         }
         line = eol;
         if (n < 9 || len == 0 || len >= sizeof s->net[0].name || (len == 2 && !memcmp(name, "lo", 2)))
@@ -523,9 +561,7 @@ static void sampler_open(const char *proc, const char *freq, const char *temp, c
     size_t far = 0;
     int all = n > 0;
     for (int k = 0; k < N_MEMINFO && all; k++) {
-        char name[24];
-        snprintf(name, sizeof name, "%s:", MEMINFO_KEYS[k]);
-        char *at = strstr(filebuf, name);
+        char *at = strstr(filebuf, MEMINFO_NAMES[k]);
         char *eol = at ? strchr(at, '\n') : NULL;
         if (!eol) all = 0;
         else if ((size_t)(eol - filebuf) > far) far = (size_t)(eol - filebuf);
@@ -711,6 +747,7 @@ typedef struct {
     int resolved;
     double outage_since; /* -1 while sends succeed */
     long long failed;
+    int fd, connected; /* the group's socket is connected: no route lookup per datagram */
 } target_t;
 
 /* Resolve T's host (an address, or a name looked up again each interval until it resolves). */
@@ -736,6 +773,25 @@ static void target(target_t *t, const char *host, size_t host_len, int port) {
     t->resolved = resolve(t);
     t->outage_since = -1;
     t->failed = 0;
+    t->connected = 0;
+}
+
+static int open_socket(int ttl, const char *interface) {
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (sock < 0) fail("cannot open a UDP socket: %s", strerror(errno));
+    int loop = 1;
+    /* Loop on: the master runs an agent too, and the loopback setup needs it. */
+    if (setsockopt(sock, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) ||
+        setsockopt(sock, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop))
+        fail("cannot set up the socket: %s", strerror(errno));
+    if (*interface) {
+        struct in_addr address;
+        if (inet_pton(AF_INET, interface, &address) != 1)
+            fail("--interface must be an IPv4 address, not %s", interface);
+        if (setsockopt(sock, IPPROTO_IP, IP_MULTICAST_IF, &address, sizeof address))
+            fail("cannot send from the interface: %s", strerror(errno));
+    }
+    return sock;
 }
 
 static double monotonic(void) {
@@ -828,31 +884,22 @@ int main(int argc, char **argv) {
     fixed.boot = boot ? boot : parse_btime(filebuf);
     fixed.interval = interval;
 
-    int sock = -1;
     target_t targets[1 + MAX_TARGETS];
     int n_targets = 0;
     if (!to_stdout) {
-        sock = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (sock < 0) fail("cannot open a UDP socket: %s", strerror(errno));
-        int loop = 1;
-        /* Loop on: the master runs an agent too, and the loopback setup needs it. */
-        if (setsockopt(sock, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) ||
-            setsockopt(sock, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop))
-            fail("cannot set up the socket: %s", strerror(errno));
-        if (*interface) {
-            struct in_addr address;
-            if (inet_pton(AF_INET, interface, &address) != 1)
-                fail("--interface must be an IPv4 address, not %s", interface);
-            if (setsockopt(sock, IPPROTO_IP, IP_MULTICAST_IF, &address, sizeof address))
-                fail("cannot send from the interface: %s", strerror(errno));
-        }
-        target(&targets[n_targets++], group, strlen(group), port);
+        /* The group's own socket is connected once it resolves. Unicast targets share an
+           unconnected one, so a target with no listener (an ICMP "port unreachable") does
+           not make the next send fail. */
+        target(&targets[n_targets], group, strlen(group), port);
+        targets[n_targets++].fd = open_socket(ttl, interface);
+        int shared = n_unicast ? open_socket(ttl, interface) : -1;
         for (int i = 0; i < n_unicast; i++) {
             const char *sep = strrchr(unicast[i], ':');
             if (!sep) fail("--unicast needs HOST:PORT, not %s", unicast[i]);
             long long to = number("--unicast port", sep + 1);
             if (to > 65535) fail("bad port in --unicast %s", unicast[i]);
-            target(&targets[n_targets++], unicast[i], (size_t)(sep - unicast[i]), (int)to);
+            target(&targets[n_targets], unicast[i], (size_t)(sep - unicast[i]), (int)to);
+            targets[n_targets++].fd = shared;
         }
     }
 
@@ -902,9 +949,12 @@ int main(int argc, char **argv) {
                 target_t *t = &targets[i];
                 const char *error = NULL;
                 if (!t->resolved) t->resolved = resolve(t);
+                if (t->resolved && i == 0 && !t->connected)
+                    t->connected = !connect(t->fd, (struct sockaddr *)&t->address, sizeof t->address);
                 if (!t->resolved) error = "cannot resolve the address";
-                else if (sendto(sock, datagram, n, 0, (struct sockaddr *)&t->address,
-                                sizeof t->address) < 0)
+                else if ((t->connected ? send(t->fd, datagram, n, 0)
+                                       : sendto(t->fd, datagram, n, 0, (struct sockaddr *)&t->address,
+                                                sizeof t->address)) < 0)
                     error = strerror(errno);
                 if (error) {
                     t->failed++;
