@@ -132,6 +132,13 @@ def test_every_node_is_up_on_the_api_within_5_s(lab: Running) -> None:
     waited = lab.wait(all_up, 10)
     assert time.monotonic() - lab.up_done <= 5.0, f"all up {waited:.2f} s after polling began"
     assert "nfs-cat: ok" in lab.up_output
+    # Each node runs the compiled agent, built once before the nodes started.
+    assert "agents: compiled" in lab.up_output
+    run = lab.lab.plan.state / "run"
+    for name in names:
+        pid = commands.daemons.running(run, f"{name}.agent")
+        assert pid is not None
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"bramble-agent"
 
 
 def test_up_again_leaves_a_healthy_lab_alone(lab: Running) -> None:
