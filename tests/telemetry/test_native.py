@@ -400,3 +400,21 @@ def test_numbers_are_written_as_python_writes_them(tmp_path: Path) -> None:
     assert len(written) == len(cases)
     wrong = [(c, w, e) for c, w, e in zip(cases, written, expected, strict=True) if w != e]
     assert not wrong, wrong[:5]
+
+
+def test_a_damaged_program_falls_back_to_python_or_is_refused(
+    cache: Path, spec_dir: tuple[Path, int]
+) -> None:
+    spec, port = spec_dir
+    Path(native.ensure()).write_bytes(b"\0" * 100)  # as after a full disk
+    from tests.telemetry.test_agent import _receiver
+
+    with _receiver(port) as rx:
+        auto = _cli("agent", "--spec", str(spec), "--count", "2", env={})
+        datagrams = [rx.recvfrom(2048)[0] for _ in range(2)]
+    assert auto.returncode == 0, auto.stderr
+    assert "cannot run" in auto.stderr and "running the Python agent" in auto.stderr
+    assert all(decode(d, {"k1": KEY}, allow_unsigned=False, source="x").signed for d in datagrams)
+    compiled = _cli("agent", "--spec", str(spec), "--count", "2", "--engine", "compiled", env={})
+    assert compiled.returncode == 2
+    assert "cannot run" in compiled.stderr and "Traceback" not in compiled.stderr

@@ -37,7 +37,7 @@
 #define MAX_KEY_ID 32
 #define MAX_TARGETS 16
 #define MAX_CPU_LINES 1025
-#define MAX_NET 64
+#define MAX_NET 1024
 #define DISK_EVERY 10
 #define SIG_SCHEME "hmac-sha256"
 

@@ -215,7 +215,14 @@ def exec_compiled(config: AgentConfig) -> None:
             raise native.Unavailable(f"the compiled agent is not available: {exc}") from None
         _log(f"the compiled agent is not available: {exc}; running the Python agent")
         return
-    os.execv(path, compiled_argv(config, key_pipe(config.key_id, config.key)))
+    key_fd = key_pipe(config.key_id, config.key)
+    try:
+        os.execv(path, compiled_argv(config, key_fd))
+    except OSError as exc:  # a damaged program (a full disk during the build, say)
+        os.close(key_fd)
+        if config.engine == "compiled":
+            raise native.Unavailable(f"cannot run {path}: {exc}") from None
+        _log(f"cannot run {path}: {exc}; running the Python agent")
 
 
 def read_key_fd(fd: int) -> tuple[str, bytes]:

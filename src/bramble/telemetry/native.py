@@ -47,7 +47,8 @@ def binary_path(directory: str | None = None) -> str:
             digest = sha256(f.read()).hexdigest()[:16]
     except OSError as exc:
         raise Unavailable(f"the agent's C source is missing ({exc})") from None
-    return os.path.join(directory or cache_dir(), f"bramble-agent-{digest}")
+    # The machine's architecture too: a cache directory may be shared by unlike boards.
+    return os.path.join(directory or cache_dir(), f"bramble-agent-{os.uname().machine}-{digest}")
 
 
 def _check_owner(path: str, info: os.stat_result) -> None:
