@@ -148,6 +148,16 @@ def test_same_bytes_as_the_python_agent_on_captured_files(
     assert case.compiled(program, 1, [], 41, ts) == case.python(1, [], 41, ts)
 
 
+def test_same_bytes_with_an_interface_name_that_is_not_utf8(program: str, tmp_path: Path) -> None:
+    case = _fixture_case("raspberrypi", tmp_path)
+    dev = case.proc / "net" / "dev"
+    dev.write_bytes(dev.read_bytes().replace(b"wlan0", b"wl\xff0"))
+    ts = 1764060000.5
+    compiled = case.compiled(program, 1, [], 7, ts)
+    assert compiled == case.python(1, [], 7, ts)
+    assert b'"net":{"eth0":' in compiled[0]
+
+
 def _random_proc(rng: random.Random, root: Path) -> tuple[Path, list[dict[str, str]]]:
     """A /proc-like tree with random counters, and its changing files: as first written, then
     two later versions."""

@@ -136,6 +136,13 @@ def test_net_dev_old_kernel_without_space_after_the_name() -> None:
     assert parse_net_dev(b"") == {}
 
 
+def test_net_dev_leaves_out_a_name_that_is_not_utf8() -> None:
+    data = fixture_bytes("raspberrypi", "net_dev").replace(b"wlan0", b"wl\xff0")
+    assert parse_net_dev(data) == {"eth0": (9872345, 4123987)}
+    old = data.replace(b"eth0: ", b"eth0:")  # the old kernels' layout, parsed line by line
+    assert parse_net_dev(old) == {"eth0": (9872345, 4123987)}
+
+
 def test_sensors() -> None:
     assert parse_millidegrees(fixture_bytes("raspberrypi", "thermal_zone0_temp")) == 47.078
     assert parse_khz_as_mhz(fixture_bytes("raspberrypi", "scaling_cur_freq")) == 700

@@ -169,7 +169,10 @@ def parse_net_dev(data: bytes) -> dict[str, tuple[int, int]]:
         if name[-1:] != b":" or len(words) % _NET_WIDTH:  # old kernels: "eth0:123"
             return _parse_net_dev_lines(data)
         if name != b"lo:":
-            out[name[:-1].decode()] = (int(words[at + 1]), int(words[at + 9]))
+            try:
+                out[name[:-1].decode()] = (int(words[at + 1]), int(words[at + 9]))
+            except UnicodeDecodeError:  # a name that is not UTF-8 cannot be sent in JSON
+                continue
     return out
 
 
@@ -180,7 +183,10 @@ def _parse_net_dev_lines(data: bytes) -> dict[str, tuple[int, int]]:
         fields = rest.split(None, 9)  # rx bytes first, tx bytes ninth
         name = name.strip()
         if name and name != b"lo" and len(fields) >= 9:
-            out[name.decode()] = (int(fields[0]), int(fields[8]))
+            try:
+                out[name.decode()] = (int(fields[0]), int(fields[8]))
+            except UnicodeDecodeError:
+                continue
     return out
 
 
