@@ -158,16 +158,6 @@ def run_demo(*, nodes: int, port: int, force_local: bool) -> None:
     run_local(nodes=nodes, port=port)
 
 
-def _prepare_agent() -> None:
-    """Build the compiled agent once, before N agents start and each wait for it."""
-    from bramble.telemetry import native
-
-    try:
-        print(f"  agent    compiled: {native.ensure()}", flush=True)
-    except native.Unavailable as exc:
-        print(f"  agent    Python ({exc})", flush=True)
-
-
 def run_local(*, nodes: int, port: int) -> None:
     """The local-process demo: a master and NODES agents on loopback."""
     stopping = False
@@ -191,7 +181,9 @@ def run_local(*, nodes: int, port: int) -> None:
         try:
             procs.append(_start(["master", "--spec", str(spec_path)], state / "master.log"))
             print(f"  master   {url}  (log {state / 'master.log'})", flush=True)
-            _prepare_agent()
+            from bramble.telemetry import native
+
+            print(f"  agents   {native.prepare()}", flush=True)
             for i in range(1, nodes + 1):
                 args = ["agent", "--spec", str(spec_path), "--node-name", f"node-{i}"]
                 procs.append(_start(args, state / f"node-{i}.log"))

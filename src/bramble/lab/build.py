@@ -206,22 +206,14 @@ def start_master_daemons(
         daemons.start(plan.state / "run", name, argv[name])
 
 
-def prepare_agent(say: Say) -> None:
-    """Build the compiled agent before the nodes start, so they do not all wait on it."""
-    from bramble.telemetry import native
-
-    try:
-        say(f"  agents: compiled ({native.ensure()})")
-    except native.Unavailable as exc:
-        say(f"  agents: Python ({exc})")
-
-
 def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
     """Power on NAMES: first process in fresh UTS and mount namespaces, DHCP, then the agent."""
     plan, run = lab.plan, lab.plan.state / "run"
     say(f"nodes: DHCP (udhcpc) and agents for {len(names)} node(s)")
     if lab.spec.telemetry.engine != "python":
-        prepare_agent(say)
+        from bramble.telemetry import native
+
+        say(f"  agents: {native.prepare()}")
     holders: dict[str, int] = {}
     for name in names:
         node = plan.node(name)

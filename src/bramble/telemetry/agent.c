@@ -267,6 +267,9 @@ static void put_num(out_t *o, double x, int places) {
     put(o, text, (size_t)n);
 }
 
+/* The characters JSON writes as a backslash and one letter, and those letters. */
+static const char ESCAPED[] = "\"\\\n\r\t\b\f", ESCAPES[] = "\"\\nrtbf";
+
 /* A JSON string of UTF-8 bytes with everything outside printable ASCII escaped, as Python's
    json.dumps(ensure_ascii=True) does; 0 if the bytes are not UTF-8. */
 static int put_quoted(out_t *o, const unsigned char *s, size_t n) {
@@ -309,20 +312,10 @@ static int put_quoted(out_t *o, const unsigned char *s, size_t n) {
             (len == 4 && (code < 0x10000 || code > 0x10ffff)) || (code >= 0xd800 && code < 0xe000))
             return 0;
         i += len;
-        if (code == '"') {
-            put(o, "\\\"", 2);
-        } else if (code == '\\') {
-            put(o, "\\\\", 2);
-        } else if (code == '\n') {
-            put(o, "\\n", 2);
-        } else if (code == '\r') {
-            put(o, "\\r", 2);
-        } else if (code == '\t') {
-            put(o, "\\t", 2);
-        } else if (code == '\b') {
-            put(o, "\\b", 2);
-        } else if (code == '\f') {
-            put(o, "\\f", 2);
+        const char *short_escape = code && code < 0x80 ? strchr(ESCAPED, (int)code) : NULL;
+        if (short_escape) {
+            char pair[2] = {'\\', ESCAPES[short_escape - ESCAPED]};
+            put(o, pair, 2);
         } else if (code < 0x20 || (code >= 0x7f && code < 0x10000)) {
             put(o, esc, (size_t)snprintf(esc, sizeof esc, "\\u%04x", code));
         } else if (code >= 0x10000) {
@@ -492,7 +485,7 @@ static void parse_meminfo(sample_t *s, const char *text) {
     }
 }
 
-static int parse_loadavg(double load[3], const char *text) {
+static void parse_loadavg(double load[3], const char *text) {
     const char *p = text;
     for (int i = 0; i < 3; i++) {
         char *end;
@@ -500,11 +493,10 @@ static int parse_loadavg(double load[3], const char *text) {
         load[i] = strtod(p, &end);
         if (end == p || (*end && *end != ' ' && *end != '\t' && *end != '\n')) {
             load[0] = load[1] = load[2] = 0.0;
-            return 0;
+            return;
         }
         p = end;
     }
-    return 1;
 }
 
 static void parse_net_dev(sample_t *s, char *text) {

@@ -144,3 +144,12 @@ class _ignore_missing:
 def ensure() -> str:
     """The compiled agent's path, building it if this machine has none yet."""
     return find() or build()
+
+
+def prepare() -> str:
+    """Build the compiled agent if need be, before many agents start and each wait for it;
+    which agent they will run, for a progress line."""
+    try:
+        return f"compiled ({ensure()})"
+    except Unavailable as exc:
+        return f"Python ({exc})"
