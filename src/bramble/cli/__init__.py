@@ -312,11 +312,11 @@ def lab_heal(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> No
 
 
 # --- jobs -------------------------------------------------------------------------------------
-# Registered by bramble.jobs.commands (run, jobs, logs, cancel, exec, hosts, mpirun).
+# Registered by bramble.cli.jobs (run, jobs, logs, cancel, exec, hosts, mpirun).
 
 
 def _register_jobs() -> None:
-    from bramble.jobs.commands import register
+    from bramble.cli.jobs import register
 
     register(app, SpecOpt)
 
