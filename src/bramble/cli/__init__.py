@@ -135,7 +135,7 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the node table from a running master."""
-    from bramble.master.client import print_status
+    from bramble.client.status import print_status
 
     print_status(spec, url=url, as_json=json_out)
 
@@ -146,7 +146,7 @@ def top(
     url: Annotated[str | None, typer.Option(help="Master URL (default: from the spec).")] = None,
 ) -> None:
     """A live node table in the terminal; q quits."""
-    from bramble.master.top import run_top
+    from bramble.client.top import run_top
 
     run_top(spec, url=url)
 
