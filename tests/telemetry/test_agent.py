@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bramble.telemetry.agent import AgentConfig, _Outage, open_socket
-from bramble.telemetry.wire import decode
+from bramble.telemetry.decode import decode
 from tests.telemetry.conftest import KEY, random_port
 
 GROUP = "224.0.0.251"
