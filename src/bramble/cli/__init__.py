@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bramble.cli import lab, nodes
+from bramble.cli import jobs, lab, nodes
 from bramble.cli.options import SpecOpt
 from bramble.errors import BrambleError
 
@@ -22,6 +22,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# The jobs commands (run, jobs, logs, cancel, exec, hosts, mpirun, scheduler, worker) are
+# top-level commands; nodes and lab are groups.
+app.add_typer(jobs.app)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(lab.app, name="lab")
 
@@ -181,19 +184,8 @@ def apply(
     apply_from_cli(spec, role=role, root=root, dry_run=dry_run)
 
 
-# --- jobs -------------------------------------------------------------------------------------
-# Registered by bramble.cli.jobs (run, jobs, logs, cancel, exec, hosts, mpirun).
-
-
-def _register_jobs() -> None:
-    from bramble.cli.jobs import register
-
-    register(app, SpecOpt)
-
-
 def main() -> None:
     """Console entry point: run the app, printing our own errors in one line (exit code 2)."""
-    _register_jobs()
     try:
         app()
     except BrambleError as exc:
