@@ -14,6 +14,7 @@ from bramble.spec.load import (
     load_spec,
     parse_secrets,
     parse_spec,
+    read_spec_text,
     secrets_mode_ok,
     secrets_path,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "load_spec",
     "parse_secrets",
     "parse_spec",
+    "read_spec_text",
     "secrets_mode_ok",
     "secrets_path",
 ]

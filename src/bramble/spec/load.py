@@ -91,8 +91,8 @@ def find_spec_path(explicit: Path | None = None) -> Path:
     )
 
 
-def load_spec(path: Path) -> Spec:
-    """Read and validate the spec at PATH."""
+def read_spec_text(path: Path) -> str:
+    """The text of the spec file at PATH; SpecError saying why it cannot be read."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -100,10 +100,14 @@ def load_spec(path: Path) -> Spec:
             f"cannot read: {exc.strerror}", file=str(path), fix="check the path"
         ) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError("not UTF-8 text", file=str(path), fix="save the file as UTF-8") from None
-    spec = parse_spec(text, str(path))
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and validate the spec at PATH."""
+    spec = parse_spec(read_spec_text(path), str(path))
     return spec.model_copy(update={"source": path})
 
 
