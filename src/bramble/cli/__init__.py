@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bramble.cli import jobs, lab, nodes
+from bramble.cli import jobs, lab, nodes, options
 from bramble.cli.options import SpecOpt
 from bramble.errors import BrambleError
 
@@ -52,11 +52,8 @@ def check(
     spec: SpecOpt = None,
 ) -> None:
     """Validate a spec; errors name the file, key, line and the fix."""
-    from bramble.spec import find_spec_path, load_spec
-
-    path = find_spec_path(file or spec)
-    loaded = load_spec(path)
-    typer.echo(f"{path}: ok ({len(loaded.nodes)} nodes)")
+    cluster = options.load(file or spec)
+    typer.echo(f"{cluster.path}: ok ({len(cluster.spec.nodes)} nodes)")
 
 
 # --- telemetry and master ---------------------------------------------------------------------
@@ -92,13 +89,15 @@ def agent(
     ] = False,
 ) -> None:
     """Sample this node and multicast a signed JSON heartbeat every interval."""
-    from bramble.telemetry.agent import prepare_compiled, run_from_cli
+    from bramble.telemetry.agent import exec_lean, prepare_compiled
 
     if prepare:
         typer.echo(prepare_compiled())
         return
-    run_from_cli(
-        spec,
+    cluster = options.load(spec)
+    exec_lean(
+        cluster.spec,
+        cluster.secrets(),
         node_name=node_name,
         interval=interval,
         count=count,
@@ -115,9 +114,9 @@ def master(
     db: Annotated[Path | None, typer.Option(help="History database (default: spec).")] = None,
 ) -> None:
     """Run the collector, node table, history, API and dashboard."""
-    from bramble.master.service import run_from_cli
+    from bramble.master.service import run_master
 
-    run_from_cli(spec, bind=bind, port=port, db=db)
+    run_master(options.load(spec), bind=bind, port=port, db=db)
 
 
 @app.command()
@@ -129,7 +128,7 @@ def status(
     """Show the node table from a running master."""
     from bramble.client.status import print_status
 
-    print_status(spec, url=url, as_json=json_out)
+    print_status(options.master_url(spec, url), as_json=json_out)
 
 
 @app.command()
@@ -140,7 +139,7 @@ def top(
     """A live node table in the terminal; q quits."""
     from bramble.client.top import run_top
 
-    run_top(spec, url=url)
+    run_top(options.master_url(spec, url))
 
 
 @app.command()

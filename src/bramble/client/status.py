@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,16 +11,6 @@ import httpx
 from bramble.errors import MasterUnreachableError
 
 STATUS_STYLE = {"up": "green", "stale": "yellow", "down": "red"}
-
-
-def master_url(spec_path: Path | None, url: str | None) -> str:
-    """The master's base URL: URL if given, else the spec's dashboard address."""
-    if url:
-        return url.rstrip("/")
-    from bramble.spec import find_spec_path, load_spec
-
-    spec = load_spec(find_spec_path(spec_path))
-    return f"http://{spec.dashboard_bind}:{spec.dashboard.port}"
 
 
 def get_json(base: str, path: str, timeout: float = 5.0) -> Any:
@@ -69,12 +58,11 @@ def node_row(node: dict[str, Any], now: float) -> list[str]:
     ]
 
 
-def print_status(spec_path: Path | None, *, url: str | None, as_json: bool) -> None:
-    """Print the node table of a running master."""
+def print_status(base: str, *, as_json: bool) -> None:
+    """Print the node table of the master at BASE."""
     from rich.console import Console
     from rich.table import Table
 
-    base = master_url(spec_path, url)
     nodes = get_json(base, "/api/nodes")
     if as_json:
         print(json.dumps(nodes, indent=2))

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from bramble.client.status import STATUS_STYLE, age, get_json, master_url
+from bramble.client.status import STATUS_STYLE, age, get_json
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +158,9 @@ def cbreak(fd: int) -> Iterator[bool]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def run_top(spec_path: Path | None, url: str | None = None) -> None:
-    """Show the live node table until q (or Ctrl-C); MasterUnreachableError if no master."""
-    base = master_url(spec_path, url)
+def run_top(base: str) -> None:
+    """Show the master at BASE's live node table until q (or Ctrl-C); MasterUnreachableError
+    if no master answers."""
     get_json(base, "/api/stats")  # fails clearly when there is no master
     state = TopState()
     stop = threading.Event()

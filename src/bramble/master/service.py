@@ -16,13 +16,16 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bramble.master.collector import Collector, open_socket
 from bramble.master.events import Hub
 from bramble.master.history import History, HistoryReader, metric_row
 from bramble.master.nodes import Change, NodeTable
 from bramble.spec import Secrets, Spec
+
+if TYPE_CHECKING:
+    from bramble.cluster import Cluster
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.1
@@ -59,9 +62,17 @@ class _Writer(threading.Thread):
 class MasterService:
     """Everything the master runs, built from the spec."""
 
-    def __init__(self, spec: Spec, secrets: Secrets | None, db_path: Path) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        secrets: Secrets | None,
+        db_path: Path,
+        *,
+        spec_path: Path | None = None,
+    ) -> None:
         tel = spec.telemetry
         self.spec = spec
+        self.spec_path = spec_path
         self.lock = threading.Lock()
         self.table = NodeTable(
             stale_after=tel.stale_after,
@@ -246,20 +257,16 @@ class MasterService:
         self.reader.close()
 
 
-def run_from_cli(
-    spec_path: Path | None, *, bind: str | None, port: int | None, db: Path | None
-) -> None:
-    """`bramble master`: load the spec and secrets, then serve until stopped."""
+def run_master(cluster: Cluster, *, bind: str | None, port: int | None, db: Path | None) -> None:
+    """`bramble master`: serve CLUSTER until stopped."""
     from bramble.errors import BrambleError
-    from bramble.spec import find_spec_path, load_secrets, load_spec
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    path = find_spec_path(spec_path)
-    spec = load_spec(path)
-    secrets = load_secrets(path)
+    spec = cluster.spec
+    secrets = cluster.secrets()
     db_path = db or Path(spec.history.path)
     try:
-        service = MasterService(spec, secrets, db_path)
+        service = MasterService(spec, secrets, db_path, spec_path=cluster.path)
     except OSError as exc:
         raise BrambleError(
             f"cannot start the master: {exc} (is another master using port "
