@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bramble.cluster import load_cluster
 from bramble.provision.render import (
     BRAMBLE,
     USER_DATA,
@@ -328,7 +329,7 @@ def test_nftables_ruleset_passes_nft_check(spec: Spec, netns, tmp_path: Path) ->
 
 def test_render_to_dir(spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    files = render_to_dir(spec_dir / "bramble.toml", out)
+    files = render_to_dir(load_cluster(spec_dir / "bramble.toml"), out)
     printed = capsys.readouterr().out
     assert "rendered" in printed and f"{len(files)} files" in printed
     assert (out / "master/etc/dnsmasq.d/bramble.conf").is_file()
@@ -345,7 +346,7 @@ def test_render_to_dir_takes_tls_beside_the_spec(
     for name in ("ca.pem", "ca-key.pem", "worker.pem", "worker-key.pem", "scheduler.pem"):
         (tls / name).write_text(f"PEM {name}\n")
     out = tmp_path / "out"
-    render_to_dir(spec_dir / "bramble.toml", out)
+    render_to_dir(load_cluster(spec_dir / "bramble.toml"), out)
     capsys.readouterr()
     assert (out / "node/etc/bramble/tls/worker.pem").read_text() == "PEM worker.pem\n"
     assert (out / "node/etc/bramble/tls/worker-key.pem").stat().st_mode & 0o777 == 0o600

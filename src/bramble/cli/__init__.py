@@ -167,7 +167,7 @@ def render(
     """Render every config file of the master and the node image into OUT/master, OUT/node."""
     from bramble.provision.render import render_to_dir
 
-    render_to_dir(spec, out)
+    render_to_dir(options.load(spec), out)
 
 
 @app.command()
@@ -178,9 +178,10 @@ def apply(
     dry_run: Annotated[bool, typer.Option(help="Show the diff, change nothing.")] = False,
 ) -> None:
     """Install the rendered files for ROLE: diff, back up, write atomically, reload."""
-    from bramble.provision.apply import apply_from_cli
+    from bramble.provision.apply import apply_role, check_role
 
-    apply_from_cli(spec, role=role, root=root, dry_run=dry_run)
+    check_role(role)
+    apply_role(options.load(spec), role=role, root=root, dry_run=dry_run)
 
 
 def main() -> None:
