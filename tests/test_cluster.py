@@ -26,7 +26,7 @@ def test_load_keeps_the_text_and_reads_the_secrets(spec_file: Path) -> None:
     assert len(cluster.spec.nodes) == 4
     assert cluster.secrets().telemetry_key_id == "k1"
     assert cluster.secrets_if_present() == cluster.secrets()
-    assert cluster.tls.directory == spec_file.parent.resolve() / "tls"
+    assert cluster.tls.directory == spec_file.parent.absolute() / "tls"
     assert cluster.master_url == "http://10.42.0.1:8080"
 
 

@@ -65,7 +65,7 @@ class Cluster:
         there), or /etc/bramble/tls for a spec made in memory."""
         if self.path is None:
             return TlsPaths(SYSTEM_TLS)
-        return TlsPaths(self.path.resolve().parent / "tls")
+        return TlsPaths(self.path.absolute().parent / "tls")
 
     @property
     def master_url(self) -> str:

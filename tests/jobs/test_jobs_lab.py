@@ -225,11 +225,12 @@ def test_mpirun_runs_the_ring_across_three_lab_nodes(jl: JobsLab) -> None:
 CLIENT_CHECK = """
 import dataclasses, sys
 from pathlib import Path
-from bramble.jobs.config import load_config
+from bramble.cluster import find_cluster
+from bramble.jobs.config import jobs_config
 from bramble.jobs.connect import SchedulerUnreachableError, client_for
 from bramble.jobs.tls import create_cluster_tls
 
-config = load_config()
+config = jobs_config(find_cluster(env=True))
 with client_for(config, timeout=10) as client:
     print("cluster certificate:", client.submit(pow, 2, 10).result())
 foreign = create_cluster_tls(Path(sys.argv[1]), cluster="stranger")

@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from bramble.cli import options
 from bramble.cli.options import SpecOpt
 from bramble.errors import BrambleError, MasterUnreachableError
-from bramble.jobs.config import JobsConfig, admin_token, load_config
 
 if TYPE_CHECKING:
     import httpx
+
+    from bramble.cluster import Cluster
+    from bramble.jobs.config import JobsConfig
 
 app = typer.Typer()
 """The jobs commands; the root app adds them as top-level commands."""
@@ -50,20 +53,28 @@ def _http() -> httpx.Client:
     return httpx.Client()
 
 
+def _load(spec: Path | None) -> tuple[Cluster, JobsConfig]:
+    """The cluster (--spec, else $BRAMBLE_SPEC, else the usual search) and its jobs settings."""
+    from bramble.jobs.config import jobs_config
+
+    cluster = options.load(spec, env=True)
+    return cluster, jobs_config(cluster)
+
+
 def _request(
     config: JobsConfig,
     method: str,
     path: str,
     *,
-    admin: bool = False,
+    token: str | None = None,
     timeout: float = 30.0,
     **kwargs: Any,
 ) -> Any:
     import httpx
 
     headers = {}
-    if admin:
-        headers["Authorization"] = f"Bearer {admin_token(config.spec_path)}"
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     url = f"{config.master_url}{path}"
     try:
         resp = _http().request(method, url, headers=headers, timeout=timeout, **kwargs)
@@ -118,14 +129,15 @@ def run(
     ] = False,
 ) -> None:
     """Submit a job file to the master: bramble run FILE [ARGS...]."""
-    config = load_config(spec)
+    cluster, config = _load(spec)
     local = Path(file)
     target = str(local.resolve()) if local.is_file() else file
     args = list(ctx.args)
     if args and args[0] == "--":
         args = args[1:]
     body = {"file": target, "args": args, "submitter": _submitter()}
-    record = _request(config, "POST", "/api/jobs", admin=True, json=body)
+    token = cluster.secrets().admin_token
+    record = _request(config, "POST", "/api/jobs", token=token, json=body)
     job_id = int(record["id"])
     if not follow:
         typer.echo(f"job {job_id} {record['state']}: {record['file']}")
@@ -144,7 +156,7 @@ def jobs(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List jobs, newest first."""
-    config = load_config(spec)
+    _, config = _load(spec)
     params: dict[str, Any] = {"limit": limit}
     if state:
         params["state"] = state
@@ -179,7 +191,7 @@ def logs(
     ] = False,
 ) -> None:
     """Print a job's captured stdout and stderr."""
-    follow_logs(load_config(spec), job_id, follow=follow)
+    follow_logs(_load(spec)[1], job_id, follow=follow)
 
 
 @app.command()
@@ -188,8 +200,9 @@ def cancel(
     spec: SpecOpt = None,
 ) -> None:
     """Cancel a queued or running job."""
-    config = load_config(spec)
-    record = _request(config, "POST", f"/api/jobs/{job_id}/cancel", admin=True)
+    cluster, config = _load(spec)
+    token = cluster.secrets().admin_token
+    record = _request(config, "POST", f"/api/jobs/{job_id}/cancel", token=token)
     typer.echo(f"job {job_id} {record['state']}")
 
 
@@ -213,9 +226,10 @@ def exec_(
     if not args:
         raise BrambleError("nothing to run: bramble exec [--nodes SEL] -- CMD...")
     command = args[0] if len(args) == 1 else " ".join(args)
-    config = load_config(spec)
+    cluster, config = _load(spec)
+    token = cluster.secrets().admin_token
     body = {"command": command, "nodes": nodes, "timeout": timeout, "submitter": _submitter()}
-    resp = _request(config, "POST", "/api/exec", admin=True, json=body, timeout=timeout + 30)
+    resp = _request(config, "POST", "/api/exec", token=token, json=body, timeout=timeout + 30)
     results = [NodeResult(**r) for r in resp["results"]]
     if json_out:
         typer.echo(json.dumps(resp, indent=2))
@@ -231,15 +245,12 @@ def hosts(
 ) -> None:
     """Print the live nodes as an MPI hostfile, /etc/hosts block, inventory or scheduler."""
     from bramble.jobs.hosts import FORMATS, live_nodes, render
-    from bramble.spec import load_spec
 
     if fmt not in FORMATS:
         raise BrambleError(f"unknown --format {fmt!r} (one of: {', '.join(FORMATS)})")
-    config = load_config(spec)
-    loaded = load_spec(config.spec_path) if config.spec_path else None
-    domain = loaded.network.domain if loaded else "cluster"
+    cluster, config = _load(spec)
     live = [] if fmt == "dask" else live_nodes(config.master_url)
-    out = render(fmt, live, domain=domain, scheduler=config.scheduler)
+    out = render(fmt, live, domain=cluster.spec.network.domain, scheduler=config.scheduler)
     typer.echo(out, nl=False)
 
 
@@ -266,12 +277,8 @@ def mpirun(
     args = list(ctx.args)
     if args and args[0] == "--":
         args = args[1:]
-    config = load_config(spec)
-    subnet = None
-    if config.spec_path is not None:
-        from bramble.spec import load_spec
-
-        subnet = str(load_spec(config.spec_path).network.subnet)
+    cluster, config = _load(spec)
+    subnet = str(cluster.spec.network.subnet)
     hosts = live_nodes(config.master_url)
     raise typer.Exit(
         run_mpirun(hosts, args, n=n, launcher=launcher, netns=netns, subnet=subnet, by_node=by_node)
@@ -287,7 +294,7 @@ def scheduler(
     """Run the Dask scheduler with the cluster's TLS (on the master)."""
     from bramble.jobs.servers import run_scheduler
 
-    run_scheduler(load_config(spec), host=host, port=port)
+    run_scheduler(_load(spec)[1], host=host, port=port)
 
 
 @app.command()
@@ -303,6 +310,4 @@ def worker(
     """Run this node's Dask worker with the cluster's TLS."""
     from bramble.jobs.servers import run_worker
 
-    run_worker(
-        load_config(spec), name=name, host=host, nthreads=nthreads, memory_limit=memory_limit
-    )
+    run_worker(_load(spec)[1], name=name, host=host, nthreads=nthreads, memory_limit=memory_limit)

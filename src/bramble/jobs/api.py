@@ -4,8 +4,7 @@ Reading (job list, records, logs, cluster workers) is open like the rest of the 
 submitting, cancelling and exec need the admin token in ``Authorization: Bearer <token>``.
 
 The router finds its :class:`JobsService` in ``app.state.jobs``; the master may put one there
-(see :func:`create_service`), otherwise the first request builds it from
-``app.state.spec_path`` (or ``$BRAMBLE_SPEC`` / the usual spec search).
+(see :func:`create_service`), otherwise the first request builds it from ``app.state.cluster``.
 """
 
 from __future__ import annotations
@@ -16,14 +15,13 @@ import hmac
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from bramble.errors import BrambleError
-from bramble.jobs.config import JobsConfig, admin_token, load_config
+from bramble.jobs.config import JobsConfig, jobs_config
 from bramble.jobs.exec import ExecError, ExecRequest, ExecResponse, run_exec
 from bramble.jobs.runner import JobFileError, JobRunner
 from bramble.jobs.store import (
@@ -37,6 +35,8 @@ from bramble.jobs.store import (
 
 if TYPE_CHECKING:
     from distributed import Client
+
+    from bramble.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,9 @@ class JobsService:
                 self._client = None
 
 
-def create_service(spec_path: Path | None = None, *, max_running: int = 4) -> JobsService:
-    """Build the jobs service for the spec at SPEC_PATH (or the one found by the usual search)."""
-    config = load_config(spec_path)
-    return JobsService(config, admin_token(config.spec_path), max_running=max_running)
+def create_service(cluster: Cluster, *, max_running: int = 4) -> JobsService:
+    """Build the jobs service of CLUSTER."""
+    return JobsService(jobs_config(cluster), cluster.secrets().admin_token, max_running=max_running)
 
 
 _build_lock = threading.Lock()
@@ -111,7 +110,7 @@ def get_service(request: Request) -> JobsService:
         service = getattr(state, "jobs", None)
         if service is None:
             try:
-                service = create_service(getattr(state, "spec_path", None))
+                service = create_service(state.cluster)
             except BrambleError as exc:
                 raise HTTPException(503, f"jobs are not configured: {exc}") from exc
             state.jobs = service

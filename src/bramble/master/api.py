@@ -43,7 +43,7 @@ def create_app(master: MasterService) -> FastAPI:
         description="Live node table, history and events of a bramble cluster.",
     )
     reader: HistoryReader = master.reader
-    app.state.spec_path = master.spec_path
+    app.state.cluster = master.cluster
 
     @app.get("/api/nodes", summary="Every node with its status and latest sample")
     def nodes() -> list[dict[str, Any]]:

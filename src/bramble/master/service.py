@@ -22,7 +22,6 @@ from bramble.master.collector import Collector, open_socket
 from bramble.master.events import Hub
 from bramble.master.history import History, HistoryReader, metric_row
 from bramble.master.nodes import Change, NodeTable
-from bramble.spec import Secrets, Spec
 
 if TYPE_CHECKING:
     from bramble.cluster import Cluster
@@ -62,17 +61,12 @@ class _Writer(threading.Thread):
 class MasterService:
     """Everything the master runs, built from the spec."""
 
-    def __init__(
-        self,
-        spec: Spec,
-        secrets: Secrets | None,
-        db_path: Path,
-        *,
-        spec_path: Path | None = None,
-    ) -> None:
+    def __init__(self, cluster: Cluster, db_path: Path) -> None:
+        spec = cluster.spec
+        secrets = cluster.secrets_if_present()
         tel = spec.telemetry
+        self.cluster = cluster
         self.spec = spec
-        self.spec_path = spec_path
         self.lock = threading.Lock()
         self.table = NodeTable(
             stale_after=tel.stale_after,
@@ -263,10 +257,10 @@ def run_master(cluster: Cluster, *, bind: str | None, port: int | None, db: Path
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     spec = cluster.spec
-    secrets = cluster.secrets()
+    cluster.secrets()  # the master needs them: say so before starting anything
     db_path = db or Path(spec.history.path)
     try:
-        service = MasterService(spec, secrets, db_path, spec_path=cluster.path)
+        service = MasterService(cluster, db_path)
     except OSError as exc:
         raise BrambleError(
             f"cannot start the master: {exc} (is another master using port "
