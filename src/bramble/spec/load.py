@@ -107,8 +107,7 @@ def read_spec_text(path: Path) -> str:
 
 def load_spec(path: Path) -> Spec:
     """Read and validate the spec at PATH."""
-    spec = parse_spec(read_spec_text(path), str(path))
-    return spec.model_copy(update={"source": path})
+    return parse_spec(read_spec_text(path), str(path))
 
 
 def secrets_path(spec_path: Path) -> Path:

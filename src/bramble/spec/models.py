@@ -206,7 +206,6 @@ class Spec(_Model):
     dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
     history: HistorySpec = Field(default_factory=HistorySpec)
     jobs: JobsSpec = Field(default_factory=JobsSpec)
-    source: Path | None = Field(default=None, exclude=True)
 
     @property
     def dashboard_bind(self) -> str:
