@@ -126,9 +126,21 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the node table from a running master."""
-    from bramble.client.status import print_status
+    import json
+    import time
 
-    print_status(options.master_url(spec, url), as_json=json_out)
+    from rich.console import Console
+
+    from bramble.client.http import MasterClient
+    from bramble.client.status import status_view
+
+    base = options.master_url(spec, url)
+    with MasterClient(base, hint=", or pass --url") as master:
+        nodes = master.get("/api/nodes", timeout=5)
+    if json_out:
+        print(json.dumps(nodes, indent=2))
+        return
+    Console().print(status_view(nodes, base, time.time()))
 
 
 @app.command()

@@ -1,18 +1,13 @@
 """The jobs commands of the `bramble` CLI: run, jobs, logs, cancel, exec, hosts, mpirun,
 scheduler, worker. The root app adds them as top-level commands.
 
-Commands that change state talk to the master's API with the admin token from the spec's
-secrets file; the master runs job drivers and execs, so the CLI needs no Dask certificate.
+Commands that change state send the admin token from the spec's secrets file; the calls
+themselves are in `bramble.client.jobs`.
 """
 
 from __future__ import annotations
 
-import functools
-import getpass
 import json
-import socket
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,37 +15,16 @@ import typer
 
 from bramble.cli import options
 from bramble.cli.options import SpecOpt
-from bramble.errors import BrambleError, MasterUnreachableError
+from bramble.errors import BrambleError
 
 if TYPE_CHECKING:
-    import httpx
-
+    from bramble.client.http import MasterClient
     from bramble.cluster import Cluster
     from bramble.jobs.config import JobsConfig
 
 app = typer.Typer()
 """The jobs commands; the root app adds them as top-level commands."""
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-def _submitter() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-@functools.cache
-def _http() -> httpx.Client:
-    """The command's one HTTP client.
-
-    Its connection pool and TLS setup are made once rather than per request (`bramble run
-    --follow` makes several).
-    """
-    import httpx
-
-    return httpx.Client()
 
 
 def _load(spec: Path | None) -> tuple[Cluster, JobsConfig]:
@@ -61,62 +35,18 @@ def _load(spec: Path | None) -> tuple[Cluster, JobsConfig]:
     return cluster, jobs_config(cluster)
 
 
-def _request(
-    config: JobsConfig,
-    method: str,
-    path: str,
-    *,
-    token: str | None = None,
-    timeout: float = 30.0,
-    **kwargs: Any,
-) -> Any:
-    import httpx
+def _master(spec: Path | None, *, admin: bool = False) -> tuple[Cluster, JobsConfig, MasterClient]:
+    """The cluster, its jobs settings and a client of its master (with the admin token)."""
+    from bramble.client.http import MasterClient
 
-    headers = {}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    url = f"{config.master_url}{path}"
-    try:
-        resp = _http().request(method, url, headers=headers, timeout=timeout, **kwargs)
-    except httpx.HTTPError as exc:
-        raise MasterUnreachableError(f"cannot reach the master at {url}: {exc}") from exc
-    if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail", resp.text)
-        except ValueError:
-            detail = resp.text
-        raise BrambleError(f"{method} {path}: {resp.status_code} {detail}")
-    return resp.json()
+    cluster, config = _load(spec)
+    token = cluster.secrets().admin_token if admin else None
+    return cluster, config, MasterClient(config.master_url, token=token)
 
 
-def _fmt_time(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
-
-
-def follow_logs(config: JobsConfig, job_id: int, *, follow: bool) -> str:
-    """Print a job's output (and keep printing until it ends if FOLLOW); return its state.
-
-    Following uses the API's long poll, so output shows as soon as the master captures it.
-    """
-    after = 0
-    while True:
-        params = {"after": after, "wait": 10 if follow else 0}
-        view = _request(config, "GET", f"/api/jobs/{job_id}/logs", params=params, timeout=40)
-        for chunk in view["chunks"]:
-            stream = sys.stdout if chunk["stream"] == "stdout" else sys.stderr
-            stream.write(chunk["data"])
-            stream.flush()
-        after = view["next"]
-        if view["finished"] or not follow:
-            if view["finished"] and view["chunks"]:
-                continue  # drain: the last chunks may land right after the state changes
-            return str(view["state"])
+def _args(ctx: typer.Context) -> list[str]:
+    args = list(ctx.args)
+    return args[1:] if args and args[0] == "--" else args
 
 
 @app.command(context_settings=EXTRA)
@@ -129,21 +59,16 @@ def run(
     ] = False,
 ) -> None:
     """Submit a job file to the master: bramble run FILE [ARGS...]."""
-    cluster, config = _load(spec)
-    local = Path(file)
-    target = str(local.resolve()) if local.is_file() else file
-    args = list(ctx.args)
-    if args and args[0] == "--":
-        args = args[1:]
-    body = {"file": target, "args": args, "submitter": _submitter()}
-    token = cluster.secrets().admin_token
-    record = _request(config, "POST", "/api/jobs", token=token, json=body)
+    from bramble.client.jobs import follow_logs, submit
+
+    _, _, master = _master(spec, admin=True)
+    record = submit(master, file, _args(ctx))
     job_id = int(record["id"])
     if not follow:
         typer.echo(f"job {job_id} {record['state']}: {record['file']}")
         return
-    state = follow_logs(config, job_id, follow=True)
-    final = _request(config, "GET", f"/api/jobs/{job_id}")
+    state = follow_logs(master, job_id, follow=True)
+    final = master.get(f"/api/jobs/{job_id}")
     typer.echo(f"job {job_id} {state} (exit {final['exit_status']})", err=True)
     raise typer.Exit(0 if state == "done" else 1)
 
@@ -156,30 +81,16 @@ def jobs(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List jobs, newest first."""
-    _, config = _load(spec)
-    params: dict[str, Any] = {"limit": limit}
-    if state:
-        params["state"] = state
-    rows = _request(config, "GET", "/api/jobs", params=params)
+    _, _, master = _master(spec)
+    rows: list[dict[str, Any]] = master.get("/api/jobs", limit=limit, state=state or None)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table("id", "state", "file", "args", "submitter", "submitted", "duration", "exit")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["state"],
-            Path(r["file"]).name,
-            " ".join(r["args"]),
-            r["submitter"],
-            _fmt_time(r["submitted"]),
-            _fmt_duration(r["duration_s"]),
-            "-" if r["exit_status"] is None else str(r["exit_status"]),
-        )
-    Console().print(table)
+    from bramble.client.jobs import jobs_table
+
+    Console().print(jobs_table(rows))
 
 
 @app.command()
@@ -191,7 +102,9 @@ def logs(
     ] = False,
 ) -> None:
     """Print a job's captured stdout and stderr."""
-    follow_logs(_load(spec)[1], job_id, follow=follow)
+    from bramble.client.jobs import follow_logs
+
+    follow_logs(_master(spec)[2], job_id, follow=follow)
 
 
 @app.command()
@@ -200,9 +113,7 @@ def cancel(
     spec: SpecOpt = None,
 ) -> None:
     """Cancel a queued or running job."""
-    cluster, config = _load(spec)
-    token = cluster.secrets().admin_token
-    record = _request(config, "POST", f"/api/jobs/{job_id}/cancel", token=token)
+    record = _master(spec, admin=True)[2].post(f"/api/jobs/{job_id}/cancel")
     typer.echo(f"job {job_id} {record['state']}")
 
 
@@ -218,18 +129,14 @@ def exec_(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Run a shell command on every selected node: bramble exec [--nodes SEL] -- CMD..."""
+    from bramble.client.jobs import exec_on_nodes
     from bramble.jobs.exec import NodeResult, format_results, worst_status
 
-    args = list(ctx.args)
-    if args and args[0] == "--":
-        args = args[1:]
+    args = _args(ctx)
     if not args:
         raise BrambleError("nothing to run: bramble exec [--nodes SEL] -- CMD...")
     command = args[0] if len(args) == 1 else " ".join(args)
-    cluster, config = _load(spec)
-    token = cluster.secrets().admin_token
-    body = {"command": command, "nodes": nodes, "timeout": timeout, "submitter": _submitter()}
-    resp = _request(config, "POST", "/api/exec", token=token, json=body, timeout=timeout + 30)
+    resp = exec_on_nodes(_master(spec, admin=True)[2], command, nodes, timeout)
     results = [NodeResult(**r) for r in resp["results"]]
     if json_out:
         typer.echo(json.dumps(resp, indent=2))
@@ -244,12 +151,13 @@ def hosts(
     fmt: Annotated[str, typer.Option("--format", help="mpi, hosts, ansible or dask.")] = "mpi",
 ) -> None:
     """Print the live nodes as an MPI hostfile, /etc/hosts block, inventory or scheduler."""
-    from bramble.jobs.hosts import FORMATS, live_nodes, render
+    from bramble.client.jobs import live_nodes
+    from bramble.jobs.hosts import FORMATS, render
 
     if fmt not in FORMATS:
         raise BrambleError(f"unknown --format {fmt!r} (one of: {', '.join(FORMATS)})")
-    cluster, config = _load(spec)
-    live = [] if fmt == "dask" else live_nodes(config.master_url)
+    cluster, config, master = _master(spec)
+    live = [] if fmt == "dask" else live_nodes(master)
     out = render(fmt, live, domain=cluster.spec.network.domain, scheduler=config.scheduler)
     typer.echo(out, nl=False)
 
@@ -271,17 +179,16 @@ def mpirun(
     ] = False,
 ) -> None:
     """Run an MPI program across the live nodes: bramble mpirun [-n N] -- PROG..."""
-    from bramble.jobs.hosts import live_nodes
+    from bramble.client.jobs import live_nodes
     from bramble.jobs.mpirun import run_mpirun
 
-    args = list(ctx.args)
-    if args and args[0] == "--":
-        args = args[1:]
-    cluster, config = _load(spec)
+    cluster, _, master = _master(spec)
     subnet = str(cluster.spec.network.subnet)
-    hosts = live_nodes(config.master_url)
+    hosts = live_nodes(master)
     raise typer.Exit(
-        run_mpirun(hosts, args, n=n, launcher=launcher, netns=netns, subnet=subnet, by_node=by_node)
+        run_mpirun(
+            hosts, _args(ctx), n=n, launcher=launcher, netns=netns, subnet=subnet, by_node=by_node
+        )
     )
 
 

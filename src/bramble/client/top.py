@@ -19,7 +19,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from bramble.client.status import STATUS_STYLE, age, get_json
+from bramble.client.http import MasterClient
+from bramble.client.status import STATUS_STYLE, age
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ def cbreak(fd: int) -> Iterator[bool]:
 def run_top(base: str) -> None:
     """Show the master at BASE's live node table until q (or Ctrl-C); MasterUnreachableError
     if no master answers."""
-    get_json(base, "/api/stats")  # fails clearly when there is no master
+    with MasterClient(base, hint=", or pass --url") as master:
+        master.get("/api/stats", timeout=5)  # fails clearly when there is no master
     state = TopState()
     stop = threading.Event()
     reader = threading.Thread(target=follow, args=(base, state, stop), daemon=True)
