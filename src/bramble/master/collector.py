@@ -110,14 +110,15 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 class Collector:
-    """Receives datagrams on SOCK on the event loop and feeds TABLE under LOCK.
+    """Feeds TABLE (under LOCK) with the datagrams it receives on the event loop.
 
-    The lock is for the API's request threads, which read the table.
+    `handle` is the whole path of one datagram, with no socket: `start` connects it to a socket
+    given from outside (`open_socket`), `close` disconnects. The lock is for the API's request
+    threads, which read the table.
     """
 
     def __init__(
         self,
-        sock: socket.socket,
         table: NodeTable,
         lock: threading.Lock,
         *,
@@ -127,7 +128,6 @@ class Collector:
         on_changes: Callable[[list[Change]], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.sock = sock
         self.table = table
         self.lock = lock
         self.keys = dict(keys)
@@ -141,19 +141,25 @@ class Collector:
         self._names: dict[str, str] = {}
         self._resolver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bramble-rdns")
 
-    async def start(self) -> None:
-        """Start receiving on the running event loop."""
+    async def start(self, sock: socket.socket) -> None:
+        """Receive on SOCK (a bound UDP socket, see `open_socket`) on the running event loop;
+        the collector owns it from now on."""
         loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), sock=self.sock
-        )
+        try:
+            self._transport, _ = await loop.create_datagram_endpoint(self.protocol, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
-    def stop(self) -> None:
-        """Stop receiving and close the socket."""
+    def protocol(self) -> asyncio.DatagramProtocol:
+        """The event loop's side of the socket: each datagram to `handle`, every failure counted."""
+        return _Protocol(self)
+
+    def close(self) -> None:
+        """Stop receiving and close the socket; pending name lookups are dropped."""
         if self._transport is not None:
             self._transport.close()
-        else:
-            self.sock.close()
+            self._transport = None
         self._resolver.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, data: bytes, address: str) -> None:

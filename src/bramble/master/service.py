@@ -87,8 +87,8 @@ class MasterService:
         self._flushed: dict[str, int] = {}
         self.hub = Hub(self.snapshot)
         keys = {secrets.telemetry_key_id: secrets.telemetry_key} if secrets else {}
+        self.sock = open_socket(str(tel.group), tel.port, tel.interface)
         self.collector = Collector(
-            open_socket(str(tel.group), tel.port, tel.interface),
             self.table,
             self.lock,
             keys=keys,
@@ -219,7 +219,7 @@ class MasterService:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, _exit)
         self.writer.start()
-        await self.collector.start()
+        await self.collector.start(self.sock)
         tasks = [
             asyncio.create_task(self._flusher(), name="flusher"),
             asyncio.create_task(self._ticker(), name="ticker"),
@@ -244,7 +244,7 @@ class MasterService:
 
     def close(self) -> None:
         """Stop the threads, flush history, close the store."""
-        self.collector.stop()
+        self.collector.close()
         self._queue_history(self._history_rows(), [])
         self.writer.queue.put(None)
         self.writer.join(timeout=10)
