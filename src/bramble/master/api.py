@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from bramble import __version__
 from bramble.master.history import COLUMNS, HistoryReader
-from bramble.master.metrics import exposition
+from bramble.master.prometheus import exposition
 
 if TYPE_CHECKING:
     from bramble.master.service import MasterService
