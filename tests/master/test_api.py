@@ -13,6 +13,7 @@ from bramble_testing import Processes, api, wait_for, write_spec
 
 from bramble.spec import load_secrets, load_spec
 from bramble.telemetry.encode import encode
+from bramble.telemetry.metrics import EXPORTED
 from bramble.telemetry.wire import Sample
 
 pytestmark = [pytest.mark.slow]
@@ -104,6 +105,8 @@ def test_every_route_of_the_contract(tmp_path: Path, processes: Processes) -> No
 
     metrics = httpx.get(f"{base}/metrics", timeout=5).text
     assert 'node="api-1"' in metrics and "bramble_datagrams_accepted" in metrics
+    for metric in EXPORTED:  # every exported metric of the registry, per node
+        assert f'bramble_node_{metric.prometheus}{{node="api-1"}}' in metrics
     assert httpx.get(f"{base}/docs", timeout=5).status_code == 200
     assert httpx.get(f"{base}/", timeout=5).status_code == 200
 

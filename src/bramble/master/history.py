@@ -21,46 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from bramble.master.nodes import Change
+from bramble.telemetry.metrics import BY_NAME, STORED, stored_values
 from bramble.telemetry.wire import Sample
 
-COLUMNS = (
-    "cpuusage",
-    "cputemp",
-    "cpufreq",
-    "load1",
-    "load5",
-    "load15",
-    "mem_used",
-    "mem_total",
-    "mem_available",
-    "swap_used",
-    "disk_used",
-    "net_rx",
-    "net_tx",
-)
-METRICS = (*COLUMNS, "core.N")
+COLUMNS = tuple(m.name for m in STORED)
+"""The history columns: the registry's stored metrics, in its order (the tables' schema)."""
 TIERS = (("raw", 1), ("minute", 60), ("hour", 3600))
 MAX_POINTS = 2000
+_COMBINE = {"sum": "SUM", "mean": "AVG", "max": "MAX"}
 
 
 def metric_row(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
     """The column values of one sample, in COLUMNS order."""
-    mem = sample.meminfo
-    total = mem.get("MemTotal", 0)
-    available = mem.get("MemAvailable", mem.get("MemFree", 0))
-    return (
-        sample.cpuusage,
-        sample.cputemp,
-        float(sample.cpufreq),
-        *sample.loadavg,
-        float(total - available),
-        float(total),
-        float(available),
-        float(mem.get("SwapTotal", 0) - mem.get("SwapFree", 0)),
-        float(sample.disk.get("used", 0)),
-        net_rx,
-        net_tx,
-    )
+    return stored_values(sample, net_rx, net_tx)
 
 
 def _schema(tier: str) -> str:
@@ -272,10 +245,11 @@ class HistoryReader:
     def cluster_series(
         self, metric: str, since: float, step: float, now: float
     ) -> list[list[float]]:
-        """METRIC over all nodes since SINCE: the mean of cpuusage-like figures, else the sum."""
+        """METRIC over all nodes since SINCE, each node's values combined as the registry says
+        (the mean CPU, the total memory, ...)."""
         tier, width = self._tier(since, now, step)
         step = max(step, width)
-        combine = "SUM" if metric.startswith(("mem_", "swap_", "disk_", "net_")) else "AVG"
+        combine = _COMBINE[BY_NAME[metric].cluster]
         bucket = f"CAST(ts / {step} AS INTEGER) * {step}"
         with self._lock:
             rows = self._db.execute(
