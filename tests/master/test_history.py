@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bramble.master.history import COLUMNS, History, HistoryReader, metric_row
-from bramble.master.nodes import Change
+from bramble.master.views import Change
 from bramble.telemetry.wire import Sample
 
 SAMPLE = Sample(
@@ -74,7 +74,7 @@ def test_tier_choice_follows_the_range(tmp_path: Path) -> None:
 
 def test_retention_prunes_each_tier(tmp_path: Path) -> None:
     history = History(tmp_path / "h.db", raw_hours=1, minute_days=1 / 24 * 2, hour_days=1)
-    history.write([], [Change(float(T0), "n1", "new", "n1 appeared")])
+    history.write([], [Change(ts=float(T0), node="n1", kind="new", message="n1 appeared")])
     for hour in range(3):  # as the service does: roll up while samples arrive
         fill(history, T0 + hour * 3600, 3600, nodes=("n1", "n2"))
         history.roll_up(T0 + (hour + 1) * 3600)
@@ -102,7 +102,7 @@ def test_cluster_aggregate_mean_and_sum(tmp_path: Path) -> None:
     cpu = reader.cluster_series("cpuusage", T0, 60, now)
     mem = reader.cluster_series("mem_used", T0, 60, now)
     assert len(cpu) == 1 and abs(cpu[0][1] - (0.295 + 0.395) / 2) < 1e-3
-    assert mem == [[T0, 1200.0]]
+    assert mem == [(T0, 1200.0)]
     reader.close()
     history.close()
 
@@ -111,7 +111,7 @@ def test_survives_restart(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     history = History(db)
     fill(history, T0, 30, nodes=("n1", "n2"))
-    history.write([], [Change(T0 + 5.0, "n2", "rebooted", "n2 rebooted")])
+    history.write([], [Change(ts=T0 + 5.0, node="n2", kind="rebooted", message="n2 rebooted")])
     history.close()
 
     again = History(db)
@@ -121,7 +121,7 @@ def test_survives_restart(tmp_path: Path) -> None:
     series = reader.node_series("n2", ["cpuusage"], T0, 1, T0 + 60.0)["cpuusage"]
     assert len(series) == 60
     assert reader.changes(5) == [
-        {"ts": T0 + 5.0, "node": "n2", "kind": "rebooted", "message": "n2 rebooted"}
+        Change(ts=T0 + 5.0, node="n2", kind="rebooted", message="n2 rebooted")
     ]
     reader.close()
     again.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
@@ -14,6 +14,14 @@ from fastapi.staticfiles import StaticFiles
 from bramble import __version__
 from bramble.master.history import COLUMNS, HistoryReader
 from bramble.master.prometheus import exposition
+from bramble.master.views import (
+    Change,
+    ClusterSeries,
+    NodeMetric,
+    NodeSeries,
+    NodeView,
+    Stats,
+)
 
 if TYPE_CHECKING:
     from bramble.master.service import MasterService
@@ -46,11 +54,11 @@ def create_app(master: MasterService) -> FastAPI:
     app.state.cluster = master.cluster
 
     @app.get("/api/nodes", summary="Every node with its status and latest sample")
-    def nodes() -> list[dict[str, Any]]:
+    def nodes() -> list[NodeView]:
         return master.nodes()
 
     @app.get("/api/nodes/{name}", summary="One node")
-    def node(name: str) -> dict[str, Any]:
+    def node(name: str) -> NodeView:
         view = master.node(name)
         if view is None:
             raise HTTPException(404, f"no node called '{name}'")
@@ -66,7 +74,7 @@ def create_app(master: MasterService) -> FastAPI:
             float | None, Query(description="epoch seconds, or negative: seconds ago")
         ] = None,
         step: Annotated[float | None, Query(gt=0, description="seconds per point")] = None,
-    ) -> dict[str, Any]:
+    ) -> NodeSeries | NodeMetric:
         names = _metric_names(metric)
         now = time.time()
         start, width = reader.resolve(since, step, now)
@@ -74,24 +82,24 @@ def create_app(master: MasterService) -> FastAPI:
         if master.node(name) is None and not any(series.values()):
             raise HTTPException(404, f"no node called '{name}'")
         if "," in metric:
-            return {"node": name, "step": width, "series": series}
-        return {"node": name, "metric": names[0], "step": width, "points": series[names[0]]}
+            return NodeSeries(node=name, step=width, series=series)
+        return NodeMetric(node=name, metric=names[0], step=width, points=series[names[0]])
 
     @app.get("/api/cluster/history", summary="A metric over all nodes (mean or sum)")
     def cluster_history(
         metric: str = "cpuusage",
         since: float | None = None,
         step: Annotated[float | None, Query(gt=0)] = None,
-    ) -> dict[str, Any]:
+    ) -> ClusterSeries:
         if metric not in COLUMNS:
             raise HTTPException(422, f"unknown metric '{metric}': use one of {', '.join(COLUMNS)}")
         now = time.time()
         start, width = reader.resolve(since, step, now)
         points = reader.cluster_series(metric, start, width, now)
-        return {"metric": metric, "step": width, "points": points}
+        return ClusterSeries(metric=metric, step=width, points=points)
 
     @app.get("/api/changes", summary="Recent node events, newest first")
-    async def changes(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    async def changes(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Change]:
         # The newest changes are in memory at once; SQLite has them within a second.
         # (async: runs on the loop, which is the only writer of `recent`.)
         recent = master.recent
@@ -100,7 +108,7 @@ def create_app(master: MasterService) -> FastAPI:
         return reader.changes(limit)
 
     @app.get("/api/stats", summary="Datagrams accepted and rejected by reason")
-    def stats() -> dict[str, Any]:
+    def stats() -> Stats:
         return master.stats()
 
     @app.get("/api/events", summary="Server-sent events: snapshot, nodes, change, stats")

@@ -21,7 +21,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bramble.master.nodes import Change, NodeTable
+from bramble.master.nodes import NodeTable
+from bramble.master.views import Change
+from bramble.master.views import Stats as StatsView
 from bramble.telemetry.decode import check_clock, decode
 from bramble.telemetry.wire import Rejected
 
@@ -52,16 +54,16 @@ class Stats:
         (t0, a0), (t1, a1) = self._window[0], self._window[-1]
         return (a1 - a0) / (t1 - t0) if t1 > t0 else 0.0
 
-    def as_dict(self, nodes: int) -> dict[str, object]:
-        """The API's Stats payload."""
-        return {
-            "accepted": self.accepted,
-            "rejected": dict(self.rejected),
-            "rate": round(self.rate(), 1),
-            "nodes": nodes,
-            "started": self.started,
-            "now": time.time(),
-        }
+    def view(self, nodes: int) -> StatsView:
+        """The API's view of these counts, with NODES the size of the node table."""
+        return StatsView(
+            accepted=self.accepted,
+            rejected=dict(self.rejected),
+            rate=round(self.rate(), 1),
+            nodes=nodes,
+            started=self.started,
+            now=time.time(),
+        )
 
 
 class _RateLimitedLog:

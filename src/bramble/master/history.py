@@ -18,9 +18,8 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from bramble.master.nodes import Change
+from bramble.master.views import Change, Point
 from bramble.telemetry.metrics import BY_NAME, STORED, stored_values
 from bramble.telemetry.wire import Sample
 
@@ -205,7 +204,7 @@ class HistoryReader:
 
     def node_series(
         self, node: str, metrics: list[str], since: float, step: float, now: float
-    ) -> dict[str, list[list[float]]]:
+    ) -> dict[str, list[Point]]:
         """Each of METRICS for NODE since SINCE, averaged over STEP-second buckets."""
         tier, width = self._tier(since, now, step)
         step = max(step, width)
@@ -215,7 +214,7 @@ class HistoryReader:
                 return {m: [] for m in metrics}
             plain = [m for m in metrics if m in COLUMNS]
             cores = [m for m in metrics if m.startswith("core.")]
-            out: dict[str, list[list[float]]] = {}
+            out: dict[str, list[Point]] = {}
             bucket = f"CAST(ts / {step} AS INTEGER) * {step}"
             if plain:
                 cols = ", ".join(f"AVG({m})" for m in plain)
@@ -225,7 +224,7 @@ class HistoryReader:
                     (row[0], since),
                 ).fetchall()
                 for i, m in enumerate(plain):
-                    out[m] = [[r[0], _round(r[i + 1])] for r in rows if r[i + 1] is not None]
+                    out[m] = [(r[0], _round(r[i + 1])) for r in rows if r[i + 1] is not None]
             if cores:
                 rows = self._db.execute(
                     f"SELECT {bucket} AS b, GROUP_CONCAT(cores, ';') FROM {tier} "
@@ -238,13 +237,11 @@ class HistoryReader:
                     for b, joined in rows:
                         means = _mean_cores(joined).split(",")
                         if index < len(means) and means[index]:
-                            series.append([b, float(means[index])])
+                            series.append((b, float(means[index])))
                     out[m] = series
         return out
 
-    def cluster_series(
-        self, metric: str, since: float, step: float, now: float
-    ) -> list[list[float]]:
+    def cluster_series(self, metric: str, since: float, step: float, now: float) -> list[Point]:
         """METRIC over all nodes since SINCE, each node's values combined as the registry says
         (the mean CPU, the total memory, ...)."""
         tier, width = self._tier(since, now, step)
@@ -257,15 +254,15 @@ class HistoryReader:
                 f"FROM {tier} WHERE ts >= ? GROUP BY node, b) GROUP BY b ORDER BY b",
                 (since,),
             ).fetchall()
-        return [[b, _round(v)] for b, v in rows if v is not None]
+        return [(b, _round(v)) for b, v in rows if v is not None]
 
-    def changes(self, limit: int) -> list[dict[str, Any]]:
+    def changes(self, limit: int) -> list[Change]:
         """The newest LIMIT changes, newest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT ts, node, kind, message FROM changes ORDER BY ts DESC LIMIT ?", (limit,)
             ).fetchall()
-        return [{"ts": r[0], "node": r[1], "kind": r[2], "message": r[3]} for r in rows]
+        return [Change(ts=r[0], node=r[1], kind=r[2], message=r[3]) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """Rows per tier (for /api/stats and the bound in the docs)."""

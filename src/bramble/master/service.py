@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from bramble.master.collector import Collector, open_socket
 from bramble.master.events import Hub
 from bramble.master.history import History, HistoryReader, metric_row
-from bramble.master.nodes import Change, NodeTable
+from bramble.master.nodes import NodeTable
+from bramble.master.views import Change, NodeView, Snapshot, Stats
 
 if TYPE_CHECKING:
     from bramble.cluster import Cluster
@@ -82,7 +83,7 @@ class MasterService:
         )
         self.reader = HistoryReader(db_path, self.history.keep)
         self.writer = _Writer(self.history)
-        self.recent: deque[dict[str, Any]] = deque(self.reader.changes(100)[::-1], maxlen=100)
+        self.recent: deque[Change] = deque(self.reader.changes(100)[::-1], maxlen=100)
         self._pending_changes: list[Change] = []
         self._flushed: dict[str, int] = {}
         self.hub = Hub(self.snapshot)
@@ -100,23 +101,23 @@ class MasterService:
 
     # --- views -----------------------------------------------------------------------------
 
-    def nodes(self) -> list[dict[str, Any]]:
+    def nodes(self) -> list[NodeView]:
         """Every node's view."""
         with self.lock:
             return self.table.views(time.time())
 
-    def node(self, name: str) -> dict[str, Any] | None:
+    def node(self, name: str) -> NodeView | None:
         """One node's view, or None."""
         with self.lock:
             return self.table.view(name, time.time())
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> Stats:
         """Datagrams accepted and rejected, the rate, and the node count."""
-        return self.collector.stats.as_dict(len(self.table.nodes))
+        return self.collector.stats.view(len(self.table.nodes))
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Snapshot:
         """What a new event-stream viewer gets first."""
-        return {"nodes": self.nodes(), "stats": self.stats(), "changes": list(self.recent)[::-1]}
+        return Snapshot(nodes=self.nodes(), stats=self.stats(), changes=list(self.recent)[::-1])
 
     # --- the loop's tasks ------------------------------------------------------------------
 
@@ -126,9 +127,8 @@ class MasterService:
 
     def _publish_changes(self, changes: list[Change]) -> None:
         for change in changes:
-            data = change.as_dict()
-            self.recent.append(data)
-            self.hub.publish("change", data)
+            self.recent.append(change)
+            self.hub.publish("change", change)
             if change.kind in ("down", "rebooted", "stale"):
                 log.info("%s", change.message)
 
