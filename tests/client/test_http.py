@@ -71,6 +71,7 @@ def test_status_view_counts_and_colours() -> None:
         "last_seen": now - 2,
         "sample": {"cpuusage": 0.25, "cputemp": 50.0, "loadavg": [0.5, 0, 0],
                    "meminfo": {"MemTotal": 2048, "MemAvailable": 1024}},
+        "metrics": {"mem_used": 1024.0, "mem_total": 2048.0},
     }  # fmt: skip
     console = Console(file=StringIO(), width=100, color_system=None)
     console.print(status_view([node, {**node, "name": "n2", "status": "down"}], "http://m", now))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -66,6 +67,9 @@ def test_dashboard_live_cards_staleness_and_detail(
     first = page.locator(".card .vals").all_inner_texts()
     wait_for(lambda: page.locator(".card .vals").all_inner_texts() != first, 15, "values to change")
     assert page.locator(".card").first.locator(".cores i").count() >= 1
+    # memory used of total, from the metrics the master computes for each node
+    assert re.fullmatch(r"\d+(\.\d)? [MG]iB / \d+(\.\d)? [MG]iB", page.inner_text(".card .v-mem"))
+    assert re.fullmatch(r"\d+(\.\d)? [MG]iB of \d+(\.\d)? [MG]iB", page.inner_text("#s-mem"))
     page.wait_for_function(
         "Number(document.querySelector('#s-rate').textContent.replace('/s','')) > 0"
     )

@@ -24,9 +24,8 @@ def age(seconds: float) -> str:
 def node_row(node: dict[str, Any], now: float) -> list[str]:
     """Table cells for one node: name, status, CPU, temperature, memory, load, last seen."""
     sample = node.get("sample") or {}
-    mem = sample.get("meminfo") or {}
-    total = mem.get("MemTotal", 0)
-    used = total - mem.get("MemAvailable", mem.get("MemFree", 0))
+    metrics = node.get("metrics") or {}
+    total, used = metrics.get("mem_total", 0), metrics.get("mem_used", 0)
     load = sample.get("loadavg") or [0, 0, 0]
     return [
         node["name"],

@@ -93,9 +93,8 @@ def render(state: TopState, base: str, now: float) -> Group:
         table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for node in nodes:
         sample = node.get("sample") or {}
-        mem = sample.get("meminfo") or {}
-        total = mem.get("MemTotal", 0)
-        used = total - mem.get("MemAvailable", mem.get("MemFree", 0))
+        metrics = node.get("metrics") or {}
+        total, used = metrics.get("mem_total", 0), metrics.get("mem_used", 0)
         load = sample.get("loadavg") or [0.0, 0.0, 0.0]
         status = node["status"]
         live = status == "up" and connected

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from bramble.master.views import Change, NodeView, Rates, SampleView, Status
+from bramble.telemetry.metrics import values
 from bramble.telemetry.wire import Packet, Rejected, Sample
 
 UP: Literal["up"] = "up"
@@ -239,4 +240,5 @@ class NodeTable:
             signed=state.signed,
             sample=sample_view(state.sample, state.last_ts) if state.sample else None,
             rates=Rates(net_rx=round(state.net_rx, 1), net_tx=round(state.net_tx, 1)),
+            metrics=values(state.sample, state.net_rx, state.net_tx) if state.sample else {},
         )

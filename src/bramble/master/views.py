@@ -57,6 +57,10 @@ class NodeView(_View):
     signed: bool = Field(description="whether its datagrams are signed")
     sample: SampleView | None
     rates: Rates
+    metrics: dict[str, float] = Field(
+        description="every metric of the registry read from the latest sample (memory used, "
+        "network rates, ...): what history stores and /metrics exports, computed once here"
+    )
 
 
 class Change(_View):
