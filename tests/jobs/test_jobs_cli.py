@@ -19,13 +19,6 @@ from jobs_cluster import EXAMPLES, free_port, stop, wait_port
 
 pytestmark = pytest.mark.slow
 
-try:
-    import bramble.master.service  # noqa: F401
-
-    HAVE_MASTER = True
-except ImportError:
-    HAVE_MASTER = False
-
 BRAMBLE = shutil.which("bramble") or "bramble"
 
 
@@ -89,8 +82,6 @@ jobs_dir = "{jobs}"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not HAVE_MASTER:
-        pytest.skip("the master (bramble.master.service) is not available")
     root = tmp_path_factory.mktemp("stack")
     subprocess.run([BRAMBLE, "init", str(root)], check=True, capture_output=True)
     jobs = root / "jobs"

@@ -114,7 +114,7 @@ def master(
     db: Annotated[Path | None, typer.Option(help="History database (default: spec).")] = None,
 ) -> None:
     """Run the collector, node table, history, API and dashboard."""
-    from bramble.master.service import run_master
+    from bramble.master.main import run_master
 
     run_master(options.load(spec), bind=bind, port=port, db=db)
 

@@ -3,13 +3,13 @@
 Reading (job list, records, logs, cluster workers) is open like the rest of the API;
 submitting, cancelling and exec need the admin token in ``Authorization: Bearer <token>``.
 
-The router finds its :class:`JobsService` in ``app.state.jobs``; the master may put one there
-(see :func:`create_service`), otherwise the first request builds it from ``app.state.cluster``.
+The router finds its :class:`JobsService` in ``app.state.jobs``, where the master's lifespan
+puts it (see `bramble.master.main`) and from where it closes it; without one the routes
+answer 503, saying why (``app.state.jobs_error``).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hmac
 import logging
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = 5.0  # seconds before trying an unreachable scheduler again
+CLOSE_TIMEOUT = 5.0  # seconds the master's Dask client may take to close
 
 
 class JobsService:
@@ -88,33 +89,23 @@ class JobsService:
         self.runner.close()
         with self._client_lock:
             if self._client is not None:
-                self._client.close()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):  # a scheduler gone away: nothing to tell
+                    self._client.close(timeout=CLOSE_TIMEOUT)  # type: ignore[no-untyped-call]
                 self._client = None
 
 
 def create_service(cluster: Cluster, *, max_running: int = 4) -> JobsService:
-    """Build the jobs service of CLUSTER."""
+    """The jobs service of CLUSTER (it starts a standby driver; `close` ends it)."""
     return JobsService(jobs_config(cluster), cluster.secrets().admin_token, max_running=max_running)
 
 
-_build_lock = threading.Lock()
-
-
 def get_service(request: Request) -> JobsService:
-    """The app's jobs service, built on first use."""
+    """The app's jobs service; 503 when the master has none (and why)."""
     state = request.app.state
     service: JobsService | None = getattr(state, "jobs", None)
-    if service is not None:
-        return service
-    with _build_lock:
-        service = getattr(state, "jobs", None)
-        if service is None:
-            try:
-                service = create_service(state.cluster)
-            except BrambleError as exc:
-                raise HTTPException(503, f"jobs are not configured: {exc}") from exc
-            state.jobs = service
-            atexit.register(service.close)
+    if service is None:
+        why = getattr(state, "jobs_error", "this server runs no jobs service")
+        raise HTTPException(503, f"jobs are not configured: {why}")
     return service
 
 

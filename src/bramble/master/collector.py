@@ -129,6 +129,7 @@ class Collector:
         clock_window: float,
         on_changes: Callable[[list[Change]], None],
         clock: Callable[[], float] = time.time,
+        stats: Stats | None = None,
     ) -> None:
         self.table = table
         self.lock = lock
@@ -137,7 +138,7 @@ class Collector:
         self.clock_window = clock_window
         self.on_changes = on_changes
         self.clock = clock
-        self.stats = Stats()
+        self.stats = stats if stats is not None else Stats()
         self._transport: asyncio.BaseTransport | None = None
         self._log = _RateLimitedLog()
         self._names: dict[str, str] = {}
