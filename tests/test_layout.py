@@ -70,7 +70,7 @@ def test_typer_only_in_the_cli() -> None:
 def test_only_the_cli_and_the_loaders_find_or_load_a_spec_file() -> None:
     loaders = {"find_spec_path", "load_spec", "load_secrets", "find_cluster"}
     # the CLI's loader, the loader itself, and connect() (job scripts' own entry point)
-    allowed = {"bramble.cluster", "bramble.cli.options", "bramble.jobs.connect"}
+    allowed = {"bramble.cluster", "bramble.cli.options", "bramble.jobs.dask"}
     users = [
         name
         for name, tree in modules().items()

@@ -113,7 +113,7 @@ class LocalCluster:
         return proc
 
     def client(self):  # type: ignore[no-untyped-def]
-        from bramble.jobs.connect import client_for
+        from bramble.jobs.dask import client_for
 
         return client_for(self.config(self.root))
 

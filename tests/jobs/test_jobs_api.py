@@ -132,7 +132,7 @@ def test_unreachable_scheduler_is_remembered_not_retried_per_request(
     import dataclasses
     import socket
 
-    from bramble.jobs.connect import SchedulerUnreachableError
+    from bramble.jobs.dask import SchedulerUnreachableError
 
     port = free_port()
     config = dataclasses.replace(cluster.config(tmp_path), scheduler=f"tls://127.0.0.1:{port}")

@@ -227,7 +227,7 @@ import dataclasses, sys
 from pathlib import Path
 from bramble.cluster import find_cluster
 from bramble.jobs.config import jobs_config
-from bramble.jobs.connect import SchedulerUnreachableError, client_for
+from bramble.jobs.dask import SchedulerUnreachableError, client_for
 from bramble.jobs.tls import create_cluster_tls
 
 config = jobs_config(find_cluster(env=True))

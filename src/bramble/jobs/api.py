@@ -63,7 +63,7 @@ class JobsService:
         dashboard asks for the workers every few seconds, and each attempt would otherwise
         hold a request thread for the whole connect timeout.
         """
-        from bramble.jobs.connect import SchedulerUnreachableError, client_for, probe
+        from bramble.jobs.dask import SchedulerUnreachableError, client_for, probe
 
         with self._client_lock:
             if self._client is not None and self._client.status == "running":

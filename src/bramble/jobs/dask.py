@@ -1,4 +1,5 @@
-"""`bramble.jobs.connect()`: a Dask client connected to the cluster over mutual TLS."""
+"""Dask with the cluster's mutual TLS: `connect()` (as `bramble.jobs.connect()`), the client
+every job and the master use, and each role's `Security`."""
 
 from __future__ import annotations
 
