@@ -8,7 +8,6 @@
 
 from bramble.spec.load import (
     SpecErrors,
-    address_in,
     find_spec_path,
     load_secrets,
     load_spec,
@@ -49,7 +48,6 @@ __all__ = [
     "Spec",
     "SpecErrors",
     "TelemetrySpec",
-    "address_in",
     "find_spec_path",
     "load_secrets",
     "load_spec",

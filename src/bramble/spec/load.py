@@ -6,7 +6,6 @@ Loading never lets a pydantic or TOML error reach the user: every problem become
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -168,12 +167,4 @@ def secrets_mode_ok(spec_path: Path) -> bool:
     try:
         return os.stat(secrets_path(spec_path)).st_mode & 0o077 == 0
     except OSError:
-        return False
-
-
-def address_in(spec: Spec, text: str) -> bool:
-    """Whether TEXT is an IPv4 address inside the spec's subnet."""
-    try:
-        return ipaddress.IPv4Address(text) in spec.network.subnet
-    except ValueError:
         return False
