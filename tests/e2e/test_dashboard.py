@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +22,12 @@ ARGS = [
     "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-if not shutil.which(CHROMIUM):
-    pytest.skip("chromium is not installed (Debian package 'chromium')", allow_module_level=True)
-
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             yield b

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from bramble_testing import LocalCluster, free_port
 from fastapi import FastAPI
-from jobs_cluster import LocalCluster, free_port
 
 from bramble.jobs.api import JobsService, router
 

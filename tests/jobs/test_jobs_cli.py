@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from jobs_cluster import EXAMPLES, free_port, stop, wait_port
+from bramble_testing import JOB_EXAMPLES, free_port, stop, wait_port
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     subprocess.run([BRAMBLE, "init", str(root)], check=True, capture_output=True)
     jobs = root / "jobs"
-    shutil.copytree(EXAMPLES, jobs)
+    shutil.copytree(JOB_EXAMPLES, jobs)
     url, sched, http, _ = loopback_spec(root, jobs)
     st = Stack(root=root, spec=root / "bramble.toml", jobs=jobs, url=url)
     log = open(root / "stack.log", "ab")  # noqa: SIM115
@@ -194,6 +194,6 @@ def test_bramble_hosts_and_mpirun(stack: Stack) -> None:
     if shutil.which("mpirun") is None:
         pytest.skip("OpenMPI not installed")
     pytest.importorskip("mpi4py")
-    ring = stack.run("mpirun", "-n", "3", "--", sys.executable, str(EXAMPLES / "mpi_ring.py"))
+    ring = stack.run("mpirun", "-n", "3", "--", sys.executable, str(JOB_EXAMPLES / "mpi_ring.py"))
     assert ring.returncode == 0, ring.stdout + ring.stderr
     assert "ring of 3 ranks" in ring.stdout and "check: ok" in ring.stdout

@@ -22,14 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-from jobs_cluster import EXAMPLES
+from bramble_testing import JOB_EXAMPLES
 
 from bramble.lab import commands, netns, topology
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-if os.geteuid() != 0:
-    pytest.skip("the lab needs root (network namespaces)", allow_module_level=True)
 if (missing := netns.missing_tool()) is not None:
     pytest.skip(f"lab tool missing: {missing}", allow_module_level=True)
 
@@ -97,7 +95,7 @@ def jl() -> Iterator[JobsLab]:
         assert "Dask scheduler (TLS)" in up.stdout and "Dask workers starting on 3" in up.stdout
         lab = commands.load_lab(prefix)
         share = topology.export_dir(lab.plan.state, lab.spec.shares[0].export)
-        for example in EXAMPLES.glob("*.py"):
+        for example in JOB_EXAMPLES.glob("*.py"):
             shutil.copy(example, share / example.name)
         running = JobsLab(prefix, lab, share)
         running.wait(lambda: running.workers() == list(NODES), 90, "a worker on every node")

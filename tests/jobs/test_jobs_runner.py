@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jobs_cluster import LocalCluster
+from bramble_testing import LocalCluster
 
 from bramble.jobs.runner import JobFileError, JobRunner
 from bramble.jobs.store import JobStore

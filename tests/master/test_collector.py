@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+from bramble_testing import free_port
+
 from bramble.master.collector import Collector, open_socket
 from bramble.master.nodes import NodeTable
 from bramble.telemetry.encode import encode
@@ -87,7 +89,7 @@ def test_a_bug_behind_a_datagram_is_counted_not_raised() -> None:
 
 
 def test_start_receives_on_the_socket_it_is_given() -> None:
-    port = _free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     sock = open_socket("224.0.0.251", port, "127.0.0.1")
     c, table, _ = collector(clock=time.time)
 
@@ -104,9 +106,3 @@ def test_start_receives_on_the_socket_it_is_given() -> None:
     asyncio.run(run())
     assert list(table.nodes) == ["n1"] and table.nodes["n1"].address == "127.0.0.1"
     assert sock.fileno() == -1  # closed with the collector
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

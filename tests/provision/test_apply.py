@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bramble_testing import SECRETS
 
 from bramble.cluster import load_cluster
 from bramble.errors import BrambleError, SpecError
@@ -20,8 +21,6 @@ from bramble.provision.apply import (
     services_for,
 )
 from bramble.provision.render import USER_DATA, render
-
-from .conftest import SECRETS
 
 
 def apply(spec: Path, **options: Any) -> list[Change]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bramble_testing import EXAMPLES, GOLDEN, SECRETS, SPECS
 
 from bramble.cluster import load_cluster
 from bramble.provision.render import (
@@ -21,8 +22,6 @@ from bramble.provision.render import (
     unit_name,
 )
 from bramble.spec import Spec, parse_spec
-
-from .conftest import EXAMPLES, GOLDEN, SECRETS, SPECS
 
 
 def _tree(root: Path) -> dict[str, str]:
