@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bramble_testing import FIXTURES, KEY, proc_tree, receiver
+from bramble_testing import FIXTURES, KEY, finish, proc_tree, receiver
 
 from bramble.telemetry import native
 from bramble.telemetry.decode import decode
@@ -113,8 +113,7 @@ class Case:
                 out.append(agent.stdout.readline().rstrip(b"\n"))
             assert agent.wait(timeout=10) == 0, agent.stderr.read() if agent.stderr else ""
         finally:
-            agent.kill()
-            agent.wait()
+            finish(agent)
         return out
 
     def rewrite(self, files: dict[str, str]) -> None:
