@@ -1,0 +1,222 @@
+"""Machines to run both agents on, and each agent's datagrams there.
+
+A machine is a /proc-like tree (captured from a real board, or made up at random), sensor
+files and the agent's fixed settings. `Case.python` runs the Python sampler and encoder on
+it, `Case.compiled` a build of agent.c (the native one, a sanitized one, or a cross-built
+one under qemu): the tests compare the two byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from bramble.telemetry.sample import Sampler
+from bramble.telemetry.wire import encode
+from tests.telemetry.conftest import FIXTURES, KEY, proc_tree
+
+
+class Case:
+    """One machine: a /proc-like tree, sensor files, and the agent's fixed settings."""
+
+    def __init__(
+        self,
+        proc: Path,
+        *,
+        freq: str = "/nonexistent",
+        temp: str = "/nonexistent",
+        key: bytes = KEY,
+        key_id: str = "k1",
+        node: str = "node-1",
+        interval: float = 1.0,
+    ) -> None:
+        self.proc = proc
+        self.freq = freq
+        self.temp = temp
+        self.key = key
+        self.key_id = key_id
+        self.node = node
+        self.interval = interval
+
+    def python(
+        self, samples: int, between: list[dict[str, str]], seq: int, ts: float
+    ) -> list[bytes]:
+        """The Python agent's datagrams: Sampler and encode, files rewritten between samples."""
+        sampler = Sampler(
+            proc=str(self.proc), cpufreq_path=self.freq, thermal_path=self.temp,
+            disk_path="/nonexistent",
+        )  # fmt: skip
+        out = []
+        try:
+            for i in range(samples):
+                if i:
+                    self.rewrite(between[i - 1])
+                out.append(
+                    encode(
+                        sampler.sample(),
+                        node=self.node,
+                        boot=sampler.boot,
+                        seq=seq + 1 + i,
+                        ts=ts,
+                        interval=self.interval,
+                        key=self.key,
+                        key_id=self.key_id,
+                    )
+                )
+        finally:
+            sampler.close()
+        return out
+
+    def compiled(
+        self,
+        program: Sequence[str],
+        samples: int,
+        between: list[dict[str, str]],
+        seq: int,
+        ts: float,
+        env: dict[str, str] | None = None,
+    ) -> list[bytes]:
+        """The compiled agent's datagrams (on stdout), files rewritten between samples.
+
+        PROGRAM is the command that runs it (the path, or an emulator and the path). It must
+        exit 0 and write nothing on stderr: a sanitizer's report fails the comparison.
+        """
+        read_end, write_end = os.pipe()
+        os.write(write_end, f"{self.key_id}:{self.key.hex()}".encode())
+        os.close(write_end)
+        agent = subprocess.Popen(
+            [*program, "--node", self.node, "--group", "224.0.0.251", "--port", "1",
+             "--interval", repr(self.interval), "--key-fd", str(read_end),
+             "--proc", str(self.proc), "--cpufreq", self.freq, "--thermal", self.temp,
+             "--disk", "/nonexistent", "--stdout", "--count", str(samples),
+             "--seq", str(seq), "--ts", repr(ts)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=[read_end],
+            env=None if env is None else {**os.environ, **env},
+        )  # fmt: skip
+        os.close(read_end)
+        assert agent.stdout is not None and agent.stderr is not None
+        out = []
+        try:
+            for i in range(samples):
+                if i:  # the next sample is an interval (>= 0.3 s) away: time to change the files
+                    self.rewrite(between[i - 1])
+                out.append(agent.stdout.readline().rstrip(b"\n"))
+            status = agent.wait(timeout=30)
+            errors = agent.stderr.read().decode(errors="replace")
+            assert status == 0 and not errors, f"exit status {status}: {errors}"
+        finally:
+            agent.kill()
+            agent.wait()
+            agent.stdout.close()
+            agent.stderr.close()
+        return out
+
+    def rewrite(self, files: dict[str, str]) -> None:
+        # In place, as the kernel changes them: the agents keep the files open.
+        for name, text in files.items():
+            with open(self.proc / name, "r+") as f:
+                f.truncate(0)
+                f.write(text)
+
+
+def fixture_case(machine: str, tmp_path: Path, **settings: object) -> Case:
+    """A Case on the captured (or written) files of tests/telemetry/fixtures/MACHINE."""
+    proc = proc_tree(machine, tmp_path)
+    freq = FIXTURES / machine / "scaling_cur_freq"
+    temp = FIXTURES / machine / "thermal_zone0_temp"
+    return Case(
+        proc,
+        freq=str(freq) if freq.exists() else "/nonexistent",
+        temp=str(temp) if temp.exists() else "/nonexistent",
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+def random_proc(
+    rng: random.Random, root: Path, *, cores: int | None = None, ifaces: int | None = None
+) -> tuple[Path, list[dict[str, str]]]:
+    """A /proc-like tree with random counters, and its changing files: as first written, then
+    two later versions. CORES and IFACES, when given, fix how many of each it has."""
+    proc = root / "proc"
+    (proc / "net").mkdir(parents=True)
+    if cores is None:
+        cores = rng.choice([1, 2, 4, rng.randint(1, 300)])
+    names = ["eth0", "wlan0", "veth-é", "br0", "docker0", "tun9", "enp1s0", "lo", "usb0"]
+    names += [f"veth{i}" for i in range(rng.choice([0, 0, 30]) if ifaces is None else ifaces)]
+    chosen = rng.sample(names, rng.randint(0, len(names)) if ifaces is None else len(names))
+    old_meminfo = rng.random() < 0.2
+    counters = {
+        "cpu": [[rng.randint(0, 10**9) for _ in range(10)] for _ in range(cores + 1)],
+        "net": {name: [rng.randint(0, 2**50) for _ in range(16)] for name in chosen},
+    }
+
+    def stat() -> str:
+        lines = [
+            ("cpu " if i == 0 else f"cpu{i - 1} ") + " ".join(map(str, fields))
+            for i, fields in enumerate(counters["cpu"])
+        ]
+        return "\n".join([*lines, "intr 12 0 3", "ctxt 99", "btime 1764000000", "processes 5"])
+
+    def net_dev() -> str:
+        head = "Inter-|   Receive |  Transmit\n face |bytes    packets|bytes    packets\n"
+        rows = [f"{name:>6}: " + " ".join(map(str, c)) for name, c in counters["net"].items()]
+        return head + "\n".join(rows) + "\n"
+
+    def advance() -> None:
+        for fields in counters["cpu"]:
+            for k in range(10):
+                fields[k] += rng.choice([0, 0, rng.randint(0, 500)])
+            if rng.random() < 0.05:  # iowait can go back
+                fields[4] = max(0, fields[4] - 50)
+        for c in counters["net"].values():
+            c[0] += rng.randint(0, 10**6)
+            c[8] += rng.randint(0, 10**6)
+
+    mem = {
+        "MemTotal": rng.randint(10**5, 10**8),
+        "MemFree": rng.randint(0, 10**7),
+        "MemAvailable": rng.randint(0, 10**7),
+        "Buffers": rng.randint(0, 10**6),
+        "Cached": rng.randint(0, 10**6),
+        "SwapCached": 7,
+        "Active": 5,
+        "SwapTotal": rng.randint(0, 10**6),
+        "SwapFree": rng.randint(0, 10**6),
+    }
+    if old_meminfo:
+        del mem["MemAvailable"]
+    (proc / "meminfo").write_text("".join(f"{k + ':':<16}{v:>8} kB\n" for k, v in mem.items()))
+    load = [round(rng.uniform(0, 300), 2) for _ in range(3)]
+    (proc / "loadavg").write_text(f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} 1/100 4242\n")
+    (proc / "uptime").write_text(f"{rng.uniform(0, 10**8):.2f} 123.45\n")
+    (proc / "stat").write_text(stat())
+    (proc / "net" / "dev").write_text(net_dev())
+    versions = [{"stat": stat(), "net/dev": net_dev()}]
+    for _ in range(2):
+        advance()
+        versions.append({"stat": stat(), "net/dev": net_dev()})
+    return proc, versions
+
+
+def random_case(seed: int, root: Path) -> tuple[Case, list[dict[str, str]], float]:
+    """Machine SEED of the random ones: many cores and interfaces (datagrams that must
+    shrink), old kernels' meminfo, counters going back, keys of every length, names that
+    need escaping. Returns the case, its files' versions and the wall clock to send."""
+    rng = random.Random(seed)
+    proc, versions = random_proc(rng, root)
+    freq, temp = root / "freq", root / "temp"
+    freq.write_text(f"{rng.randint(0, 3 * 10**6)}\n")
+    temp.write_text(f"{rng.randint(-20000, 110000)}\n")
+    case = Case(
+        proc,
+        freq=str(freq) if rng.random() < 0.8 else "/nonexistent",
+        temp=str(temp) if rng.random() < 0.8 else "/nonexistent",
+        key=rng.randbytes(rng.choice([0, 1, 31, 32, 63, 64, 65, 100, 1000])),
+        key_id=rng.choice(["k1", "cluster.key-2024_a", "x" * 32]),
+        node=rng.choice(["node-1", "n" * 63, "ñode-ü", "rack 2/slot 7"]),
+        interval=rng.choice([0.3, 0.35]),
+    )
+    return case, versions, rng.uniform(1.6e9, 1.9e9)
