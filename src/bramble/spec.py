@@ -26,6 +26,12 @@ SPEC_NAME = "bramble.toml"
 SECRETS_NAME = "bramble.secrets.toml"
 SYSTEM_SPEC = Path("/etc/bramble") / SPEC_NAME
 
+# Limits the compiled agent (telemetry/agent.c) shares: the spec refuses what it cannot take.
+MAX_UNICAST = 16  # unicast targets
+MAX_HOST = 253  # characters of a unicast target's host: a DNS name's longest
+MAX_INTERVAL = 3600  # seconds between heartbeats
+MAX_TELEMETRY_KEY = 1024  # bytes of the telemetry key
+
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DURATION_RE = re.compile(r"^(infinite|\d+[smhdw]?)$")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import stat
 import subprocess
 import sys
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bramble.telemetry import native
+from bramble import spec
+from bramble.spec import MAX_TELEMETRY_KEY as MAX_KEY
+from bramble.telemetry import native, wire
 from bramble.telemetry.wire import MAX_DATAGRAM, decode
-from tests.telemetry.conftest import KEY
-from tests.telemetry.machines import fixture_case, random_case
+from tests.telemetry.conftest import FIXTURES, KEY
+from tests.telemetry.machines import Case, fixture_case, random_case, random_proc
 
 pytestmark = pytest.mark.skipif(native.compiler() is None, reason="needs a C compiler (cc)")
 
@@ -71,6 +74,174 @@ def test_same_bytes_as_the_python_agent_on_random_machines(
     for data in compiled:
         assert len(data) <= MAX_DATAGRAM
         decode(data, {case.key_id: case.key}, allow_unsigned=False, source="x")
+
+
+def test_same_bytes_with_numbers_past_32_bits_and_a_clock_past_2038(
+    program: str, tmp_path: Path
+) -> None:
+    # Counters, memory, jiffies and a boot time that a 32-bit long or time_t would cut short.
+    case = fixture_case("beyond32", tmp_path, interval=0.05)
+    ts = 4102444800.125  # 2100-01-01
+    compiled = case.compiled([program], 1, [], 2**40, ts)
+    assert compiled == case.python(1, [], 2**40, ts)
+    assert b'"boot":2247483648,' in compiled[0] and b'"ts":4102444800.125,' in compiled[0]
+    assert b'"eth0":[5000000000000,18446744073709551615]' in compiled[0]
+
+
+def test_numbers_past_64_bits_are_refused_alike(program: str, tmp_path: Path) -> None:
+    case = fixture_case("beyond64", tmp_path, interval=0.05)
+    ts = 1764060000.5
+    compiled = case.compiled([program], 1, [], 7, ts)
+    assert compiled == case.python(1, [], 7, ts)
+    packet = decode(compiled[0], {"k1": KEY}, allow_unsigned=False, source="x")
+    top = 2**63 - 1
+    assert (packet.boot, packet.sample.cpufreq, packet.sample.cputemp) == (0, 0, 0.0)
+    assert (packet.sample.cpuusage, packet.sample.cores) == (0.0, ())
+    assert packet.sample.loadavg == (0.0, 0.0, 0.0) and packet.sample.uptime == 0.0
+    assert packet.sample.meminfo == {
+        "MemFree": top, "MemAvailable": top, "Buffers": top, "Cached": 5, "SwapFree": top
+    }  # fmt: skip
+    assert list(packet.sample.net) == [
+        "wlan1", "wlan0", "eth8", "eth7", "eth6", "eth5", "eth4", "eth3"
+    ]  # fmt: skip
+
+
+def test_same_bytes_on_a_machine_with_thousands_of_cores_and_interfaces(
+    program: str, tmp_path: Path
+) -> None:
+    # /proc/stat and /proc/net/dev of several hundred KiB each: both agents read them whole.
+    proc, versions = random_proc(random.Random(5), tmp_path, cores=3000, ifaces=3000)
+    assert (proc / "stat").stat().st_size > 2**18 and (proc / "net" / "dev").stat().st_size > 2**18
+    case = Case(proc, interval=0.3)
+    python = case.python(2, versions[1:], 10, 1764060000.5)
+    case.rewrite(versions[0])
+    assert case.compiled([program], 2, versions[1:], 10, 1764060000.5) == python
+
+
+def _defines() -> dict[str, int]:
+    text = Path(native.SOURCE).read_text()
+    return {m[1]: int(m[2]) for m in re.finditer(r"(?m)^#define (MAX_\w+) (\d+)\b", text)}
+
+
+def test_the_programs_limits_are_the_specs_and_the_wire_formats() -> None:
+    defines = _defines()
+    assert defines["MAX_DATAGRAM"] == wire.MAX_DATAGRAM
+    assert defines["MAX_CORES"] == wire.MAX_CORES
+    assert defines["MAX_IFACES"] == wire.MAX_IFACES
+    assert defines["MAX_NAME"] == wire.MAX_NAME
+    assert defines["MAX_KEY_ID"] == wire.MAX_KEY_ID
+    assert defines["MAX_KEY"] == spec.MAX_TELEMETRY_KEY
+    assert defines["MAX_TARGETS"] == spec.MAX_UNICAST
+    assert defines["MAX_HOST"] >= spec.MAX_HOST
+    assert defines["MAX_INTERVAL"] == spec.MAX_INTERVAL
+
+
+def _run(program: str, *args: str, key: str = "k1:5f5f", timeout: float = 10) -> tuple[int, str]:
+    """Run the compiled agent on the captured Pi files; its exit status and stderr."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, key.encode())
+    os.close(write_end)
+    proc = str(FIXTURES / "raspberrypi")
+    done = subprocess.run(
+        [program, "--node", "n", "--group", "224.0.0.251", "--port", "1", "--interval", "0.01",
+         "--key-fd", str(read_end), "--proc", proc, "--disk", "/nonexistent", "--stdout",
+         "--count", "1", *args],
+        capture_output=True, text=True, pass_fds=[read_end], timeout=timeout,
+    )  # fmt: skip
+    os.close(read_end)
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "4294967297"], "--port must be a whole number from 0 to 65535"),
+        (["--ttl", "256"], "--ttl must be a whole number from 0 to 255"),
+        (["--count", "99999999999999999999"], "--count must be a whole number from 0 to"),
+        (["--seq", "-1"], "--seq must be a whole number from 0 to"),
+        (["--interval", "3601"], "--interval must be within (0, 3600] seconds"),
+        (["--interval", "1x"], "--interval must be within (0, 3600] seconds"),
+        (["--ts", "inf"], "--ts must be a finite number"),
+        (["--unicast", "h:99999"], "--unicast port must be a whole number from 0 to 65535"),
+        (["--proc", "/" * 5000], "--proc path is too long"),
+    ],
+)
+def test_arguments_out_of_range_are_refused_not_wrapped(
+    program: str, args: list[str], message: str
+) -> None:
+    status, errors = _run(program, *args)
+    assert status == 2 and message in errors, errors
+
+
+def test_an_interval_below_a_microsecond_still_repeats(program: str) -> None:
+    # A positive interval the timer cannot hold is one microsecond, not a timer that fires once.
+    status, errors = _run(program, "--interval", "1e-9", "--count", "3")
+    assert status == 0, errors
+
+
+def test_a_key_too_long_for_the_program_is_refused_not_cut_short(program: str) -> None:
+    at_limit = "k1:" + "ab" * MAX_KEY
+    assert _run(program, key=at_limit) == (0, "")
+    status, errors = _run(program, key=at_limit + "ab")
+    assert status == 2 and f"longer than {MAX_KEY} bytes" in errors, errors
+
+
+def test_a_node_name_of_63_wide_characters_is_sent_as_python_sends_it(
+    program: str, tmp_path: Path
+) -> None:
+    # 63 characters of 4 bytes each (252 bytes, 756 once escaped): the Python agent's limit
+    # counts characters, and so does the compiled one's.
+    case = fixture_case("raspberrypi", tmp_path, node="𝄞" * 63, interval=0.05)
+    compiled = case.compiled([program], 1, [], 1, 1764060000.5)
+    assert compiled == case.python(1, [], 1, 1764060000.5)
+    too_long = "𝄞" * 64
+    status, errors = _run(program, "--node", too_long)
+    assert status == 2 and "node name must be 1 to 63 printable characters" in errors
+
+
+# ---- the self-test ----
+
+VECTORS = [
+    "sha256 FIPS 180-4 'abc'",
+    "sha256 FIPS 180-4 448-bit two-block message",
+    "sha256 FIPS 180-4 one million 'a'",
+    *(f"hmac-sha256 RFC 4231 test case {n}" for n in range(1, 8)),
+]
+
+
+def test_selftest_passes_every_published_vector(program: str) -> None:
+    done = subprocess.run([program, "--selftest"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [f"{name}: ok" for name in VECTORS]
+
+
+@pytest.mark.parametrize(
+    ("wrong", "right", "failing"),
+    [
+        # One round constant off: every digest is wrong, and every HMAC with it.
+        ("0x428a2f98", "0x428a2f99", VECTORS),
+        # The inner pad off: SHA-256 is right, every HMAC wrong.
+        ("^ 0x36", "^ 0x37", VECTORS[3:]),
+    ],
+)
+def test_selftest_fails_when_the_code_is_wrong(
+    tmp_path: Path, wrong: str, right: str, failing: list[str]
+) -> None:
+    source = Path(native.SOURCE).read_text()
+    assert source.count(wrong) == 1
+    mutant = tmp_path / "agent.c"
+    mutant.write_text(source.replace(wrong, right))
+    built = tmp_path / "mutant"
+    native.compile_agent(str(built), source=str(mutant))
+    done = subprocess.run([str(built), "--selftest"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == VECTORS
+    for name, line in zip(VECTORS, lines, strict=True):
+        if name in failing:
+            assert line.startswith(f"{name}: FAILED (got "), line
+        else:
+            assert line == f"{name}: ok"
 
 
 # ---- building ----
