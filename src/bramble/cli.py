@@ -59,11 +59,14 @@ def check(
     file: Annotated[Path | None, typer.Argument(help="Spec file to validate.")] = None,
     spec: SpecOpt = None,
 ) -> None:
-    """Validate a spec; errors name the file, key, line and the fix."""
-    from bramble.spec import find_spec_path, load_spec
+    """Validate a spec (and its secrets file, if there is one); errors name the file, key,
+    line and the fix."""
+    from bramble.spec import find_spec_path, load_secrets, load_spec, secrets_path
 
     path = find_spec_path(file or spec)
     loaded = load_spec(path)
+    if secrets_path(path).exists():
+        load_secrets(path)
     typer.echo(f"{path}: ok ({len(loaded.nodes)} nodes)")
 
 

@@ -285,10 +285,8 @@ def test_numbers_past_what_both_agents_keep_are_refused_on_purpose() -> None:
         parse_meminfo_at(full, layout)
     head = b"Inter-| Receive | Transmit\n face |bytes packets|bytes packets\n"
     row = " {}: {} 0 0 0 0 0 0 0 {} 0 0 0 0 0 0 0\n"
-    dev = head + "".join(
-        row.format(name, rx, tx)
-        for name, rx, tx in [("a", 2**64 - 1, 1), ("b", 2**64, 1), ("c", 1, -1), ("d", "x", 1)]
-    ).encode()
+    rows = [("a", 2**64 - 1, 1), ("b", 2**64, 1), ("c", 1, -1), ("d", "x", 1)]
+    dev = head + "".join(row.format(name, rx, tx) for name, rx, tx in rows).encode()
     assert parse_net_dev(dev) == {"a": (2**64 - 1, 1)}
     assert parse_net_dev(dev.replace(b" 0 0 0 0 0 0 0\n", b"\n")) == {"a": (2**64 - 1, 1)}
     assert parse_btime(b"cpu 1 2 3 4\nbtime 9223372036854775808\n") == 0

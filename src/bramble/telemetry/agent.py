@@ -137,7 +137,7 @@ def run_from_cli(
     engine: str | None = None,
 ) -> None:
     """Validate the spec, then exec the lean agent with the resolved settings."""
-    from bramble.spec import find_spec_path, load_secrets, load_spec
+    from bramble.spec import MAX_INTERVAL, find_spec_path, load_secrets, load_spec
 
     path = find_spec_path(spec_path)
     spec = load_spec(path)
@@ -146,8 +146,8 @@ def run_from_cli(
     every = interval if interval is not None else tel.interval
     from bramble.errors import BrambleError
 
-    if every <= 0:
-        raise BrambleError("--interval must be more than 0 seconds")
+    if not 0 < every <= MAX_INTERVAL:
+        raise BrambleError(f"--interval must be more than 0 and at most {MAX_INTERVAL} seconds")
     if engine is not None and engine not in ENGINES:
         raise BrambleError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     read_end = key_pipe(secrets.telemetry_key_id, secrets.telemetry_key)
