@@ -220,3 +220,66 @@ def random_case(seed: int, root: Path) -> tuple[Case, list[dict[str, str]], floa
         interval=rng.choice([0.3, 0.35]),
     )
     return case, versions, rng.uniform(1.6e9, 1.9e9)
+
+
+# A program that writes numbers with agent.c's put_num, one per line of "x places" read.
+NUMBER_HARNESS = r"""
+#define main agent_main
+#include AGENT_SOURCE
+#undef main
+int main(void) {
+    char line[128], text[512];
+    double x;
+    int places;
+    while (fgets(line, sizeof line, stdin) && sscanf(line, "%lf %d", &x, &places) == 2) {
+        out_t o = {text, text + sizeof text, 0};
+        put_num(&o, x, places);
+        printf("%.*s\n", (int)(o.at - text), text);
+    }
+    return 0;
+}
+"""
+
+
+def number_cases(count: int, seed: int = 7) -> list[tuple[float, int]]:
+    """(x, places) over the ranges the agent sends: fractions, temperatures, load, uptime,
+    wall clock; exact and near ties, negative zero, the smallest numbers."""
+    rng = random.Random(seed)
+    cases: list[tuple[float, int]] = []
+    for _ in range(count):
+        places = rng.choice([1, 2, 3, 4])
+        kind = rng.random()
+        if kind < 0.3:
+            x = rng.random()
+        elif kind < 0.5:
+            x = rng.uniform(-300, 300)
+        elif kind < 0.6:
+            x, places = rng.uniform(1.6e9, 1.9e9), 3
+        elif kind < 0.75:
+            tie = 5 * 10 ** -(places + 1)
+            x = rng.randint(-(10**6), 10**6) / 10 ** rng.randint(0, 5) + rng.choice([0, tie, -tie])
+        elif kind < 0.8:
+            x, places = rng.uniform(0, 1e10), 1
+        elif kind < 0.9:
+            x = rng.choice([0.0, -0.0, 0.125, 2.675, 0.5, 2.5, -4e-05, 5e-324, 0.99995, 1.5e-4])
+        else:
+            x = rng.uniform(-1e-3, 1e-3)
+        cases.append((x, places))
+    return cases
+
+
+def wrong_numbers(
+    harness: Sequence[str], cases: list[tuple[float, int]], env: dict[str, str] | None = None
+) -> list[tuple[tuple[float, int], str, str]]:
+    """The cases the number HARNESS (a command) writes otherwise than repr(round(x, places))."""
+    done = subprocess.run(
+        [*harness],
+        input="".join(f"{x!r} {places}\n" for x, places in cases),
+        capture_output=True, text=True, check=True, timeout=120,
+        env=None if env is None else {**os.environ, **env},
+    )  # fmt: skip
+    assert not done.stderr, done.stderr
+    written = done.stdout.splitlines()
+    assert len(written) == len(cases)
+    expected = [repr(round(x, places)) for x, places in cases]
+    return [(c, w, e) for c, w, e in zip(cases, written, expected, strict=True) if w != e][:5]

@@ -18,7 +18,15 @@ from bramble.spec import MAX_TELEMETRY_KEY as MAX_KEY
 from bramble.telemetry import native, wire
 from bramble.telemetry.wire import MAX_DATAGRAM, decode
 from tests.telemetry.conftest import FIXTURES, KEY
-from tests.telemetry.machines import Case, fixture_case, random_case, random_proc
+from tests.telemetry.machines import (
+    NUMBER_HARNESS,
+    Case,
+    fixture_case,
+    number_cases,
+    random_case,
+    random_proc,
+    wrong_numbers,
+)
 
 pytestmark = pytest.mark.skipif(native.compiler() is None, reason="needs a C compiler (cc)")
 
@@ -342,24 +350,6 @@ def test_without_a_compiler_auto_runs_the_python_agent_and_compiled_refuses(
     assert "Traceback" not in compiled.stderr
 
 
-NUMBER_HARNESS = r"""
-#define main agent_main
-#include AGENT_SOURCE
-#undef main
-int main(void) {
-    char line[128], text[512];
-    double x;
-    int places;
-    while (fgets(line, sizeof line, stdin) && sscanf(line, "%lf %d", &x, &places) == 2) {
-        out_t o = {text, text + sizeof text, 0};
-        put_num(&o, x, places);
-        printf("%.*s\n", (int)(o.at - text), text);
-    }
-    return 0;
-}
-"""
-
-
 def test_numbers_are_written_as_python_writes_them(tmp_path: Path) -> None:
     # repr(round(x, places)), over the ranges the agent sends: fractions, temperatures, load,
     # uptime, wall clock; exact and near ties, negative zero, the smallest numbers.
@@ -372,36 +362,7 @@ def test_numbers_are_written_as_python_writes_them(tmp_path: Path) -> None:
         [cc, "-O2", f'-DAGENT_SOURCE="{native.SOURCE}"', "-o", str(harness), str(source), "-lm"],
         check=True,
     )
-    rng = random.Random(7)
-    cases: list[tuple[float, int]] = []
-    for _ in range(100_000):
-        places = rng.choice([1, 2, 3, 4])
-        kind = rng.random()
-        if kind < 0.3:
-            x = rng.random()
-        elif kind < 0.5:
-            x = rng.uniform(-300, 300)
-        elif kind < 0.6:
-            x, places = rng.uniform(1.6e9, 1.9e9), 3
-        elif kind < 0.75:
-            tie = 5 * 10 ** -(places + 1)
-            x = rng.randint(-(10**6), 10**6) / 10 ** rng.randint(0, 5) + rng.choice([0, tie, -tie])
-        elif kind < 0.8:
-            x, places = rng.uniform(0, 1e10), 1
-        elif kind < 0.9:
-            x = rng.choice([0.0, -0.0, 0.125, 2.675, 0.5, 2.5, -4e-05, 5e-324, 0.99995, 1.5e-4])
-        else:
-            x = rng.uniform(-1e-3, 1e-3)
-        cases.append((x, places))
-    written = subprocess.run(
-        [str(harness)],
-        input="".join(f"{x!r} {places}\n" for x, places in cases),
-        capture_output=True, text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
-    expected = [repr(round(x, places)) for x, places in cases]
-    assert len(written) == len(cases)
-    wrong = [(c, w, e) for c, w, e in zip(cases, written, expected, strict=True) if w != e]
-    assert not wrong, wrong[:5]
+    assert not wrong_numbers([str(harness)], number_cases(100_000))
 
 
 def test_a_damaged_program_falls_back_to_python_or_is_refused(
