@@ -283,3 +283,78 @@ def wrong_numbers(
     assert len(written) == len(cases)
     expected = [repr(round(x, places)) for x, places in cases]
     return [(c, w, e) for c, w, e in zip(cases, written, expected, strict=True) if w != e][:5]
+
+
+# A program that reads words with agent.c's parse_float ("f" lines) and parse_int ("i").
+READER_HARNESS = r"""
+#define main agent_main
+#include AGENT_SOURCE
+#undef main
+int main(void) {
+    char line[256];
+    while (fgets(line, sizeof line, stdin)) {
+        size_t n = strcspn(line, "\n");
+        int ok;
+        if (line[0] == 'f') {
+            double x = parse_float(line + 1, line + n, &ok);
+            if (ok) printf("%.17g\n", x);
+            else puts("bad");
+        } else {
+            int64_t x = parse_int(line + 1, line + n, &ok);
+            if (ok) printf("%lld\n", (long long)x);
+            else puts("bad");
+        }
+    }
+    return 0;
+}
+"""
+
+
+ODD_WORDS = [
+    "nan", "inf", "-Infinity", "1e400", "1e-400", "0x10", ".", "1e", "+.5", "5.", "1_000.5",
+    "1__0", "_1", "1_", "1._5", "1e1_0", "-0", "0" * 30 + "1.5", "9" * 17, "1" * 16 + ".5",
+    " 7 ", "+-1",
+]  # fmt: skip
+
+
+def _token(rng: random.Random) -> str:
+    kind = rng.random()
+    if kind < 0.3:  # as the kernel writes them
+        return f"{rng.uniform(0, 10 ** rng.randint(0, 12)):.{rng.randint(0, 4)}f}"
+    if kind < 0.4:
+        return str(rng.choice([2**63 - 1, 2**63, -(2**63), 2**64 - 1, 2**64, 10**30, 0]))
+    if kind < 0.5:
+        return rng.choice(ODD_WORDS)
+    return "".join(rng.choice("0123456789._eE+- x") for _ in range(rng.randint(1, 12)))
+
+
+def _python_reads(kind: str, token: str) -> str:
+    """What Python's float() ('f') or int() ('i') reads in TOKEN, as the harness writes it."""
+    try:
+        value = float(token.encode()) if kind == "f" else int(token.encode())
+    except ValueError:
+        return "bad"
+    if kind == "f":
+        return f"{value:.17g}" if value - value == 0 else "bad"
+    return str(value) if -(2**63) < value < 2**63 else "bad"
+
+
+def reader_cases(count: int, seed: int = 3) -> list[tuple[str, str]]:
+    """(kind, word): words as the kernel writes them, at and past 64 bits, and nonsense."""
+    rng = random.Random(seed)
+    return [(rng.choice("fi"), _token(rng)) for _ in range(count)]
+
+
+def wrong_readings(
+    harness: Sequence[str], cases: list[tuple[str, str]], env: dict[str, str] | None = None
+) -> list[tuple[tuple[str, str], str, str]]:
+    """The cases the reader HARNESS (a command) reads otherwise than Python."""
+    done = subprocess.run(
+        [*harness], input="".join(f"{kind}{token}\n" for kind, token in cases),
+        capture_output=True, text=True, check=True, timeout=120,
+        env=None if env is None else {**os.environ, **env},
+    )  # fmt: skip
+    assert not done.stderr, done.stderr
+    read = done.stdout.splitlines()
+    expected = [_python_reads(kind, token) for kind, token in cases]
+    return [(c, r, e) for c, r, e in zip(cases, read, expected, strict=True) if r != e][:5]

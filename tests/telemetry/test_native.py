@@ -20,12 +20,15 @@ from bramble.telemetry.wire import MAX_DATAGRAM, decode
 from tests.telemetry.conftest import FIXTURES, KEY
 from tests.telemetry.machines import (
     NUMBER_HARNESS,
+    READER_HARNESS,
     Case,
     fixture_case,
     number_cases,
     random_case,
     random_proc,
+    reader_cases,
     wrong_numbers,
+    wrong_readings,
 )
 
 pytestmark = pytest.mark.skipif(native.compiler() is None, reason="needs a C compiler (cc)")
@@ -363,6 +366,21 @@ def test_numbers_are_written_as_python_writes_them(tmp_path: Path) -> None:
         check=True,
     )
     assert not wrong_numbers([str(harness)], number_cases(100_000))
+
+
+def test_numbers_are_read_as_python_reads_them(tmp_path: Path) -> None:
+    # parse_float as float() and parse_int as int() read a /proc word, within the 64 bits
+    # the compiled agent keeps: kernel forms, underscores, signs, exponents, and nonsense.
+    source = tmp_path / "readers.c"
+    source.write_text(READER_HARNESS)
+    harness = tmp_path / "readers"
+    cc = native.compiler()
+    assert cc is not None
+    subprocess.run(
+        [cc, "-O2", f'-DAGENT_SOURCE="{native.SOURCE}"', "-o", str(harness), str(source), "-lm"],
+        check=True,
+    )
+    assert not wrong_readings([str(harness)], reader_cases(30_000))
 
 
 def test_a_damaged_program_falls_back_to_python_or_is_refused(

@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +21,15 @@ from bramble.telemetry.wire import MAX_DATAGRAM, decode
 from tests.telemetry.conftest import KEY
 from tests.telemetry.machines import (
     NUMBER_HARNESS,
+    READER_HARNESS,
     Case,
     fixture_case,
     number_cases,
     random_case,
     random_proc,
+    reader_cases,
     wrong_numbers,
+    wrong_readings,
 )
 from tests.telemetry.test_native import VECTORS
 
@@ -173,18 +177,27 @@ def test_same_bytes_on_a_machine_with_thousands_of_cores_and_interfaces(
     assert case.compiled(build.command, 2, versions[1:], 10, 1764060000.5, build.env) == python
 
 
-def test_numbers_are_written_as_python_writes_them(build: Build, tmp_path: Path) -> None:
-    source = tmp_path / "numbers.c"
-    source.write_text(NUMBER_HARNESS)
-    harness = tmp_path / "numbers"
+@pytest.mark.parametrize(
+    ("harness", "check"),
+    [
+        (NUMBER_HARNESS, lambda command, env: wrong_numbers(command, number_cases(20_000), env)),
+        (READER_HARNESS, lambda command, env: wrong_readings(command, reader_cases(20_000), env)),
+    ],
+    ids=["written", "read"],
+)
+def test_numbers_are_written_and_read_as_python_does(
+    build: Build, tmp_path: Path, harness: str, check: Callable[..., list[object]]
+) -> None:
+    source = tmp_path / "harness.c"
+    source.write_text(harness)
+    program = tmp_path / "harness"
     flags = SANITIZE if build.name == "sanitized" else ()
     subprocess.run(
-        [build.cc, "-O2", *flags, f'-DAGENT_SOURCE="{native.SOURCE}"', "-o", str(harness),
+        [build.cc, "-O2", *flags, f'-DAGENT_SOURCE="{native.SOURCE}"', "-o", str(program),
          str(source), "-lm"],
         check=True,
     )  # fmt: skip
-    command = [*build.command[:-1], str(harness)]
-    assert not wrong_numbers(command, number_cases(20_000), build.env)
+    assert not check([*build.command[:-1], str(program)], build.env)
 
 
 @pytest.mark.parametrize("build", ["armhf"], indirect=True)
