@@ -456,13 +456,11 @@ static uint64_t parse_count(const char *s, const char *end, int *ok) {
     return *ok ? value : 0;
 }
 
-/* Digits with single underscores between them, from *P into TEXT (at *N, room for ROOM);
-   how many digits. */
-static int copy_digits(const char **p, const char *end, char *text, size_t *n, size_t room) {
+/* Digits with single underscores between them, from *P into TEXT at *N; how many digits. */
+static int copy_digits(const char **p, const char *end, char *text, size_t *n) {
     int count = 0;
     for (; *p < end; (*p)++) {
         if (**p >= '0' && **p <= '9') {
-            if (*n + 1 >= room) return -1;
             text[(*n)++] = **p;
             count++;
         } else if (!(**p == '_' && count && *p + 1 < end && (*p)[1] >= '0' && (*p)[1] <= '9')) {
@@ -505,19 +503,20 @@ static double parse_float(const char *s, const char *end, int *ok) {
         return (double)whole_number / EXACT_POWERS[places < 0 ? 0 : places];
     }
     *ok = 0;
+    /* Only a word's own characters are copied: one that fits leaves room for the NUL. (The
+       agent reads 128 bytes of the files it reads decimals from.) */
+    if ((size_t)(end - s) >= sizeof text) return 0.0;
     if (s < end && (*s == '-' || *s == '+')) text[n++] = *s++;
-    int whole = copy_digits(&s, end, text, &n, sizeof text), fraction = 0;
-    if (whole < 0) return 0.0;
+    int whole = copy_digits(&s, end, text, &n), fraction = 0;
     if (s < end && *s == '.') {
         text[n++] = *s++;
-        fraction = copy_digits(&s, end, text, &n, sizeof text);
-        if (fraction < 0) return 0.0;
+        fraction = copy_digits(&s, end, text, &n);
     }
     if (whole + fraction == 0) return 0.0;
     if (s < end && (*s == 'e' || *s == 'E')) {
         text[n++] = *s++;
         if (s < end && (*s == '-' || *s == '+')) text[n++] = *s++;
-        if (copy_digits(&s, end, text, &n, sizeof text) <= 0) return 0.0;
+        if (!copy_digits(&s, end, text, &n)) return 0.0;
     }
     if (s != end) return 0.0;
     text[n] = 0;
