@@ -14,8 +14,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from bramble.telemetry.encode import encode
 from bramble.telemetry.sample import Sampler
-from bramble.telemetry.wire import encode
 from tests.telemetry.conftest import FIXTURES, KEY, proc_tree
 
 

@@ -16,7 +16,8 @@ import pytest
 from bramble import spec
 from bramble.spec import MAX_TELEMETRY_KEY as MAX_KEY
 from bramble.telemetry import native, wire
-from bramble.telemetry.wire import MAX_DATAGRAM, decode
+from bramble.telemetry.decode import decode
+from bramble.telemetry.wire import MAX_DATAGRAM
 from tests.telemetry.conftest import FIXTURES, KEY
 from tests.telemetry.machines import (
     NUMBER_HARNESS,

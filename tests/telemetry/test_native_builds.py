@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from bramble.telemetry import native
-from bramble.telemetry.wire import MAX_DATAGRAM, decode
+from bramble.telemetry.decode import decode
+from bramble.telemetry.wire import MAX_DATAGRAM
 from tests.telemetry.conftest import KEY
 from tests.telemetry.machines import (
     NUMBER_HARNESS,

@@ -14,7 +14,7 @@ import pytest
 
 from bramble.spec import MAX_HOST, MAX_INTERVAL, MAX_TELEMETRY_KEY, MAX_UNICAST
 from bramble.telemetry import native
-from bramble.telemetry.wire import decode
+from bramble.telemetry.decode import decode
 from tests.telemetry.conftest import random_port, write_spec
 from tests.telemetry.test_agent import _receiver
 
