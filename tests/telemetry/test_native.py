@@ -149,6 +149,15 @@ def test_the_programs_limits_are_the_specs_and_the_wire_formats() -> None:
     assert defines["MAX_INTERVAL"] == spec.MAX_INTERVAL
 
 
+def test_no_unbounded_writer_or_unchecked_parser_in_the_source() -> None:
+    # Every text is written by snprintf or the bounded writers (put, put_quoted, put_num);
+    # every number is read by the saturating parsers, never atoi, strtol or scanf.
+    source = Path(native.SOURCE).read_text()
+    writers = "sprintf|vsprintf|strcpy|strcat|stpcpy|gets"
+    parsers = "scanf|sscanf|atoi|atol|atoll|strtol|strtoll|strtoul|strtoull"
+    assert re.findall(rf"\b({writers}|{parsers})\s*\(", source) == []
+
+
 def _run(program: str, *args: str, key: str = "k1:5f5f", timeout: float = 10) -> tuple[int, str]:
     """Run the compiled agent on the captured Pi files; its exit status and stderr."""
     read_end, write_end = os.pipe()
