@@ -51,8 +51,10 @@ def check(
     file: Annotated[Path | None, typer.Argument(help="Spec file to validate.")] = None,
     spec: SpecOpt = None,
 ) -> None:
-    """Validate a spec; errors name the file, key, line and the fix."""
+    """Validate a spec (and its secrets file, if there is one); errors name the file, key,
+    line and the fix."""
     cluster = options.load(file or spec)
+    cluster.secrets_if_present()
     typer.echo(f"{cluster.path}: ok ({len(cluster.spec.nodes)} nodes)")
 
 

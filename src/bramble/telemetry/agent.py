@@ -137,10 +137,11 @@ def exec_lean(
 ) -> None:
     """Become the lean agent for SPEC (`bramble agent`, once it has loaded and checked the spec)."""
     from bramble.errors import BrambleError
+    from bramble.spec import MAX_INTERVAL
 
     every = interval if interval is not None else spec.telemetry.interval
-    if every <= 0:
-        raise BrambleError("--interval must be more than 0 seconds")
+    if not 0 < every <= MAX_INTERVAL:
+        raise BrambleError(f"--interval must be more than 0 and at most {MAX_INTERVAL} seconds")
     if engine is not None and engine not in ENGINES:
         raise BrambleError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     read_end = key_pipe(secrets.telemetry_key_id, secrets.telemetry_key)

@@ -14,6 +14,10 @@ from __future__ import annotations
 import os
 import stat
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 try:
     from _sha256 import sha256  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - other interpreters
@@ -82,6 +86,36 @@ def compiler() -> str | None:
     return None
 
 
+def compile_agent(
+    output: str, *, cc: str | None = None, extra: Sequence[str] = (), source: str = SOURCE
+) -> None:
+    """Build SOURCE (agent.c) into OUTPUT with CC (default: `compiler()`), the usual flags and
+    EXTRA ones (a sanitizer, another architecture's options); Unavailable says why not."""
+    cc = cc or compiler()
+    if cc is None:
+        raise Unavailable("no C compiler (cc) on PATH; install gcc to use it")
+    directory = os.path.dirname(os.path.abspath(output))
+    errors = os.path.join(directory, f".build-{os.getpid()}.log")
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+    ]
+    argv = [cc, *FLAGS, output, *extra, source, "-lm"]
+    try:
+        child = os.posix_spawnp(cc, argv, os.environ, file_actions=actions)
+        status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+        with open(errors, "rb") as f:
+            output_text = f.read(4000).decode(errors="replace").strip()
+    except OSError as exc:
+        raise Unavailable(f"cannot run {cc}: {exc}") from None
+    finally:
+        with _ignore_missing():
+            os.unlink(errors)
+    if status != 0 or not os.path.exists(output):
+        first = output_text.splitlines()[0] if output_text else f"exit status {status}"
+        raise Unavailable(f"{cc} could not build the agent: {first}")
+
+
 def build() -> str:
     """Build the program into the cache (once; others wait on the lock) and return its path."""
     import fcntl
@@ -98,32 +132,14 @@ def build() -> str:
         path = find()
         if path is not None:  # built while this process waited
             return path
-        cc = compiler()
-        if cc is None:
-            raise Unavailable("no C compiler (cc) on PATH; install gcc to use it")
         path = binary_path(directory)
         partial = f"{path}.{os.getpid()}.tmp"
-        errors = os.path.join(directory, f".build-{os.getpid()}.log")
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 2, errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-        ]
-        argv = [cc, *FLAGS, partial, SOURCE, "-lm"]
         try:
-            child = os.posix_spawnp(cc, argv, os.environ, file_actions=actions)
-            status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
-            with open(errors, "rb") as f:
-                output = f.read(4000).decode(errors="replace").strip()
-        except OSError as exc:
-            raise Unavailable(f"cannot run {cc}: {exc}") from None
-        finally:
-            with _ignore_missing():
-                os.unlink(errors)
-        if status != 0 or not os.path.exists(partial):
+            compile_agent(partial)
+        except Unavailable:
             with _ignore_missing():
                 os.unlink(partial)
-            first = output.splitlines()[0] if output else f"exit status {status}"
-            raise Unavailable(f"{cc} could not build the agent: {first}")
+            raise
         os.chmod(partial, 0o755)
         os.replace(partial, path)
         return path
