@@ -280,7 +280,8 @@ def main() -> None:
 
         # Phase 1: the agents and both reference loops at 20 Hz.
         agents = {e: start_agent(spec, fast_interval, e, bramble) for e in ENGINES}
-        count = int((args.fast_seconds + 3) / fast_interval) + 40
+        # Killed when measured; enough samples to outlast a slow start of the agents.
+        count = int((args.fast_seconds + 120) / fast_interval)
         others = {
             "c-reference": subprocess.Popen([str(reference_c), str(fast_interval)]),
             "py-reference": subprocess.Popen(

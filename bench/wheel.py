@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,14 +42,19 @@ def build(tree: Path, out: Path) -> list[Path]:
     return sorted(out.glob("*.whl")) + sorted(pure.glob("*.whl"))
 
 
-def install_seconds(wheel: Path, work: Path) -> float:
-    """Seconds to make a fresh venv and `pip install` WHEEL into it."""
+def install_seconds(wheel: Path, work: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, every process) to make a fresh venv and
+    `pip install` WHEEL into it."""
     venv = work / "venv"
     shutil.rmtree(venv, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True)
-    return time.monotonic() - started
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu
 
 
 def main() -> None:
@@ -72,11 +78,16 @@ def main() -> None:
         here = {"x86_64": "x86_64", "aarch64": "aarch64", "armv7l": "armv7l"}[platform.machine()]
         (mine,) = [w for w in wheels if f"manylinux_2_17_{here}." in w.name]
         first = install_seconds(mine, work)
-        times = [install_seconds(mine, work) for _ in range(args.rounds)]
+        rounds = [install_seconds(mine, work) for _ in range(args.rounds)]
+        walls, cpus = [r[0] for r in rounds], [r[1] for r in rounds]
+        packages = len(list((work / "venv").glob("lib/python3*/site-packages/*.dist-info")))
+        size = sum(f.stat().st_size for f in (work / "venv" / "lib").rglob("*") if f.is_file())
         print(
-            f"fresh venv + pip install of the {here} wheel, no extras: first (filling pip's "
-            f"cache as needed) {first:.1f} s; warm cache: median {statistics.median(times):.1f} s"
-            f" of {args.rounds} ({', '.join(f'{t:.1f}' for t in times)})"
+            f"fresh venv + pip install of the {here} wheel, no extras ({packages} distributions,"
+            f" {size / 2**20:.0f} MiB installed): first (filling pip's cache as needed)"
+            f" {first[0]:.1f} s; then, warm cache, median of {args.rounds}:"
+            f" {statistics.median(walls):.1f} s wall ({', '.join(f'{t:.1f}' for t in walls)}),"
+            f" {statistics.median(cpus):.1f} s CPU ({', '.join(f'{t:.1f}' for t in cpus)})"
         )
         cache = subprocess.run(
             [sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True
