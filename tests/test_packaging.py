@@ -26,7 +26,7 @@ import pytest
 from bramble_testing import free_port, wait_for
 
 from bramble.telemetry import native
-from bramble.telemetry.wire import decode
+from bramble.telemetry.decode import decode
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
