@@ -193,6 +193,13 @@ def test_readme_commands_from_the_wheel(venv: Venv, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "node" / "user-data").is_file()
     assert (tmp_path / "out" / "master" / "etc" / "dnsmasq.d" / "bramble.conf").is_file()
 
+    # What a node image runs: the wheel's program is there, so nothing is built.
+    prepare = venv.run("bramble", "agent", "--prepare")
+    assert prepare.returncode == 0, prepare.stderr
+    program = venv.site_packages() / "bramble" / "telemetry" / "bramble-agent"
+    assert prepare.stdout.strip() == str(program)
+    assert not Path(venv.env["BRAMBLE_CACHE_DIR"]).exists()
+
 
 def test_demo_runs_the_compiled_agent_from_the_wheel(venv: Venv, tmp_path: Path) -> None:
     port = free_port()
