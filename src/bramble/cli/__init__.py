@@ -78,15 +78,16 @@ def agent(
     engine: Annotated[
         str | None,
         typer.Option(
-            help="auto, compiled (the C agent, built with cc on first start) or python "
-            "(default: telemetry.engine in the spec, auto)."
+            help="auto, compiled (the C agent: the wheel's, else built with cc on first "
+            "start) or python (default: telemetry.engine in the spec, auto)."
         ),
     ] = None,
     prepare: Annotated[
         bool,
         typer.Option(
             "--prepare",
-            help="Build the compiled agent now (as for a node image), print its path, exit.",
+            help="Find the compiled agent, or build it now (as for a node image); print its "
+            "path, exit.",
         ),
     ] = False,
 ) -> None:
