@@ -335,8 +335,8 @@ def test_cross_built_wheel_runs_on_its_machine(arch: str, tmp_path: Path) -> Non
         # qemu runs it with the board's C library from the cross compiler's sysroot
         agent = subprocess.run(
             [QEMU[arch], "-L", SYSROOT[arch], str(program), "--node", f"pi-{arch}",
-             "--group", "127.0.0.1", "--port", str(rx.getsockname()[1]), "--interval", "0.2", "--key-fd", str(read_end),
-             "--count", "1"],
+             "--group", "127.0.0.1", "--port", str(rx.getsockname()[1]), "--interval", "0.2",
+             "--key-fd", str(read_end), "--count", "1"],
             pass_fds=[read_end], capture_output=True, timeout=60, check=False,
         )  # fmt: skip
         os.close(read_end)
