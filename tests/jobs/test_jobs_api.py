@@ -120,7 +120,9 @@ def test_cluster_view(api: tuple[str, JobsService]) -> None:
     assert {"node-1", "node-2"} <= {w["name"] for w in view["workers"]}
     assert all(w["nthreads"] == 2 for w in view["workers"])
     # The panel's link leads to Dask's own dashboard, served by the scheduler with bokeh.
-    pytest.importorskip("bokeh", reason="Dask's dashboard needs bokeh (bramble[dask-dashboard])")
+    pytest.importorskip(
+        "bokeh", reason="Dask's dashboard needs bokeh (bramble-cluster[dask-dashboard])"
+    )
     assert view["dashboard_url"] == service.config.dashboard_url
     page = httpx.get(view["dashboard_url"], timeout=30, follow_redirects=True)
     assert page.status_code == 200 and "Dask" in page.text

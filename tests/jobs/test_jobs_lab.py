@@ -115,7 +115,8 @@ def test_every_node_runs_a_worker_with_its_cores_and_memory(jl: JobsLab) -> None
         assert worker["memory_limit"] == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         # Each worker listens on its node's own address, over TLS.
         assert re.fullmatch(r"tls://10\.42\.0\.1[1-3]:\d+", worker["address"]), worker
-    # With bokeh (bramble[dask-dashboard]), Dask's own dashboard, reachable on the cluster LAN.
+    # With bokeh (bramble-cluster[dask-dashboard]), Dask's own dashboard, reachable on the
+    # cluster LAN.
     pytest.importorskip("bokeh", reason="Dask's dashboard needs bokeh")
     url = view["dashboard_url"]
     assert url == "http://10.42.0.1:8787/status"

@@ -35,6 +35,20 @@ def test_ring_three_ranks_on_local_nodes(capfd: pytest.CaptureFixture[str]) -> N
     assert "check: ok" in out
 
 
+def test_a_python_without_mpi4py_is_named_with_what_to_install(tmp_path: Path) -> None:
+    # A fresh venv, as a user's without the `mpi` extra: one line, not a traceback per rank.
+    if shutil.which("mpirun") is None:
+        pytest.skip("OpenMPI (openmpi-bin) not installed")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                   check=True)  # fmt: skip
+    python = str(tmp_path / "venv" / "bin" / "python")
+    hosts = [Host(name="node-1", address="127.0.0.1", cores=2)]
+    with pytest.raises(BrambleError, match=r"mpi_ring\.py imports mpi4py, which .* cannot") as e:
+        run_mpirun(hosts, [python, str(JOB_EXAMPLES / "mpi_ring.py")], n=2)
+    assert "pip install 'bramble-cluster[mpi]'" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
 def test_more_ranks_than_slots_is_refused() -> None:
     hosts = [Host(name="node-1", address="127.0.0.1", cores=2)]
     with pytest.raises(BrambleError, match="more than the 2 slots"):

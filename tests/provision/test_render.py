@@ -142,7 +142,7 @@ def test_user_data_writes_every_node_file(spec: Spec) -> None:
         assert written[path]["permissions"] == ("0600" if private(path) else "0644")
     enabled = [c for c in data["runcmd"] if c[:3] == ["systemctl", "enable", "--now"]][-1]
     assert "bramble-worker.service" in enabled and "bramble-agent.service" in enabled
-    assert ["/opt/bramble/bin/pip", "install", "--quiet", "bramble"] in data["runcmd"]
+    assert ["/opt/bramble/bin/pip", "install", "--quiet", "bramble-cluster"] in data["runcmd"]
 
 
 def test_dnsmasq_content(spec: Spec) -> None:

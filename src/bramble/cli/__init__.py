@@ -51,8 +51,10 @@ def check(
     file: Annotated[Path | None, typer.Argument(help="Spec file to validate.")] = None,
     spec: SpecOpt = None,
 ) -> None:
-    """Validate a spec; errors name the file, key, line and the fix."""
+    """Validate a spec (and its secrets file, if there is one); errors name the file, key,
+    line and the fix."""
     cluster = options.load(file or spec)
+    cluster.secrets_if_present()
     typer.echo(f"{cluster.path}: ok ({len(cluster.spec.nodes)} nodes)")
 
 
@@ -76,15 +78,16 @@ def agent(
     engine: Annotated[
         str | None,
         typer.Option(
-            help="auto, compiled (the C agent, built with cc on first start) or python "
-            "(default: telemetry.engine in the spec, auto)."
+            help="auto, compiled (the C agent: the wheel's, else built with cc on first "
+            "start) or python (default: telemetry.engine in the spec, auto)."
         ),
     ] = None,
     prepare: Annotated[
         bool,
         typer.Option(
             "--prepare",
-            help="Build the compiled agent now (as for a node image), print its path, exit.",
+            help="Find the compiled agent, or build it now (as for a node image); print its "
+            "path, exit.",
         ),
     ] = False,
 ) -> None:

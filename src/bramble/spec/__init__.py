@@ -18,6 +18,10 @@ from bramble.spec.load import (
     secrets_path,
 )
 from bramble.spec.models import (
+    MAX_HOST,
+    MAX_INTERVAL,
+    MAX_TELEMETRY_KEY,
+    MAX_UNICAST,
     SECRETS_NAME,
     SPEC_NAME,
     SYSTEM_SPEC,
@@ -34,6 +38,10 @@ from bramble.spec.models import (
 )
 
 __all__ = [
+    "MAX_HOST",
+    "MAX_INTERVAL",
+    "MAX_TELEMETRY_KEY",
+    "MAX_UNICAST",
     "SECRETS_NAME",
     "SPEC_NAME",
     "SYSTEM_SPEC",

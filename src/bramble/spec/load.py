@@ -17,7 +17,14 @@ from pydantic import ValidationError
 from bramble.errors import SpecError
 from bramble.spec.checks import Problem, pydantic_problems, semantic_problems
 from bramble.spec.locate import key_lines, line_of
-from bramble.spec.models import SECRETS_NAME, SPEC_NAME, SYSTEM_SPEC, Secrets, Spec
+from bramble.spec.models import (
+    MAX_TELEMETRY_KEY,
+    SECRETS_NAME,
+    SPEC_NAME,
+    SYSTEM_SPEC,
+    Secrets,
+    Spec,
+)
 
 
 def parse_spec(text: str, file: str = SPEC_NAME) -> Spec:
@@ -139,8 +146,13 @@ def parse_secrets(text: str, file: str = SECRETS_NAME) -> Secrets:
         key = bytes.fromhex(key_hex) if isinstance(key_hex, str) else b""
     except ValueError:
         key = b""
-    if len(key) < 16:
-        raise SpecError("must be at least 32 hex digits", file=file, key="telemetry.key", fix=fix)
+    if not 16 <= len(key) <= MAX_TELEMETRY_KEY:
+        raise SpecError(
+            f"must be 32 to {2 * MAX_TELEMETRY_KEY} hex digits",
+            file=file,
+            key="telemetry.key",
+            fix=fix,
+        )
     if not isinstance(token, str) or len(token) < 16:
         raise SpecError(
             "must be a string of at least 16 characters", file=file, key="admin.token", fix=fix
