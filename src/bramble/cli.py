@@ -185,11 +185,19 @@ def apply(
     spec: SpecOpt = None,
     root: Annotated[Path | None, typer.Option(help="Install under this root instead of /.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show the diff, change nothing.")] = False,
+    checks: Annotated[
+        bool | None,
+        typer.Option(
+            help="Check first that bramble and the services' packages are installed "
+            "(default: on for /, off with --root; --checks checks under ROOT).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Install the rendered files for ROLE: diff, back up, write atomically, reload."""
     from bramble.provision.apply import apply_from_cli
 
-    apply_from_cli(spec, role=role, root=root, dry_run=dry_run)
+    apply_from_cli(spec, role=role, root=root, dry_run=dry_run, checks=checks)
 
 
 @nodes_app.command("add")
