@@ -123,6 +123,11 @@ def create_app(master: MasterService) -> FastAPI:
     else:
         app.include_router(jobs_router)
 
+    # The software the nodes install: bramble at the master's version, and wheels for them.
+    from bramble.software.api import software_router
+
+    app.include_router(software_router(Path(master.spec.software.wheels_dir)))
+
     if (STATIC / "index.html").is_file():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
