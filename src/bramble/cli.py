@@ -329,9 +329,16 @@ def _register_jobs() -> None:
     register(app, SpecOpt)
 
 
+def _register_software() -> None:
+    from bramble.software.commands import register
+
+    register(app)
+
+
 def main() -> None:
     """Console entry point: run the app, printing our own errors in one line (exit code 2)."""
     _register_jobs()
+    _register_software()
     try:
         app()
     except BrambleError as exc:

@@ -198,6 +198,10 @@ def test_services_for_maps_files_to_services() -> None:
     ] in cmds
     assert ["exportfs", "-ra"] in services_for("master", ["etc/exports.d/bramble.exports"])
     assert ["sysctl", "--system"] in services_for("master", ["etc/sysctl.d/90-bramble.conf"])
+    # the installer is enabled, never restarted by apply (it may wait for the master)
+    cmds = services_for("node", ["etc/systemd/system/bramble-install.service"])
+    assert ["systemctl", "enable", "bramble-install.service"] in cmds
+    assert not [c for c in cmds if c[1] == "restart" and "bramble-install.service" in c]
 
 
 def test_secrets_forced_private_even_if_installed_wider(

@@ -54,6 +54,7 @@ def test_page_lists_own_wheel_and_directory_with_hashes(wheels: Path) -> None:
     assert list(links) == [OWN.filename, "hello_dep-1.0-py3-none-any.whl"]
     assert links[OWN.filename] == OWN.sha256
     assert client.get("/dist/version").text == "9.8.7\n"
+    assert client.get("/dist/requirement").text == "bramble-cluster==9.8.7\n"
     assert client.get(f"/dist/{OWN.filename}").content == OWN.data
     dep = client.get("/dist/hello_dep-1.0-py3-none-any.whl")
     assert dep.content == (wheels / "hello_dep-1.0-py3-none-any.whl").read_bytes()

@@ -25,6 +25,8 @@ from bramble.provision.render import USER_DATA, private
 log = logging.getLogger(__name__)
 
 ROLES = ("master", "node")
+ONCE_UNITS = ("bramble-nftables.service", "bramble-install.service")
+"""Units apply does not restart with the rest (the firewall has its own step above)."""
 BACKUPS = "var/backups/bramble"
 """Where replaced files are kept, under the root: never in a directory a daemon reads whole
 (Debian's dnsmasq loads every file of /etc/dnsmasq.d, backups included)."""
@@ -104,7 +106,7 @@ def services_for(role: str, paths: Iterable[str]) -> list[list[str]]:
     for unit in units:
         if unit.endswith(".mount"):
             unit = unit.removesuffix(".mount") + ".automount"
-        if unit.endswith((".service", ".automount")) and unit != "bramble-nftables.service":
+        if unit.endswith((".service", ".automount")) and unit not in ONCE_UNITS:
             restart.append(unit)
     if any(p.startswith("etc/bramble/") for p in paths):
         bramble = ["bramble-agent.service"]
@@ -114,6 +116,9 @@ def services_for(role: str, paths: Iterable[str]) -> list[list[str]]:
             else ["bramble-worker.service"]
         )
         restart += bramble
+    # The installer runs at boot and when asked (it may wait for the master): enabled only.
+    if "bramble-install.service" in units:
+        commands.append(["systemctl", "enable", "bramble-install.service"])
     restart = sorted(set(restart))
     if restart:
         commands.append(["systemctl", "enable", *restart])

@@ -1,7 +1,8 @@
 """`/dist/`: the master serves bramble and its dependencies to its nodes, read-only.
 
 - `GET /dist/` the page pip reads with `--no-index --find-links http://MASTER:PORT/dist/`
-- `GET /dist/version` the master's version, as text (what a node installs)
+- `GET /dist/version` the master's version, as text
+- `GET /dist/requirement` what a node installs: `bramble-cluster==VERSION`, as text
 - `GET /dist/NAME.whl` one wheel of that page
 
 Open to the cluster LAN like the other reads: wheels hold no secret.
@@ -46,6 +47,14 @@ def software_router(wheels_dir: Path, depot: Depot | None = None) -> APIRouter:
         except OwnWheelError as exc:
             raise _unavailable(exc) from None
         return PlainTextResponse(own.version + "\n", headers=_NO_STORE)
+
+    @router.get("/requirement", summary="What a node installs: NAME==VERSION of the master")
+    async def requirement() -> PlainTextResponse:
+        try:
+            own = await run_in_threadpool(depot.own)
+        except OwnWheelError as exc:
+            raise _unavailable(exc) from None
+        return PlainTextResponse(own.requirement + "\n", headers=_NO_STORE)
 
     @router.get("/{name}", summary="One wheel", response_class=Response)
     async def wheel(name: str) -> Response:

@@ -66,6 +66,11 @@ class Wheel:
         """The version in the file name."""
         return self.filename.split("-")[1]
 
+    @property
+    def requirement(self) -> str:
+        """`name==version` pinning exactly this wheel's project and version."""
+        return f"{self.filename.split('-')[0].replace('_', '-')}=={self.version}"
+
 
 def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
