@@ -155,7 +155,9 @@ def test_node_installs_bramble_from_the_master(spec: Spec) -> None:
     compile(installer, "bramble-install", "exec")
     url = f"http://{spec.network.master_address}:{spec.dashboard.port}/dist/"
     assert f'URL = "{url}"' in installer and 'VENV = "/opt/bramble"' in installer
-    assert '"--no-index", "--find-links", url' in installer
+    assert (
+        '"--no-index", "--find-links", url' in installer and '"--trusted-host", host' in installer
+    )
     unit = _ini(files["node/etc/systemd/system/bramble-install.service"])
     assert unit["Service"]["ExecStart"] == "/usr/bin/python3 /etc/bramble/bramble-install --restart"
     assert unit["Service"]["Type"] == "oneshot"
