@@ -24,8 +24,6 @@ import subprocess
 import sys
 import time
 
-import httpx
-
 from bramble.lab import commands, daemons
 from bramble.lab import install as lab_install
 
@@ -60,7 +58,7 @@ def main() -> None:
         node = lab.plan.nodes[0].name
         bramble("wheels", "fetch", "--platform", platform.machine(), "--spec", str(lab.spec_path))
         started = time.monotonic()
-        requirement = httpx.get(lab.url + "dist/requirement", timeout=900).text.strip()
+        requirement = lab_install.master_requirement(lab)
         first = time.monotonic() - started
         wheels = list((lab.plan.state / "master" / "wheels").glob("*.whl"))
         size = sum(w.stat().st_size for w in wheels)

@@ -101,7 +101,7 @@ def test_a_node_installs_bramble_from_the_master_and_its_agent_shows_up(
     fetched = bramble("wheels", "fetch", "--platform", "x86_64", "--spec", str(lab.spec_path))
     assert "wheels" in fetched.stdout
     # The master's requirement (its own wheel is made on the first request).
-    requirement = httpx.get(lab.url + "dist/requirement", timeout=600).text.strip()
+    requirement = lab_install.master_requirement(lab)
     name, _, version = requirement.partition("==")
     assert name in ("bramble-cluster", "bramble") and version
 

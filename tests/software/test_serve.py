@@ -131,7 +131,12 @@ def test_pip_installs_from_a_running_master_offline(
     spec = write_spec(tmp_path / "cluster", extra=f'[software]\nwheels_dir = "{wheels}"\n')
     url = f"http://127.0.0.1:{load_spec(spec).dashboard.port}/dist/"
     processes.start("master", "master", "--spec", str(spec))
-    version = wait_for(lambda: httpx.get(url + "version", timeout=60).text.strip(), 90, "/dist/")
+
+    def version_served() -> str:
+        answer = httpx.get(url + "version", timeout=10)
+        return answer.text.strip() if answer.status_code == 200 else ""
+
+    version = wait_for(version_served, 300, "the master's version at /dist/version", every=1)
     python = make_venv(tmp_path / "node")
     out = pip(
         python,
@@ -147,3 +152,27 @@ def test_pip_installs_from_a_running_master_offline(
     site = next((tmp_path / "node/lib").glob("python3*/site-packages"))
     assert (site / "bramble/software/own.py").read_bytes() == Path(own.__file__).read_bytes()
     assert (site / "hello_dep.py").exists()
+
+
+def test_a_slow_build_answers_503_at_once_then_serves(wheels: Path) -> None:
+    """A master running from a source tree builds its wheel once; no request hangs on it."""
+    import threading
+
+    release = threading.Event()
+
+    def make_own() -> Wheel:
+        release.wait(30)
+        return OWN
+
+    depot = Depot(wheels, make_own)
+    with pytest.raises(OwnWheelError, match="being made"):
+        depot.own(wait=0.05)
+    app = FastAPI()
+    app.include_router(software_router(wheels, depot))
+    client = TestClient(app)
+    busy = client.get("/dist/requirement")
+    assert busy.status_code == 503 and "being made" in busy.text
+    assert list(_links(client.get("/dist/").text)) == ["hello_dep-1.0-py3-none-any.whl"]
+    release.set()
+    assert depot.own(wait=10) is OWN
+    assert client.get("/dist/requirement").text == "bramble-cluster==9.8.7\n"

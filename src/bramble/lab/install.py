@@ -49,6 +49,25 @@ def offline(lab: Lab, name: str) -> None:
     )
 
 
+def master_requirement(lab: Lab, timeout: float = 900) -> str:
+    """What the lab's master serves its nodes (`NAME==VERSION`), once its own wheel is made."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(lab.url + "dist/requirement", timeout=10)
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        else:
+            if answer.status_code == 200:
+                return answer.text.strip()
+            last = answer.text
+        time.sleep(1)
+    raise BrambleError(f"the lab's master served no requirement in {timeout:.0f} s: {last}")
+
+
 def installer_text(lab: Lab) -> str:
     """The node image's installer, rendered from the lab's spec as for hardware."""
     from bramble.provision.render import INSTALLER, render

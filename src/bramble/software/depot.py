@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 WHEEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+!]*(-[A-Za-z0-9_.+!]+){4,5}\.whl$")
 MAX_NAME = 200
 RETRY_OWN_AFTER = 30.0  # seconds before a failed build of the master's wheel is tried again
+WAIT_FOR_OWN = 5.0  # seconds a request waits for the master's wheel to be made
 CHUNK = 256 * 1024
 
 
@@ -67,23 +68,46 @@ class Depot:
         self._lock = threading.Lock()
         self._own: Wheel | None = None
         self._failed: tuple[float, str] | None = None
+        self._building: threading.Event | None = None
         self._hashes: dict[tuple[str, int, int, int], str] = {}
 
-    def own(self) -> Wheel:
-        """The master's own wheel; OwnWheelError if it cannot be made (retried after a while)."""
+    def _build(self, done: threading.Event) -> None:
+        try:
+            wheel = self._make_own()
+        except OwnWheelError as exc:
+            log.warning("cannot serve bramble's own wheel: %s", exc)
+            with self._lock:
+                self._failed = (time.monotonic(), str(exc))
+        else:
+            with self._lock:
+                self._own, self._failed = wheel, None
+        finally:
+            with self._lock:
+                self._building = None
+            done.set()
+
+    def own(self, wait: float = WAIT_FOR_OWN) -> Wheel:
+        """The master's own wheel, made once in a thread of its own (a build from a source
+        tree takes a while, and no request should hang on it for long); OwnWheelError, saying
+        why, when it is not there within WAIT seconds or cannot be made (tried again after a
+        while)."""
         with self._lock:
             if self._own is not None:
                 return self._own
             if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_OWN_AFTER:
                 raise OwnWheelError(self._failed[1])
-            try:
-                self._own = self._make_own()
-            except OwnWheelError as exc:
-                self._failed = (time.monotonic(), str(exc))
-                log.warning("cannot serve bramble's own wheel: %s", exc)
-                raise
-            self._failed = None
-            return self._own
+            done = self._building
+            if done is None:
+                done = self._building = threading.Event()
+                threading.Thread(
+                    target=self._build, args=(done,), name="bramble-own-wheel", daemon=True
+                ).start()
+        if not done.wait(wait):
+            raise OwnWheelError("it is being made (once per start of the master); ask again soon")
+        with self._lock:
+            if self._own is not None:
+                return self._own
+            raise OwnWheelError(self._failed[1] if self._failed else "it could not be made")
 
     def _digest(self, path: Path, info: os.stat_result) -> str:
         key = (path.name, info.st_size, info.st_mtime_ns, info.st_ino)
