@@ -173,9 +173,11 @@ def open_entry(entry: Entry) -> tuple[int, Iterator[bytes]] | None:
         os.close(fd)
         return None
 
+    file = os.fdopen(fd, "rb")  # closed when read to the end, or when collected unread
+
     def chunks() -> Iterator[bytes]:
-        with os.fdopen(fd, "rb") as f:
-            while chunk := f.read(CHUNK):
+        with file:
+            while chunk := file.read(CHUNK):
                 yield chunk
 
     return info.st_size, chunks()
