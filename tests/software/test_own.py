@@ -62,7 +62,7 @@ def test_a_changed_installed_file_is_not_served(built_wheel: Path, tmp_path: Pat
     python = make_venv(tmp_path / "venv", system_site_packages=True)
     assert pip(python, "install", "--no-deps", "--no-index", str(built_wheel)).returncode == 0
     site = next((tmp_path / "venv/lib").glob("python3*/site-packages"))
-    spec = site / "bramble/spec.py"
-    spec.write_text(spec.read_text() + "\n# edited by hand\n")
+    edited = site / "bramble/errors.py"
+    edited.write_text(edited.read_text() + "\n# edited by hand\n")
     result = _rebuild_in(python, tmp_path / "again.whl")
-    assert "bramble/spec.py was changed after bramble was installed" in result["error"]
+    assert "bramble/errors.py was changed after bramble was installed" in result["error"]
