@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from bramble_testing import LocalCluster, free_port
 from fastapi import FastAPI
-from jobs_cluster import LocalCluster, free_port
 
 from bramble.jobs.api import JobsService, router
 
@@ -132,7 +132,7 @@ def test_unreachable_scheduler_is_remembered_not_retried_per_request(
     import dataclasses
     import socket
 
-    from bramble.jobs.connect import SchedulerUnreachableError
+    from bramble.jobs.dask import SchedulerUnreachableError
 
     port = free_port()
     config = dataclasses.replace(cluster.config(tmp_path), scheduler=f"tls://127.0.0.1:{port}")

@@ -91,6 +91,6 @@ def test_store_round_trip(tmp_path: Path) -> None:
 
 def test_defines_main() -> None:
     assert defines_main("def main(client):\n    pass\n", "f.py")
-    assert not defines_main("from bramble.jobs import connect\nc = connect.connect()\n", "f.py")
+    assert not defines_main("import bramble.jobs\nc = bramble.jobs.connect()\n", "f.py")
     with pytest.raises(SyntaxError):
         defines_main("def main(:\n", "f.py")

@@ -7,20 +7,26 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from bramble_testing import SECRETS
 
+from bramble.cluster import load_cluster
 from bramble.errors import BrambleError, SpecError
 from bramble.provision.apply import (
     Change,
-    apply_from_cli,
+    apply_role,
     plan_changes,
     role_files,
     services_for,
 )
 from bramble.provision.render import USER_DATA, render
 
-from .conftest import SECRETS
+
+def apply(spec: Path, **options: Any) -> list[Change]:
+    """`bramble apply` with the spec at SPEC, loaded as the CLI loads it."""
+    return apply_role(load_cluster(spec), **options)
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -37,7 +43,7 @@ def test_apply_twice_second_reports_no_changes(
 ) -> None:
     root = tmp_path / "root"
     spec = spec_dir / "bramble.toml"
-    first = apply_from_cli(spec, role=role, root=root, dry_run=False)
+    first = apply(spec, role=role, root=root, dry_run=False)
     out = capsys.readouterr().out
     assert first and "+++ /etc/bramble/bramble.toml" in out
     assert "not touching services (--root given)" in out
@@ -48,7 +54,7 @@ def test_apply_twice_second_reports_no_changes(
     assert installed["etc/bramble/bramble.toml"][1] == 0o644
     assert not (root / "var").exists(), "nothing replaced, nothing backed up"
 
-    second = apply_from_cli(spec, role=role, root=root, dry_run=False)
+    second = apply(spec, role=role, root=root, dry_run=False)
     assert second == []
     assert "no changes" in capsys.readouterr().out
     assert _snapshot(root) == installed
@@ -62,7 +68,7 @@ def test_apply_backs_up_replaced_files_and_keeps_their_mode(
     conf.parent.mkdir(parents=True)
     conf.write_text("interface=old0\n")
     conf.chmod(0o640)
-    apply_from_cli(spec_dir / "bramble.toml", role="master", root=root, dry_run=False)
+    apply(spec_dir / "bramble.toml", role="master", root=root, dry_run=False)
     out = capsys.readouterr().out
     assert "-interface=old0" in out and "+interface=eth0" in out
     assert sorted(p.name for p in conf.parent.iterdir()) == ["bramble.conf"]
@@ -79,10 +85,10 @@ def test_spec_change_rewrites_only_what_it_touches(
 ) -> None:
     root = tmp_path / "root"
     spec = spec_dir / "bramble.toml"
-    apply_from_cli(spec, role="master", root=root, dry_run=False)
+    apply(spec, role="master", root=root, dry_run=False)
     capsys.readouterr()
     spec.write_text(spec.read_text() + '\n[[nodes]]\nname = "node-9"\nmac = "b8:27:eb:00:00:09"\n')
-    changes = apply_from_cli(spec, role="master", root=root, dry_run=False)
+    changes = apply(spec, role="master", root=root, dry_run=False)
     assert sorted(c.path for c in changes) == [
         "etc/bramble/bramble.toml",
         "etc/dnsmasq.d/bramble.conf",
@@ -98,12 +104,12 @@ def test_spec_installed_verbatim_and_reapply_from_it_changes_nothing(
     """The master's /etc/bramble/bramble.toml keeps its comments; applying from it is a no-op."""
     root = tmp_path / "root"
     spec = spec_dir / "bramble.toml"
-    apply_from_cli(spec, role="master", root=root, dry_run=False)
+    apply(spec, role="master", root=root, dry_run=False)
     installed = root / "etc/bramble/bramble.toml"
     assert installed.read_text() == spec.read_text()
     assert installed.read_text().startswith("# A four-board cluster")
     capsys.readouterr()
-    assert apply_from_cli(installed, role="master", root=root, dry_run=False) == []
+    assert apply(installed, role="master", root=root, dry_run=False) == []
     assert "no changes" in capsys.readouterr().out
 
 
@@ -112,7 +118,7 @@ def test_dry_run_changes_nothing(
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    changes = apply_from_cli(spec_dir / "bramble.toml", role="node", root=root, dry_run=True)
+    changes = apply(spec_dir / "bramble.toml", role="node", root=root, dry_run=True)
     assert changes
     assert "dry run: would change" in capsys.readouterr().out
     assert _snapshot(root) == {}
@@ -121,11 +127,11 @@ def test_dry_run_changes_nothing(
 def test_bad_spec_changes_nothing(spec_dir: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     spec = spec_dir / "bramble.toml"
-    apply_from_cli(spec, role="master", root=root, dry_run=False)
+    apply(spec, role="master", root=root, dry_run=False)
     before = _snapshot(root)
     spec.write_text(spec.read_text().replace('"10.42.0.11"', '"10.99.0.11"'))
     with pytest.raises(SpecError, match="outside the subnet"):
-        apply_from_cli(spec, role="master", root=root, dry_run=False)
+        apply(spec, role="master", root=root, dry_run=False)
     assert _snapshot(root) == before
 
 
@@ -148,7 +154,7 @@ def test_cli_bad_spec_exit_2_and_nothing_written(spec_dir: Path, tmp_path: Path)
 
 def test_unknown_role(spec_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(BrambleError, match="unknown role"):
-        apply_from_cli(spec_dir / "bramble.toml", role="worker", root=tmp_path, dry_run=False)
+        apply(spec_dir / "bramble.toml", role="worker", root=tmp_path, dry_run=False)
 
 
 def test_role_files_exclude_user_data() -> None:
@@ -212,7 +218,7 @@ def test_secrets_forced_private_even_if_installed_wider(
     secrets.parent.mkdir(parents=True)
     secrets.write_text("old\n")
     os.chmod(secrets, 0o644)
-    apply_from_cli(spec_dir / "bramble.toml", role="node", root=root, dry_run=False)
+    apply(spec_dir / "bramble.toml", role="node", root=root, dry_run=False)
     assert secrets.stat().st_mode & 0o777 == 0o600
     backup = next((root / "var/backups/bramble").glob("*/etc/bramble/bramble.secrets.toml"))
     assert backup.read_text() == "old\n"
@@ -244,10 +250,10 @@ def test_two_changing_applies_leave_dnsmasq_d_loadable_by_debians_dnsmasq(
         pytest.skip("dnsmasq not installed (Debian package dnsmasq-base)")
     root = tmp_path / "root"
     spec = spec_dir / "bramble.toml"
-    apply_from_cli(spec, role="master", root=root, dry_run=False)
+    apply(spec, role="master", root=root, dry_run=False)
     for n in (9, 10):
         _add_node(spec, n)
-        assert apply_from_cli(spec, role="master", root=root, dry_run=False)
+        assert apply(spec, role="master", root=root, dry_run=False)
     out = capsys.readouterr().out
     conf_dir = root / "etc/dnsmasq.d"
     assert sorted(p.name for p in conf_dir.iterdir()) == ["bramble.conf"]
@@ -288,7 +294,7 @@ def test_dry_run_prints_no_key_material(
     role: str, spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _with_tls(spec_dir)
-    apply_from_cli(spec_dir / "bramble.toml", role=role, root=tmp_path / "root", dry_run=True)
+    apply(spec_dir / "bramble.toml", role=role, root=tmp_path / "root", dry_run=True)
     out = capsys.readouterr().out
     assert "+++ /etc/bramble/bramble.secrets.toml" in out  # the file is named, not shown
     assert "PRIVATE KEY" not in out
@@ -302,13 +308,13 @@ def test_diff_of_a_changed_secret_shows_that_it_changed_not_the_values(
     _with_tls(spec_dir)
     root = tmp_path / "root"
     spec = spec_dir / "bramble.toml"
-    apply_from_cli(spec, role="master", root=root, dry_run=False)
+    apply(spec, role="master", root=root, dry_run=False)
     old = _key_material(spec_dir)
     capsys.readouterr()
     secrets = spec_dir / "bramble.secrets.toml"
     secrets.write_text(secrets.read_text().replace("golden-admin-token", "rotated-admin-token"))
     new = _key_material(spec_dir)
-    changes = apply_from_cli(spec, role="master", root=root, dry_run=False)
+    changes = apply(spec, role="master", root=root, dry_run=False)
     assert [c.path for c in changes] == ["etc/bramble/bramble.secrets.toml"]
     out = capsys.readouterr().out
     token_lines = [line for line in out.splitlines() if line.startswith(("-token", "+token"))]
@@ -356,7 +362,7 @@ def test_checks_under_root_say_what_is_missing_one_line_each(
     root = tmp_path / "root"
     root.mkdir()
     with pytest.raises(PreflightError) as raised:
-        apply_from_cli(spec_dir / "bramble.toml", role=role, root=root, dry_run=False, checks=True)
+        apply(spec_dir / "bramble.toml", role=role, root=root, dry_run=False, checks=True)
     lines = str(raised.value).splitlines()
     assert "nothing changed" in lines[0]
     missing = [line.strip().split(":")[0] for line in lines[1:]]
@@ -366,9 +372,7 @@ def test_checks_under_root_say_what_is_missing_one_line_each(
         assert {"dnsmasq", "dnsmasq.service", "nft", "exportfs"} <= set(missing)
     assert list(root.iterdir()) == [], "nothing written"
     _fake_machine(root, role)
-    assert apply_from_cli(
-        spec_dir / "bramble.toml", role=role, root=root, dry_run=False, checks=True
-    )
+    assert apply(spec_dir / "bramble.toml", role=role, root=root, dry_run=False, checks=True)
 
 
 def test_checks_name_an_older_bramble_in_opt(spec_dir: Path, tmp_path: Path) -> None:
@@ -377,9 +381,7 @@ def test_checks_name_an_older_bramble_in_opt(spec_dir: Path, tmp_path: Path) -> 
     root = tmp_path / "root"
     _fake_machine(root, "master", version="0.0.1")
     with pytest.raises(PreflightError, match=r"/opt/bramble has bramble 0\.0\.1, this is "):
-        apply_from_cli(
-            spec_dir / "bramble.toml", role="master", root=root, dry_run=True, checks=True
-        )
+        apply(spec_dir / "bramble.toml", role="master", root=root, dry_run=True, checks=True)
 
 
 def test_cli_checks_exit_2_and_no_checks_skips(spec_dir: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from bramble_testing import SECRETS
 from fastapi import FastAPI
 
 from bramble.provision.render import render
@@ -24,8 +25,6 @@ from bramble.software.api import software_router
 from bramble.software.depot import Depot
 from bramble.software.own import OwnWheelError, Wheel
 from bramble.spec import parse_spec
-
-from .conftest import SECRETS
 
 
 def _installer(tmp_path: Path) -> Path:

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bramble_testing import FIXTURES, KEY, proc_tree, receiver
 
 from bramble.telemetry import native
 from bramble.telemetry.decode import decode
 from bramble.telemetry.encode import encode
 from bramble.telemetry.sample import Sampler
 from bramble.telemetry.wire import MAX_DATAGRAM
-from tests.telemetry.conftest import FIXTURES, KEY, proc_tree
 
 pytestmark = pytest.mark.skipif(native.compiler() is None, reason="needs a C compiler (cc)")
 
@@ -338,9 +338,8 @@ def test_without_a_compiler_auto_runs_the_python_agent_and_compiled_refuses(
 ) -> None:
     spec, port = spec_dir
     env = {"PATH": str(tmp_path), "CC": ""}
-    from tests.telemetry.test_agent import _receiver
 
-    with _receiver(port) as rx:
+    with receiver(port) as rx:
         auto = _cli("agent", "--spec", str(spec), "--count", "2", env=env)
         datagrams = [rx.recvfrom(2048)[0] for _ in range(2)]
     assert auto.returncode == 0, auto.stderr
@@ -419,9 +418,8 @@ def test_a_damaged_program_falls_back_to_python_or_is_refused(
 ) -> None:
     spec, port = spec_dir
     Path(native.ensure()).write_bytes(b"\0" * 100)  # as after a full disk
-    from tests.telemetry.test_agent import _receiver
 
-    with _receiver(port) as rx:
+    with receiver(port) as rx:
         auto = _cli("agent", "--spec", str(spec), "--count", "2", env={})
         datagrams = [rx.recvfrom(2048)[0] for _ in range(2)]
     assert auto.returncode == 0, auto.stderr

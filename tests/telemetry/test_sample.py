@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bramble_testing import FIXTURES, fixture_bytes, fixture_text, proc_tree
 
 from bramble.telemetry.sample import (
     MEMINFO_KEYS,
@@ -24,7 +25,6 @@ from bramble.telemetry.sample import (
     parse_uptime,
     stat_shape,
 )
-from tests.telemetry.conftest import FIXTURES, fixture_bytes, fixture_text, proc_tree
 
 
 def _stat(data: bytes) -> list[tuple[int, int]]:

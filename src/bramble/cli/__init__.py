@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bramble.cli import jobs, lab, nodes, wheels
+from bramble.cli import jobs, lab, nodes, options, wheels
 from bramble.cli.options import SpecOpt
 from bramble.errors import BrambleError
 
@@ -53,11 +53,8 @@ def check(
     spec: SpecOpt = None,
 ) -> None:
     """Validate a spec; errors name the file, key, line and the fix."""
-    from bramble.spec import find_spec_path, load_spec
-
-    path = find_spec_path(file or spec)
-    loaded = load_spec(path)
-    typer.echo(f"{path}: ok ({len(loaded.nodes)} nodes)")
+    cluster = options.load(file or spec)
+    typer.echo(f"{cluster.path}: ok ({len(cluster.spec.nodes)} nodes)")
 
 
 # --- telemetry and master ---------------------------------------------------------------------
@@ -93,13 +90,15 @@ def agent(
     ] = False,
 ) -> None:
     """Sample this node and multicast a signed JSON heartbeat every interval."""
-    from bramble.telemetry.agent import prepare_compiled, run_from_cli
+    from bramble.telemetry.agent import exec_lean, prepare_compiled
 
     if prepare:
         typer.echo(prepare_compiled())
         return
-    run_from_cli(
-        spec,
+    cluster = options.load(spec)
+    exec_lean(
+        cluster.spec,
+        cluster.secrets(),
         node_name=node_name,
         interval=interval,
         count=count,
@@ -116,9 +115,9 @@ def master(
     db: Annotated[Path | None, typer.Option(help="History database (default: spec).")] = None,
 ) -> None:
     """Run the collector, node table, history, API and dashboard."""
-    from bramble.master.service import run_from_cli
+    from bramble.master.main import run_master
 
-    run_from_cli(spec, bind=bind, port=port, db=db)
+    run_master(options.load(spec), bind=bind, port=port, db=db)
 
 
 @app.command()
@@ -128,9 +127,21 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the node table from a running master."""
-    from bramble.client.status import print_status
+    import json
+    import time
 
-    print_status(spec, url=url, as_json=json_out)
+    from rich.console import Console
+
+    from bramble.client.http import MasterClient
+    from bramble.client.status import status_view
+
+    base = options.master_url(spec, url)
+    with MasterClient(base, hint=", or pass --url") as master:
+        nodes = master.get("/api/nodes", timeout=5)
+    if json_out:
+        print(json.dumps(nodes, indent=2))
+        return
+    Console().print(status_view(nodes, base, time.time()))
 
 
 @app.command()
@@ -141,7 +152,7 @@ def top(
     """A live node table in the terminal; q quits."""
     from bramble.client.top import run_top
 
-    run_top(spec, url=url)
+    run_top(options.master_url(spec, url))
 
 
 @app.command()
@@ -169,7 +180,7 @@ def render(
     """Render every config file of the master and the node image into OUT/master, OUT/node."""
     from bramble.provision.render import render_to_dir
 
-    render_to_dir(spec, out)
+    render_to_dir(options.load(spec), out)
 
 
 @app.command()
@@ -188,9 +199,10 @@ def apply(
     ] = None,
 ) -> None:
     """Install the rendered files for ROLE: diff, back up, write atomically, reload."""
-    from bramble.provision.apply import apply_from_cli
+    from bramble.provision.apply import apply_role, check_role
 
-    apply_from_cli(spec, role=role, root=root, dry_run=dry_run, checks=checks)
+    check_role(role)
+    apply_role(options.load(spec), role=role, root=root, dry_run=dry_run, checks=checks)
 
 
 def main() -> None:

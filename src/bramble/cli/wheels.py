@@ -51,9 +51,9 @@ def fetch_command(
     from bramble.software.fetch import fetch
 
     if directory is None:
-        from bramble.spec import find_spec_path, load_spec
+        from bramble.cli.options import load
 
-        directory = Path(load_spec(find_spec_path(spec)).software.wheels_dir)
+        directory = Path(load(spec).spec.software.wheels_dir)
     fetch(
         directory,
         platform,

@@ -1,7 +1,7 @@
 """Install the rendered files of one role: diff, back up, write atomically, reload.
 
 Planning (`plan_changes`, `services_for`) is pure; `apply_files` does the file work; only
-`apply_from_cli` prints and runs systemctl, and never when installing under another root.
+`apply_role` prints and runs systemctl, and never when installing under another root.
 """
 
 from __future__ import annotations
@@ -17,10 +17,14 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bramble.errors import BrambleError, MissingToolError
 from bramble.provision.redact import redact
 from bramble.provision.render import USER_DATA, private
+
+if TYPE_CHECKING:
+    from bramble.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +66,7 @@ class Change:
 
 def role_files(rendered: Mapping[str, str], role: str) -> dict[str, str]:
     """The files of ROLE, keyed by path under the root (`etc/...`); user-data is not one."""
-    if role not in ROLES:
-        raise BrambleError(f"unknown role '{role}': use --role master or --role node")
+    check_role(role)
     prefix = role + "/"
     return {
         k[len(prefix) :]: v for k, v in rendered.items() if k.startswith(prefix) and k != USER_DATA
@@ -221,8 +224,14 @@ def _run(commands: list[list[str]]) -> None:
             print(f"    failed ({result.returncode}): {result.stderr.strip()}", file=sys.stderr)
 
 
-def apply_from_cli(
-    spec_path: Path | None,
+def check_role(role: str) -> None:
+    """BrambleError unless ROLE is master or node."""
+    if role not in ROLES:
+        raise BrambleError(f"unknown role '{role}': use --role master or --role node")
+
+
+def apply_role(
+    cluster: Cluster,
     *,
     role: str,
     root: Path | None,
@@ -231,20 +240,19 @@ def apply_from_cli(
 ) -> list[Change]:
     """`bramble apply`: render ROLE's files, show the diff, install them and reload services.
 
-    The spec is validated before anything is read or written under the root, so a bad spec
-    changes nothing. On the real root the machine is checked first (bramble in /opt/bramble,
-    the services' packages) unless CHECKS is False; under --root only when CHECKS is True
-    (then against that root). Services are touched only when installing into the real root.
-    Secrets and private keys are never printed, only their fingerprints.
+    The cluster's spec was validated when it was loaded, before anything is read or written
+    under the root, so a bad spec changes nothing. On the real root the machine is checked
+    first (bramble in /opt/bramble, the services' packages) unless CHECKS is False; under
+    --root only when CHECKS is True (then against that root). Services are touched only when
+    installing into the real root. Secrets and private keys are never printed, only their
+    fingerprints.
     """
     from bramble import __version__
     from bramble.provision import preflight
-    from bramble.provision.render import load_inputs
+    from bramble.provision.render import render_cluster
 
-    if role not in ROLES:
-        raise BrambleError(f"unknown role '{role}': use --role master or --role node")
-    inputs = load_inputs(spec_path)
-    files = role_files(inputs.render(), role)
+    check_role(role)
+    files = role_files(render_cluster(cluster), role)
     target_root = root if root is not None else Path("/")
     if checks is None:
         checks = root is None
@@ -252,7 +260,7 @@ def apply_from_cli(
             print(f"not checking {target_root} for what the {role} needs (--root; --checks does)")
     if checks:
         preflight.check(role, target_root, __version__)
-    secrets = inputs.secrets
+    secrets = cluster.secrets_if_present()
     hidden = (secrets.admin_token, secrets.telemetry_key.hex()) if secrets is not None else ()
     changes = plan_changes(files, read_installed(target_root, files))
     if not changes:

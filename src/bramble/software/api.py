@@ -31,7 +31,12 @@ def software_router(wheels_dir: Path, depot: Depot | None = None) -> APIRouter:
     def _unavailable(exc: OwnWheelError) -> HTTPException:
         return HTTPException(503, f"bramble's wheel is not available: {exc}", {"Retry-After": "10"})
 
-    @router.get("/", summary="Wheels for the nodes (pip --find-links page)")
+    @router.get(
+        "/",
+        summary="Wheels for the nodes (pip --find-links page)",
+        response_class=HTMLResponse,
+        responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+    )
     async def index() -> HTMLResponse:
         entries, note = await run_in_threadpool(depot.listing)
         try:
@@ -40,7 +45,11 @@ def software_router(wheels_dir: Path, depot: Depot | None = None) -> APIRouter:
             version = "(unavailable)"
         return HTMLResponse(find_links_page(entries, version=version, note=note), headers=_NO_STORE)
 
-    @router.get("/version", summary="The master's bramble version (what nodes install)")
+    @router.get(
+        "/version",
+        summary="The master's bramble version",
+        response_class=PlainTextResponse,
+    )
     async def version() -> PlainTextResponse:
         try:
             own = await run_in_threadpool(depot.own)
@@ -48,7 +57,11 @@ def software_router(wheels_dir: Path, depot: Depot | None = None) -> APIRouter:
             raise _unavailable(exc) from None
         return PlainTextResponse(own.version + "\n", headers=_NO_STORE)
 
-    @router.get("/requirement", summary="What a node installs: NAME==VERSION of the master")
+    @router.get(
+        "/requirement",
+        summary="What a node installs: NAME==VERSION of the master",
+        response_class=PlainTextResponse,
+    )
     async def requirement() -> PlainTextResponse:
         try:
             own = await run_in_threadpool(depot.own)
@@ -56,7 +69,16 @@ def software_router(wheels_dir: Path, depot: Depot | None = None) -> APIRouter:
             raise _unavailable(exc) from None
         return PlainTextResponse(own.requirement + "\n", headers=_NO_STORE)
 
-    @router.get("/{name}", summary="One wheel", response_class=Response)
+    @router.get(
+        "/{name}",
+        summary="One wheel",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {WHEEL_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
     async def wheel(name: str) -> Response:
         entry = await run_in_threadpool(depot.find, name)
         if entry is None:

@@ -8,12 +8,12 @@
 
 from bramble.spec.load import (
     SpecErrors,
-    address_in,
     find_spec_path,
     load_secrets,
     load_spec,
     parse_secrets,
     parse_spec,
+    read_spec_text,
     secrets_mode_ok,
     secrets_path,
 )
@@ -50,12 +50,12 @@ __all__ = [
     "Spec",
     "SpecErrors",
     "TelemetrySpec",
-    "address_in",
     "find_spec_path",
     "load_secrets",
     "load_spec",
     "parse_secrets",
     "parse_spec",
+    "read_spec_text",
     "secrets_mode_ok",
     "secrets_path",
 ]

@@ -6,7 +6,6 @@ Loading never lets a pydantic or TOML error reach the user: every problem become
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -91,8 +90,8 @@ def find_spec_path(explicit: Path | None = None) -> Path:
     )
 
 
-def load_spec(path: Path) -> Spec:
-    """Read and validate the spec at PATH."""
+def read_spec_text(path: Path) -> str:
+    """The text of the spec file at PATH; SpecError saying why it cannot be read."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -100,11 +99,14 @@ def load_spec(path: Path) -> Spec:
             f"cannot read: {exc.strerror}", file=str(path), fix="check the path"
         ) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError("not UTF-8 text", file=str(path), fix="save the file as UTF-8") from None
-    spec = parse_spec(text, str(path))
-    return spec.model_copy(update={"source": path})
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and validate the spec at PATH."""
+    return parse_spec(read_spec_text(path), str(path))
 
 
 def secrets_path(spec_path: Path) -> Path:
@@ -165,12 +167,4 @@ def secrets_mode_ok(spec_path: Path) -> bool:
     try:
         return os.stat(secrets_path(spec_path)).st_mode & 0o077 == 0
     except OSError:
-        return False
-
-
-def address_in(spec: Spec, text: str) -> bool:
-    """Whether TEXT is an IPv4 address inside the spec's subnet."""
-    try:
-        return ipaddress.IPv4Address(text) in spec.network.subnet
-    except ValueError:
         return False

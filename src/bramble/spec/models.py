@@ -220,7 +220,6 @@ class Spec(_Model):
     history: HistorySpec = Field(default_factory=HistorySpec)
     jobs: JobsSpec = Field(default_factory=JobsSpec)
     software: SoftwareSpec = Field(default_factory=SoftwareSpec)
-    source: Path | None = Field(default=None, exclude=True)
 
     @property
     def dashboard_bind(self) -> str:

@@ -1,6 +1,6 @@
 """The agent's send loop: the only place in telemetry with a socket.
 
-`bramble agent` validates the spec with the full model, then replaces itself (exec) with a
+`bramble agent` loads and validates the spec with the full model, then replaces itself (exec) with a
 lean interpreter (`python -S`, no site hooks) that imports only a few standard modules and the
 sampler and wire modules, so what runs on every board for months stays small. The telemetry
 key is never on a command line: it reaches the lean process through an inherited pipe.
@@ -23,9 +23,7 @@ from bramble.telemetry.sample import Sampler
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from bramble.spec import Spec
+    from bramble.spec import Secrets, Spec
 
 BOOT_ENV = "BRAMBLE_BOOT_ID"
 ENGINES = ("auto", "compiled", "python")
@@ -127,8 +125,9 @@ def lean_argv(
     return argv
 
 
-def run_from_cli(
-    spec_path: Path | None,
+def exec_lean(
+    spec: Spec,
+    secrets: Secrets,
     *,
     node_name: str | None,
     interval: float | None,
@@ -136,16 +135,10 @@ def run_from_cli(
     boot_id: int | None = None,
     engine: str | None = None,
 ) -> None:
-    """Validate the spec, then exec the lean agent with the resolved settings."""
-    from bramble.spec import find_spec_path, load_secrets, load_spec
-
-    path = find_spec_path(spec_path)
-    spec = load_spec(path)
-    secrets = load_secrets(path)
-    tel = spec.telemetry
-    every = interval if interval is not None else tel.interval
+    """Become the lean agent for SPEC (`bramble agent`, once it has loaded and checked the spec)."""
     from bramble.errors import BrambleError
 
+    every = interval if interval is not None else spec.telemetry.interval
     if every <= 0:
         raise BrambleError("--interval must be more than 0 seconds")
     if engine is not None and engine not in ENGINES:
