@@ -68,6 +68,10 @@ scheduler_port = 8786
 dashboard_port = 8787
 tls = true                       # mutual TLS between scheduler, workers and clients
 jobs_dir = "/mnt/jobs"
+
+[software]
+wheels_dir = "/var/lib/bramble/wheels"  # wheels the master serves its nodes (dependencies):
+                                 # fill it with `bramble wheels fetch --platform aarch64`
 """
 
 EXAMPLE_NODES = [

@@ -88,10 +88,11 @@ def test_udhcpc_script_sets_hostname_and_writes_the_lease_last() -> None:
     assert bound.index("resolv.conf") < bound.index("/s/n/lease")
 
 
-def test_lab_spec_moves_only_the_history() -> None:
+def test_lab_spec_moves_only_the_history_and_the_wheels() -> None:
     spec = topology.builtin_spec(2)
     moved = topology.lab_spec(spec, Path("/run/bramble-lab/x"))
     assert moved.history.path == "/run/bramble-lab/x/master/history.db"
+    assert moved.software.wheels_dir == "/run/bramble-lab/x/master/wheels"
     assert moved.nodes == spec.nodes and moved.network == spec.network
     assert moved.network.master_address == IPv4Address("10.42.0.1")
 

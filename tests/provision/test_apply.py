@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def test_apply_twice_second_reports_no_changes(
     assert "user-data" not in " ".join(installed)
     assert installed["etc/bramble/bramble.secrets.toml"][1] == 0o600
     assert installed["etc/bramble/bramble.toml"][1] == 0o644
-    assert not list(root.rglob("*.bramble-bak.*")), "nothing replaced, nothing backed up"
+    assert not (root / "var").exists(), "nothing replaced, nothing backed up"
 
     second = apply(spec, role=role, root=root, dry_run=False)
     assert second == []
@@ -70,8 +71,10 @@ def test_apply_backs_up_replaced_files_and_keeps_their_mode(
     apply(spec_dir / "bramble.toml", role="master", root=root, dry_run=False)
     out = capsys.readouterr().out
     assert "-interface=old0" in out and "+interface=eth0" in out
-    backups = list(conf.parent.glob("bramble.conf.bramble-bak.*"))
+    assert sorted(p.name for p in conf.parent.iterdir()) == ["bramble.conf"]
+    backups = list((root / "var/backups/bramble").glob("*/etc/dnsmasq.d/bramble.conf"))
     assert len(backups) == 1 and backups[0].read_text() == "interface=old0\n"
+    assert backups[0].stat().st_mode & 0o777 == 0o640
     assert "interface=eth0" in conf.read_text()
     assert conf.stat().st_mode & 0o777 == 0o640
     assert not [p for p in root.rglob(".*") if p.is_file()], "no temporary files left behind"
@@ -201,6 +204,10 @@ def test_services_for_maps_files_to_services() -> None:
     ] in cmds
     assert ["exportfs", "-ra"] in services_for("master", ["etc/exports.d/bramble.exports"])
     assert ["sysctl", "--system"] in services_for("master", ["etc/sysctl.d/90-bramble.conf"])
+    # the installer is enabled, never restarted by apply (it may wait for the master)
+    cmds = services_for("node", ["etc/systemd/system/bramble-install.service"])
+    assert ["systemctl", "enable", "bramble-install.service"] in cmds
+    assert not [c for c in cmds if c[1] == "restart" and "bramble-install.service" in c]
 
 
 def test_secrets_forced_private_even_if_installed_wider(
@@ -213,6 +220,179 @@ def test_secrets_forced_private_even_if_installed_wider(
     os.chmod(secrets, 0o644)
     apply(spec_dir / "bramble.toml", role="node", root=root, dry_run=False)
     assert secrets.stat().st_mode & 0o777 == 0o600
-    backup = next(secrets.parent.glob("bramble.secrets.toml.bramble-bak.*"))
+    backup = next((root / "var/backups/bramble").glob("*/etc/bramble/bramble.secrets.toml"))
     assert backup.read_text() == "old\n"
     assert backup.stat().st_mode & 0o777 == 0o600
+
+
+# --- on a real Debian master: backups, secrets in diffs ------------------------------------
+
+DEBIAN_CONFIG_DIR = "{},.dpkg-dist,.dpkg-old,.dpkg-new"
+
+
+def _add_node(spec: Path, n: int) -> None:
+    spec.write_text(
+        spec.read_text() + f'\n[[nodes]]\nname = "node-{n}"\nmac = "b8:27:eb:00:00:{n:02x}"\n'
+    )
+
+
+def test_two_changing_applies_leave_dnsmasq_d_loadable_by_debians_dnsmasq(
+    spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Debian's dnsmasq reads every file of /etc/dnsmasq.d but *.dpkg-*; backups stay out.
+
+    The package's init script and systemd helper run `dnsmasq --test -7 CONFIG_DIR` with
+    CONFIG_DIR=/etc/dnsmasq.d,.dpkg-dist,.dpkg-old,.dpkg-new (/etc/default/dnsmasq), and a
+    stock /etc/dnsmasq.conf is all comments, so /dev/null stands in for it here.
+    """
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    if not Path(dnsmasq).exists():
+        pytest.skip("dnsmasq not installed (Debian package dnsmasq-base)")
+    root = tmp_path / "root"
+    spec = spec_dir / "bramble.toml"
+    apply(spec, role="master", root=root, dry_run=False)
+    for n in (9, 10):
+        _add_node(spec, n)
+        assert apply(spec, role="master", root=root, dry_run=False)
+    out = capsys.readouterr().out
+    conf_dir = root / "etc/dnsmasq.d"
+    assert sorted(p.name for p in conf_dir.iterdir()) == ["bramble.conf"]
+    test = subprocess.run(
+        [dnsmasq, "--test", "--conf-file=/dev/null", "-7", DEBIAN_CONFIG_DIR.format(conf_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert test.returncode == 0, test.stderr
+    assert "syntax check OK" in test.stdout + test.stderr
+    # Both replaced versions are kept, under /var/backups/bramble/<stamp>/<path>.
+    backups = sorted((root / "var/backups/bramble").glob("*/etc/dnsmasq.d/bramble.conf"))
+    assert len(backups) == 2
+    assert "node-9" not in backups[0].read_text() and "node-9" in backups[1].read_text()
+    assert "node-10" not in backups[1].read_text()
+    assert "/var/backups/bramble/" in out
+
+
+def _with_tls(spec_dir: Path) -> None:
+    from bramble.jobs.tls import create_tls_for_spec
+
+    create_tls_for_spec(spec_dir)
+
+
+def _key_material(spec_dir: Path) -> list[str]:
+    """Every line of base64 inside the private keys beside the spec, and the secrets' values."""
+    from bramble.spec import load_secrets
+
+    lines = []
+    for pem in (spec_dir / "tls").glob("*-key.pem"):
+        lines += [line for line in pem.read_text().splitlines() if "-----" not in line]
+    secrets = load_secrets(spec_dir / "bramble.toml")
+    return [*lines, secrets.admin_token, secrets.telemetry_key.hex()]
+
+
+@pytest.mark.parametrize("role", ["master", "node"])
+def test_dry_run_prints_no_key_material(
+    role: str, spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _with_tls(spec_dir)
+    apply(spec_dir / "bramble.toml", role=role, root=tmp_path / "root", dry_run=True)
+    out = capsys.readouterr().out
+    assert "+++ /etc/bramble/bramble.secrets.toml" in out  # the file is named, not shown
+    assert "PRIVATE KEY" not in out
+    for secret in _key_material(spec_dir):
+        assert secret not in out
+
+
+def test_diff_of_a_changed_secret_shows_that_it_changed_not_the_values(
+    spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _with_tls(spec_dir)
+    root = tmp_path / "root"
+    spec = spec_dir / "bramble.toml"
+    apply(spec, role="master", root=root, dry_run=False)
+    old = _key_material(spec_dir)
+    capsys.readouterr()
+    secrets = spec_dir / "bramble.secrets.toml"
+    secrets.write_text(secrets.read_text().replace("golden-admin-token", "rotated-admin-token"))
+    new = _key_material(spec_dir)
+    changes = apply(spec, role="master", root=root, dry_run=False)
+    assert [c.path for c in changes] == ["etc/bramble/bramble.secrets.toml"]
+    out = capsys.readouterr().out
+    token_lines = [line for line in out.splitlines() if line.startswith(("-token", "+token"))]
+    assert len(token_lines) == 2 and token_lines[0][1:] != token_lines[1][1:]
+    assert not [line for line in out.splitlines() if line.startswith(("-key =", "+key ="))]
+    for secret in old + new:
+        assert secret not in out
+    backup = next((root / "var/backups/bramble").glob("*/etc/bramble/bramble.secrets.toml"))
+    assert backup.stat().st_mode & 0o777 == 0o600
+    assert backup.parent.parent.parent.parent.stat().st_mode & 0o777 == 0o700
+
+
+# --- what the machine needs -------------------------------------------------------------
+
+
+def _fake_machine(root: Path, role: str, *, version: str | None = None) -> None:
+    """A root with every program the ROLE needs, and bramble in /opt/bramble at VERSION."""
+    from bramble import __version__
+    from bramble.provision.preflight import NEEDS
+
+    for need in NEEDS[role]:
+        path = root / need.paths[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    bramble = root / "opt/bramble/bin/bramble"
+    bramble.parent.mkdir(parents=True)
+    bramble.write_text("#!/bin/sh\n")
+    bramble.chmod(0o755)
+    site = root / "opt/bramble/lib/python3.11/site-packages"
+    (site / "bramble").mkdir(parents=True)
+    info = site / "bramble_cluster-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: bramble-cluster\nVersion: {version or __version__}\n"
+    )
+
+
+@pytest.mark.parametrize("role", ["master", "node"])
+def test_checks_under_root_say_what_is_missing_one_line_each(
+    role: str, spec_dir: Path, tmp_path: Path
+) -> None:
+    from bramble.provision.preflight import PreflightError
+
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(PreflightError) as raised:
+        apply(spec_dir / "bramble.toml", role=role, root=root, dry_run=False, checks=True)
+    lines = str(raised.value).splitlines()
+    assert "nothing changed" in lines[0]
+    missing = [line.strip().split(":")[0] for line in lines[1:]]
+    assert missing[0] == "/opt/bramble/bin/bramble"
+    assert "systemctl" in missing and "chronyd" in missing
+    if role == "master":
+        assert {"dnsmasq", "dnsmasq.service", "nft", "exportfs"} <= set(missing)
+    assert list(root.iterdir()) == [], "nothing written"
+    _fake_machine(root, role)
+    assert apply(spec_dir / "bramble.toml", role=role, root=root, dry_run=False, checks=True)
+
+
+def test_checks_name_an_older_bramble_in_opt(spec_dir: Path, tmp_path: Path) -> None:
+    from bramble.provision.preflight import PreflightError
+
+    root = tmp_path / "root"
+    _fake_machine(root, "master", version="0.0.1")
+    with pytest.raises(PreflightError, match=r"/opt/bramble has bramble 0\.0\.1, this is "):
+        apply(spec_dir / "bramble.toml", role="master", root=root, dry_run=True, checks=True)
+
+
+def test_cli_checks_exit_2_and_no_checks_skips(spec_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    base = [sys.executable, "-m", "bramble", "apply", "--role", "master"]
+    base += ["--spec", str(spec_dir / "bramble.toml"), "--root", str(root)]
+    out = subprocess.run([*base, "--checks"], capture_output=True, text=True)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "dnsmasq: not found: apt install dnsmasq" in out.stderr
+    assert "Traceback" not in out.stderr
+    skipped = subprocess.run([*base, "--dry-run"], capture_output=True, text=True)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "not checking" in skipped.stdout and "--checks does" in skipped.stdout

@@ -140,9 +140,32 @@ def test_user_data_writes_every_node_file(spec: Spec) -> None:
     for path, text in node.items():
         assert written[path]["content"] == text
         assert written[path]["permissions"] == ("0600" if private(path) else "0644")
-    enabled = [c for c in data["runcmd"] if c[:3] == ["systemctl", "enable", "--now"]][-1]
-    assert "bramble-worker.service" in enabled and "bramble-agent.service" in enabled
-    assert ["/opt/bramble/bin/pip", "install", "--quiet", "bramble-cluster"] in data["runcmd"]
+    units = ["bramble-install.service", "bramble-agent.service", "bramble-worker.service"]
+    enabled = [c for c in data["runcmd"] if c[:2] == ["systemctl", "enable"]][-1]
+    started = [c for c in data["runcmd"] if c[:3] == ["systemctl", "start", "--no-block"]][-1]
+    assert enabled[2:5] == units and started[3:6] == units
+    # bramble comes from the master, never from a package index, and needs no compiler
+    assert not [c for c in data["runcmd"] if "pip" in " ".join(map(str, c))]
+    assert "gcc" not in data["packages"] and "python3-venv" in data["packages"]
+
+
+def test_node_installs_bramble_from_the_master(spec: Spec) -> None:
+    files = render(spec, SECRETS)
+    installer = files["node/etc/bramble/bramble-install"]
+    compile(installer, "bramble-install", "exec")
+    url = f"http://{spec.network.master_address}:{spec.dashboard.port}/dist/"
+    assert f'URL = "{url}"' in installer and 'VENV = "/opt/bramble"' in installer
+    assert (
+        '"--no-index", "--find-links", url' in installer and '"--trusted-host", host' in installer
+    )
+    unit = _ini(files["node/etc/systemd/system/bramble-install.service"])
+    assert unit["Service"]["ExecStart"] == "/usr/bin/python3 /etc/bramble/bramble-install --restart"
+    assert unit["Service"]["Type"] == "oneshot"
+    for name in ("agent", "worker"):
+        after = _ini(files[f"node/etc/systemd/system/bramble-{name}.service"])["Unit"]["After"]
+        assert "bramble-install.service" in after.split()
+    master_agent = _ini(files["master/etc/systemd/system/bramble-agent.service"])
+    assert "bramble-install" not in master_agent["Unit"]["After"]
 
 
 def test_dnsmasq_content(spec: Spec) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bramble.cli import jobs, lab, nodes, options
+from bramble.cli import jobs, lab, nodes, options, wheels
 from bramble.cli.options import SpecOpt
 from bramble.errors import BrambleError
 
@@ -27,6 +27,7 @@ app = typer.Typer(
 app.add_typer(jobs.app)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(lab.app, name="lab")
+app.add_typer(wheels.app, name="wheels")
 
 
 # --- spec -------------------------------------------------------------------------------
@@ -191,12 +192,20 @@ def apply(
     spec: SpecOpt = None,
     root: Annotated[Path | None, typer.Option(help="Install under this root instead of /.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show the diff, change nothing.")] = False,
+    checks: Annotated[
+        bool | None,
+        typer.Option(
+            help="Check first that bramble and the services' packages are installed "
+            "(default: on for /, off with --root; --checks checks under ROOT).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Install the rendered files for ROLE: diff, back up, write atomically, reload."""
     from bramble.provision.apply import apply_role, check_role
 
     check_role(role)
-    apply_role(options.load(spec), role=role, root=root, dry_run=dry_run)
+    apply_role(options.load(spec), role=role, root=root, dry_run=dry_run, checks=checks)
 
 
 def main() -> None:

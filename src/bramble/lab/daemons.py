@@ -98,9 +98,15 @@ def start(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+    _detached[:] = [p for p in _detached if p.poll() is None]  # reap the ones that ended
+    _detached.append(proc)
     pid_file(run_dir, name).write_text(f"{proc.pid}\n")
     log.debug("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
     return proc.pid
+
+
+_detached: list[subprocess.Popen[bytes]] = []
+"""Daemons this process started: they outlive any caller, and are reaped here if they end."""
 
 
 def read_pid(run_dir: Path, name: str) -> int | None:

@@ -176,9 +176,21 @@ def builtin_spec(nodes: int) -> Spec:
 
 
 def lab_spec(spec: Spec, state: Path) -> Spec:
-    """SPEC as the lab's master runs it: only the history path moves into the lab's state."""
+    """SPEC as the lab's master runs it: only the history and the wheels it serves its nodes
+    move into the lab's state."""
     history = spec.history.model_copy(update={"path": str(state / "master" / "history.db")})
-    return spec.model_copy(update={"history": history})
+    software = spec.software.model_copy(update={"wheels_dir": str(wheels_dir(state))})
+    return spec.model_copy(update={"history": history, "software": software})
+
+
+def wheels_dir(state: Path) -> Path:
+    """The master's wheels directory in the lab (software.wheels_dir on hardware)."""
+    return state / "master" / "wheels"
+
+
+def node_venv(node_dir: Path) -> Path:
+    """Where a node's /opt/bramble lives in the lab (each node has its own, as a board does)."""
+    return node_dir / "opt" / "bramble"
 
 
 def lab_shares(spec: Spec, state: Path) -> list[tuple[Path, str]]:
@@ -270,8 +282,23 @@ def node_init_script(node: NodePlan, node_dir: Path, shares: list[tuple[Path, st
     lines.append(f": > {node_dir}/resolv.conf")
     lines.append(f"mount --bind {node_dir}/resolv.conf /etc/resolv.conf")
     lines += share_mounts(shares)
+    lines += own_opt_bramble(node_dir)
     lines.append("exec sleep infinity")
     return "\n".join(lines) + "\n"
+
+
+def own_opt_bramble(node_dir: Path) -> list[str]:
+    """Shell lines giving the node a /opt/bramble of its own, where it installs bramble as a
+    board does: an overlay keeps the host's /opt visible and unchanged beneath it. Without
+    overlayfs the node simply has none."""
+    opt, venv = node_dir / "opt", node_venv(node_dir)
+    return [
+        f"mkdir -p {opt}/upper {opt}/work {venv}",
+        f"if mount -t overlay bramble-lab -o lowerdir=/opt,upperdir={opt}/upper,"
+        f"workdir={opt}/work /opt; then",
+        f"    mkdir -p /opt/bramble && mount --bind {venv} /opt/bramble",
+        "fi",
+    ]
 
 
 def share_mounts(shares: list[tuple[Path, str]]) -> list[str]:

@@ -164,8 +164,10 @@ class Master:
 
 
 def create_app(master: Master) -> FastAPI:
-    """The master's HTTP app: the API, /metrics, the jobs API and the dashboard page."""
+    """The master's HTTP app: the API, /metrics, the jobs API, the software the nodes install
+    (/dist/) and the dashboard page."""
     from bramble.jobs.api import router as jobs_router
+    from bramble.software.api import software_router
 
     app = FastAPI(
         title="bramble master",
@@ -176,6 +178,7 @@ def create_app(master: Master) -> FastAPI:
     app.include_router(api.router(master.live, master.reader))
     app.include_router(prometheus.router(master.live))
     app.include_router(jobs_router)
+    app.include_router(software_router(Path(master.cluster.spec.software.wheels_dir)))
     api.mount_page(app)
     return app
 

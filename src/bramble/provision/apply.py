@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bramble.errors import BrambleError, MissingToolError
+from bramble.provision.redact import redact
 from bramble.provision.render import USER_DATA, private
 
 if TYPE_CHECKING:
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLES = ("master", "node")
+ONCE_UNITS = ("bramble-nftables.service", "bramble-install.service")
+"""Units apply does not restart with the rest (the firewall has its own step above)."""
+BACKUPS = "var/backups/bramble"
+"""Where replaced files are kept, under the root: never in a directory a daemon reads whole
+(Debian's dnsmasq loads every file of /etc/dnsmasq.d, backups included)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +49,14 @@ class Change:
         """The mode a new file gets (existing files keep theirs, except secrets)."""
         return 0o600 if private(self.path) else 0o644
 
-    def diff(self) -> str:
-        """A unified diff from the installed file to the rendered one."""
-        old = [] if self.old is None else self.old.splitlines(keepends=True)
-        new = self.new.splitlines(keepends=True)
+    def diff(self, secrets: Iterable[str] = ()) -> str:
+        """A unified diff from the installed file to the rendered one, fit to print.
+
+        Private keys, the values of a secrets file and the SECRETS are shown only as
+        fingerprints (see `redact`): a changed secret is a changed line, never its value.
+        """
+        old = [] if self.old is None else redact(self.old, self.path, secrets).splitlines(True)
+        new = redact(self.new, self.path, secrets).splitlines(keepends=True)
         label = "/" + self.path
         lines = difflib.unified_diff(
             old, new, fromfile="/dev/null" if self.old is None else label, tofile=label
@@ -99,7 +109,7 @@ def services_for(role: str, paths: Iterable[str]) -> list[list[str]]:
     for unit in units:
         if unit.endswith(".mount"):
             unit = unit.removesuffix(".mount") + ".automount"
-        if unit.endswith((".service", ".automount")) and unit != "bramble-nftables.service":
+        if unit.endswith((".service", ".automount")) and unit not in ONCE_UNITS:
             restart.append(unit)
     if any(p.startswith("etc/bramble/") for p in paths):
         bramble = ["bramble-agent.service"]
@@ -109,6 +119,9 @@ def services_for(role: str, paths: Iterable[str]) -> list[list[str]]:
             else ["bramble-worker.service"]
         )
         restart += bramble
+    # The installer runs at boot and when asked (it may wait for the master): enabled only.
+    if "bramble-install.service" in units:
+        commands.append(["systemctl", "enable", "bramble-install.service"])
     restart = sorted(set(restart))
     if restart:
         commands.append(["systemctl", "enable", *restart])
@@ -150,13 +163,32 @@ def write_atomic(target: Path, text: str, mode: int, *, keep_mode: bool = True) 
         os.close(dir_fd)
 
 
+def backup_dir(root: Path, stamp: str) -> Path:
+    """A new directory for this apply's backups: ROOT/var/backups/bramble/STAMP[.N], 0700."""
+    base = root / BACKUPS
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o700)  # backups of the secrets file and keys are as private as they are
+    for n in range(1000):
+        candidate = base / (stamp if n == 0 else f"{stamp}.{n}")
+        try:
+            candidate.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return candidate
+    raise BrambleError(f"too many backups named {stamp} in {base}: remove some")
+
+
 def apply_files(root: Path, changes: Iterable[Change], stamp: str) -> list[Path]:
-    """Install CHANGES under ROOT, backing up each replaced file; return the backups."""
+    """Install CHANGES under ROOT, keeping each replaced file in a backup directory (see
+    `backup_dir`) at its own path; return the backups."""
     backups: list[Path] = []
+    directory: Path | None = None
     for change in changes:
         target = root / change.path
         if target.exists():
-            backup = target.with_name(f"{target.name}.bramble-bak.{stamp}")
+            directory = directory or backup_dir(root, stamp)
+            backup = directory / change.path
+            backup.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(target, backup)
             if private(change.path):
                 backup.chmod(0o600)
@@ -198,25 +230,45 @@ def check_role(role: str) -> None:
         raise BrambleError(f"unknown role '{role}': use --role master or --role node")
 
 
-def apply_role(cluster: Cluster, *, role: str, root: Path | None, dry_run: bool) -> list[Change]:
+def apply_role(
+    cluster: Cluster,
+    *,
+    role: str,
+    root: Path | None,
+    dry_run: bool,
+    checks: bool | None = None,
+) -> list[Change]:
     """`bramble apply`: render ROLE's files, show the diff, install them and reload services.
 
     The cluster's spec was validated when it was loaded, before anything is read or written
-    under the root, so a bad spec changes nothing. Services are touched only when installing
-    into the real root.
+    under the root, so a bad spec changes nothing. On the real root the machine is checked
+    first (bramble in /opt/bramble, the services' packages) unless CHECKS is False; under
+    --root only when CHECKS is True (then against that root). Services are touched only when
+    installing into the real root. Secrets and private keys are never printed, only their
+    fingerprints.
     """
+    from bramble import __version__
+    from bramble.provision import preflight
     from bramble.provision.render import render_cluster
 
     check_role(role)
     files = role_files(render_cluster(cluster), role)
     target_root = root if root is not None else Path("/")
+    if checks is None:
+        checks = root is None
+        if not checks:
+            print(f"not checking {target_root} for what the {role} needs (--root; --checks does)")
+    if checks:
+        preflight.check(role, target_root, __version__)
+    secrets = cluster.secrets_if_present()
+    hidden = (secrets.admin_token, secrets.telemetry_key.hex()) if secrets is not None else ()
     changes = plan_changes(files, read_installed(target_root, files))
     if not changes:
         print(f"no changes: the {len(files)} {role} files under {target_root} are up to date")
         return []
     tty = sys.stdout.isatty()
     for change in changes:
-        diff = change.diff()
+        diff = change.diff(hidden)
         sys.stdout.write(_colour(diff) if tty else diff)
     verb = "would change" if dry_run else "changed"
     if dry_run:
@@ -224,10 +276,11 @@ def apply_role(cluster: Cluster, *, role: str, root: Path | None, dry_run: bool)
         return changes
     stamp = time.strftime("%Y%m%d-%H%M%S")
     backups = apply_files(target_root, changes, stamp)
-    print(
-        f"{verb} {len(changes)} of {len(files)} files under {target_root}"
-        + (f"; backups: *.bramble-bak.{stamp} ({len(backups)})" if backups else "")
-    )
+    kept = ""
+    if backups:
+        name = backups[0].relative_to(target_root / BACKUPS).parts[0]
+        kept = f"; the replaced files are kept in /{BACKUPS}/{name}/ ({len(backups)})"
+    print(f"{verb} {len(changes)} of {len(files)} files under {target_root}{kept}")
     commands = services_for(role, (c.path for c in changes))
     if root is not None:
         if commands:

@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEADER = "Rendered by bramble from bramble.toml: edit the spec, not this file."
-BRAMBLE = "/opt/bramble/bin/bramble"
+VENV = "/opt/bramble"
+BRAMBLE = f"{VENV}/bin/bramble"
 ETC = "/etc/bramble"
 SPEC_FILE = f"{ETC}/bramble.toml"
 TLS_DIR = f"{ETC}/tls"
 NFT_FILE = "/etc/nftables.d/bramble.nft"
+INSTALLER = f"{ETC}/bramble-install"
+"""The node's installer: bramble from the master's /dist/ into VENV."""
 USER_DATA = "node/user-data"
 """The cloud-init file for flashing node images; rendered, never applied."""
 
@@ -187,6 +190,14 @@ def _share_units(spec: Spec, share: ShareSpec, common: dict[str, Any]) -> dict[s
     }
 
 
+def dist_url(spec: Spec) -> str:
+    """Where the nodes install bramble from: the master's /dist/ on the cluster side."""
+    bind = spec.dashboard.bind
+    wildcard = bind in ("", "0.0.0.0") or bind.startswith("127.")
+    host = str(spec.network.master_address) if wildcard else bind
+    return f"http://{host}:{spec.dashboard.port}/dist/"
+
+
 def render_node(
     spec: Spec,
     secrets: Secrets | None,
@@ -212,11 +223,16 @@ def render_node(
     automounts = [unit_name(s.mount, ".automount") for s in spec.shares]
     for share in spec.shares:
         files.update(_share_units(spec, share, common))
+    install = {"url": dist_url(spec), "venv": VENV, "installer": INSTALLER}
+    files["etc/systemd/system/bramble-install.service"] = _render(
+        "bramble-install.service", **install, **common
+    )
     files["etc/systemd/system/bramble-agent.service"] = _render("bramble-agent.service", **common)
     files["etc/systemd/system/bramble-worker.service"] = _render(
         "bramble-worker.service", automounts=automounts, **common
     )
     files.update(_bramble_files(spec, secrets, tls or {}, "node", spec_text))
+    files[INSTALLER.lstrip("/")] = _render("bramble-install", **install, **common)
     return files
 
 
@@ -226,7 +242,7 @@ def user_data(spec: Spec, node_files: Mapping[str, str]) -> str:
         _File("/" + path, text, "0600" if private(path) else "0644")
         for path, text in sorted(node_files.items())
     ]
-    units = ["bramble-agent.service", "bramble-worker.service"]
+    units = ["bramble-install.service", "bramble-agent.service", "bramble-worker.service"]
     units += [unit_name(s.mount, ".automount") for s in spec.shares]
     return _render("user-data", files=entries, units=units)
 

@@ -33,6 +33,7 @@ from bramble.spec.models import (
     NodeSpec,
     Secrets,
     ShareSpec,
+    SoftwareSpec,
     Spec,
     TelemetrySpec,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "NodeSpec",
     "Secrets",
     "ShareSpec",
+    "SoftwareSpec",
     "Spec",
     "SpecErrors",
     "TelemetrySpec",

@@ -215,6 +215,19 @@ class JobsSpec(_Model):
     jobs_dir: str = "/mnt/jobs"
 
 
+class SoftwareSpec(_Model):
+    """What the master serves its nodes to install bramble from (`/dist/` on the dashboard port)."""
+
+    wheels_dir: str = "/var/lib/bramble/wheels"
+
+    @field_validator("wheels_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value.rstrip("/") or "/"
+
+
 class Spec(_Model):
     """A whole cluster, as written in `bramble.toml`."""
 
@@ -226,6 +239,7 @@ class Spec(_Model):
     dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
     history: HistorySpec = Field(default_factory=HistorySpec)
     jobs: JobsSpec = Field(default_factory=JobsSpec)
+    software: SoftwareSpec = Field(default_factory=SoftwareSpec)
 
     @property
     def dashboard_bind(self) -> str:
