@@ -228,6 +228,7 @@ class NodeTable:
 
     def _view(self, state: NodeState, now: float) -> NodeView:
         sample = state.sample
+        rx, tx = round(state.net_rx, 1), round(state.net_tx, 1)
         return {
             "name": state.name,
             "address": state.address,
@@ -240,6 +241,6 @@ class NodeTable:
             "interval": state.interval,
             "signed": state.signed,
             "sample": sample_view(sample, state.last_ts) if sample else None,
-            "rates": {"net_rx": round(state.net_rx, 1), "net_tx": round(state.net_tx, 1)},
-            "metrics": values(sample, state.net_rx, state.net_tx) if sample else {},
+            "rates": {"net_rx": rx, "net_tx": tx},
+            "metrics": values(sample, rx, tx) if sample else {},
         }
