@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bramble.errors import BrambleError
+from bramble.jobs.servers import node_resources
 from bramble.lab import daemons, netns, topology
 from bramble.lab.topology import Lab, LabPlan
 from bramble.spec import Secrets, Spec, load_spec
@@ -285,11 +286,33 @@ def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
         say(f"  {name}: {address} hostname {hostname}, agent boot {boot}")
 
 
+def worker_argv(lab: Lab, hostname: str) -> list[str]:
+    """A lab node's Dask worker: light, one thread, a share of the host's RAM as its limit.
+
+    Many nodes share one machine: each gets one thread (a node's own cores are the host's,
+    counted once per node otherwise) and RAM / nodes as its memory limit, so Dask pauses
+    and spills a node's work before the host runs out, as on a board.
+    """
+    _, ram = node_resources()
+    share = ram // max(1, len(lab.plan.nodes))
+    return daemons.bramble_argv(
+        "worker",
+        "--spec",
+        str(lab.spec_path),
+        "--name",
+        hostname,
+        "--nthreads",
+        "1",
+        "--memory-limit",
+        str(share),
+        "--light",
+    )
+
+
 def start_workers(lab: Lab, names: Sequence[str], say: Say) -> None:
     """Start the Dask worker of each running node in NAMES, named after its hostname.
 
-    Each has the node's cores as threads and its RAM as memory limit (in the lab, the host's),
-    and the cluster's TLS certificate from the lab's state.
+    Each has the cluster's TLS certificate from the lab's state (see `worker_argv`).
     """
     run = lab.plan.state / "run"
     started = []
@@ -299,7 +322,7 @@ def start_workers(lab: Lab, names: Sequence[str], say: Say) -> None:
         if holder is None or not lease.exists():
             continue
         hostname = lease.read_text().strip().partition(" ")[2] or name
-        argv = daemons.bramble_argv("worker", "--spec", str(lab.spec_path), "--name", hostname)
+        argv = worker_argv(lab, hostname)
         daemons.start(run, f"{name}.worker", daemons.in_node(holder, argv))
         started.append(name)
     if started:

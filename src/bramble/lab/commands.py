@@ -20,7 +20,7 @@ from pathlib import Path
 import typer
 
 from bramble.errors import BrambleError
-from bramble.lab import build, daemons, netns, topology
+from bramble.lab import build, capacity, daemons, netns, topology
 from bramble.lab.build import NFS_CHECK_FILE, NFS_CHECK_TEXT, Say, master_daemons
 from bramble.lab.topology import Lab, NodePlan
 from bramble.spec import Secrets, Spec, find_spec_path, load_secrets, load_spec
@@ -191,7 +191,12 @@ def up(
     spec, secrets, source = _source_spec(spec_path, nodes)
     if not spec.nodes:
         raise BrambleError("the lab spec has no nodes (add [[nodes]] or pass --nodes N)")
+    jobs = jobs and spec.jobs.tls  # the lab runs Dask only with the TLS the spec asks for
+    need = capacity.Need(len(spec.nodes), jobs)
+    capacity.check_machine(need)
     plan = topology.plan(spec, name, netns.root_networks())
+    for line in capacity.size_neighbour_tables(need):
+        say(f"kernel: {line} (shared by every namespace; {len(spec.nodes)} nodes)")
     state = plan.state
     (state / "run").mkdir(parents=True, exist_ok=True)
     (state / "master").mkdir(parents=True, exist_ok=True)
@@ -200,7 +205,6 @@ def up(
     secrets = load_secrets(path)
     http_port = _free_port(spec.dashboard.port if port is None else port)
     url = f"http://127.0.0.1:{http_port}/"
-    jobs = jobs and spec.jobs.tls  # the lab runs Dask only with the TLS the spec asks for
     _state_file(state).write_text(
         json.dumps({"spec": str(path), "uplink": str(plan.uplink_net), "url": url, "jobs": jobs})
     )
