@@ -150,11 +150,14 @@ def demo(
     local: Annotated[
         bool, typer.Option(help="Use local processes on loopback even when root.")
     ] = False,
+    jobs: Annotated[
+        bool, typer.Option(help="Run the jobs cluster too (a Dask scheduler, a worker per node).")
+    ] = True,
 ) -> None:
     """Bring up a whole cluster on this machine and print the dashboard URL."""
     from bramble.demo import run_demo
 
-    run_demo(nodes=nodes, port=port, force_local=local)
+    run_demo(nodes=nodes, port=port, force_local=local, jobs=jobs)
 
 
 # --- provisioning -----------------------------------------------------------------------

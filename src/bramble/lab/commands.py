@@ -467,12 +467,12 @@ def leftovers(prefix: str) -> list[str]:
 # --- demo -------------------------------------------------------------------------------------
 
 
-def demo(*, nodes: int, port: int) -> None:
+def demo(*, nodes: int, port: int, jobs: bool = True) -> None:
     """`bramble demo` as root: a lab of NODES nodes until Ctrl-C, then `lab down`."""
     import signal
 
     prefix = "demo"
-    lab = up(None, nodes=nodes, prefix=prefix, port=port)
+    lab = up(None, nodes=nodes, prefix=prefix, port=port, jobs=jobs)
     _say(f"bramble demo: lab cluster of {nodes} nodes; dashboard {lab.url} (Ctrl-C stops)")
     if lab.jobs:
         share = topology.export_dir(lab.plan.state, lab.spec.shares[0].export)
