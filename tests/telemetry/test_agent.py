@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,6 +76,30 @@ def test_agent_sends_signed_datagrams_then_exits_on_count(
         assert len(packet.sample.cores) == os.cpu_count()
     # A monotonic schedule: five samples 0.05 s apart take about 0.2 s, not much more.
     assert packets[-1].ts - packets[0].ts == pytest.approx(0.2, abs=0.15)
+
+
+@ENGINES
+def test_count_says_what_was_sent_and_the_start_says_what_runs(
+    spec_dir: tuple[Path, int], engine: str
+) -> None:
+    spec, port = spec_dir
+    with _receiver(port):
+        agent = _agent(spec, "--node-name", "node-7", "--count", "3", engine=engine)
+        out, err = agent.communicate(timeout=20)
+    assert agent.returncode == 0, err
+    assert out.decode() == f"bramble agent: sent 3 datagrams as node-7 to {GROUP}:{port}\n"
+    said = err.decode().splitlines()
+    runs = (
+        r"the compiled agent \(/\S+\)"
+        if engine == "compiled"
+        else r"the Python agent \(engine python\)"
+    )
+    assert len(said) == 1, said
+    assert re.fullmatch(
+        rf"bramble agent: running {runs} for node-7: one signed datagram every 0\.05 s "
+        rf"to {re.escape(GROUP)}:{port}",
+        said[0],
+    ), said
 
 
 @ENGINES

@@ -204,8 +204,8 @@ def compiled_argv(config: AgentConfig, key_fd: int) -> list[str]:
     return argv
 
 
-def exec_compiled(config: AgentConfig) -> None:
-    """Become the compiled agent; return (having said why) only if `auto` finds none."""
+def exec_compiled(config: AgentConfig) -> str:
+    """Become the compiled agent (having said so); if `auto` finds none, return why not."""
     from bramble.telemetry import native
 
     try:
@@ -213,16 +213,17 @@ def exec_compiled(config: AgentConfig) -> None:
     except native.Unavailable as exc:
         if config.engine == "compiled":
             raise native.Unavailable(f"the compiled agent is not available: {exc}") from None
-        _log(f"the compiled agent is not available: {exc}; running the Python agent")
-        return
+        return f"the compiled agent is not available: {exc}"
     key_fd = key_pipe(config.key_id, config.key)
+    _log(start_line(config, f"the compiled agent ({path})"))
     try:
         os.execv(path, compiled_argv(config, key_fd))
     except OSError as exc:  # a damaged program (a full disk during the build, say)
         os.close(key_fd)
         if config.engine == "compiled":
             raise native.Unavailable(f"cannot run {path}: {exc}") from None
-        _log(f"cannot run {path}: {exc}; running the Python agent")
+        return f"cannot run {path}: {exc}"
+    raise AssertionError("unreachable: execv returns only by raising")
 
 
 def read_key_fd(fd: int) -> tuple[str, bytes]:
@@ -259,6 +260,26 @@ def open_socket(config: AgentConfig) -> _socket.socket:
     return sock
 
 
+def sent_line(config: AgentConfig, sent: int, failures: int) -> str:
+    """What `--count N` did, said once at the end (the compiled agent says the same)."""
+    line = f"bramble agent: sent {sent} datagrams as {config.node} to {config.group}:{config.port}"
+    if config.targets:
+        plural = "" if len(config.targets) == 1 else "s"
+        line += f" and {len(config.targets)} unicast target{plural}"
+    if failures:
+        line += f" ({failures} sends failed)"
+    return line
+
+
+def start_line(config: AgentConfig, engine: str) -> str:
+    """The one line the agent writes on start: what runs, as what, where to."""
+    unicast = f" and {len(config.targets)} unicast" if config.targets else ""
+    return (
+        f"running {engine} for {config.node}: one signed datagram every {config.interval:g} s to "
+        f"{config.group}:{config.port}{unicast}"
+    )
+
+
 class _Outage:
     """Logs a destination's outage once when it starts and once when it ends, not per datagram."""
 
@@ -266,9 +287,11 @@ class _Outage:
         self.target = f"{target[0]}:{target[1]}"
         self.since: float | None = None
         self.failed = 0
+        self.total = 0
 
     def failure(self, now: float, error: OSError) -> None:
         self.failed += 1
+        self.total += 1
         if self.since is None:
             self.since = now
             _log(f"cannot send to {self.target}: {error} (will keep trying)")
@@ -327,6 +350,9 @@ def run(config: AgentConfig) -> int:
                 if outage.since is not None:
                     outage.success(time.monotonic())
             if seq == last_seq:
+                failures = sum(outage.total for _target, outage in destinations)
+                line = sent_line(config, seq - first_seq, failures)
+                os.write(1, f"{line}\n".encode(errors="replace"))
                 break
     finally:
         _signal.setitimer(_signal.ITIMER_REAL, 0)
@@ -417,8 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         # A name the master would refuse fails here, once, not in every datagram.
         Encoder(node=config.node, boot=0, interval=config.interval, key=config.key,
                 key_id=config.key_id)  # fmt: skip
-        if config.engine != "python":
-            exec_compiled(config)
+        why = "engine python" if config.engine == "python" else exec_compiled(config)
+        _log(start_line(config, f"the Python agent ({why})"))
         return run(config)
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         _log(f"error: {exc}")
