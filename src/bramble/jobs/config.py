@@ -44,8 +44,6 @@ def spec_path_from(explicit: Path | None) -> Path:
     """The spec file: EXPLICIT, then $BRAMBLE_SPEC, then the usual search."""
     from bramble.spec import find_spec_path
 
-    if explicit is None and os.environ.get(ENV_SPEC):
-        explicit = Path(os.environ[ENV_SPEC])
     return find_spec_path(explicit)
 
 

@@ -19,6 +19,7 @@ from bramble.spec.load import (
 )
 from bramble.spec.models import (
     SECRETS_NAME,
+    SPEC_ENV,
     SPEC_NAME,
     SYSTEM_SPEC,
     DashboardSpec,
@@ -35,6 +36,7 @@ from bramble.spec.models import (
 
 __all__ = [
     "SECRETS_NAME",
+    "SPEC_ENV",
     "SPEC_NAME",
     "SYSTEM_SPEC",
     "DashboardSpec",

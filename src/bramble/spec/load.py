@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from bramble.errors import SpecError
 from bramble.spec.checks import Problem, pydantic_problems, semantic_problems
 from bramble.spec.locate import key_lines, line_of
-from bramble.spec.models import SECRETS_NAME, SPEC_NAME, SYSTEM_SPEC, Secrets, Spec
+from bramble.spec.models import SECRETS_NAME, SPEC_ENV, SPEC_NAME, SYSTEM_SPEC, Secrets, Spec
 
 
 def parse_spec(text: str, file: str = SPEC_NAME) -> Spec:
@@ -74,18 +74,31 @@ class SpecErrors(SpecError):
 
 
 def find_spec_path(explicit: Path | None = None) -> Path:
-    """The spec to use: EXPLICIT, else ./bramble.toml, else /etc/bramble/bramble.toml."""
+    """The spec to use: EXPLICIT, else $BRAMBLE_SPEC, else ./bramble.toml, else /etc/bramble/.
+
+    Every command finds its spec this way, so `bramble lab exec master -- bramble status`
+    (which sets $BRAMBLE_SPEC) reaches the lab's master as the jobs commands do.
+    """
     if explicit is not None:
         if not explicit.is_file():
             raise SpecError(
                 "no such file", file=str(explicit), fix="run `bramble init` to write one"
             )
         return explicit
+    from_env = os.environ.get(SPEC_ENV)
+    if from_env:
+        if not Path(from_env).is_file():
+            raise SpecError(
+                f"no such file (named by ${SPEC_ENV})",
+                file=from_env,
+                fix=f"unset {SPEC_ENV} or point it at a spec",
+            )
+        return Path(from_env)
     for candidate in (Path(SPEC_NAME), SYSTEM_SPEC):
         if candidate.is_file():
             return candidate
     raise SpecError(
-        f"no spec found (looked for ./{SPEC_NAME} and {SYSTEM_SPEC})",
+        f"no spec found (looked for ${SPEC_ENV}, ./{SPEC_NAME} and {SYSTEM_SPEC})",
         file=SPEC_NAME,
         fix="run `bramble init` here, or pass --spec FILE",
     )

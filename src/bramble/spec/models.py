@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SPEC_NAME = "bramble.toml"
 SECRETS_NAME = "bramble.secrets.toml"
 SYSTEM_SPEC = Path("/etc/bramble") / SPEC_NAME
+SPEC_ENV = "BRAMBLE_SPEC"  # names the spec for every command without --spec
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
