@@ -66,10 +66,35 @@ def _state_file(state: Path) -> Path:
     return state / "lab.json"
 
 
+def labs_up() -> list[str]:
+    """The prefixes of the labs whose state is recorded on this machine, sorted."""
+    try:
+        entries = list(topology.STATE_ROOT.iterdir())
+    except OSError:
+        return []
+    return sorted(e.name for e in entries if _state_file(e).is_file())
+
+
 def load_lab(prefix: str | None) -> Lab:
-    """The running lab PREFIX from its state; BrambleError if there is none."""
+    """The running lab PREFIX from its state; BrambleError if there is none.
+
+    Without a prefix (no --prefix, no $BRAMBLE_LAB_PREFIX) and no lab 'lab', the one lab
+    that is up is meant (`bramble demo`'s is 'demo'); with several, the error names them.
+    """
     name = prefix_of(prefix)
     state = topology.STATE_ROOT / name
+    given = prefix or os.environ.get(PREFIX_ENV)
+    if not given and not _state_file(state).is_file():
+        others = labs_up()
+        if len(others) == 1:
+            name = others[0]
+            state = topology.STATE_ROOT / name
+        elif others:
+            names = ", ".join(repr(o) for o in others)
+            raise BrambleError(
+                f"no lab {name!r} is up; these are: {names}: name one with --prefix "
+                f"(e.g. --prefix {others[0]}) or $BRAMBLE_LAB_PREFIX"
+            )
     try:
         data = json.loads(_state_file(state).read_text())
     except (OSError, ValueError):
