@@ -18,6 +18,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from bramble.master.address import check_listen
 from bramble.master.collector import Collector, open_socket
 from bramble.master.events import Hub
 from bramble.master.history import History, HistoryReader, metric_row
@@ -258,6 +259,8 @@ def run_from_cli(
     spec = load_spec(path)
     secrets = load_secrets(path)
     db_path = db or Path(spec.history.path)
+    host, http_port = bind or spec.dashboard_bind, port or spec.dashboard.port
+    check_listen(host, http_port, _bind_source(path, spec, bind, port))
     try:
         service = MasterService(spec, secrets, db_path)
     except OSError as exc:
@@ -267,13 +270,20 @@ def run_from_cli(
         ) from None
     loop = _new_loop()
     try:
-        loop.run_until_complete(
-            service.run(bind or spec.dashboard_bind, port or spec.dashboard.port)
-        )
+        loop.run_until_complete(service.run(host, http_port))
     except OSError as exc:
         raise BrambleError(f"cannot start the master: {exc}") from None
     finally:
         loop.close()
+
+
+def _bind_source(path: Path, spec: Spec, bind: str | None, port: int | None) -> str:
+    """Where the dashboard's address came from, for an error that says what to change."""
+    if bind:
+        return "--bind"
+    if spec.dashboard.bind:
+        return f"dashboard.bind in {path}"
+    return f"network.master_address in {path}, as dashboard.bind is empty"
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
