@@ -50,13 +50,27 @@ def init(
 def check(
     file: Annotated[Path | None, typer.Argument(help="Spec file to validate.")] = None,
     spec: SpecOpt = None,
+    spec_only: Annotated[
+        bool,
+        typer.Option(
+            "--spec-only",
+            help="Check the spec alone, not the secrets file beside it (a spec kept in a "
+            "repository without its secrets).",
+        ),
+    ] = False,
 ) -> None:
-    """Validate a spec; errors name the file, key, line and the fix."""
-    from bramble.spec import find_spec_path, load_spec
+    """Validate a spec and the secrets file beside it; errors name the file, key, line, fix."""
+    from bramble.spec import check_secrets, find_spec_path, load_spec
 
     path = find_spec_path(file or spec)
     loaded = load_spec(path)
-    typer.echo(f"{path}: ok ({len(loaded.nodes)} nodes)")
+    if spec_only:
+        typer.echo(f"{path}: ok ({len(loaded.nodes)} nodes; secrets not checked)")
+        return
+    secrets, warning = check_secrets(path)
+    if warning:
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+    typer.echo(f"{path}: ok ({len(loaded.nodes)} nodes; secrets in {secrets.name})")
 
 
 # --- telemetry and master ---------------------------------------------------------------------

@@ -9,6 +9,7 @@
 from bramble.spec.load import (
     SpecErrors,
     address_in,
+    check_secrets,
     find_spec_path,
     load_secrets,
     load_spec,
@@ -51,6 +52,7 @@ __all__ = [
     "SpecErrors",
     "TelemetrySpec",
     "address_in",
+    "check_secrets",
     "find_spec_path",
     "load_secrets",
     "load_spec",
