@@ -6,10 +6,12 @@ only interface names and paths (noted where it does).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -313,6 +315,7 @@ def show_status(spec_path: Path | None, *, prefix: str | None = None, say: Say =
             say(f"  {node.name:<12} namespace missing")
             continue
         stopped = (plan.state / "nodes" / node.name / "stopped").exists()
+        frozen = (plan.state / "nodes" / node.name / "frozen").exists()
         link = json.loads(
             netns.ip("-j", "link", "show", "dev", node.port, ns=plan.switch_ns, check=False)
             or "[{}]"
@@ -320,11 +323,13 @@ def show_status(spec_path: Path | None, *, prefix: str | None = None, say: Say =
         cable = "cut" if "UP" not in link.get("flags", []) else "plugged"
         agent = daemons.running(run, f"{node.name}.agent")
         state = "off" if stopped else ("agent pid " + str(agent) if agent else "agent NOT RUNNING")
+        if frozen:
+            state = "FROZEN, " + state
         if lab.jobs and not stopped:
             worker = daemons.running(run, f"{node.name}.worker")
             state += f", worker pid {worker}" if worker else ", worker NOT RUNNING"
         nfs = "-"
-        if not stopped and cable == "plugged":
+        if not stopped and not frozen and cable == "plugged":
             ok, detail = nfs_check(lab, node)
             nfs = "ok" if ok else detail
         say(
@@ -344,7 +349,8 @@ def show_status(spec_path: Path | None, *, prefix: str | None = None, say: Say =
 def fault(
     spec_path: Path | None, node: str, verb: str, *, prefix: str | None = None, say: Say = _say
 ) -> None:
-    """stop/start (power) or cut/heal (cable) NODE; the master's name stops/starts its daemons."""
+    """stop/start (power), cut/heal (cable) or freeze/thaw (a hang) NODE; the master's name
+    stops/starts its daemons."""
     lab = load_lab(prefix)
     with daemons.locked(lab.plan.state / "run"):
         _fault(lab, node, verb, say)
@@ -379,6 +385,21 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
         if holder:
             netns.run(daemons.in_node(holder, ["hostname", "localhost"]), check=False)
         (plan.state / "nodes" / node / "stopped").write_text("")
+    elif verb in ("freeze", "thaw"):
+        # A board that hangs: every process of the node stops where it is (SIGSTOP), its
+        # connections stay open and nothing is said on the wire; thaw lets them go on.
+        pids = netns.ns_pids(target.netns)
+        sig = signal.SIGSTOP if verb == "freeze" else signal.SIGCONT
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        marker = plan.state / "nodes" / node / "frozen"
+        if verb == "freeze":
+            marker.write_text("")
+        else:
+            marker.unlink(missing_ok=True)
+        say(f"{node}: {verb} ({len(pids)} processes)")
+        return
     elif verb == "start":
         if daemons.running(run, f"{node}.agent"):
             say(f"{node} is already on")
@@ -387,7 +408,7 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
         if lab.jobs:
             build.start_workers(lab, [node], say)
     else:
-        raise BrambleError(f"unknown fault {verb!r}: stop, start, cut or heal")
+        raise BrambleError(f"unknown fault {verb!r}: stop, start, cut, heal, freeze or thaw")
     say(f"{node}: {verb}")
 
 
@@ -494,8 +515,6 @@ def leftovers(prefix: str) -> list[str]:
 
 def demo(*, nodes: int, port: int, jobs: bool = True) -> None:
     """`bramble demo` as root: a lab of NODES nodes until Ctrl-C, then `lab down`."""
-    import signal
-
     prefix = "demo"
     lab = up(None, nodes=nodes, prefix=prefix, port=port, jobs=jobs)
     _say(f"bramble demo: lab cluster of {nodes} nodes; dashboard {lab.url} (Ctrl-C stops)")
