@@ -67,6 +67,7 @@ scheduler_port = 8786
 dashboard_port = 8787
 tls = true                       # mutual TLS between scheduler, workers and clients
 jobs_dir = "/mnt/jobs"
+remove_down_workers = true       # a node down on the master loses its Dask worker at once
 """
 
 EXAMPLE_NODES = [
