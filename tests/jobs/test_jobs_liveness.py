@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bramble_testing import LocalCluster, free_port, stop, wait_port
 from distributed import wait
-from jobs_cluster import LocalCluster, free_port, stop, wait_port
 
-from bramble.jobs.connect import client_for
+from bramble.jobs.dask import client_for
 from bramble.jobs.liveness import DaskScheduler, WorkerFollower, workers_of
 from bramble.jobs.tls import create_cluster_tls
 from bramble.master.nodes import Change

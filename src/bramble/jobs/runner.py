@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from bramble.cluster import ENV_SPEC
 from bramble.errors import BrambleError
-from bramble.jobs.config import ENV_SCHEDULER, ENV_SPEC, ENV_TLS_DIR, JobsConfig
+from bramble.jobs.config import ENV_SCHEDULER, ENV_TLS_DIR, JobsConfig
 from bramble.jobs.store import JobRecord, JobStore, Stream
 
 log = logging.getLogger(__name__)

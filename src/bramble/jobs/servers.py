@@ -19,7 +19,7 @@ import socket
 from typing import Any
 
 from bramble.jobs.config import JobsConfig
-from bramble.jobs.connect import security_for
+from bramble.jobs.dask import security_for
 
 log = logging.getLogger(__name__)
 

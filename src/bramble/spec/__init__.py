@@ -8,19 +8,22 @@
 
 from bramble.spec.load import (
     SpecErrors,
-    address_in,
     check_secrets,
     find_spec_path,
     load_secrets,
     load_spec,
     parse_secrets,
     parse_spec,
+    read_spec_text,
     secrets_mode_ok,
     secrets_path,
 )
 from bramble.spec.models import (
+    MAX_HOST,
+    MAX_INTERVAL,
+    MAX_TELEMETRY_KEY,
+    MAX_UNICAST,
     SECRETS_NAME,
-    SPEC_ENV,
     SPEC_NAME,
     SYSTEM_SPEC,
     DashboardSpec,
@@ -36,8 +39,11 @@ from bramble.spec.models import (
 )
 
 __all__ = [
+    "MAX_HOST",
+    "MAX_INTERVAL",
+    "MAX_TELEMETRY_KEY",
+    "MAX_UNICAST",
     "SECRETS_NAME",
-    "SPEC_ENV",
     "SPEC_NAME",
     "SYSTEM_SPEC",
     "DashboardSpec",
@@ -51,13 +57,13 @@ __all__ = [
     "Spec",
     "SpecErrors",
     "TelemetrySpec",
-    "address_in",
     "check_secrets",
     "find_spec_path",
     "load_secrets",
     "load_spec",
     "parse_secrets",
     "parse_spec",
+    "read_spec_text",
     "secrets_mode_ok",
     "secrets_path",
 ]

@@ -17,11 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SPEC_NAME = "bramble.toml"
 SECRETS_NAME = "bramble.secrets.toml"
 SYSTEM_SPEC = Path("/etc/bramble") / SPEC_NAME
-SPEC_ENV = "BRAMBLE_SPEC"  # names the spec for every command without --spec
+
+# Limits the compiled agent (telemetry/agent.c) shares: the spec refuses what it cannot take.
+MAX_UNICAST = 16  # unicast targets
+MAX_HOST = 253  # characters of a unicast target's host: a DNS name's longest
+MAX_INTERVAL = 3600  # seconds between heartbeats
+MAX_TELEMETRY_KEY = 1024  # bytes of the telemetry key
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DURATION_RE = re.compile(r"^(infinite|\d+[smhdw]?)$")
+_HOST_RE = re.compile(rf"^[A-Za-z0-9._-]{{1,{MAX_HOST}}}$")
 
 
 class _Model(BaseModel):
@@ -137,8 +143,11 @@ class TelemetrySpec(_Model):
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be more than 0 seconds (the original sends every 1 s)")
+        if not 0 < value <= MAX_INTERVAL:
+            raise ValueError(
+                f"must be more than 0 and at most {MAX_INTERVAL} seconds "
+                "(the original sends every 1 s)"
+            )
         return value
 
     @field_validator("group")
@@ -151,10 +160,20 @@ class TelemetrySpec(_Model):
     @field_validator("unicast")
     @classmethod
     def _unicast(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_UNICAST:
+            raise ValueError(
+                f"{len(value)} targets; at most {MAX_UNICAST} targets (each datagram is sent "
+                "to each one): send to the master, or use the multicast group"
+            )
         for target in value:
             host, _, port = target.rpartition(":") if ":" in target else (target, "", "")
-            if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
-                raise ValueError(f"'{target}' is not 'host' or 'host:port'")
+            if not _HOST_RE.match(host) or (
+                port and not (port.isdigit() and 0 < int(port) < 65536)
+            ):
+                raise ValueError(
+                    f"'{target[:80]}' is not 'host' or 'host:port' (a host name or IPv4 "
+                    f"address of at most {MAX_HOST} characters, a port from 1 to 65535)"
+                )
         return value
 
     @field_validator("interface")
@@ -210,7 +229,6 @@ class Spec(_Model):
     dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
     history: HistorySpec = Field(default_factory=HistorySpec)
     jobs: JobsSpec = Field(default_factory=JobsSpec)
-    source: Path | None = Field(default=None, exclude=True)
 
     @property
     def dashboard_bind(self) -> str:
