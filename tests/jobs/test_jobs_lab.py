@@ -282,3 +282,39 @@ def test_a_node_stopped_mid_job_does_not_stop_the_job(jl: JobsLab) -> None:
     start = bramble("lab", "start", "node-2", "--prefix", jl.prefix)
     assert start.returncode == 0, start.stdout + start.stderr
     jl.wait(lambda: jl.workers() == list(NODES), 90, "node-2's worker back")
+
+
+def _hang_then(jl: JobsLab, during: bool) -> None:
+    """node-2 hangs (every process stopped, silent) before or while a job runs; the master
+    marks it down and removes its worker, so the job ends on the other nodes long before
+    Dask's own worker-ttl (5 minutes); thawed, the node's worker registers again."""
+    if not during:
+        assert bramble("lab", "freeze", "node-2", "--prefix", jl.prefix).returncode == 0
+    proc = jl.cli("run", "/mnt/jobs/sleepy.py", "40", "0.5")
+    found = re.search(r"job (\d+)", proc.stdout)
+    assert proc.returncode == 0 and found, proc.stdout + proc.stderr
+    job_id = int(found.group(1))
+    try:
+        if during:
+            jl.wait(lambda: jl.executing("node-2") > 0, 60, "node-2 running tasks of the job")
+            assert bramble("lab", "freeze", "node-2", "--prefix", jl.prefix).returncode == 0
+        # Dask alone would still hand node-2 tasks after 200 s (bench/hang.py).
+        jl.wait(lambda: jl.api(f"/api/jobs/{job_id}")["state"] != "running", 90, "the job ended")
+        record = jl.api(f"/api/jobs/{job_id}")
+        assert record["state"] == "done", jl.api(f"/api/jobs/{job_id}/logs")
+        assert "node-2" not in jl.workers()
+        changes = jl.api("/api/changes?limit=20")
+        assert any(c["node"] == "node-2" and c["kind"] == "down" for c in changes)
+    finally:
+        assert bramble("lab", "thaw", "node-2", "--prefix", jl.prefix).returncode == 0
+    # Back, node-2's worker finds itself removed and ends; the lab's supervisor (systemd on a
+    # board) starts it again and it registers anew.
+    jl.wait(lambda: jl.workers() == list(NODES), 120, "node-2's worker back")
+
+
+def test_a_job_submitted_after_a_node_hangs_ends_on_the_others(jl: JobsLab) -> None:
+    _hang_then(jl, during=False)
+
+
+def test_a_node_hanging_mid_job_does_not_stall_it(jl: JobsLab) -> None:
+    _hang_then(jl, during=True)

@@ -22,7 +22,11 @@ from distributed import wait
 from bramble.jobs.dask import client_for
 from bramble.jobs.liveness import DaskScheduler, WorkerFollower, workers_of
 from bramble.jobs.tls import create_cluster_tls
-from bramble.master.nodes import Change
+from bramble.master.views import Change
+
+
+def _change(node: str, kind: str) -> Change:
+    return Change(ts=time.time(), node=node, kind=kind, message=f"{node} {kind}")
 
 
 def test_a_nodes_workers_are_those_named_after_it() -> None:
@@ -71,7 +75,7 @@ def test_a_frozen_nodes_worker_is_removed_and_rejoins(cluster: LocalCluster) -> 
         futures = client.map(time.sleep, [0.2] * 20, pure=False)
         time.sleep(1)  # node-b has been handed tasks it will never run
         # The master marks node-b down; its worker leaves the scheduler, its tasks go to node-a.
-        follower.changes([Change(time.time(), "node-b", "down", "node-b stopped reporting")])
+        follower.changes([_change("node-b", "down")])
         _done, not_done = wait(futures, timeout=60)
         assert not_done == set(), "tasks still on the frozen worker"
         assert client.gather(futures) == [None] * 20
@@ -79,7 +83,7 @@ def test_a_frozen_nodes_worker_is_removed_and_rejoins(cluster: LocalCluster) -> 
         assert names == {"node-a"}
         assert follower.removed == 1
         # up and stale changes leave the scheduler alone
-        follower.changes([Change(time.time(), "node-a", "stale", "")])
+        follower.changes([_change("node-a", "stale")])
         # Back from its hang, node-b's worker finds itself removed and ends; its service
         # manager (systemd's Restart=always, the lab's supervisor) starts it again and it
         # registers anew.
@@ -107,7 +111,7 @@ def test_an_unreachable_scheduler_is_logged_not_raised(
 
     follower = WorkerFollower(Gone())
     follower.start()
-    follower.changes([Change(time.time(), "node-b", "down", "")] * 3)
+    follower.changes([_change("node-b", "down")] * 3)
     follower.close()
     warnings = [r.message for r in caplog.records if "liveness" in r.message]
     assert warnings == [

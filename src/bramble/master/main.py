@@ -37,6 +37,8 @@ from bramble.master.nodes import NodeTable
 
 if TYPE_CHECKING:
     from bramble.cluster import Cluster
+    from bramble.jobs.api import JobsService
+    from bramble.jobs.liveness import WorkerFollower
 
 log = logging.getLogger(__name__)
 HTTP_GRACE = 2  # seconds event streams get to end when the master stops
@@ -89,6 +91,7 @@ class Master:
             on_changes=self.live.on_changes,
             stats=self.counts,
         )
+        self.follower: WorkerFollower | None = None  # with the jobs service, if it follows
         self.app = create_app(self)
 
     @contextlib.asynccontextmanager
@@ -127,6 +130,23 @@ class Master:
             await asyncio.to_thread(service.close)
 
         parts.push_async_callback(close)
+        if self.cluster.spec.jobs.remove_down_workers:
+            self._follow_liveness(service, parts)
+
+    def _follow_liveness(self, service: JobsService, parts: contextlib.AsyncExitStack) -> None:
+        """A node down here loses its Dask worker at once (`jobs.liveness`)."""
+        from bramble.jobs.liveness import DaskScheduler, WorkerFollower
+
+        follower = WorkerFollower(DaskScheduler(service.client))
+        follower.start()
+        self.live.listeners.append(follower.changes)
+        self.follower = follower
+
+        def close() -> None:
+            self.live.listeners.remove(follower.changes)
+            follower.close()
+
+        parts.callback(close)
 
     async def serve(self, bind: str, port: int) -> None:
         """Serve on BIND:PORT until SIGTERM or SIGINT, the parts running for as long."""
