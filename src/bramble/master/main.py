@@ -104,6 +104,8 @@ class Master:
             parts.callback(self.writer.close)
             self.reader.open()
             parts.callback(self.reader.close)
+            with self.lock:
+                self.table.known = self.reader.last_kinds()
             self.live.start()
             parts.push_async_callback(self.live.close)
             await self.collector.start(self.telemetry())
