@@ -118,12 +118,14 @@ def test_every_node_runs_a_light_worker_with_a_share_of_the_machine(jl: JobsLab)
         # Each worker listens on its node's own address, over TLS.
         assert re.fullmatch(r"tls://10\.42\.0\.1[1-3]:\d+", worker["address"]), worker
     # With bokeh (bramble-cluster[dask-dashboard]), Dask's own dashboard, reachable on the
-    # cluster LAN.
+    # cluster LAN and, through the lab's forwarder, where the panel links to: the host.
     pytest.importorskip("bokeh", reason="Dask's dashboard needs bokeh")
+    fetch = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).status)"
+    on_lan = jl.on("node-1", sys.executable, "-c", fetch, "http://10.42.0.1:8787/status")
+    assert on_lan.stdout.strip() == "200", on_lan.stderr
     url = view["dashboard_url"]
-    assert url == "http://10.42.0.1:8787/status"
-    fetch = f"import urllib.request; print(urllib.request.urlopen({url!r}).status)"
-    assert jl.on("node-1", sys.executable, "-c", fetch).stdout.strip() == "200"
+    assert url == f"http://127.0.0.1:{jl.lab.dask_port}/status"
+    assert httpx.get(url, timeout=10).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,16 @@ LIGHT_WORKER_CONFIG: dict[str, object] = {
 }
 
 
+def scheduler_has_bokeh() -> bool:
+    """Run on the scheduler (by the master): whether bokeh, which Dask's dashboard pages
+    need, is there. Without it the scheduler still answers on its dashboard port."""
+    try:
+        import bokeh  # noqa: F401  # already imported where the dashboard serves its pages
+    except ImportError:
+        return False
+    return True
+
+
 def node_resources() -> tuple[int, int]:
     """This node's (cores, RAM in bytes)."""
     return os.cpu_count() or 1, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -105,7 +105,12 @@ def load_lab(prefix: str | None) -> Lab:
     used = {IPv4Network(data["uplink"])}
     plan = replace(topology.plan(spec, name, used), uplink_net=next(iter(used)))
     return Lab(
-        plan=plan, spec=spec, spec_path=spec_path, url=data["url"], jobs=data.get("jobs", False)
+        plan=plan,
+        spec=spec,
+        spec_path=spec_path,
+        url=data["url"],
+        jobs=data.get("jobs", False),
+        dask_port=data.get("dask_port", 0),
     )
 
 
@@ -236,15 +241,18 @@ def up(
     path, secrets = _write_spec(spec, secrets, state)
     http_port = _free_port(spec.dashboard.port if port is None else port)
     url = f"http://127.0.0.1:{http_port}/"
-    _state_file(state).write_text(
-        json.dumps({"spec": str(path), "uplink": str(plan.uplink_net), "url": url, "jobs": jobs})
-    )
+    dask_port = 0
+    while jobs and dask_port in (0, http_port):
+        # Dask's dashboard on the host, the spec's port when free (not yet bound: not the same)
+        dask_port = _free_port(spec.jobs.dashboard_port if not dask_port else 0)
+    record = {"spec": str(path), "uplink": str(plan.uplink_net), "url": url, "jobs": jobs}
+    _state_file(state).write_text(json.dumps({**record, "dask_port": dask_port}))
     say(f"lab {name!r}: {len(plan.nodes)} nodes, state in {state}")
     if jobs:
         _lab_tls(source, state, say)
     build.build_network(plan, spec, say)
-    build.start_master(plan, spec, secrets, path, http_port, say, jobs=jobs)
-    lab = Lab(plan=plan, spec=spec, spec_path=path, url=url, jobs=jobs)
+    build.start_master(plan, spec, secrets, path, http_port, say, jobs=jobs, dask_port=dask_port)
+    lab = Lab(plan=plan, spec=spec, spec_path=path, url=url, jobs=jobs, dask_port=dask_port)
     build.build_nodes(plan, say)
     build.boot_nodes(lab, [n.name for n in plan.nodes], say)
     ok, detail = nfs_check(lab, plan.nodes[0])
@@ -366,7 +374,7 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
         elif verb == "start":
             port = int(lab.url.rsplit(":", 1)[1].strip("/"))
             todo = [d for d in master_daemons(lab.jobs) if daemons.running(run, d) is None]
-            build.start_master_daemons(plan, lab.spec, lab.spec_path, port, todo)
+            build.start_master_daemons(plan, lab.spec, lab.spec_path, port, todo, lab.dask_port)
         else:
             raise BrambleError(f"the master supports stop and start, not {verb}")
         say(f"{node}: {verb}")
