@@ -1,13 +1,15 @@
 """The wheel's build step: compile the agent (agent.c) into the wheel, as psutil ships its C.
 
 Everything else about the package is in pyproject.toml. Building a wheel (`pip install .`,
-`pip wheel .`) compiles src/bramble/telemetry/agent.c with $CC (else cc or gcc), statically
-linked, into bramble/telemetry/bramble-agent, and tags the wheel for the machine that program
-is made for, as read from its ELF header: `py3-none-manylinux_2_17_<arch>` (and musllinux):
-the program needs no Python ABI and, being static, no particular C library. A cross compiler
-makes the wheel of another machine: `CC=aarch64-linux-gnu-gcc pip wheel --no-deps .` (see
-scripts/build-wheels). Where static linking is not possible the program is linked to the
-C library and the wheel tagged `linux_<arch>` only.
+`pip wheel .`) compiles src/bramble/telemetry/agent.c with $CC (else cc or gcc) into
+bramble/telemetry/bramble-agent, and tags the wheel for the machine that program is made for,
+as read from its ELF header, and for the oldest glibc it runs on, as read from the symbol
+versions it needs: `py3-none-manylinux_2_34_<arch>` when built on Debian 12. The program needs
+no Python ABI. It is linked to the C library, not statically: a static glibc program that
+looks names up (the agent's unicast targets) needs at run time the very glibc it was built
+with, which the boards do not have. A cross compiler makes the wheel of another machine:
+`CC=aarch64-linux-gnu-gcc pip wheel --no-deps .` (see scripts/build-wheels). A program that
+needs no glibc symbol version (another C library) gets the tag `linux_<arch>` only.
 
 Without a compiler (a board installing from the source archive) the build says so and makes
 a pure wheel (`py3-none-any`) without the program: `bramble agent` then builds it on first
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -33,7 +36,7 @@ from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 PROGRAM = ("bramble", "telemetry", "bramble-agent")
-# Architectures with a manylinux (glibc) and musllinux platform tag, as platform tags name them.
+# Architectures with a manylinux (glibc) platform tag, as platform tags name them.
 TAGGED = ("x86_64", "i686", "aarch64", "armv7l")
 MODES = ("auto", "required", "none")
 
@@ -49,31 +52,20 @@ def _native() -> ModuleType:
     return module
 
 
-def is_static(path: Path) -> bool:
-    """True when the ELF program at PATH names no program interpreter (PT_INTERP): it needs
-    no dynamic loader and no shared C library."""
-    data = path.read_bytes()
-    wide, order = data[4] == 2, "little" if data[5] == 1 else "big"
-
-    def number(at: int, size: int) -> int:
-        return int.from_bytes(data[at : at + size], order)
-
-    table, size, count = (
-        (number(32, 8), number(54, 2), number(56, 2))
-        if wide
-        else (number(28, 4), number(42, 2), number(44, 2))
-    )
-    return all(number(table + i * size, 4) != 3 for i in range(count))  # 3: PT_INTERP
+def glibc_needed(path: Path) -> tuple[int, int] | None:
+    """The newest glibc symbol version (2, N) the ELF program at PATH needs, or None when it
+    names none (a static program, or another C library)."""
+    found = re.findall(rb"GLIBC_2\.(\d+)(?:\.\d+)?\x00", path.read_bytes())
+    return (2, max(int(minor) for minor in found)) if found else None
 
 
-def platform_tag(arch: str, static: bool, here: str) -> str:
-    """The wheel's platform tag for a program made for ARCH, built on a machine of arch HERE."""
+def platform_tag(arch: str, glibc: tuple[int, int] | None, here: str) -> str:
+    """The wheel's platform tag for a program made for ARCH needing GLIBC, built on HERE."""
     if arch in TAGGED:
-        return (
-            f"manylinux_2_17_{arch}.manylinux2014_{arch}.musllinux_1_1_{arch}"
-            if static
-            else f"linux_{arch}"
-        )
+        if glibc is None:
+            return f"linux_{arch}"
+        major, minor = glibc
+        return f"manylinux_{major}_{max(minor, 17)}_{arch}"
     if arch == here:  # another machine (riscv64...), building for itself: its own name
         return sysconfig.get_platform().replace("-", "_").replace(".", "_")
     raise RuntimeError(f"no platform tag known for a program made for {arch}")
@@ -86,20 +78,15 @@ def compile_agent(target: Path, mode: str) -> str | None:
     if cc is None:
         return _not_built(mode, "no C compiler (set CC, or install gcc)")
     base = [*shlex.split(cc), *native.FLAGS, str(target), native.SOURCE, "-lm"]
-    errors = ""
-    # Static first: the wheel then runs on any Linux of its architecture.
-    for extra in (["-static", "-s"], ["-s"]):
-        done = subprocess.run([*base, *extra], capture_output=True, text=True, check=False)
-        if done.returncode == 0 and target.exists():
-            break
+    done = subprocess.run([*base, "-s"], capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not target.exists():
         errors = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[0]
-    else:
         return _not_built(mode, f"{cc} could not build the agent: {errors}")
     target.chmod(0o755)
     arch = native.elf_arch(str(target))
     if arch is None:
         raise RuntimeError(f"{cc} made {target}, which is no ELF program")
-    return platform_tag(arch, is_static(target), native.this_arch())
+    return platform_tag(arch, glibc_needed(target), native.this_arch())
 
 
 def _not_built(mode: str, reason: str) -> None:

@@ -76,7 +76,7 @@ def main() -> None:
             print(f"{wheel.name:<100}  {wheel.stat().st_size / 1024:6.0f}  {agent:9.0f}")
 
         here = {"x86_64": "x86_64", "aarch64": "aarch64", "armv7l": "armv7l"}[platform.machine()]
-        (mine,) = [w for w in wheels if f"manylinux_2_17_{here}." in w.name]
+        (mine,) = [w for w in wheels if w.name.endswith(f"_{here}.whl")]
         first = install_seconds(mine, work)
         rounds = [install_seconds(mine, work) for _ in range(args.rounds)]
         walls, cpus = [r[0] for r in rounds], [r[1] for r in rounds]

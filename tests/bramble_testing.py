@@ -180,14 +180,14 @@ class Processes:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bramble", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child has its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bramble", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.procs[name] = proc
         return proc
 
@@ -209,6 +209,16 @@ class Processes:
         for name in list(self.procs):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.stop(name, timeout=5)
+
+
+def finish(proc: subprocess.Popen[Any]) -> None:
+    """End PROC if it still runs (SIGKILL), reap it and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -309,22 +319,10 @@ class LocalCluster:
         )
 
     def start(self, role: str, name: str) -> subprocess.Popen[bytes]:
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                SERVER_CODE,
-                role,
-                self.scheduler,
-                str(self.tls.directory),
-                name,
-                self.dashboard_url,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.root,
-        )
+        argv = [sys.executable, "-c", SERVER_CODE, role, self.scheduler]
+        argv += [str(self.tls.directory), name, self.dashboard_url]
+        with open(self.root / f"{name}.log", "ab") as log:  # the child has its own copy
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
         self.procs[name] = proc
         return proc
 

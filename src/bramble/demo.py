@@ -96,14 +96,14 @@ def _die_with_parent() -> None:
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    out = open(log, "wb")  # noqa: SIM115 - the child owns it for its lifetime
-    return subprocess.Popen(
-        [sys.executable, "-m", "bramble", *args],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
-    )
+    with open(log, "wb") as out:  # the child has its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "bramble", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 5.0) -> None:

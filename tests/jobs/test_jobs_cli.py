@@ -88,7 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     shutil.copytree(JOB_EXAMPLES, jobs)
     url, sched, http, _ = loopback_spec(root, jobs)
     st = Stack(root=root, spec=root / "bramble.toml", jobs=jobs, url=url)
-    log = open(root / "stack.log", "ab")  # noqa: SIM115
+    log = (root / "stack.log").open("ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRAMBLE_")}
 
     def start(*args: str) -> None:
@@ -125,6 +125,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for proc in reversed(st.procs):
             stop(proc)
+        log.close()
 
 
 @pytest.mark.parametrize(

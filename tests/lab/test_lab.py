@@ -346,6 +346,8 @@ def test_down_after_a_killed_up_leaves_nothing(tmp_path: Path) -> None:
         proc.wait()
         assert any(ns.startswith(f"brl-{prefix}-") for ns in netns.namespaces())
     finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
         down = bramble("lab", "down", "--prefix", prefix, check=False)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "nothing left" in down.stdout

@@ -131,6 +131,7 @@ def served(netns: Callable[[], str], tmp_path: Path) -> Iterator[tuple[Spec, str
             proc.wait()
         if proc.stdout:
             sys.stderr.write(proc.stdout.read())
+            proc.stdout.close()
 
 
 def _lease(client: str, mac: str, tmp_path: Path) -> dict[str, str]:

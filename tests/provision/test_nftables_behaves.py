@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from bramble_testing import SECRETS, SPECS
+from bramble_testing import SECRETS, SPECS, finish
 
 from bramble.provision.render import render
 from bramble.spec import Spec, load_spec
@@ -121,7 +121,7 @@ def test_cluster_reaches_uplink_through_nat(gateway: tuple[Spec, str, str, str, 
         _run(client, sys.executable, "-c", send, f"{UPLINK_NET}.2", port)
         out, _ = listener.communicate(timeout=15)
     finally:
-        listener.kill()
+        finish(listener)
     # the upstream network sees the master's uplink address, never the node's
     assert out.strip() == f"{UPLINK_NET}.1"
     assert out.strip() != client_ip
@@ -171,7 +171,5 @@ def test_nothing_comes_in_from_the_uplink(gateway: tuple[Spec, str, str, str, st
             == "open"
         )
     finally:
-        server.kill()
-        node_server.kill()
-        server.wait()
-        node_server.wait()
+        finish(server)
+        finish(node_server)

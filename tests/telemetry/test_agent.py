@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bramble_testing import GROUP, KEY, random_port, receiver
+from bramble_testing import GROUP, KEY, finish, random_port, receiver
 
 from bramble.telemetry.agent import AgentConfig, _Outage, open_socket
 from bramble.telemetry.decode import decode
@@ -45,8 +45,7 @@ def test_agent_sends_signed_datagrams_then_exits_on_count(
                 packets.append(decode(data, {"k1": KEY}, allow_unsigned=False, source="x"))
             assert agent.wait(timeout=20) == 0
         finally:
-            agent.kill()
-            agent.wait()
+            finish(agent)
     # seq counts up by one; it starts high (ms since boot) so a restarted agent stays newer.
     first = packets[0].seq
     assert [p.seq for p in packets] == [first, first + 1, first + 2, first + 3, first + 4]
@@ -93,8 +92,7 @@ def test_lean_process_is_small_and_exits_0_on_sigterm(
             code = agent.wait(timeout=10)
             stopped_in = time.monotonic() - start
         finally:
-            agent.kill()
-            agent.wait()
+            finish(agent)
     assert code == 0
     assert stopped_in < 2
     # The exec'd process (the compiled agent, or a lean interpreter without pydantic or
@@ -119,8 +117,7 @@ def test_sigterm_is_prompt_with_a_long_interval(spec_dir: tuple[Path, int], engi
             agent.send_signal(signal.SIGINT)
             code = agent.wait(timeout=10)
         finally:
-            agent.kill()
-            agent.wait()
+            finish(agent)
     assert code == 0
     assert time.monotonic() - start < 2
 

@@ -22,9 +22,9 @@ CROSS = {"aarch64": "aarch64-linux-gnu-gcc", "armv7l": "arm-linux-gnueabihf-gcc"
 
 
 def _compile(cc: str, out: Path) -> Path:
-    """The agent, statically linked as in a wheel, built with CC into OUT."""
+    """The agent, linked as in a wheel, built with CC into OUT."""
     subprocess.run(
-        [cc, *native.FLAGS, str(out), native.SOURCE, "-lm", "-static", "-s"],
+        [cc, *native.FLAGS, str(out), native.SOURCE, "-lm", "-s"],
         check=True,
         capture_output=True,
     )

@@ -231,18 +231,20 @@ class JobRunner:
         log.info("job %d ended with status %d", job_id, status)
 
     def _pump(self, job_id: int, pipe: IO[bytes], stream: Stream, budget: list[int]) -> None:
-        fd = pipe.fileno()
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        while True:
-            data = os.read(fd, 65536)
-            text = decoder.decode(data, final=not data)
-            if text and budget[0] > 0:
-                if len(text) > budget[0]:
-                    text = text[: budget[0]] + "\n[bramble: output truncated]\n"
-                budget[0] -= len(text)
-                self.store.append_output(job_id, stream, text, time.time())
-            if not data:
-                break
+        """Append what the driver writes on PIPE to the job's output, until its end; close it."""
+        with pipe:
+            fd = pipe.fileno()
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            while True:
+                data = os.read(fd, 65536)
+                text = decoder.decode(data, final=not data)
+                if text and budget[0] > 0:
+                    if len(text) > budget[0]:
+                        text = text[: budget[0]] + "\n[bramble: output truncated]\n"
+                    budget[0] -= len(text)
+                    self.store.append_output(job_id, stream, text, time.time())
+                if not data:
+                    break
 
     def _reap(self, proc: subprocess.Popen[bytes]) -> None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bramble.master.views import Change, NodeView, Rates, SampleView, Status
+from bramble.master.views import Change, NodeView, SampleView, Status
 from bramble.telemetry.metrics import values
 from bramble.telemetry.wire import Packet, Rejected, Sample
 
@@ -59,18 +59,18 @@ class NodeState:
 
 def sample_view(sample: Sample, ts: float) -> SampleView:
     """A sample as the API shows it, stamped with the sender's clock TS."""
-    return SampleView(
-        cpufreq=sample.cpufreq,
-        cputemp=sample.cputemp,
-        cpuusage=sample.cpuusage,
-        loadavg=sample.loadavg,
-        meminfo=sample.meminfo,
-        cores=list(sample.cores),
-        disk=sample.disk,
-        net=sample.net,
-        uptime=sample.uptime,
-        ts=ts,
-    )
+    return {
+        "cpufreq": sample.cpufreq,
+        "cputemp": sample.cputemp,
+        "cpuusage": sample.cpuusage,
+        "loadavg": sample.loadavg,
+        "meminfo": sample.meminfo,
+        "cores": list(sample.cores),
+        "disk": sample.disk,
+        "net": sample.net,
+        "uptime": sample.uptime,
+        "ts": ts,
+    }
 
 
 class NodeTable:
@@ -236,18 +236,19 @@ class NodeTable:
         return out
 
     def _view(self, state: NodeState, now: float) -> NodeView:
-        return NodeView(
-            name=state.name,
-            address=state.address,
-            status=self.status_at(state, now),
-            first_seen=state.first_seen,
-            last_seen=state.last_seen,
-            boot=state.boot,
-            seq=state.seq,
-            rebooted_at=state.rebooted_at,
-            interval=state.interval,
-            signed=state.signed,
-            sample=sample_view(state.sample, state.last_ts) if state.sample else None,
-            rates=Rates(net_rx=round(state.net_rx, 1), net_tx=round(state.net_tx, 1)),
-            metrics=values(state.sample, state.net_rx, state.net_tx) if state.sample else {},
-        )
+        sample = state.sample
+        return {
+            "name": state.name,
+            "address": state.address,
+            "status": self.status_at(state, now),
+            "first_seen": state.first_seen,
+            "last_seen": state.last_seen,
+            "boot": state.boot,
+            "seq": state.seq,
+            "rebooted_at": state.rebooted_at,
+            "interval": state.interval,
+            "signed": state.signed,
+            "sample": sample_view(sample, state.last_ts) if sample else None,
+            "rates": {"net_rx": round(state.net_rx, 1), "net_tx": round(state.net_tx, 1)},
+            "metrics": values(sample, state.net_rx, state.net_tx) if sample else {},
+        }
