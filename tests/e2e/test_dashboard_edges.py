@@ -5,6 +5,7 @@ labelled bars, workers in natural order and a plain message when the master is a
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import time
@@ -190,6 +191,10 @@ def test_workers_are_listed_in_natural_order(stack: Stack, browser: Any) -> None
     page.wait_for_function("document.querySelectorAll('.bramble-workers li').length === 3")
     items = page.locator(".bramble-workers li").all_inner_texts()
     assert [i.split(":")[0] for i in items] == ["node-1", "node-2", "node-10"]
+    # the scheduler here has bokeh: the link to Dask's dashboard is there, and served
+    link = page.locator("#jobs a", has_text="Dask dashboard")
+    if importlib.util.find_spec("bokeh") is not None:
+        assert httpx.get(str(link.get_attribute("href")), timeout=10).status_code == 200
 
 
 def test_a_master_outage_reads_plainly_in_the_jobs_panel(tmp_path: Path, browser: Any) -> None:
