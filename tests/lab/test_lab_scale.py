@@ -156,7 +156,7 @@ def test_lab_workers_are_light_one_thread_and_a_share_of_the_ram(big: topology.L
         assert worker["memory_limit"] == ram // NODES
     # Light: no task profiler, so an idle worker wakes up rarely (bench/RESULTS.md).
     probe = (
-        "from bramble.jobs import connect; import dask; c = connect.connect(); "
+        "from bramble.jobs import connect; import dask; c = connect(); "
         "print(set(c.run(lambda: dask.config.get('distributed.worker.profile.enabled'))"
         ".values()))"
     )

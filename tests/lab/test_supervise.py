@@ -8,6 +8,8 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
+
 from bramble.lab import daemons, netns, supervise
 
 
@@ -25,6 +27,9 @@ def _processes_named(run: Path, marker: str) -> list[int]:
     return pids
 
 
+# The lab starts its daemons detached and never waits for them: their Popen objects go while
+# they run, as in the lab.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_a_daemon_being_started_is_never_started_twice(tmp_path: Path) -> None:
     # The supervisor scans while `lab up` starts daemons (the workers start after it): a scan
     # that sees a daemon wanted but not yet recorded must not start a second copy.
