@@ -1329,16 +1329,17 @@ int main(int argc, char **argv) {
             /* --count: say what was done, as the Python agent does. */
             if (!to_stdout) {
                 char line[400];
-                int n = snprintf(line, sizeof line, "bramble agent: sent %lld datagrams as %s to %s:%d",
-                                 sent, node, group, port);
-                if (n_unicast && n > 0 && n < (int)sizeof line)
-                    n += snprintf(line + n, sizeof line - (size_t)n, " and %d unicast target%s",
-                                  n_unicast, n_unicast == 1 ? "" : "s");
-                if (failures && n > 0 && n < (int)sizeof line)
-                    n += snprintf(line + n, sizeof line - (size_t)n, " (%lld sends failed)", failures);
-                if (n > 0 && n < (int)sizeof line - 1) {
-                    line[n++] = '\n';
-                    ssize_t ignored = write(1, line, (size_t)n);
+                int len = snprintf(line, sizeof line, "bramble agent: sent %lld datagrams as %s to %s:%d",
+                                   sent, node, group, port);
+                if (n_unicast && len > 0 && len < (int)sizeof line)
+                    len += snprintf(line + len, sizeof line - (size_t)len, " and %d unicast target%s",
+                                    n_unicast, n_unicast == 1 ? "" : "s");
+                if (failures && len > 0 && len < (int)sizeof line)
+                    len += snprintf(line + len, sizeof line - (size_t)len, " (%lld sends failed)",
+                                    failures);
+                if (len > 0 && len < (int)sizeof line - 1) {
+                    line[len++] = '\n';
+                    ssize_t ignored = write(1, line, (size_t)len);
                     (void)ignored;
                 }
             }
