@@ -36,8 +36,10 @@ LIGHT_WORKER_CONFIG: dict[str, object] = {
 def scheduler_has_bokeh() -> bool:
     """Run on the scheduler (by the master): whether bokeh, which Dask's dashboard pages
     need, is there. Without it the scheduler still answers on its dashboard port."""
-    try:
-        import bokeh  # noqa: F401  # already imported where the dashboard serves its pages
+    import importlib
+
+    try:  # an optional package (bramble-cluster[dask-dashboard]), imported by name
+        importlib.import_module("bokeh")  # already imported where the dashboard is served
     except ImportError:
         return False
     return True
