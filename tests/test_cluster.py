@@ -46,17 +46,18 @@ def test_an_invalid_secrets_file_is_an_error_when_used(spec_file: Path) -> None:
             use()
 
 
-def test_find_uses_bramble_spec_only_when_asked(
+def test_find_uses_bramble_spec_before_the_search_for_every_command(
     spec_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # `bramble lab exec master -- bramble status` sets only $BRAMBLE_SPEC, as for `bramble run`
     here = tmp_path / "cwd"
     here.mkdir()
     shutil.copy(spec_file, here / "bramble.toml")
     monkeypatch.chdir(here)
     monkeypatch.setenv(ENV_SPEC, str(spec_file))
-    assert find_cluster().path == Path("bramble.toml")
-    assert find_cluster(env=True).path == spec_file
-    assert find_cluster(spec_file).path == spec_file
+    assert find_cluster().path == spec_file
+    assert find_cluster(env=False).path == Path("bramble.toml")
+    assert find_cluster(here / "bramble.toml").path == here / "bramble.toml"
 
 
 def test_an_unreadable_spec_says_so(tmp_path: Path) -> None:

@@ -192,12 +192,52 @@ def test_check_command_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert f"{bad}:9: nodes[1].mac:" in run.stderr
+    # The examples are templates kept without secrets: --spec-only checks the spec alone.
     good = subprocess.run(
-        [sys.executable, "-m", "bramble", "check", str(EXAMPLES / "bramble.toml")],
+        [sys.executable, "-m", "bramble", "check", "--spec-only", str(EXAMPLES / "bramble.toml")],
         capture_output=True,
         text=True,
     )
-    assert good.returncode == 0 and "ok (4 nodes)" in good.stdout
+    assert good.returncode == 0 and "ok (4 nodes; secrets not checked)" in good.stdout
+
+
+def _check(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bramble", "check", *args], capture_output=True, text=True
+    )
+
+
+def test_check_fails_a_spec_without_its_secrets_as_the_agent_would(tmp_path: Path) -> None:
+    spec = tmp_path / "bramble.toml"
+    spec.write_text(NODES)
+    secrets = tmp_path / "bramble.secrets.toml"
+    run = _check(str(spec))
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"error: {secrets}: secrets file not found beside the spec")
+    assert run.stderr.count("\n") == 1 and "--spec-only" in run.stderr
+    agent = subprocess.run(
+        [sys.executable, "-m", "bramble", "agent", "--spec", str(spec), "--count", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert agent.returncode == 2 and "secrets file not found" in agent.stderr
+    # With its secrets (private), the same spec passes; readable by others, it is warned about.
+    init_directory(tmp_path / "made")
+    secrets.write_bytes((tmp_path / "made" / "bramble.secrets.toml").read_bytes())
+    secrets.chmod(0o600)
+    run = _check(str(spec))
+    assert run.returncode == 0 and run.stderr == ""
+    assert run.stdout == f"{spec}: ok (2 nodes; secrets in bramble.secrets.toml)\n"
+    secrets.chmod(0o644)
+    run = _check(str(spec))
+    assert run.returncode == 0
+    assert (
+        run.stderr == f"warning: {secrets} is readable by others (mode 0644): chmod 600 {secrets}\n"
+    )
+    # A damaged secrets file fails with its key path.
+    secrets.write_text('[telemetry]\nkey_id = "k1"\nkey = "ab"\n[admin]\ntoken = "x"\n')
+    run = _check(str(spec))
+    assert run.returncode == 2 and "telemetry.key" in run.stderr
 
 
 macs = st.lists(st.integers(0, 2**40 - 1), min_size=0, max_size=20, unique=True)

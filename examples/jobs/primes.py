@@ -39,7 +39,7 @@ def count_segment(lo: int, hi: int, base: list[int]) -> int:
 def main(client, limit: str = "1000000", segments: str = "16") -> int:
     n, k = int(limit), int(segments)
     base = simple_sieve(math.isqrt(n) + 1)
-    base_f = client.scatter(base, broadcast=True)
+    [base_f] = client.scatter([base], broadcast=True)
     size = -(-n // k)
     futures = [
         client.submit(count_segment, lo, min(n, lo + size), base_f) for lo in range(0, n, size)

@@ -26,7 +26,7 @@ from bramble.spec import (
 )
 
 ENV_SPEC = "BRAMBLE_SPEC"
-"""The spec file the jobs commands and job scripts use when none is given (the lab sets it)."""
+"""The spec file every command and job script uses when none is given (the lab sets it)."""
 SYSTEM_TLS = SYSTEM_SPEC.parent / "tls"
 
 
@@ -87,9 +87,20 @@ def load_cluster(path: Path) -> Cluster:
     return Cluster(spec=spec, path=path, text=text, found_secrets=found, secrets_error=error)
 
 
-def find_cluster(explicit: Path | None = None, *, env: bool = False) -> Cluster:
-    """The cluster of EXPLICIT, else (with ENV) of $BRAMBLE_SPEC, else of ./bramble.toml, else of
-    /etc/bramble/bramble.toml."""
+def find_cluster(explicit: Path | None = None, *, env: bool = True) -> Cluster:
+    """The cluster of EXPLICIT, else (with ENV, as for every command) of $BRAMBLE_SPEC, else of
+    ./bramble.toml, else of /etc/bramble/bramble.toml.
+
+    Every command looks at $BRAMBLE_SPEC, so `bramble lab exec master -- bramble status`
+    (which sets it) reaches the lab's master as `bramble run` does.
+    """
     if explicit is None and env and os.environ.get(ENV_SPEC):
-        explicit = Path(os.environ[ENV_SPEC])
+        named = Path(os.environ[ENV_SPEC])
+        if not named.is_file():
+            raise SpecError(
+                f"no such file (named by ${ENV_SPEC})",
+                file=str(named),
+                fix=f"unset {ENV_SPEC} or point it at a spec",
+            )
+        explicit = named
     return load_cluster(find_spec_path(explicit))

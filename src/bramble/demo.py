@@ -2,8 +2,10 @@
 
 As root with the lab's system tools present, it is a lab cluster in network namespaces.
 Otherwise it runs N agents as separate local processes, each with its own node name,
-multicasting over loopback to a master, and prints the dashboard URL. Ctrl-C or SIGTERM
-stops everything; children also die with the demo if it is killed outright.
+multicasting over loopback to a master, and the jobs cluster: a Dask scheduler and one worker
+per node on loopback (no TLS: nothing leaves the machine), with the example jobs in its jobs
+directory. It prints the dashboard URL and how to run a job. Ctrl-C or SIGTERM stops
+everything; children also die with the demo if it is killed outright.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,10 +47,12 @@ def local_spec_text(
     *,
     telemetry: str = "interval = 1.0",
     extra: str = "",
+    jobs: str = "",
 ) -> str:
     """A spec for a cluster of local processes talking over loopback.
 
-    TELEMETRY is more lines for the [telemetry] table; EXTRA is appended before the nodes.
+    TELEMETRY and JOBS are more lines for the [telemetry] and [jobs] tables; EXTRA is
+    appended before the nodes.
     """
     lines = [
         # everything on loopback: the master's address (and so the Dask scheduler's) too
@@ -71,6 +76,7 @@ def local_spec_text(
         "",
         "[jobs]",
         "tls = false",
+        jobs,
         "",
         extra,
     ]
@@ -144,7 +150,7 @@ def choose_mode(force_local: bool) -> tuple[str, str]:
     return ("lab", "") if not reason else ("local", reason)
 
 
-def run_demo(*, nodes: int, port: int, force_local: bool) -> None:
+def run_demo(*, nodes: int, port: int, force_local: bool, jobs: bool = True) -> None:
     """Bring up the demo cluster and keep it running until Ctrl-C or SIGTERM."""
     if not 1 <= nodes <= 256:
         raise BrambleError("--nodes must be between 1 and 256")
@@ -152,14 +158,59 @@ def run_demo(*, nodes: int, port: int, force_local: bool) -> None:
     if mode == "lab":
         from bramble.lab.commands import demo as lab_demo
 
-        lab_demo(nodes=nodes, port=port)
+        lab_demo(nodes=nodes, port=port, jobs=jobs)
         return
     print(f"bramble demo: local processes on loopback ({reason})", flush=True)
-    run_local(nodes=nodes, port=port)
+    run_local(nodes=nodes, port=port, jobs=jobs)
 
 
-def run_local(*, nodes: int, port: int) -> None:
-    """The local-process demo: a master and NODES agents on loopback."""
+def examples_dir() -> Path | None:
+    """The example jobs: ./examples/jobs (a source checkout), else beside the package's tree."""
+    for candidate in (
+        Path.cwd() / "examples" / "jobs",
+        Path(__file__).resolve().parents[2] / "examples" / "jobs",
+    ):
+        if candidate.is_dir() and any(candidate.glob("*.py")):
+            return candidate
+    return None
+
+
+def wait_workers(url: str, count: int, timeout: float) -> int:
+    """Wait until COUNT Dask workers are registered, as the master sees them; how many are."""
+    deadline = time.monotonic() + timeout
+    workers = 0
+    while time.monotonic() < deadline:
+        try:
+            workers = len(httpx.get(f"{url}/api/jobs/cluster", timeout=5).json()["workers"])
+            if workers >= count:
+                return workers
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            pass
+        time.sleep(0.3)
+    return workers
+
+
+def _worker_args(spec_path: Path, name: str, nodes: int) -> list[str]:
+    """A demo node's Dask worker: as in the lab, light, one thread, a share of the RAM."""
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return [
+        "worker",
+        "--spec",
+        str(spec_path),
+        "--name",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--nthreads",
+        "1",
+        "--memory-limit",
+        str(ram // nodes),
+        "--light",
+    ]
+
+
+def run_local(*, nodes: int, port: int, jobs: bool = True) -> None:
+    """The local-process demo: a master, NODES agents and (with JOBS) Dask, on loopback."""
     stopping = False
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
@@ -171,7 +222,15 @@ def run_local(*, nodes: int, port: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bramble-demo-") as tmp:
         state = Path(tmp)
         spec_path = state / SPEC_NAME
-        text = local_spec_text(nodes, port, free_port(socket.SOCK_DGRAM), state)
+        jobs_dir = state / "jobs"
+        jobs_lines = "\n".join(
+            [
+                f"scheduler_port = {free_port()}",
+                f"dashboard_port = {free_port()}",
+                f'jobs_dir = "{jobs_dir}"',
+            ]
+        )
+        text = local_spec_text(nodes, port, free_port(socket.SOCK_DGRAM), state, jobs=jobs_lines)
         parse_spec(text, str(spec_path))
         spec_path.write_text(text)
         secrets = state / SECRETS_NAME
@@ -181,6 +240,12 @@ def run_local(*, nodes: int, port: int) -> None:
         try:
             procs.append(_start(["master", "--spec", str(spec_path)], state / "master.log"))
             print(f"  master   {url}  (log {state / 'master.log'})", flush=True)
+            if jobs:
+                jobs_dir.mkdir()
+                examples = examples_dir()
+                for example in sorted(examples.glob("*.py")) if examples else []:
+                    shutil.copy(example, jobs_dir / example.name)
+                procs.append(_start(["scheduler", "--spec", str(spec_path)], state / "dask.log"))
             from bramble.telemetry import native
 
             print(f"  agents   {native.prepare()}", flush=True)
@@ -188,12 +253,30 @@ def run_local(*, nodes: int, port: int) -> None:
                 args = ["agent", "--spec", str(spec_path), "--node-name", f"node-{i}"]
                 procs.append(_start(args, state / f"node-{i}.log"))
             print(f"  agents   node-1 .. node-{nodes}", flush=True)
+            if jobs:
+                for i in range(1, nodes + 1):
+                    args = _worker_args(spec_path, f"node-{i}", nodes)
+                    procs.append(_start(args, state / f"node-{i}.worker.log"))
             up = wait_up(url, nodes, timeout=30)
             if procs[0].poll() is not None:
                 log = (state / "master.log").read_text()[-800:]
                 raise BrambleError(f"the master stopped (is port {port} free?):\n{log}")
             print(f"  {up}/{nodes} nodes up", flush=True)
+            if jobs:
+                workers = wait_workers(url, nodes, timeout=60)
+                print(
+                    f"  jobs     {workers}/{nodes} Dask workers on loopback, one per node "
+                    f"(log {state / 'dask.log'})",
+                    flush=True,
+                )
             print(f"\nDashboard: {url}/    API docs: {url}/docs", flush=True)
+            if jobs:
+                print(
+                    f"Jobs: the examples are in {jobs_dir}; in another terminal:\n"
+                    f"  export BRAMBLE_SPEC={spec_path}\n"
+                    "  bramble run --follow pi.py 2000000",
+                    flush=True,
+                )
             print("Ctrl-C stops the demo.", flush=True)
             while not stopping:
                 time.sleep(0.2)

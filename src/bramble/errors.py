@@ -37,12 +37,26 @@ class SpecError(BrambleError):
 
 
 class MissingToolError(BrambleError):
-    """A system program bramble needs is not installed."""
+    """System programs bramble needs are not installed: TOOL (from PACKAGE), and MORE.
 
-    def __init__(self, tool: str, package: str) -> None:
+    Every missing program is named at once, so one `apt install` fixes them all.
+    """
+
+    def __init__(self, tool: str, package: str, more: list[tuple[str, str]] | None = None) -> None:
         self.tool = tool
         self.package = package
-        super().__init__(f"{tool} not found: install the Debian package '{package}'")
+        self.missing = [(tool, package), *(more or [])]
+        if not more:
+            super().__init__(f"{tool} not found: install the Debian package '{package}'")
+            return
+        packages: list[str] = []
+        for _tool, needed in self.missing:
+            packages += [p for p in needed.split(" + ") if p not in packages]
+        tools = ", ".join(f"{t} ({p})" for t, p in self.missing)
+        super().__init__(
+            f"{len(self.missing)} programs not found: {tools}: "
+            f"install them with `apt install {' '.join(packages)}`"
+        )
 
 
 class MasterUnreachableError(BrambleError):

@@ -68,6 +68,7 @@ scheduler_port = 8786
 dashboard_port = 8787
 tls = true                       # mutual TLS between scheduler, workers and clients
 jobs_dir = "/mnt/jobs"
+remove_down_workers = true       # a node down on the master loses its Dask worker at once
 
 [software]
 wheels_dir = "/var/lib/bramble/wheels"  # wheels the master serves its nodes (dependencies):

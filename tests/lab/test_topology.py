@@ -107,6 +107,24 @@ def test_missing_tool_names_the_debian_package(tmp_path: Path) -> None:
     assert error is not None and "dnsmasq-base" in str(error)
 
 
+def test_every_missing_tool_is_named_at_once_with_one_install_line(tmp_path: Path) -> None:
+    for tool in ("ip", "nft", "busybox"):
+        (tmp_path / tool).write_text("#!/bin/sh\n")
+        (tmp_path / tool).chmod(0o755)
+    error = netns.missing_tool(str(tmp_path))
+    assert error is not None
+    assert [t for t, _ in error.missing] == ["dnsmasq", "ganesha.nfsd", "nfs-cat", "nsenter",
+                                             "unshare"]  # fmt: skip
+    assert str(error) == (
+        "5 programs not found: dnsmasq (dnsmasq-base), ganesha.nfsd (nfs-ganesha + "
+        "nfs-ganesha-vfs), nfs-cat (libnfs-utils), nsenter (util-linux), unshare (util-linux): "
+        "install them with `apt install dnsmasq-base nfs-ganesha nfs-ganesha-vfs libnfs-utils "
+        "util-linux`"
+    )
+    # the lab refuses to start with all of them named (the CLI prints it in one line)
+    assert "\n" not in str(error)
+
+
 def test_a_node_cannot_take_the_masters_or_switchs_name() -> None:
     spec = topology.builtin_spec(1)
     renamed = spec.model_copy(

@@ -63,6 +63,19 @@ def test_agent_sends_signed_datagrams_then_exits_on_count(
 
 
 @ENGINES
+def test_count_says_what_was_sent_once_at_the_end(spec_dir: tuple[Path, int], engine: str) -> None:
+    spec, port = spec_dir
+    with receiver(port):
+        agent = _agent(spec, "--node-name", "node-7", "--count", "3", engine=engine)
+        out, err = agent.communicate(timeout=20)
+    assert agent.returncode == 0, err
+    assert out.decode() == f"bramble agent: sent 3 datagrams as node-7 to {GROUP}:{port}\n"
+    # and on stderr only the one line saying which agent runs
+    said = err.decode().splitlines()
+    assert len(said) == 1 and said[0].startswith("bramble agent: running the "), said
+
+
+@ENGINES
 def test_lean_process_is_small_and_exits_0_on_sigterm(
     spec_dir: tuple[Path, int], engine: str
 ) -> None:

@@ -51,12 +51,27 @@ def init(
 def check(
     file: Annotated[Path | None, typer.Argument(help="Spec file to validate.")] = None,
     spec: SpecOpt = None,
+    spec_only: Annotated[
+        bool,
+        typer.Option(
+            "--spec-only",
+            help="Check the spec alone, not the secrets file beside it (a spec kept in a "
+            "repository without its secrets).",
+        ),
+    ] = False,
 ) -> None:
-    """Validate a spec (and its secrets file, if there is one); errors name the file, key,
-    line and the fix."""
+    """Validate a spec and the secrets file beside it; errors name the file, key, line, fix."""
+    from bramble.spec import check_secrets
+
     cluster = options.load(file or spec)
-    cluster.secrets_if_present()
-    typer.echo(f"{cluster.path}: ok ({len(cluster.spec.nodes)} nodes)")
+    nodes = len(cluster.spec.nodes)
+    if spec_only or cluster.path is None:
+        typer.echo(f"{cluster.path}: ok ({nodes} nodes; secrets not checked)")
+        return
+    secrets, warning = check_secrets(cluster.path)
+    if warning:
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+    typer.echo(f"{cluster.path}: ok ({nodes} nodes; secrets in {secrets.name})")
 
 
 # --- telemetry and master ---------------------------------------------------------------------
@@ -165,11 +180,14 @@ def demo(
     local: Annotated[
         bool, typer.Option(help="Use local processes on loopback even when root.")
     ] = False,
+    jobs: Annotated[
+        bool, typer.Option(help="Run the jobs cluster too (a Dask scheduler, a worker per node).")
+    ] = True,
 ) -> None:
     """Bring up a whole cluster on this machine and print the dashboard URL."""
     from bramble.demo import run_demo
 
-    run_demo(nodes=nodes, port=port, force_local=local)
+    run_demo(nodes=nodes, port=port, force_local=local, jobs=jobs)
 
 
 # --- provisioning -----------------------------------------------------------------------

@@ -213,8 +213,23 @@ def worker(
     memory_limit: Annotated[
         int | None, typer.Option(help="Bytes (default: the node's RAM).")
     ] = None,
+    light: Annotated[
+        bool,
+        typer.Option(
+            "--light",
+            help="Fewer wake-ups when idle: no task profiler, event-loop and memory checks "
+            "once a second (as the lab runs many workers on one machine).",
+        ),
+    ] = False,
 ) -> None:
     """Run this node's Dask worker with the cluster's TLS."""
     from bramble.jobs.servers import run_worker
 
-    run_worker(_load(spec)[1], name=name, host=host, nthreads=nthreads, memory_limit=memory_limit)
+    run_worker(
+        _load(spec)[1],
+        name=name,
+        host=host,
+        nthreads=nthreads,
+        memory_limit=memory_limit,
+        light=light,
+    )

@@ -111,3 +111,19 @@ def lab_heal(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> No
     from bramble.lab.commands import fault
 
     fault(node, "heal", prefix=prefix)
+
+
+@app.command("freeze")
+def lab_freeze(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
+    """Hang a lab node: every process of it stops (SIGSTOP), silent, connections open."""
+    from bramble.lab.commands import fault
+
+    fault(node, "freeze", prefix=prefix)
+
+
+@app.command("thaw")
+def lab_thaw(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
+    """Let a frozen lab node's processes go on (SIGCONT)."""
+    from bramble.lab.commands import fault
+
+    fault(node, "thaw", prefix=prefix)

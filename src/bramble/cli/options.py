@@ -14,16 +14,16 @@ SpecOpt = Annotated[
     Path | None,
     typer.Option(
         "--spec",
-        help="Spec file (default: ./bramble.toml, then /etc/bramble/bramble.toml).",
+        help="Spec file (default: $BRAMBLE_SPEC, ./bramble.toml, /etc/bramble/bramble.toml).",
         show_default=False,
     ),
 ]
 
 
-def load(spec: Path | None, *, env: bool = False) -> Cluster:
+def load(spec: Path | None, *, env: bool = True) -> Cluster:
     """The cluster of the --spec option (or the usual search), loaded once for the command.
 
-    With ENV, $BRAMBLE_SPEC is looked at before the search (the jobs commands; the lab sets it).
+    $BRAMBLE_SPEC is looked at before the search (the lab sets it), for every command.
     """
     from bramble.cluster import find_cluster
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import re
 import threading
 import time
 from typing import TYPE_CHECKING, Annotated, Any
@@ -55,6 +56,7 @@ class JobsService:
         self._client: Client | None = None
         self._client_lock = threading.Lock()
         self._failure: tuple[float, str] | None = None  # when and why connecting last failed
+        self._bokeh: tuple[Client, bool] | None = None  # whether that client's scheduler has it
 
     def client(self) -> Client:
         """The master's own Dask client (for exec and the workers view), made on first use.
@@ -84,6 +86,28 @@ class JobsService:
             self._failure = None
             return self._client
 
+    def dashboard_link(self, client: Client, services: dict[str, Any]) -> str | None:
+        """The link to Dask's own dashboard, or None when it is not served.
+
+        The scheduler serves its HTTP routes without bokeh too, `/status` then saying only
+        that it needs bokeh: so the link is shown only where the scheduler has bokeh
+        (asked once per connection). The link is `dashboard_link` where viewers reach the
+        scheduler by another address (the lab's host, through its forwarder).
+        """
+        if "dashboard" not in services:
+            return None
+        from bramble.jobs.servers import scheduler_has_bokeh
+
+        known = self._bokeh
+        if known is None or known[0] is not client:
+            try:
+                has = bool(client.run_on_scheduler(scheduler_has_bokeh))  # type: ignore[no-untyped-call]
+            except Exception:  # an old or foreign scheduler: assume the plain case
+                log.debug("cannot ask the scheduler about bokeh", exc_info=True)
+                has = True
+            self._bokeh = known = (client, has)
+        return (self.config.dashboard_link or self.config.dashboard_url) if known[1] else None
+
     def close(self) -> None:
         """Cancel running jobs and close the Dask client."""
         self.runner.close()
@@ -92,6 +116,11 @@ class JobsService:
                 with contextlib.suppress(Exception):  # a scheduler gone away: nothing to tell
                     self._client.close(timeout=CLOSE_TIMEOUT)  # type: ignore[no-untyped-call]
                 self._client = None
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key putting node-2 before node-10 (numbers as numbers, text as text)."""
+    return tuple((1, int(p)) if p.isdigit() else (0, p) for p in re.split(r"(\d+)", name) if p)
 
 
 def create_service(cluster: Cluster, *, max_running: int = 4) -> JobsService:
@@ -201,14 +230,12 @@ def list_jobs(
 def cluster(service: ServiceDep) -> ClusterView:
     """The scheduler, its dashboard link and the workers with their current task counts."""
     try:
-        info = service.client().scheduler_info(n_workers=-1)
+        client = service.client()
+        info = client.scheduler_info(n_workers=-1)
     except Exception as exc:  # no scheduler, or something else on its port: say so, don't fail
         log.debug("scheduler unreachable", exc_info=True)
         return ClusterView(
-            scheduler=service.config.scheduler,
-            dashboard_url=service.config.dashboard_url,
-            workers=[],
-            error=str(exc),
+            scheduler=service.config.scheduler, dashboard_url=None, workers=[], error=str(exc)
         )
     workers: list[WorkerView] = []
     for addr, w in info.get("workers", {}).items():
@@ -224,11 +251,10 @@ def cluster(service: ServiceDep) -> ClusterView:
                 in_memory=int(task_counts.get("memory", metrics.get("in_memory", 0))),
             )
         )
-    served = "dashboard" in info.get("services", {})
     return ClusterView(
         scheduler=service.config.scheduler,
-        dashboard_url=service.config.dashboard_url if served else None,
-        workers=sorted(workers, key=lambda w: w.name),
+        dashboard_url=service.dashboard_link(client, info.get("services", {})),
+        workers=sorted(workers, key=lambda w: natural_key(w.name)),
     )
 
 

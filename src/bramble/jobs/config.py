@@ -6,7 +6,9 @@ driver started by the master (and tests on loopback) see the same cluster withou
 - ``BRAMBLE_SPEC``: the spec file;
 - ``BRAMBLE_SCHEDULER``: the scheduler address, e.g. ``tls://10.42.0.1:8786``;
 - ``BRAMBLE_TLS_DIR``: the directory with ``ca.pem`` and the role certificates;
-- ``BRAMBLE_MASTER_URL``: the master's HTTP base URL.
+- ``BRAMBLE_MASTER_URL``: the master's HTTP base URL;
+- ``BRAMBLE_DASK_DASHBOARD_URL``: the link to Dask's dashboard the jobs panel shows, where its
+  viewers reach the scheduler by another address than the cluster's (the lab's host).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 ENV_SCHEDULER = "BRAMBLE_SCHEDULER"
 ENV_TLS_DIR = "BRAMBLE_TLS_DIR"
 ENV_MASTER_URL = "BRAMBLE_MASTER_URL"
+ENV_DASK_DASHBOARD = "BRAMBLE_DASK_DASHBOARD_URL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +39,8 @@ class JobsConfig:
     master_url: str
     jobs_dir: Path
     db_path: Path
-    dashboard_url: str
+    dashboard_url: str  # Dask's dashboard, where the master reaches it
+    dashboard_link: str = ""  # the same for the dashboard's viewers, when it differs
 
 
 def jobs_config(cluster: Cluster) -> JobsConfig:
@@ -64,4 +68,5 @@ def jobs_config(cluster: Cluster) -> JobsConfig:
         jobs_dir=Path(spec.jobs.jobs_dir),
         db_path=db_path,
         dashboard_url=f"http://{sched_host}:{spec.jobs.dashboard_port}/status",
+        dashboard_link=os.environ.get(ENV_DASK_DASHBOARD, ""),
     )

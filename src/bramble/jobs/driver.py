@@ -3,7 +3,8 @@
 A job file either defines ``main(client, *args)`` at top level, in which case the driver
 imports it, connects to the cluster and calls ``main`` (printing a non-None result), or it is a
 plain script (usually calling `bramble.jobs.connect()` itself), which runs as ``__main__``.
-Errors, syntax errors included, end the process with a traceback on stderr and exit status 1.
+Errors, syntax errors included, end the process with exit status 1 and the error on stderr as
+`python FILE` would show it: the driver's own frames are left out.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import runpy
 import signal
 import sys
+import traceback
 from pathlib import Path
 from types import FrameType, ModuleType
 
@@ -97,6 +99,28 @@ def standby() -> tuple[Path, list[str]] | None:
     return Path(job["file"]), [str(a) for a in job["args"]]
 
 
+def user_traceback(exc: BaseException, file: Path) -> str:
+    """EXC as `python FILE` would show it: from the job file's first frame on.
+
+    The driver's own frames (and runpy's) come first in the traceback and are the user's
+    concern no more than the interpreter's; a syntax error in the job shows, as Python
+    shows it, only where it is.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != str(file):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _run(file: Path, args: list[str]) -> int:
+    try:
+        return run_job(file, args)
+    except Exception as exc:
+        sys.stderr.write(user_traceback(exc, file))
+        sys.stderr.flush()
+        return 1
+
+
 def main() -> None:
     """Entry point: ``python -m bramble.jobs.driver FILE [ARGS...]`` (or ``--standby``)."""
     signal.signal(signal.SIGTERM, _terminate)
@@ -104,11 +128,11 @@ def main() -> None:
         job = standby()
         if job is None:
             raise SystemExit(0)
-        raise SystemExit(run_job(*job))
+        raise SystemExit(_run(*job))
     if len(sys.argv) < 2:
         sys.stderr.write("usage: python -m bramble.jobs.driver FILE [ARGS...]\n")
         raise SystemExit(2)
-    raise SystemExit(run_job(Path(sys.argv[1]), sys.argv[2:]))
+    raise SystemExit(_run(Path(sys.argv[1]), sys.argv[2:]))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bramble.errors import BrambleError
+from bramble.jobs.config import ENV_DASK_DASHBOARD
+from bramble.jobs.servers import node_resources
 from bramble.lab import daemons, netns, topology
 from bramble.lab.topology import Lab, LabPlan
 from bramble.spec import Secrets, Spec
@@ -19,7 +21,8 @@ from bramble.spec import Secrets, Spec
 Say = Callable[[str], None]
 MASTER_DAEMONS = ("dnsmasq", "ganesha", "master", "proxy")
 # The Dask scheduler runs on the master, a Dask worker on every node, unless `--no-jobs`.
-JOB_DAEMONS = ("scheduler",)
+# daskproxy forwards Dask's own dashboard to the host, as proxy does the master's.
+JOB_DAEMONS = ("scheduler", "daskproxy")
 NFS_CHECK_FILE = ".bramble-lab-check"
 NFS_CHECK_TEXT = "bramble lab: served over NFSv4 by nfs-ganesha\n"
 
@@ -114,14 +117,19 @@ def start_master(
     say: Say,
     *,
     jobs: bool = True,
+    dask_port: int = 0,
 ) -> None:
-    """Write the master's configs into the lab state and start its daemons."""
+    """Write the master's configs into the lab state and start its daemons.
+
+    With JOBS, Dask's dashboard is forwarded to DASK_PORT on the host's loopback, and the
+    master's jobs panel links there (the cluster's address is not the host's).
+    """
     state, ns = plan.state, plan.master_ns
     for share in spec.shares:
         topology.export_dir(state, share.export).mkdir(parents=True, exist_ok=True)
     # The master service starts first: its imports take the longest, and nodes are
     # visible only once it listens.
-    start_master_daemons(plan, spec, spec_path, http_port, ("master", "proxy"))
+    start_master_daemons(plan, spec, spec_path, http_port, ("master", "proxy"), dask_port)
     dnsmasq_text, nft_text = rendered(spec, secrets)
     say(
         "master: bramble master, dashboard proxy, nftables NAT, dnsmasq, nfs-ganesha"
@@ -137,15 +145,27 @@ def start_master(
     (state / "ganesha").mkdir(exist_ok=True)
     (state / "master" / "ganesha.conf").write_text(topology.ganesha_conf(spec, state))
     start_master_daemons(
-        plan, spec, spec_path, http_port, ("dnsmasq", "ganesha", *(JOB_DAEMONS if jobs else ()))
+        plan,
+        spec,
+        spec_path,
+        http_port,
+        ("dnsmasq", "ganesha", *(JOB_DAEMONS if jobs else ())),
+        dask_port,
     )
     say(f"  started in {ns}")
 
 
-def master_argv(plan: LabPlan, spec: Spec, spec_path: Path, http_port: int) -> dict[str, list[str]]:
+def master_argv(
+    plan: LabPlan, spec: Spec, spec_path: Path, http_port: int, dask_port: int = 0
+) -> dict[str, list[str]]:
     """The command line of each master daemon (SPEC, written at SPEC_PATH), each run in the
     master namespace."""
     state, ns = plan.state, plan.master_ns
+    bind = spec.dashboard_bind if spec.dashboard_bind != "0.0.0.0" else "127.0.0.1"
+    master = daemons.bramble_argv("master", "--spec", str(spec_path))
+    if dask_port:
+        dask_link = f"http://127.0.0.1:{dask_port}/status"
+        master = ["env", f"{ENV_DASK_DASHBOARD}={dask_link}", *master]
     return {
         "dnsmasq": daemons.in_netns(
             ns,
@@ -175,11 +195,7 @@ def master_argv(plan: LabPlan, spec: Spec, spec_path: Path, http_port: int) -> d
         ),
         # The master runs job drivers, which read job files at the share's mount point.
         "master": daemons.in_netns(
-            ns,
-            topology.with_shares(
-                topology.lab_shares(spec, state),
-                daemons.bramble_argv("master", "--spec", str(spec_path)),
-            ),
+            ns, topology.with_shares(topology.lab_shares(spec, state), master)
         ),
         "scheduler": daemons.in_netns(
             ns, daemons.bramble_argv("scheduler", "--spec", str(spec_path))
@@ -191,8 +207,18 @@ def master_argv(plan: LabPlan, spec: Spec, spec_path: Path, http_port: int) -> d
             "127.0.0.1",
             str(http_port),
             ns,
-            spec.dashboard_bind if spec.dashboard_bind != "0.0.0.0" else "127.0.0.1",
+            bind,
             str(spec.dashboard.port),
+        ],
+        "daskproxy": [
+            sys.executable,
+            "-m",
+            "bramble.lab.proxy",
+            "127.0.0.1",
+            str(dask_port),
+            ns,
+            str(spec.network.master_address),
+            str(spec.jobs.dashboard_port),
         ],
     }
 
@@ -203,9 +229,10 @@ def start_master_daemons(
     spec_path: Path,
     http_port: int,
     only: Sequence[str] = MASTER_DAEMONS,
+    dask_port: int = 0,
 ) -> None:
     """Start the master daemons ONLY (all by default)."""
-    argv = master_argv(plan, spec, spec_path, http_port)
+    argv = master_argv(plan, spec, spec_path, http_port, dask_port)
     for name in only:
         daemons.start(plan.state / "run", name, argv[name])
 
@@ -289,11 +316,33 @@ def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
         say(f"  {name}: {address} hostname {hostname}, agent boot {boot}")
 
 
+def worker_argv(lab: Lab, hostname: str) -> list[str]:
+    """A lab node's Dask worker: light, one thread, a share of the host's RAM as its limit.
+
+    Many nodes share one machine: each gets one thread (a node's own cores are the host's,
+    counted once per node otherwise) and RAM / nodes as its memory limit, so Dask pauses
+    and spills a node's work before the host runs out, as on a board.
+    """
+    _, ram = node_resources()
+    share = ram // max(1, len(lab.plan.nodes))
+    return daemons.bramble_argv(
+        "worker",
+        "--spec",
+        str(lab.spec_path),
+        "--name",
+        hostname,
+        "--nthreads",
+        "1",
+        "--memory-limit",
+        str(share),
+        "--light",
+    )
+
+
 def start_workers(lab: Lab, names: Sequence[str], say: Say) -> None:
     """Start the Dask worker of each running node in NAMES, named after its hostname.
 
-    Each has the node's cores as threads and its RAM as memory limit (in the lab, the host's),
-    and the cluster's TLS certificate from the lab's state.
+    Each has the cluster's TLS certificate from the lab's state (see `worker_argv`).
     """
     run = lab.plan.state / "run"
     started = []
@@ -303,7 +352,7 @@ def start_workers(lab: Lab, names: Sequence[str], say: Say) -> None:
         if holder is None or not lease.exists():
             continue
         hostname = lease.read_text().strip().partition(" ")[2] or name
-        argv = daemons.bramble_argv("worker", "--spec", str(lab.spec_path), "--name", hostname)
+        argv = worker_argv(lab, hostname)
         daemons.start(run, f"{name}.worker", daemons.in_node(holder, argv))
         started.append(name)
     if started:

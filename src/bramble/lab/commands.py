@@ -6,10 +6,12 @@ only interface names and paths (noted where it does).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from bramble.cluster import Cluster, load_cluster
 from bramble.errors import BrambleError
-from bramble.lab import build, daemons, netns, topology
+from bramble.lab import build, capacity, daemons, netns, topology
 from bramble.lab.build import NFS_CHECK_FILE, NFS_CHECK_TEXT, Say, master_daemons
 from bramble.lab.topology import Lab, NodePlan
 from bramble.spec import Secrets, Spec, parse_secrets
@@ -65,10 +67,35 @@ def _state_file(state: Path) -> Path:
     return state / "lab.json"
 
 
+def labs_up() -> list[str]:
+    """The prefixes of the labs whose state is recorded on this machine, sorted."""
+    try:
+        entries = list(topology.STATE_ROOT.iterdir())
+    except OSError:
+        return []
+    return sorted(e.name for e in entries if _state_file(e).is_file())
+
+
 def load_lab(prefix: str | None) -> Lab:
-    """The running lab PREFIX from its state; BrambleError if there is none."""
+    """The running lab PREFIX from its state; BrambleError if there is none.
+
+    Without a prefix (no --prefix, no $BRAMBLE_LAB_PREFIX) and no lab 'lab', the one lab
+    that is up is meant (`bramble demo`'s is 'demo'); with several, the error names them.
+    """
     name = prefix_of(prefix)
     state = topology.STATE_ROOT / name
+    given = prefix or os.environ.get(PREFIX_ENV)
+    if not given and not _state_file(state).is_file():
+        others = labs_up()
+        if len(others) == 1:
+            name = others[0]
+            state = topology.STATE_ROOT / name
+        elif others:
+            names = ", ".join(repr(o) for o in others)
+            raise BrambleError(
+                f"no lab {name!r} is up; these are: {names}: name one with --prefix "
+                f"(e.g. --prefix {others[0]}) or $BRAMBLE_LAB_PREFIX"
+            )
     try:
         data = json.loads(_state_file(state).read_text())
     except (OSError, ValueError):
@@ -78,7 +105,12 @@ def load_lab(prefix: str | None) -> Lab:
     used = {IPv4Network(data["uplink"])}
     plan = replace(topology.plan(spec, name, used), uplink_net=next(iter(used)))
     return Lab(
-        plan=plan, spec=spec, spec_path=spec_path, url=data["url"], jobs=data.get("jobs", False)
+        plan=plan,
+        spec=spec,
+        spec_path=spec_path,
+        url=data["url"],
+        jobs=data.get("jobs", False),
+        dask_port=data.get("dask_port", 0),
     )
 
 
@@ -196,7 +228,12 @@ def up(
     spec, secrets = _source_spec(source, nodes)
     if not spec.nodes:
         raise BrambleError("the lab spec has no nodes (add [[nodes]] or pass --nodes N)")
+    jobs = jobs and spec.jobs.tls  # the lab runs Dask only with the TLS the spec asks for
+    need = capacity.Need(len(spec.nodes), jobs)
+    capacity.check_machine(need)
     plan = topology.plan(spec, name, netns.root_networks())
+    for line in capacity.size_neighbour_tables(need):
+        say(f"kernel: {line} (shared by every namespace; {len(spec.nodes)} nodes)")
     state = plan.state
     (state / "run").mkdir(parents=True, exist_ok=True)
     (state / "master").mkdir(parents=True, exist_ok=True)
@@ -204,16 +241,18 @@ def up(
     path, secrets = _write_spec(spec, secrets, state)
     http_port = _free_port(spec.dashboard.port if port is None else port)
     url = f"http://127.0.0.1:{http_port}/"
-    jobs = jobs and spec.jobs.tls  # the lab runs Dask only with the TLS the spec asks for
-    _state_file(state).write_text(
-        json.dumps({"spec": str(path), "uplink": str(plan.uplink_net), "url": url, "jobs": jobs})
-    )
+    dask_port = 0
+    while jobs and dask_port in (0, http_port):
+        # Dask's dashboard on the host, the spec's port when free (not yet bound: not the same)
+        dask_port = _free_port(spec.jobs.dashboard_port if not dask_port else 0)
+    record = {"spec": str(path), "uplink": str(plan.uplink_net), "url": url, "jobs": jobs}
+    _state_file(state).write_text(json.dumps({**record, "dask_port": dask_port}))
     say(f"lab {name!r}: {len(plan.nodes)} nodes, state in {state}")
     if jobs:
         _lab_tls(source, state, say)
     build.build_network(plan, spec, say)
-    build.start_master(plan, spec, secrets, path, http_port, say, jobs=jobs)
-    lab = Lab(plan=plan, spec=spec, spec_path=path, url=url, jobs=jobs)
+    build.start_master(plan, spec, secrets, path, http_port, say, jobs=jobs, dask_port=dask_port)
+    lab = Lab(plan=plan, spec=spec, spec_path=path, url=url, jobs=jobs, dask_port=dask_port)
     build.build_nodes(plan, say)
     build.boot_nodes(lab, [n.name for n in plan.nodes], say)
     ok, detail = nfs_check(lab, plan.nodes[0])
@@ -288,6 +327,7 @@ def show_status(*, prefix: str | None = None, say: Say = _say) -> None:
             say(f"  {node.name:<12} namespace missing")
             continue
         stopped = (plan.state / "nodes" / node.name / "stopped").exists()
+        frozen = (plan.state / "nodes" / node.name / "frozen").exists()
         link = json.loads(
             netns.ip("-j", "link", "show", "dev", node.port, ns=plan.switch_ns, check=False)
             or "[{}]"
@@ -295,11 +335,13 @@ def show_status(*, prefix: str | None = None, say: Say = _say) -> None:
         cable = "cut" if "UP" not in link.get("flags", []) else "plugged"
         agent = daemons.running(run, f"{node.name}.agent")
         state = "off" if stopped else ("agent pid " + str(agent) if agent else "agent NOT RUNNING")
+        if frozen:
+            state = "FROZEN, " + state
         if lab.jobs and not stopped:
             worker = daemons.running(run, f"{node.name}.worker")
             state += f", worker pid {worker}" if worker else ", worker NOT RUNNING"
         nfs = "-"
-        if not stopped and cable == "plugged":
+        if not stopped and not frozen and cable == "plugged":
             ok, detail = nfs_check(lab, node)
             nfs = "ok" if ok else detail
         say(
@@ -317,7 +359,8 @@ def show_status(*, prefix: str | None = None, say: Say = _say) -> None:
 
 
 def fault(node: str, verb: str, *, prefix: str | None = None, say: Say = _say) -> None:
-    """stop/start (power) or cut/heal (cable) NODE; the master's name stops/starts its daemons."""
+    """stop/start (power), cut/heal (cable) or freeze/thaw (a hang) NODE; the master's name
+    stops/starts its daemons."""
     lab = load_lab(prefix)
     with daemons.locked(lab.plan.state / "run"):
         _fault(lab, node, verb, say)
@@ -331,7 +374,7 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
         elif verb == "start":
             port = int(lab.url.rsplit(":", 1)[1].strip("/"))
             todo = [d for d in master_daemons(lab.jobs) if daemons.running(run, d) is None]
-            build.start_master_daemons(plan, lab.spec, lab.spec_path, port, todo)
+            build.start_master_daemons(plan, lab.spec, lab.spec_path, port, todo, lab.dask_port)
         else:
             raise BrambleError(f"the master supports stop and start, not {verb}")
         say(f"{node}: {verb}")
@@ -352,6 +395,21 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
         if holder:
             netns.run(daemons.in_node(holder, ["hostname", "localhost"]), check=False)
         (plan.state / "nodes" / node / "stopped").write_text("")
+    elif verb in ("freeze", "thaw"):
+        # A board that hangs: every process of the node stops where it is (SIGSTOP), its
+        # connections stay open and nothing is said on the wire; thaw lets them go on.
+        pids = netns.ns_pids(target.netns)
+        sig = signal.SIGSTOP if verb == "freeze" else signal.SIGCONT
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        marker = plan.state / "nodes" / node / "frozen"
+        if verb == "freeze":
+            marker.write_text("")
+        else:
+            marker.unlink(missing_ok=True)
+        say(f"{node}: {verb} ({len(pids)} processes)")
+        return
     elif verb == "start":
         if daemons.running(run, f"{node}.agent"):
             say(f"{node} is already on")
@@ -360,7 +418,7 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
         if lab.jobs:
             build.start_workers(lab, [node], say)
     else:
-        raise BrambleError(f"unknown fault {verb!r}: stop, start, cut or heal")
+        raise BrambleError(f"unknown fault {verb!r}: stop, start, cut, heal, freeze or thaw")
     say(f"{node}: {verb}")
 
 
@@ -463,12 +521,10 @@ def leftovers(prefix: str) -> list[str]:
 # --- demo -------------------------------------------------------------------------------------
 
 
-def demo(*, nodes: int, port: int) -> None:
+def demo(*, nodes: int, port: int, jobs: bool = True) -> None:
     """`bramble demo` as root: a lab of NODES nodes until Ctrl-C, then `lab down`."""
-    import signal
-
     prefix = "demo"
-    lab = up(None, nodes=nodes, prefix=prefix, port=port)
+    lab = up(None, nodes=nodes, prefix=prefix, port=port, jobs=jobs)
     _say(f"bramble demo: lab cluster of {nodes} nodes; dashboard {lab.url} (Ctrl-C stops)")
     if lab.jobs:
         share = topology.export_dir(lab.plan.state, lab.spec.shares[0].export)

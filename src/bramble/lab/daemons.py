@@ -87,8 +87,6 @@ def start(
     With SUPERVISE, the lab's supervisor restarts it should it exit before `stop`.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    if supervise:
-        (run_dir / f"{name}.argv").write_text(json.dumps(list(argv)))
     with open(run_dir / f"{name}.log", "ab") as out:
         proc = subprocess.Popen(
             list(argv),
@@ -100,13 +98,24 @@ def start(
         )
     _detached[:] = [p for p in _detached if p.poll() is None]  # reap the ones that ended
     _detached.append(proc)
-    pid_file(run_dir, name).write_text(f"{proc.pid}\n")
+    _write_atomic(pid_file(run_dir, name), f"{proc.pid}\n")
+    if supervise:
+        # Wanted only once its pid is recorded: a supervisor scan in between would otherwise
+        # see it wanted and not running, and start a second copy.
+        _write_atomic(run_dir / f"{name}.argv", json.dumps(list(argv)))
     log.debug("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
     return proc.pid
 
 
 _detached: list[subprocess.Popen[bytes]] = []
 """Daemons this process started: they outlive any caller, and are reaped here if they end."""
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write TEXT to PATH so a reader sees the old content or the new, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def read_pid(run_dir: Path, name: str) -> int | None:

@@ -31,17 +31,19 @@ TOOLS = {
 
 
 def missing_tool(search: str | None = None) -> MissingToolError | None:
-    """The first system tool the lab needs that is not on SEARCH (default: $PATH and sbin)."""
+    """The system tools the lab needs that are not on SEARCH (default: $PATH and sbin), all
+    in one error; None when every one is there."""
     if search is None:
         search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    for tool, package in TOOLS.items():
-        if shutil.which(tool, path=search) is None:
-            return MissingToolError(tool, package)
-    return None
+    missing = [(t, p) for t, p in TOOLS.items() if shutil.which(t, path=search) is None]
+    if not missing:
+        return None
+    (tool, package), *more = missing
+    return MissingToolError(tool, package, more)
 
 
 def require_tools() -> None:
-    """Raise MissingToolError for the first missing tool."""
+    """Raise MissingToolError naming every missing tool."""
     error = missing_tool()
     if error is not None:
         raise error

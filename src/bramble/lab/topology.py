@@ -93,6 +93,7 @@ class Lab:
     spec_path: Path
     url: str
     jobs: bool = True
+    dask_port: int = 0  # Dask's dashboard, forwarded to the host's loopback (0: none)
 
 
 def ns_prefix(prefix: str) -> str:

@@ -296,6 +296,16 @@ class HistoryReader:
             ).fetchall()
         return [(b, _round(v)) for b, v in rows if v is not None]
 
+    def last_kinds(self) -> dict[str, str]:
+        """Each node's latest change (new, up, stale, down, rebooted), for a master that
+        starts again: the nodes it knew are not new."""
+        with self._lock:
+            # SQLite takes the bare column `kind` from the row holding MAX(ts).
+            rows = self._db.execute(
+                "SELECT node, kind, MAX(ts) FROM changes GROUP BY node"
+            ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
     def changes(self, limit: int) -> list[Change]:
         """The newest LIMIT changes, newest first."""
         with self._lock:

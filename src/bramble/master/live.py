@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from bramble.master.collector import Stats as Counts
 from bramble.master.events import Hub
@@ -49,6 +49,9 @@ class Live:
         self._pending: list[Change] = []
         self._flushed: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Told every change as it is published, on the loop; each must return at once (the
+        # jobs service's liveness follower queues what it needs).
+        self.listeners: list[Callable[[list[Change]], None]] = []
 
     # --- on the loop's side ---------------------------------------------------------------
 
@@ -79,6 +82,11 @@ class Live:
             self.hub.publish("change", change)
             if change.kind in ("down", "rebooted", "stale"):
                 log.info("%s", change.message)
+        for listener in self.listeners:
+            try:
+                listener(changes)
+            except Exception:  # a listener's bug must not stop the live view
+                log.exception("a change listener failed")
 
     async def _flusher(self) -> None:
         """Every 100 ms: changed nodes as one `nodes` event, and the changes waiting."""

@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from bramble import __version__
 from bramble.errors import BrambleError
 from bramble.master import api, prometheus
+from bramble.master.address import check_listen
 from bramble.master.collector import Collector, Stats, open_socket
 from bramble.master.history import History, HistoryReader, HistoryWriter
 from bramble.master.live import Live
@@ -36,6 +37,8 @@ from bramble.master.nodes import NodeTable
 
 if TYPE_CHECKING:
     from bramble.cluster import Cluster
+    from bramble.jobs.api import JobsService
+    from bramble.jobs.liveness import WorkerFollower
 
 log = logging.getLogger(__name__)
 HTTP_GRACE = 2  # seconds event streams get to end when the master stops
@@ -88,6 +91,7 @@ class Master:
             on_changes=self.live.on_changes,
             stats=self.counts,
         )
+        self.follower: WorkerFollower | None = None  # with the jobs service, if it follows
         self.app = create_app(self)
 
     @contextlib.asynccontextmanager
@@ -100,6 +104,8 @@ class Master:
             parts.callback(self.writer.close)
             self.reader.open()
             parts.callback(self.reader.close)
+            with self.lock:
+                self.table.known = self.reader.last_kinds()
             self.live.start()
             parts.push_async_callback(self.live.close)
             await self.collector.start(self.telemetry())
@@ -126,6 +132,23 @@ class Master:
             await asyncio.to_thread(service.close)
 
         parts.push_async_callback(close)
+        if self.cluster.spec.jobs.remove_down_workers:
+            self._follow_liveness(service, parts)
+
+    def _follow_liveness(self, service: JobsService, parts: contextlib.AsyncExitStack) -> None:
+        """A node down here loses its Dask worker at once (`jobs.liveness`)."""
+        from bramble.jobs.liveness import DaskScheduler, WorkerFollower
+
+        follower = WorkerFollower(DaskScheduler(service.client))
+        follower.start()
+        self.live.listeners.append(follower.changes)
+        self.follower = follower
+
+        def close() -> None:
+            self.live.listeners.remove(follower.changes)
+            follower.close()
+
+        parts.callback(close)
 
     async def serve(self, bind: str, port: int) -> None:
         """Serve on BIND:PORT until SIGTERM or SIGINT, the parts running for as long."""
@@ -188,12 +211,12 @@ def run_master(cluster: Cluster, *, bind: str | None, port: int | None, db: Path
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     spec = cluster.spec
     db_path = db or Path(spec.history.path)
+    host, http_port = bind or spec.dashboard_bind, port or spec.dashboard.port
+    check_listen(host, http_port, _bind_source(cluster, bind))
     master = Master(cluster, db_path)
     loop = _new_loop()
     try:
-        loop.run_until_complete(
-            master.serve(bind or spec.dashboard_bind, port or spec.dashboard.port)
-        )
+        loop.run_until_complete(master.serve(host, http_port))
     except OSError as exc:
         raise BrambleError(
             f"cannot start the master: {exc} (is another master using port "
@@ -201,6 +224,16 @@ def run_master(cluster: Cluster, *, bind: str | None, port: int | None, db: Path
         ) from None
     finally:
         loop.close()
+
+
+def _bind_source(cluster: Cluster, bind: str | None) -> str:
+    """Where the dashboard's address came from, for an error that says what to change."""
+    where = cluster.path or "the spec"
+    if bind:
+        return "--bind"
+    if cluster.spec.dashboard.bind:
+        return f"dashboard.bind in {where}"
+    return f"network.master_address in {where}, as dashboard.bind is empty"
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

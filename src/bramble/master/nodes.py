@@ -90,6 +90,9 @@ class NodeTable:
         self.default_interval = default_interval
         self.nodes: dict[str, NodeState] = {}
         self.dirty: set[str] = set()
+        # Nodes a previous run of the master knew, with their last change: seen again, they
+        # are not `new`, and one last seen stale or down is `up` again.
+        self.known: dict[str, str] = {}
 
     def status_at(self, node: NodeState, now: float) -> Status:
         """UP, STALE or DOWN for NODE at NOW."""
@@ -122,14 +125,20 @@ class NodeTable:
         if state is None:
             state = self._admit(packet.node, now)
             state.boot, state.seq = packet.boot, packet.seq
-            changes.append(
-                Change(
-                    ts=now,
-                    node=packet.node,
-                    kind="new",
-                    message=f"{packet.node} joined ({address})",
+            last = self.known.pop(packet.node, None)
+            if last is None:
+                changes.append(
+                    Change(
+                        ts=now,
+                        node=packet.node,
+                        kind="new",
+                        message=f"{packet.node} joined ({address})",
+                    )
                 )
-            )
+            elif last in (STALE, DOWN):
+                changes.append(
+                    Change(ts=now, node=packet.node, kind=UP, message=f"{packet.node} is up again")
+                )
         elif packet.signed:
             if packet.boot == state.boot:
                 if packet.seq <= state.seq:

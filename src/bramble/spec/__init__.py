@@ -8,6 +8,7 @@
 
 from bramble.spec.load import (
     SpecErrors,
+    check_secrets,
     find_spec_path,
     load_secrets,
     load_spec,
@@ -58,6 +59,7 @@ __all__ = [
     "Spec",
     "SpecErrors",
     "TelemetrySpec",
+    "check_secrets",
     "find_spec_path",
     "load_secrets",
     "load_spec",

@@ -180,3 +180,26 @@ def secrets_mode_ok(spec_path: Path) -> bool:
         return os.stat(secrets_path(spec_path)).st_mode & 0o077 == 0
     except OSError:
         return False
+
+
+def check_secrets(spec_path: Path) -> tuple[Path, str]:
+    """The secrets file beside SPEC_PATH, valid, and a warning ('' if none) for `bramble check`.
+
+    Every agent, the master and the jobs commands read it, so a spec without it is not a
+    cluster that runs: SpecError saying so. A file others can read is only warned about.
+    """
+    path = secrets_path(spec_path)
+    if not path.exists():
+        raise SpecError(
+            "secrets file not found beside the spec: the agents, the master and the jobs "
+            "commands need it",
+            file=str(path),
+            fix="copy it from where `bramble init` wrote the spec, or run `bramble init` in "
+            "a new directory and copy its bramble.secrets.toml; --spec-only checks the spec "
+            "alone",
+        )
+    load_secrets(spec_path)
+    if not secrets_mode_ok(spec_path):
+        mode = os.stat(path).st_mode & 0o777
+        return path, f"{path} is readable by others (mode {mode:04o}): chmod 600 {path}"
+    return path, ""

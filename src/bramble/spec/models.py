@@ -213,6 +213,9 @@ class JobsSpec(_Model):
     dashboard_port: int = Field(default=8787, ge=1, le=65535)
     tls: bool = True
     jobs_dir: str = "/mnt/jobs"
+    # The master removes a node's Dask worker from the scheduler when the node goes down, so
+    # its tasks are rescheduled at once rather than after Dask's own timeout (minutes).
+    remove_down_workers: bool = True
 
 
 class SoftwareSpec(_Model):

@@ -1270,7 +1270,7 @@ int main(int argc, char **argv) {
         clock_gettime(CLOCK_BOOTTIME, &t);
         seq = (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
     }
-    long long last_seq = count ? seq + count : -1;
+    long long last_seq = count ? seq + count : -1, sent = 0, failures = 0;
     double first = interval < 0.2 ? interval : 0.2;
     struct itimerval timer = {
         {(time_t)interval, (suseconds_t)((interval - (double)(time_t)interval) * 1e6)},
@@ -1310,6 +1310,7 @@ int main(int argc, char **argv) {
                     error = strerror(errno);
                 if (error) {
                     t->failed++;
+                    failures++;
                     if (t->outage_since < 0) {
                         t->outage_since = monotonic();
                         say("bramble agent: cannot send to %s:%d: %s (will keep trying)", t->host,
@@ -1323,7 +1324,27 @@ int main(int argc, char **argv) {
                 }
             }
         }
-        if (seq == last_seq) break;
+        sent++;
+        if (seq == last_seq) {
+            /* --count: say what was done, as the Python agent does. */
+            if (!to_stdout) {
+                char line[400];
+                int len = snprintf(line, sizeof line, "bramble agent: sent %lld datagrams as %s to %s:%d",
+                                   sent, node, group, port);
+                if (n_unicast && len > 0 && len < (int)sizeof line)
+                    len += snprintf(line + len, sizeof line - (size_t)len, " and %d unicast target%s",
+                                    n_unicast, n_unicast == 1 ? "" : "s");
+                if (failures && len > 0 && len < (int)sizeof line)
+                    len += snprintf(line + len, sizeof line - (size_t)len, " (%lld sends failed)",
+                                    failures);
+                if (len > 0 && len < (int)sizeof line - 1) {
+                    line[len++] = '\n';
+                    ssize_t ignored = write(1, line, (size_t)len);
+                    (void)ignored;
+                }
+            }
+            break;
+        }
     }
     return 0;
 }

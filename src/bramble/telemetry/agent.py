@@ -257,6 +257,17 @@ def open_socket(config: AgentConfig) -> _socket.socket:
     return sock
 
 
+def sent_line(config: AgentConfig, sent: int, failures: int) -> str:
+    """What `--count N` did, said once at the end (the compiled agent says the same)."""
+    line = f"bramble agent: sent {sent} datagrams as {config.node} to {config.group}:{config.port}"
+    if config.targets:
+        plural = "" if len(config.targets) == 1 else "s"
+        line += f" and {len(config.targets)} unicast target{plural}"
+    if failures:
+        line += f" ({failures} sends failed)"
+    return line
+
+
 class _Outage:
     """Logs a destination's outage once when it starts and once when it ends, not per datagram."""
 
@@ -264,9 +275,11 @@ class _Outage:
         self.target = f"{target[0]}:{target[1]}"
         self.since: float | None = None
         self.failed = 0
+        self.total = 0
 
     def failure(self, now: float, error: OSError) -> None:
         self.failed += 1
+        self.total += 1
         if self.since is None:
             self.since = now
             _log(f"cannot send to {self.target}: {error} (will keep trying)")
@@ -325,6 +338,9 @@ def run(config: AgentConfig) -> int:
                 if outage.since is not None:
                     outage.success(time.monotonic())
             if seq == last_seq:
+                failures = sum(outage.total for _target, outage in destinations)
+                line = sent_line(config, seq - first_seq, failures)
+                os.write(1, f"{line}\n".encode(errors="replace"))
                 break
     finally:
         _signal.setitimer(_signal.ITIMER_REAL, 0)

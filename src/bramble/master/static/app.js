@@ -1,5 +1,5 @@
 // bramble dashboard: the cluster overview, live over the master's event stream.
-import { bytes, clock, duration, el, mib, pct } from "/static/format.js";
+import { bytes, clock, duration, el, mib, mibLabel, pct } from "/static/format.js";
 import { lineChart, setData } from "/static/charts.js";
 
 const state = {
@@ -49,7 +49,11 @@ function makeCard(name) {
   gauge.append(gaugeText);
   gauge.setAttribute("role", "img");
   const cores = el("div", "cores");
-  row.append(gauge, cores);
+  cores.setAttribute("role", "group");
+  cores.setAttribute("aria-label", "CPU per core");
+  const coresBox = el("div", "cores-box");
+  coresBox.append(cores, el("span", "barlabel", "per core"));
+  row.append(gauge, coresBox);
   const kv = el("dl", "kv");
   const refs = { badge, reboot, gauge, gaugeText, cores, coreBars: [], seen: null };
   for (const [key, label] of [["temp", "temp"], ["freq", "freq"], ["load", "load"],
@@ -59,9 +63,17 @@ function makeCard(name) {
     refs[key] = dd;
   }
   const membar = el("div", "membar");
+  membar.setAttribute("role", "meter");
+  membar.setAttribute("aria-label", "memory used");
+  membar.setAttribute("aria-valuemin", "0");
+  membar.setAttribute("aria-valuemax", "100");
   refs.memfill = el("b");
   membar.append(refs.memfill);
-  vals.append(row, kv, membar);
+  refs.membar = membar;
+  refs.mempct = el("span", "barvalue", "–");
+  const memrow = el("div", "barrow");
+  memrow.append(el("span", "barlabel", "memory"), membar, refs.mempct);
+  vals.append(row, kv, memrow);
   refs.seen = el("div", "seen", "");
   root.append(head, vals, refs.seen);
   return { root, refs };
@@ -102,7 +114,11 @@ function updateCard(card, node) {
   // memory used is one of the metrics the master computes for every node (its registry)
   const { mem_used: used, mem_total: total } = node.metrics || {};
   refs.mem.textContent = total ? `${mib(used)} / ${mib(total)}` : "–";
-  refs.memfill.style.width = total ? `${((used / total) * 100).toFixed(0)}%` : "0";
+  const memPct = total ? Math.round((used / total) * 100) : null;
+  refs.memfill.style.width = memPct == null ? "0" : `${memPct}%`;
+  refs.mempct.textContent = memPct == null ? "–" : `${memPct}%`;
+  if (memPct == null) refs.membar.removeAttribute("aria-valuenow");
+  else refs.membar.setAttribute("aria-valuenow", String(memPct));
   const r = node.rates || {};
   refs.net.textContent = `${bytes(r.net_rx, "/s")} / ${bytes(r.net_tx, "/s")}`;
   refs.uptime.textContent = duration(s.uptime);
@@ -175,9 +191,16 @@ function summary() {
   $("s-up").textContent = up; $("s-stale").textContent = stale; $("s-down").textContent = down;
   $("s-cores").textContent = cores ? `${busy.toFixed(1)} of ${cores}` : "–";
   $("s-cpu").textContent = cpuN ? pct(cpuSum / cpuN) : "–";
-  $("s-mem").textContent = total ? `${mib(used)} of ${mib(total)}` : "–";
+  $("s-mem").textContent = total ? usedOfTotal(used, total) : "–";
   $("s-hot").textContent = hottest ? `${hottest.name} ${hottest.sample.cputemp.toFixed(1)} °C` : "–";
   $("s-rate").textContent = state.stats ? `${state.stats.rate.toFixed(1)}/s` : "–";
+}
+
+// "4.5 of 70.6 GiB": memory used of total (kB), in the total's unit.
+function usedOfTotal(usedKb, totalKb) {
+  const GiB = 1024 * 1024;
+  if (totalKb < GiB) return `${Math.round(usedKb / 1024)} of ${Math.round(totalKb / 1024)} MiB`;
+  return `${(usedKb / GiB).toFixed(1)} of ${(totalKb / GiB).toFixed(1)} GiB`;
 }
 
 function applyNodes(views) {
@@ -214,10 +237,12 @@ async function refreshClusterCharts() {
   try {
     const [cpu, mem] = await Promise.all(["cpuusage", "mem_used"].map((m) =>
       fetch(`/api/cluster/history?metric=${m}&since=-3600`).then((r) => r.json())));
+    // the last hour, as the captions say, however short the master's history is yet
+    const hour = { range: 3600, now };
     clusterCharts.cpu ??= lineChart($("c-cpu"), [{ label: "CPU", color: "--cpu" }],
-      { max: 100, value: (v) => `${v.toFixed(0)}%` });
+      { max: 100, value: (v) => `${v.toFixed(0)}%`, ...hour });
     clusterCharts.mem ??= lineChart($("c-mem"), [{ label: "used", color: "--mem" }],
-      { value: (v) => mib(v) });
+      { value: (v) => mibLabel(v / 1024), ...hour });
     setData(clusterCharts.cpu, [cpu.points.map((p) => p[0]), cpu.points.map((p) => p[1] * 100)]);
     setData(clusterCharts.mem, [mem.points.map((p) => p[0]), mem.points.map((p) => p[1])]);
   } catch (err) {

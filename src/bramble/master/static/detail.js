@@ -1,5 +1,5 @@
 // Node detail: history charts of one node over 15 min .. 7 d, updated live.
-import { bytes, clock, duration } from "/static/format.js";
+import { bytes, clock, duration, mibLabel } from "/static/format.js";
 import { lineChart, setData } from "/static/charts.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,27 +16,31 @@ function destroy() {
   current = null;
 }
 
-function buildCharts(cores) {
+function buildCharts(cores, now) {
   const coreSeries = Array.from({ length: cores }, (_, i) => ({
     label: `core ${i}`, color: "--muted", width: 1 }));
   const percent = (v) => `${v.toFixed(0)}%`;
+  // every chart spans the chosen range up to now, whatever the data's extent
+  const span = { range: () => current?.range ?? 900, now };
   return {
     cpu: lineChart($("d-cpu"), [{ label: "total", color: "--cpu", width: 2.5 }, ...coreSeries],
-      { max: 100, value: percent, height: 200 }),
-    temp: lineChart($("d-temp"), [{ label: "°C", color: "--temp" }]),
+      { max: 100, value: percent, height: 200, ...span }),
+    temp: lineChart($("d-temp"), [{ label: "°C", color: "--temp" }],
+      { value: (v) => `${Number.isInteger(v) ? v : v.toFixed(1)} °C`, ...span }),
     mem: lineChart($("d-mem"), [{ label: "used", color: "--mem" }, { label: "total", color: "--muted" }],
-      { value: (v) => `${v.toFixed(0)} MiB` }),
+      { value: mibLabel, ...span }),
     load: lineChart($("d-load"), [{ label: "1 min", color: "--cpu" }, { label: "5 min", color: "--mem" },
-      { label: "15 min", color: "--muted" }]),
+      { label: "15 min", color: "--muted" }], span),
     net: lineChart($("d-net"), [{ label: "in", color: "--net-in" }, { label: "out", color: "--net-out" }],
-      { value: (v) => bytes(v, "/s") }),
+      { value: (v) => bytes(v, "/s"), ...span }),
   };
 }
 
 // Columns per chart, as functions of one merged row {ts, metric: value}.
 const COLUMNS = {
   cpu: (r, cores) => [r.cpuusage * 100, ...Array.from({ length: cores }, (_, i) => (r[`core.${i}`] ?? null) * 100)],
-  temp: (r) => [r.cputemp],
+  // a node without a sensor reports 0 °C (the original wire format's "unknown"): no line
+  temp: (r) => [r.cputemp > 0 ? r.cputemp : null],
   mem: (r) => [r.mem_used / 1024, r.mem_total / 1024],
   load: (r) => [r.load1, r.load5, r.load15],
   net: (r) => [r.net_rx, r.net_tx],
@@ -52,6 +56,8 @@ function redraw() {
     for (let i = 0; i < width; i += 1) data.push(cols.map((c) => (Number.isFinite(c[i]) ? c[i] : null)));
     setData(chart, data);
   }
+  const noTemp = rows.length > 0 && rows.every((r) => !(r.cputemp > 0));
+  $("d-temp-none").hidden = !noTemp;
 }
 
 async function load() {
@@ -98,7 +104,8 @@ export function show(name, state) {
   if (!current || current.name !== name || current.cores !== cores) {
     const range = current?.range ?? 900;
     destroy();
-    current = { name, range, cores, rows: [], step: 1, charts: buildCharts(cores) };
+    current = { name, range, cores, rows: [], step: 1, charts: null };
+    current.charts = buildCharts(cores, () => Date.now() / 1000 + state.offset);
     current.timer = setInterval(() => { if (current.range > 3600) load(); }, 60000);
   }
   header(node);

@@ -17,6 +17,14 @@ export function mib(kb) {
   return kb >= 1024 * 1024 ? `${(kb / 1048576).toFixed(1)} GiB` : `${Math.round(kb / 1024)} MiB`;
 }
 
+// An axis label for MIB mebibytes: "512 MiB", "19.5 GiB" (short enough for any axis).
+export function mibLabel(mibs) {
+  if (mibs == null) return "–";
+  if (Math.abs(mibs) < 1024) return `${Math.round(mibs)} MiB`;
+  const gib = mibs / 1024;
+  return `${gib.toFixed(gib >= 100 || Number.isInteger(gib) ? 0 : 1)} GiB`;
+}
+
 export function duration(s) {
   if (s == null || !isFinite(s)) return "–";
   s = Math.max(0, s);

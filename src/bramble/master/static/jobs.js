@@ -37,19 +37,40 @@ function jobsTable(jobs) {
     el("td", {}, j.submitter),
     el("td", {}, duration(j)),
     el("td", {}, j.exit_status == null ? "–" : j.exit_status)));
-  return el("table", { class: "bramble-jobs" }, el("thead", {}, head), el("tbody", {}, ...rows));
+  // in a box of its own that scrolls sideways, so a narrow screen never scrolls the page
+  return el("div", { class: "table-scroll" },
+    el("table", { class: "bramble-jobs" }, el("thead", {}, head), el("tbody", {}, ...rows)));
 }
+
+const natural = (a, b) => a.name.localeCompare(b.name, undefined, { numeric: true });
 
 function workersList(cluster) {
   if (cluster.error) return el("p", { class: "bramble-jobs-error" }, `scheduler: ${cluster.error}`);
-  const items = cluster.workers.map((w) => {
-    const busy = Math.min(1, w.executing / Math.max(1, w.nthreads));
+  const items = [...cluster.workers].sort(natural).map((w) => {
+    const busy = Math.round(100 * Math.min(1, w.executing / Math.max(1, w.nthreads)));
+    const bar = el("span", {
+      class: "busybar", role: "meter", "aria-label": `${w.name} threads busy`,
+      "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": String(busy),
+    }, el("b", { style: `width:${busy}%` }));
     return el("li", { title: w.address },
       `${w.name}: ${w.executing}/${w.nthreads} running, ${w.in_memory} in memory `,
-      el("span", { style: `display:inline-block;width:60px;height:8px;background:#ddd;vertical-align:middle` },
-        el("span", { style: `display:block;height:8px;width:${Math.round(busy * 60)}px;background:#2f7de1` })));
+      el("span", { class: "barlabel" }, "busy"), bar, el("span", { class: "barvalue" }, `${busy}%`));
   });
   return el("ul", { class: "bramble-workers" }, ...items);
+}
+
+class Unavailable extends Error {}
+
+// The JSON at URL; Unavailable with the master's reason when it answers with an error (a
+// network failure, the master unreachable, is the fetch's own TypeError).
+async function getJson(url) {
+  const response = await fetch(url);
+  if (!response.ok) {
+    let why = `HTTP ${response.status}`;
+    try { why = (await response.json()).detail || why; } catch { /* not JSON */ }
+    throw new Unavailable(`jobs: ${why}`);
+  }
+  return response.json();
 }
 
 export function mountJobsPanel(container, { interval = 2000, limit = 15 } = {}) {
@@ -58,19 +79,20 @@ export function mountJobsPanel(container, { interval = 2000, limit = 15 } = {}) 
   async function refresh() {
     try {
       const [jobs, cluster] = await Promise.all([
-        fetch(`/api/jobs?limit=${limit}`).then((r) => r.json()),
-        fetch("/api/jobs/cluster").then((r) => r.json()),
-      ]);
-      const link = cluster.dashboard_url
-        ? el("a", { href: cluster.dashboard_url, target: "_blank", rel: "noopener" }, "Dask dashboard")
-        : el("span", { style: "color:var(--muted)" }, "Dask dashboard off (pip install 'bramble-cluster[dask-dashboard]' on the master)");
+        getJson(`/api/jobs?limit=${limit}`), getJson("/api/jobs/cluster")]);
+      const link = cluster.error ? ""
+        : cluster.dashboard_url
+          ? el("a", { href: cluster.dashboard_url, target: "_blank", rel: "noopener" }, "Dask dashboard")
+          : el("span", { style: "color:var(--muted)" }, "Dask dashboard off (pip install 'bramble-cluster[dask-dashboard]' on the master)");
       container.replaceChildren(
         el("h2", {}, "Jobs"),
-        el("p", {}, `scheduler ${cluster.scheduler} · `, link),
+        el("p", {}, `scheduler ${cluster.scheduler}`, ...(link ? [" · ", link] : [])),
         workersList(cluster),
         jobs.length ? jobsTable(jobs) : el("p", {}, "No jobs yet: bramble run FILE"));
     } catch (err) {
-      container.replaceChildren(el("h2", {}, "Jobs"), el("p", {}, `jobs API unavailable (${err})`));
+      container.replaceChildren(el("h2", {}, "Jobs"),
+        el("p", { class: "bramble-jobs-error" }, err instanceof Unavailable ? err.message
+          : "cannot reach the master: retrying"));
     }
     if (!stopped) timer = setTimeout(refresh, interval);
   }
