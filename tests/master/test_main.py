@@ -28,10 +28,14 @@ def master(tmp_path: Path) -> Master:
 
 
 def _standby_drivers() -> list[psutil.Process]:
-    me = psutil.Process()
-    return [
-        p for p in me.children(recursive=True) if "bramble.jobs.driver" in " ".join(p.cmdline())
-    ]
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "bramble.jobs.driver" in " ".join(p.cmdline()):
+                found.append(p)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue  # ended (another test's child not yet reaped): not a driver
+    return found
 
 
 def test_the_lifespan_opens_every_part_and_closes_every_part(master: Master) -> None:

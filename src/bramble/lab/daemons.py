@@ -96,7 +96,7 @@ def start(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-    _detached[:] = [p for p in _detached if p.poll() is None]  # reap the ones that ended
+    reap()
     _detached.append(proc)
     _write_atomic(pid_file(run_dir, name), f"{proc.pid}\n")
     if supervise:
@@ -109,6 +109,11 @@ def start(
 
 _detached: list[subprocess.Popen[bytes]] = []
 """Daemons this process started: they outlive any caller, and are reaped here if they end."""
+
+
+def reap() -> None:
+    """Collect the exit status of the daemons this process started that have ended."""
+    _detached[:] = [p for p in _detached if p.poll() is None]
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -138,6 +143,7 @@ def stop(run_dir: Path, names: Sequence[str], timeout: float = 3.0) -> None:
         (run_dir / f"{name}.argv").unlink(missing_ok=True)
     pids = [pid for name in names if (pid := running(run_dir, name)) is not None]
     kill_pids(pids, timeout)
+    reap()
     for name in names:
         pid_file(run_dir, name).unlink(missing_ok=True)
 
