@@ -6,9 +6,8 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from pathlib import Path
-
-import pytest
 
 from bramble.lab import daemons, netns, supervise
 
@@ -27,9 +26,6 @@ def _processes_named(run: Path, marker: str) -> list[int]:
     return pids
 
 
-# The lab starts its daemons detached and never waits for them: their Popen objects go while
-# they run, as in the lab.
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_a_daemon_being_started_is_never_started_twice(tmp_path: Path) -> None:
     # The supervisor scans while `lab up` starts daemons (the workers start after it): a scan
     # that sees a daemon wanted but not yet recorded must not start a second copy.
@@ -56,5 +52,8 @@ def test_a_daemon_being_started_is_never_started_twice(tmp_path: Path) -> None:
         for pid in pids:  # each is its own session's leader: take its sleep along
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while daemons.reap() and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert restarted == []
     assert len(pids) == len(names)

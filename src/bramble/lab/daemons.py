@@ -111,9 +111,11 @@ _detached: list[subprocess.Popen[bytes]] = []
 """Daemons this process started: they outlive any caller, and are reaped here if they end."""
 
 
-def reap() -> None:
-    """Collect the exit status of the daemons this process started that have ended."""
+def reap() -> int:
+    """Collect the exit status of the daemons this process started that have ended; how many
+    still run."""
     _detached[:] = [p for p in _detached if p.poll() is None]
+    return len(_detached)
 
 
 def _write_atomic(path: Path, text: str) -> None:
