@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -106,3 +107,105 @@ def api(base: str, path: str) -> Any:
     response = httpx.get(base + path, timeout=5)
     response.raise_for_status()
     return response.json()
+
+
+def read_status(pid: int, field: str) -> int:
+    """A kB figure (VmRSS, VmHWM, ...) from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def sample_body(
+    node: str,
+    seq: int,
+    *,
+    boot: int = 1_700_000_000,
+    ts: float | None = None,
+    interval: float = 1.0,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A well-formed datagram object (before signing) for NODE; FIELDS replace its keys."""
+    body: dict[str, Any] = {
+        "cpufreq": 1500,
+        "cputemp": 45.5,
+        "cpuusage": 0.25,
+        "loadavg": [0.5, 0.4, 0.3],
+        "meminfo": {"MemTotal": 1000, "MemFree": 300, "MemAvailable": 500, "SwapTotal": 0,
+                    "SwapFree": 0},
+        "v": 1,
+        "node": node,
+        "boot": boot,
+        "seq": seq,
+        "ts": time.time() if ts is None else ts,
+        "interval": interval,
+        "cores": [0.2, 0.3],
+        "disk": {"total": 100, "used": 40, "free": 60},
+        "net": {"eth0": [1000 * seq, 2000 * seq]},
+        "uptime": 100.0 + seq,
+    }  # fmt: skip
+    body.update(fields)
+    return body
+
+
+class Master:
+    """A `bramble master` process on loopback (ephemeral ports), and a way to talk to it."""
+
+    def __init__(
+        self, processes: Processes, directory: Path, *, name: str = "master", **spec: Any
+    ) -> None:
+        from bramble.spec import load_secrets, load_spec
+
+        self.processes = processes
+        self.name = name
+        self.spec_path = write_spec(directory, **spec)
+        self.spec = load_spec(self.spec_path)
+        self.secrets = load_secrets(self.spec_path)
+        self.base = f"http://127.0.0.1:{self.spec.dashboard.port}"
+        self.target = ("127.0.0.1", self.spec.telemetry.port)
+        self._socks: dict[str, socket.socket] = {}
+        self.start()
+
+    def start(self) -> None:
+        """Start the master and wait for its API."""
+        self.proc = self.processes.start(self.name, "master", "--spec", str(self.spec_path))
+        wait_for(lambda: self.api("/api/stats"), 30, "the master's API")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        return self.processes.stop(self.name, sig)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def api(self, path: str, **params: Any) -> Any:
+        response = httpx.get(self.base + path, params=params, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.api("/api/stats"))
+
+    def rejected(self, reason: str) -> int:
+        return int(self.stats()["rejected"].get(reason, 0))
+
+    def signed(self, body: dict[str, Any] | str) -> bytes:
+        """BODY (an object, or the exact JSON text) signed with the cluster's key."""
+        from bramble.telemetry.wire import sign
+
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+        return sign(text.encode(), self.secrets.telemetry_key, self.secrets.telemetry_key_id)
+
+    def send(self, data: bytes | dict[str, Any], *, source: str = "127.0.0.1") -> None:
+        """Send DATA (bytes as they are, an object signed) from SOURCE (a loopback address)."""
+        sock = self._socks.get(source)
+        if sock is None:
+            sock = self._socks[source] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((source, 0))
+        sock.sendto(data if isinstance(data, bytes) else self.signed(data), self.target)
+
+    def close(self) -> None:
+        for sock in self._socks.values():
+            sock.close()
+        self._socks.clear()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from bramble_testing import Processes
+from bramble_testing import Master, Processes
 
 
 @pytest.fixture
@@ -16,3 +17,21 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         yield procs
     finally:
         procs.stop_all()
+
+
+@pytest.fixture
+def start_master(processes: Processes, tmp_path: Path) -> Iterator[Callable[..., Master]]:
+    """Start a loopback `bramble master` (write_spec's keywords shape its spec)."""
+    started: list[Master] = []
+
+    def start(**spec: Any) -> Master:
+        n = len(started)
+        master = Master(processes, tmp_path / f"cluster-{n}", name=f"master-{n}", **spec)
+        started.append(master)
+        return master
+
+    try:
+        yield start
+    finally:
+        for master in started:
+            master.close()
