@@ -29,8 +29,12 @@ def write_spec(
     stale_after: float = 3,
     down_after: float = 8,
     extra: str = "",
+    tables: dict[str, str] | None = None,
 ) -> Path:
-    """A loopback spec (random ports) and its secrets in DIRECTORY; returns the spec path."""
+    """A loopback spec (random ports) and its secrets in DIRECTORY; returns the spec path.
+
+    TABLES adds lines to the spec's tables: {"telemetry": "allow_unsigned = true"}.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     text = local_spec_text(
         nodes,
@@ -40,6 +44,13 @@ def write_spec(
         telemetry=f"interval = {interval}\nstale_after = {stale_after}\ndown_after = {down_after}",
         extra=extra,
     )
+    for table, lines in (tables or {}).items():
+        header = f"[{table}]\n"
+        text = (
+            text.replace(header, header + lines + "\n")
+            if header in text
+            else text + (f"\n{header}{lines}\n")
+        )
     spec = directory / "bramble.toml"
     spec.write_text(text)
     secrets = directory / "bramble.secrets.toml"

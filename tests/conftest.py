@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,3 +37,14 @@ def start_master(processes: Processes, tmp_path: Path) -> Iterator[Callable[...,
     finally:
         for master in started:
             master.close()
+
+
+@pytest.fixture
+def public_tmp() -> Iterator[Path]:
+    """A scratch directory every user may read (jobs run as an unprivileged user)."""
+    path = Path(tempfile.mkdtemp(prefix="bramble-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
