@@ -45,18 +45,29 @@ def write_spec(
         extra=extra,
     )
     for table, lines in (tables or {}).items():
-        header = f"[{table}]\n"
-        text = (
-            text.replace(header, header + lines + "\n")
-            if header in text
-            else text + (f"\n{header}{lines}\n")
-        )
+        text = _set_keys(text, table, lines)
     spec = directory / "bramble.toml"
     spec.write_text(text)
     secrets = directory / "bramble.secrets.toml"
     secrets.write_text(secrets_text())
     secrets.chmod(0o600)
     return spec
+
+
+def _set_keys(text: str, table: str, lines: str) -> str:
+    """TEXT with LINES (`key = value` each) set in [TABLE], replacing keys it already has."""
+    header = f"[{table}]\n"
+    if header not in text:
+        return text + f"\n{header}{lines}\n"
+    head, _, rest = text.partition(header)
+    end = rest.find("\n[")
+    body, tail = (rest, "") if end == -1 else (rest[: end + 1], rest[end + 1 :])
+    kept = body.splitlines()
+    for line in lines.splitlines():
+        key = line.split("=", 1)[0].strip()
+        kept = [k for k in kept if k.split("=", 1)[0].strip() != key]
+        kept.insert(0, line)
+    return head + header + "\n".join(kept) + "\n" + tail
 
 
 class Processes:
