@@ -29,7 +29,7 @@ import httpx
 from common import SAMPLE, cpu_seconds, rss_mib, wait_ready, write_local_spec
 
 from bramble.spec import load_secrets, load_spec
-from bramble.telemetry.wire import encode
+from bramble.telemetry.encode import encode
 
 TS = re.compile(rb'"ts":([0-9.]+)')
 

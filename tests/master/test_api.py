@@ -12,7 +12,8 @@ import pytest
 from bramble_testing import Processes, api, wait_for, write_spec
 
 from bramble.spec import load_secrets, load_spec
-from bramble.telemetry.wire import Sample, encode
+from bramble.telemetry.encode import encode
+from bramble.telemetry.wire import Sample
 
 pytestmark = [pytest.mark.slow]
 

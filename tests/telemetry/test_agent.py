@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bramble.telemetry.agent import AgentConfig, _Outage, open_socket
-from bramble.telemetry.wire import decode
+from bramble.telemetry.decode import decode
 from tests.telemetry.conftest import KEY, random_port
 
 GROUP = "224.0.0.251"
@@ -35,7 +35,7 @@ ENGINES = pytest.mark.parametrize("engine", ["compiled", "python"])
 
 def _agent(spec: Path, *args: str, engine: str = "auto") -> subprocess.Popen[bytes]:
     bramble = Path(sys.executable).parent / "bramble"
-    command = [str(bramble)] if bramble.exists() else [sys.executable, "-m", "bramble.cli"]
+    command = [str(bramble)] if bramble.exists() else [sys.executable, "-m", "bramble"]
     return subprocess.Popen(
         [*command, "agent", "--spec", str(spec), "--engine", engine, *args],
         stdout=subprocess.PIPE,

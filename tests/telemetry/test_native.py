@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from bramble.telemetry import native
+from bramble.telemetry.decode import decode
+from bramble.telemetry.encode import encode
 from bramble.telemetry.sample import Sampler
-from bramble.telemetry.wire import MAX_DATAGRAM, decode, encode
+from bramble.telemetry.wire import MAX_DATAGRAM
 from tests.telemetry.conftest import FIXTURES, KEY, proc_tree
 
 pytestmark = pytest.mark.skipif(native.compiler() is None, reason="needs a C compiler (cc)")

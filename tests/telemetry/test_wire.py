@@ -11,19 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bramble.telemetry.wire import (
-    MAX_DATAGRAM,
-    ORIGINAL_KEYS,
-    Encoder,
-    Packet,
-    Rejected,
-    Sample,
-    Signer,
-    check_clock,
-    decode,
-    encode,
-    sign,
-)
+from bramble.telemetry.decode import check_clock, decode
+from bramble.telemetry.encode import Encoder, encode, sign
+from bramble.telemetry.wire import MAX_DATAGRAM, ORIGINAL_KEYS, Packet, Rejected, Sample, Signer
 
 KEY = bytes(range(32))
 KEYS = {"k1": KEY}

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from bramble.telemetry.wire import MAX_DATAGRAM, Rejected, Sample, decode, encode
+from bramble.telemetry.decode import decode
+from bramble.telemetry.encode import encode
+from bramble.telemetry.wire import MAX_DATAGRAM, Rejected, Sample
 
 KEY = b"k" * 32
 SAMPLE = Sample(600, 45.0, 0.5, (0.1, 0.2, 0.3), {"MemTotal": 1000})
@@ -32,7 +34,7 @@ def signed_with(**changes: object) -> bytes:
                             key_id="k1"))  # fmt: skip
     obj.update(changes)
     body = json.dumps(obj, separators=(",", ":")).encode()
-    from bramble.telemetry.wire import sign
+    from bramble.telemetry.encode import sign
 
     return sign(body, KEY, "k1")
 

@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bramble.master.nodes import Change, NodeTable
-from bramble.telemetry.wire import Rejected, check_clock, decode
+from bramble.telemetry.decode import check_clock, decode
+from bramble.telemetry.wire import Rejected
 
 log = logging.getLogger(__name__)
 # about 1.5 s of datagrams at 20,000/s (each costs ~2 KB of kernel memory): room for the

@@ -18,8 +18,8 @@ import os
 import sys
 import time
 
+from bramble.telemetry.encode import Encoder
 from bramble.telemetry.sample import Sampler
-from bramble.telemetry.wire import Encoder
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from bramble.master.client import STATUS_STYLE, age, get_json, master_url
+from bramble.client.status import STATUS_STYLE, age, get_json, master_url
 
 log = logging.getLogger(__name__)
 

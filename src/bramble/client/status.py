@@ -1,4 +1,4 @@
-"""Talking to a running master from the command line: `bramble status`."""
+"""`bramble status`: the node table of a running master, and what the clients share."""
 
 from __future__ import annotations
 

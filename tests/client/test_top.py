@@ -12,7 +12,7 @@ import pytest
 from bramble_testing import Processes, api, free_port, wait_for, write_spec
 from rich.console import Console
 
-from bramble.master.top import TopState, parse_sse, render
+from bramble.client.top import TopState, parse_sse, render
 from bramble.spec import load_spec
 
 

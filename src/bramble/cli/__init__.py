@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from bramble.cli import jobs, lab, nodes
+from bramble.cli.options import SpecOpt
 from bramble.errors import BrambleError
 
 app = typer.Typer(
@@ -20,21 +22,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-nodes_app = typer.Typer(help="Edit the spec's node list.", no_args_is_help=True)
-lab_app = typer.Typer(
-    help="A whole cluster in network namespaces on this machine (root).", no_args_is_help=True
-)
-app.add_typer(nodes_app, name="nodes")
-app.add_typer(lab_app, name="lab")
-
-SpecOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--spec",
-        help="Spec file (default: ./bramble.toml, then /etc/bramble/bramble.toml).",
-        show_default=False,
-    ),
-]
+# The jobs commands (run, jobs, logs, cancel, exec, hosts, mpirun, scheduler, worker) are
+# top-level commands; nodes and lab are groups.
+app.add_typer(jobs.app)
+app.add_typer(nodes.app, name="nodes")
+app.add_typer(lab.app, name="lab")
 
 
 # --- spec -------------------------------------------------------------------------------
@@ -135,7 +127,7 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the node table from a running master."""
-    from bramble.master.client import print_status
+    from bramble.client.status import print_status
 
     print_status(spec, url=url, as_json=json_out)
 
@@ -146,7 +138,7 @@ def top(
     url: Annotated[str | None, typer.Option(help="Master URL (default: from the spec).")] = None,
 ) -> None:
     """A live node table in the terminal; q quits."""
-    from bramble.master.top import run_top
+    from bramble.client.top import run_top
 
     run_top(spec, url=url)
 
@@ -192,138 +184,8 @@ def apply(
     apply_from_cli(spec, role=role, root=root, dry_run=dry_run)
 
 
-@nodes_app.command("add")
-def nodes_add(
-    name: str,
-    mac: str,
-    address: Annotated[str | None, typer.Option(help="Fixed address.")] = None,
-    spec: SpecOpt = None,
-) -> None:
-    """Add a node to the spec (validated before writing)."""
-    from bramble.provision.nodes import add_node
-
-    add_node(spec, name, mac, address)
-
-
-@nodes_app.command("list")
-def nodes_list(spec: SpecOpt = None) -> None:
-    """List the spec's nodes."""
-    from bramble.provision.nodes import list_nodes
-
-    list_nodes(spec)
-
-
-# --- lab --------------------------------------------------------------------------------------
-
-
-LabPrefixOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--prefix",
-        envvar="BRAMBLE_LAB_PREFIX",
-        help="Lab name: every namespace and link carries it (default: lab).",
-        show_default=False,
-    ),
-]
-
-
-@lab_app.command("up")
-def lab_up(
-    nodes: Annotated[int | None, typer.Option(help="Nodes (default: the spec's).")] = None,
-    spec: SpecOpt = None,
-    prefix: LabPrefixOpt = None,
-    port: Annotated[
-        int | None, typer.Option(help="Dashboard port on 127.0.0.1 (default: the spec's).")
-    ] = None,
-    jobs: Annotated[
-        bool,
-        typer.Option(help="Run the Dask scheduler on the master and a worker on every node (TLS)."),
-    ] = True,
-) -> None:
-    """Create the lab cluster (idempotent; cleans up a crashed lab first)."""
-    from bramble.lab.commands import up
-
-    up(spec, nodes=nodes, prefix=prefix, port=port, jobs=jobs)
-
-
-@lab_app.command("status")
-def lab_status(spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
-    """Show the lab's namespaces, daemons and checks."""
-    from bramble.lab.commands import show_status
-
-    show_status(spec, prefix=prefix)
-
-
-@lab_app.command("down")
-def lab_down(spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
-    """Remove every namespace, link, mount and process of the lab."""
-    from bramble.lab.commands import down
-
-    if down(spec, prefix=prefix):
-        raise typer.Exit(1)
-
-
-@lab_app.command(
-    "exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
-def lab_exec(
-    ctx: typer.Context, node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None
-) -> None:
-    """Run a command inside a lab node or the master: bramble lab exec NODE -- CMD...
-
-    $BRAMBLE_SPEC is set to the lab's spec, so `bramble lab exec master -- bramble run
-    /mnt/jobs/pi.py` submits a job to the lab's cluster.
-    """
-    from bramble.lab.commands import exec_in
-
-    raise typer.Exit(exec_in(spec, node, list(ctx.args), prefix=prefix))
-
-
-@lab_app.command("stop")
-def lab_stop(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
-    """Power a lab node off: its processes end and its link goes down."""
-    from bramble.lab.commands import fault
-
-    fault(spec, node, "stop", prefix=prefix)
-
-
-@lab_app.command("start")
-def lab_start(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
-    """Power a lab node on again."""
-    from bramble.lab.commands import fault
-
-    fault(spec, node, "start", prefix=prefix)
-
-
-@lab_app.command("cut")
-def lab_cut(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
-    """Pull a lab node's cable."""
-    from bramble.lab.commands import fault
-
-    fault(spec, node, "cut", prefix=prefix)
-
-
-@lab_app.command("heal")
-def lab_heal(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
-    """Plug a lab node's cable back in."""
-    from bramble.lab.commands import fault
-
-    fault(spec, node, "heal", prefix=prefix)
-
-
-# --- jobs -------------------------------------------------------------------------------------
-# Registered by bramble.jobs.commands (run, jobs, logs, cancel, exec, hosts, mpirun).
-
-
-def _register_jobs() -> None:
-    from bramble.jobs.commands import register
-
-    register(app, SpecOpt)
-
-
 def main() -> None:
     """Console entry point: run the app, printing our own errors in one line (exit code 2)."""
-    _register_jobs()
     try:
         app()
     except BrambleError as exc:

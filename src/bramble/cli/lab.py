@@ -1,0 +1,106 @@
+"""`bramble lab ...`: a whole cluster in network namespaces on this machine (root)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bramble.cli.options import SpecOpt
+
+app = typer.Typer(
+    help="A whole cluster in network namespaces on this machine (root).", no_args_is_help=True
+)
+
+
+LabPrefixOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prefix",
+        envvar="BRAMBLE_LAB_PREFIX",
+        help="Lab name: every namespace and link carries it (default: lab).",
+        show_default=False,
+    ),
+]
+
+
+@app.command("up")
+def lab_up(
+    nodes: Annotated[int | None, typer.Option(help="Nodes (default: the spec's).")] = None,
+    spec: SpecOpt = None,
+    prefix: LabPrefixOpt = None,
+    port: Annotated[
+        int | None, typer.Option(help="Dashboard port on 127.0.0.1 (default: the spec's).")
+    ] = None,
+    jobs: Annotated[
+        bool,
+        typer.Option(help="Run the Dask scheduler on the master and a worker on every node (TLS)."),
+    ] = True,
+) -> None:
+    """Create the lab cluster (idempotent; cleans up a crashed lab first)."""
+    from bramble.lab.commands import up
+
+    up(spec, nodes=nodes, prefix=prefix, port=port, jobs=jobs)
+
+
+@app.command("status")
+def lab_status(spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
+    """Show the lab's namespaces, daemons and checks."""
+    from bramble.lab.commands import show_status
+
+    show_status(spec, prefix=prefix)
+
+
+@app.command("down")
+def lab_down(spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
+    """Remove every namespace, link, mount and process of the lab."""
+    from bramble.lab.commands import down
+
+    if down(spec, prefix=prefix):
+        raise typer.Exit(1)
+
+
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lab_exec(
+    ctx: typer.Context, node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None
+) -> None:
+    """Run a command inside a lab node or the master: bramble lab exec NODE -- CMD...
+
+    $BRAMBLE_SPEC is set to the lab's spec, so `bramble lab exec master -- bramble run
+    /mnt/jobs/pi.py` submits a job to the lab's cluster.
+    """
+    from bramble.lab.commands import exec_in
+
+    raise typer.Exit(exec_in(spec, node, list(ctx.args), prefix=prefix))
+
+
+@app.command("stop")
+def lab_stop(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
+    """Power a lab node off: its processes end and its link goes down."""
+    from bramble.lab.commands import fault
+
+    fault(spec, node, "stop", prefix=prefix)
+
+
+@app.command("start")
+def lab_start(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
+    """Power a lab node on again."""
+    from bramble.lab.commands import fault
+
+    fault(spec, node, "start", prefix=prefix)
+
+
+@app.command("cut")
+def lab_cut(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
+    """Pull a lab node's cable."""
+    from bramble.lab.commands import fault
+
+    fault(spec, node, "cut", prefix=prefix)
+
+
+@app.command("heal")
+def lab_heal(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
+    """Plug a lab node's cable back in."""
+    from bramble.lab.commands import fault
+
+    fault(spec, node, "heal", prefix=prefix)

@@ -1,0 +1,1 @@
+"""What runs on a workstation and talks to a running master: status, top, the jobs calls."""

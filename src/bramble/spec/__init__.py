@@ -1,0 +1,59 @@
+"""The cluster spec (`bramble.toml`): models, loading, and validation errors with locations.
+
+- `models`: every key, its type, default and single-value checks (the one source of defaults);
+- `locate`: which line of the TOML text holds a key;
+- `checks`: what is wrong with a spec, as key paths with fixes;
+- `load`: finding, reading and parsing the spec and its secrets.
+"""
+
+from bramble.spec.load import (
+    SpecErrors,
+    address_in,
+    find_spec_path,
+    load_secrets,
+    load_spec,
+    parse_secrets,
+    parse_spec,
+    secrets_mode_ok,
+    secrets_path,
+)
+from bramble.spec.models import (
+    SECRETS_NAME,
+    SPEC_NAME,
+    SYSTEM_SPEC,
+    DashboardSpec,
+    HistorySpec,
+    JobsSpec,
+    MasterSpec,
+    NetworkSpec,
+    NodeSpec,
+    Secrets,
+    ShareSpec,
+    Spec,
+    TelemetrySpec,
+)
+
+__all__ = [
+    "SECRETS_NAME",
+    "SPEC_NAME",
+    "SYSTEM_SPEC",
+    "DashboardSpec",
+    "HistorySpec",
+    "JobsSpec",
+    "MasterSpec",
+    "NetworkSpec",
+    "NodeSpec",
+    "Secrets",
+    "ShareSpec",
+    "Spec",
+    "SpecErrors",
+    "TelemetrySpec",
+    "address_in",
+    "find_spec_path",
+    "load_secrets",
+    "load_spec",
+    "parse_secrets",
+    "parse_spec",
+    "secrets_mode_ok",
+    "secrets_path",
+]

@@ -1,0 +1,145 @@
+"""What is wrong with a spec: pydantic's errors as key paths with fixes, and the checks that
+relate several keys (addresses inside the subnet, duplicate names and MACs, the DHCP range).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from pydantic import ValidationError
+
+from bramble.spec.locate import key_path, model_at
+from bramble.spec.models import Spec
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    key: str
+    message: str
+    fix: str | None = None
+
+
+def pydantic_problems(error: ValidationError) -> Iterator[Problem]:
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        key = key_path(loc)
+        if item["type"] == "extra_forbidden":
+            parent = model_at(loc[:-1])
+            allowed = sorted(k for k in parent.model_fields if k != "source") if parent else []
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            fix = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
+            yield Problem(key, "unknown key", fix)
+        elif item["type"] == "missing":
+            yield Problem(key, "is required", f"add '{loc[-1]} = ...'")
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+            yield Problem(key, message)
+
+
+def semantic_problems(spec: Spec) -> Iterator[Problem]:
+    net = spec.network
+    subnet = net.subnet
+    if net.master_address not in subnet:
+        yield Problem(
+            "network.master_address",
+            f"{net.master_address} is outside the subnet {subnet}",
+            "pick an address inside network.subnet",
+        )
+    elif net.master_address in (subnet.network_address, subnet.broadcast_address):
+        yield Problem(
+            "network.master_address",
+            f"{net.master_address} is the subnet's network or broadcast address",
+            "pick a host address",
+        )
+    for key, address in (
+        ("network.dhcp_start", net.dhcp_start),
+        ("network.dhcp_end", net.dhcp_end),
+    ):
+        if address not in subnet:
+            yield Problem(
+                key,
+                f"{address} is outside the subnet {subnet}",
+                "keep the range inside network.subnet",
+            )
+    if net.dhcp_start > net.dhcp_end:
+        yield Problem(
+            "network.dhcp_start",
+            f"the DHCP range {net.dhcp_start}-{net.dhcp_end} is reversed",
+            "swap dhcp_start and dhcp_end",
+        )
+    in_range = net.dhcp_start <= net.master_address <= net.dhcp_end
+    if in_range:
+        yield Problem(
+            "network.dhcp_start",
+            f"the DHCP range {net.dhcp_start}-{net.dhcp_end} contains the master address "
+            f"{net.master_address}",
+            "move the range or the master address",
+        )
+
+    names: dict[str, str] = {spec.master.name: "master.name"}
+    macs: dict[str, str] = {}
+    addresses: dict[IPv4Address, str] = {net.master_address: "network.master_address"}
+    for index, node in enumerate(spec.nodes):
+        here = f"nodes[{index}]"
+        if node.name in names:
+            yield Problem(
+                f"{here}.name",
+                f"duplicate name '{node.name}' (also {names[node.name]})",
+                "give every board its own name",
+            )
+        names.setdefault(node.name, f"{here}.name")
+        if node.mac in macs:
+            yield Problem(
+                f"{here}.mac",
+                f"duplicate MAC {node.mac} (also {macs[node.mac]})",
+                "every board has its own MAC: check the label or `ip link` on the board",
+            )
+        macs.setdefault(node.mac, f"{here}.mac")
+        if node.address is None:
+            continue
+        if node.address not in subnet:
+            yield Problem(
+                f"{here}.address",
+                f"{node.address} is outside the subnet {subnet}",
+                "pick an address inside network.subnet, or leave it out for a dynamic lease",
+            )
+        elif node.address in (subnet.network_address, subnet.broadcast_address):
+            yield Problem(
+                f"{here}.address",
+                f"{node.address} is the subnet's network or broadcast address",
+                "pick a host address",
+            )
+        if node.address in addresses:
+            yield Problem(
+                f"{here}.address",
+                f"duplicate address {node.address} (also {addresses[node.address]})",
+                "give every board its own address",
+            )
+        addresses.setdefault(node.address, f"{here}.address")
+        if net.dhcp_start <= node.address <= net.dhcp_end:
+            yield Problem(
+                f"{here}.address",
+                f"{node.address} is inside the DHCP range {net.dhcp_start}-{net.dhcp_end}",
+                "pick a fixed address outside the range, or move the range",
+            )
+
+    tel = spec.telemetry
+    if tel.stale_after >= tel.down_after:
+        yield Problem(
+            "telemetry.stale_after",
+            f"stale_after ({tel.stale_after}) must be less than down_after ({tel.down_after})",
+            "a node goes stale before it goes down",
+        )
+
+    mounts: set[str] = set()
+    for index, share in enumerate(spec.shares):
+        if share.mount in mounts:
+            yield Problem(
+                f"shares[{index}].mount",
+                f"duplicate mount point {share.mount}",
+                "mount each share at its own place",
+            )
+        mounts.add(share.mount)
