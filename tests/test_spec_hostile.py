@@ -86,7 +86,6 @@ def test_paths_are_kept_as_written_when_normal() -> None:
     assert spec.shares[0].export == "/srv/jobs"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.7: the input chain accepts by default")
 def test_the_input_chain_drops_by_default() -> None:
     ruleset = render(parse_spec(NODE), None)["master/etc/nftables.d/bramble.nft"]
     chain = ruleset.split("chain input {", 1)[1].split("}", 1)[0]

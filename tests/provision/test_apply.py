@@ -195,6 +195,9 @@ def test_services_for_maps_files_to_services() -> None:
     ] in cmds
     assert ["exportfs", "-ra"] in services_for("master", ["etc/exports.d/bramble.exports"])
     assert ["sysctl", "--system"] in services_for("master", ["etc/sysctl.d/90-bramble.conf"])
+    # the jobs user exists before the directories that belong to it are made
+    cmds = services_for("master", ["etc/tmpfiles.d/bramble.conf", "etc/sysusers.d/bramble.conf"])
+    assert cmds.index(["systemd-sysusers"]) < cmds.index(["systemd-tmpfiles", "--create"])
 
 
 def test_secrets_forced_private_even_if_installed_wider(

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from bramble.spec import parse_spec
 
 NODE = '[[nodes]]\nname = "node-1"\nmac = "b8:27:eb:00:00:01"\n'
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.3: the master unit keeps systemd's 1,024 files")
 def test_the_master_unit_has_room_for_its_connections() -> None:
     from bramble.provision.render import render
 

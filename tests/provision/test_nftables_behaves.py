@@ -181,7 +181,6 @@ def test_nothing_comes_in_from_the_uplink(gateway: tuple[Spec, str, str, str, st
 OTHER_NET = "192.0.2"  # TEST-NET-1: a third interface, neither cluster nor uplink
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.7: the input chain's policy is accept")
 def test_an_interface_the_spec_does_not_name_is_dropped(
     gateway: tuple[Spec, str, str, str, str], netns: Callable[[], str]
 ) -> None:
