@@ -231,3 +231,67 @@ class Master:
         for sock in self._socks.values():
             sock.close()
         self._socks.clear()
+
+
+def let_job_user_run_python(name: str = "bramble") -> None:
+    """As root, make sure user NAME exists and can run this Python and bramble.
+
+    Jobs and workers started by root run as that user. Where this interpreter sits under a
+    private directory (a Python installed in root's home), the user is given search rights
+    on that directory alone, with a POSIX ACL entry naming it: nothing is opened to others.
+    """
+    import pwd
+
+    from bramble.jobs.account import AccountError, job_account
+
+    if os.geteuid() != 0:
+        return
+    try:
+        job_account(name)
+        return
+    except AccountError:
+        pass
+    uid = pwd.getpwnam(name).pw_uid
+    for path in {Path(sys.executable).resolve(), Path(__file__).resolve()}:
+        for directory in path.parents:
+            mode = directory.stat().st_mode
+            if not mode & 0o001:
+                _grant_search(directory, uid, mode)
+    job_account(name)
+
+
+def _grant_search(directory: Path, uid: int, mode: int) -> None:
+    """Add 'user:UID:--x' to DIRECTORY's access ACL (which has no entries but its mode's)."""
+    try:
+        os.getxattr(directory, "system.posix_acl_access")
+    except OSError:
+        pass
+    else:
+        return  # an ACL already: leave it to its owner
+    entries = [
+        (0x01, (mode >> 6) & 7, 0xFFFFFFFF),  # owner
+        (0x02, 1, uid),  # the job user: search only
+        (0x04, (mode >> 3) & 7, 0xFFFFFFFF),  # owning group
+        (0x10, ((mode >> 3) & 7) | 1, 0xFFFFFFFF),  # mask
+        (0x20, mode & 7, 0xFFFFFFFF),  # others
+    ]
+    raw = (2).to_bytes(4, "little") + b"".join(
+        tag.to_bytes(2, "little") + perm.to_bytes(2, "little") + ident.to_bytes(4, "little")
+        for tag, perm, ident in entries
+    )
+    os.setxattr(directory, "system.posix_acl_access", raw)
+
+
+def give_to_job_user(path: Path, name: str = "bramble") -> None:
+    """As root, hand the tree at PATH to user NAME (jobs write their results beside them)."""
+    if os.geteuid() != 0:
+        return
+    for item in [path, *path.rglob("*")]:
+        os.chown(item, *_ids(name), follow_symlinks=False)
+
+
+def _ids(name: str) -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bramble_testing import Master, Processes
+from bramble_testing import Master, Processes, let_job_user_run_python
 
 
 @pytest.fixture
@@ -48,3 +48,9 @@ def public_tmp() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _job_user() -> None:
+    """Jobs and workers started as root run as the unprivileged user `bramble`."""
+    let_job_user_run_python()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from bramble_testing import give_to_job_user
 
 from bramble.jobs.config import JobsConfig
 from bramble.jobs.tls import TlsPaths, create_cluster_tls
@@ -145,8 +146,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture()
-def jobs_dir(tmp_path: Path) -> Path:
-    """A jobs directory holding copies of the example jobs."""
-    d = tmp_path / "jobs"
+def jobs_dir(public_tmp: Path) -> Path:
+    """A jobs directory holding copies of the example jobs, readable by the job user."""
+    d = public_tmp / "jobs"
     shutil.copytree(EXAMPLES, d)
+    d.chmod(0o755)
+    give_to_job_user(d)
     return d

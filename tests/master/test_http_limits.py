@@ -140,7 +140,6 @@ def test_half_sent_requests_are_closed_by_the_header_timeout(
 LONG_JOB = "import time\nprint('started', flush=True)\ntime.sleep(120)\n"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.3: long polls hold the threads of other routes")
 def test_long_polls_do_not_hold_up_other_routes(
     start_master: Callable[..., Master], public_tmp: Path
 ) -> None:
@@ -177,7 +176,6 @@ def test_long_polls_do_not_hold_up_other_routes(
             poller.join(45)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.3: ids past 2^63 are a 500")
 def test_out_of_range_ids_are_422(start_master: Callable[..., Master]) -> None:
     master = start_master()
     auth = {"Authorization": f"Bearer {master.secrets.admin_token}"}

@@ -96,7 +96,9 @@ def follow_logs(config: JobsConfig, job_id: int, *, follow: bool) -> str:
     after = 0
     while True:
         params = {"after": after, "wait": 10 if follow else 0}
-        view = _request(config, "GET", f"/api/jobs/{job_id}/logs", params=params, timeout=40)
+        view = _request(
+            config, "GET", f"/api/jobs/{job_id}/logs", admin=True, params=params, timeout=40
+        )
         for chunk in view["chunks"]:
             stream = sys.stdout if chunk["stream"] == "stdout" else sys.stderr
             stream.write(chunk["data"])

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bramble.files import private_database
 from bramble.master.nodes import Change
 from bramble.telemetry.wire import Sample
 
@@ -73,7 +74,7 @@ def _schema(tier: str) -> str:
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection with the store's pragmas and schema."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_database(path)
     db = sqlite3.connect(path, timeout=10, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
