@@ -214,7 +214,7 @@ class Master:
 
     def signed(self, body: dict[str, Any] | str) -> bytes:
         """BODY (an object, or the exact JSON text) signed with the cluster's key."""
-        from bramble.telemetry.wire import sign
+        from bramble.telemetry.encode import sign
 
         text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
         return sign(text.encode(), self.secrets.telemetry_key, self.secrets.telemetry_key_id)

@@ -26,7 +26,6 @@ def legacy_master(start_master: Callable[..., Master]) -> Master:
     return start_master(interval=0.2, stale_after=3, down_after=8, tables=UNSIGNED)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.5: a 64-bit build's VmallocTotal of -256 refuses")
 def test_the_original_daemons_datagrams_are_accepted(start_master: Callable[..., Master]) -> None:
     assert len(CAPTURES) == 4
     master = legacy_master(start_master)

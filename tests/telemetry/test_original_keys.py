@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bramble.telemetry import native
+from bramble.telemetry.decode import decode
 from bramble.telemetry.sample import Sampler
-from bramble.telemetry.wire import decode
 from tests.telemetry.conftest import KEY, proc_tree
 from tests.telemetry.test_native import _fixture_case
 
