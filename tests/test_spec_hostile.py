@@ -57,22 +57,8 @@ REFUSED = [
 ]  # fmt: skip
 
 
-# refused before issue 14 too: kept as they are
-ALREADY = {'"/srv/jobs\\nx"', "stale_after = nan", "minute_days = nan"}
-OPEN = pytest.mark.xfail(strict=True, reason="issue 14.7: the spec accepts what breaks a config")
-
-
 @pytest.mark.parametrize(
-    ("text", "key"),
-    [
-        pytest.param(
-            text,
-            key,
-            id=f"{key}-{i}",
-            marks=() if any(a in text for a in ALREADY) else (OPEN,),
-        )
-        for i, (text, key) in enumerate(REFUSED)
-    ],
+    ("text", "key"), [pytest.param(t, k, id=f"{k}-{i}") for i, (t, k) in enumerate(REFUSED)]
 )
 def test_the_spec_refuses(text: str, key: str) -> None:
     with pytest.raises(SpecError) as caught:
@@ -99,7 +85,6 @@ def test_the_input_chain_drops_by_default() -> None:
         pytest.param("a = " + "{b = " * 5000 + "1" + "}" * 5000, id="inline-tables"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 14.7: deep nesting is a RecursionError traceback")
 def test_deep_nesting_is_one_clear_line(text: str, tmp_path: Path) -> None:
     spec = tmp_path / "bramble.toml"
     spec.write_text(text + "\n")
