@@ -212,12 +212,14 @@ class Master:
     def rejected(self, reason: str) -> int:
         return int(self.stats()["rejected"].get(reason, 0))
 
-    def signed(self, body: dict[str, Any] | str) -> bytes:
-        """BODY (an object, or the exact JSON text) signed with the cluster's key."""
+    def signed(self, body: dict[str, Any] | str | bytes) -> bytes:
+        """BODY (an object, or the exact JSON text or bytes) signed with the cluster's key."""
         from bramble.telemetry.encode import sign
 
-        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
-        return sign(text.encode(), self.secrets.telemetry_key, self.secrets.telemetry_key_id)
+        if isinstance(body, dict):
+            body = json.dumps(body, separators=(",", ":"))
+        data = body.encode() if isinstance(body, str) else body
+        return sign(data, self.secrets.telemetry_key, self.secrets.telemetry_key_id)
 
     def send(self, data: bytes | dict[str, Any], *, source: str = "127.0.0.1") -> None:
         """Send DATA (bytes as they are, an object signed) from SOURCE (a loopback address)."""
