@@ -1,7 +1,10 @@
 """Agent cost: CPU per sample and resident memory, beside bare sampler loops and gmond.
 
-Runs the real `bramble agent` on loopback multicast, both engines: the compiled agent (what
-`bramble agent` runs where a C compiler is found) and the Python agent (`--engine python`).
+Runs the real `bramble agent` on loopback multicast, each way it can run: the compiled
+agent from the wheel (this machine's wheel, installed with no extras into a fresh venv: the
+statically linked program the wheel carries), the compiled agent built on first start (this
+checkout's `bramble`, building into a cache directory of its own) and the Python agent
+(`--engine python`).
 
 1. fast: both agents at 20 Hz, and two minimal reference samplers (a tiny C loop and a tiny
    Python loop, each reading the same files, no JSON, no signing, no socket), for the same
@@ -10,9 +13,10 @@ Runs the real `bramble agent` on loopback multicast, both engines: the compiled 
    ganglia-monitor, 17 metrics collected and sent every second to a loopback port).
 
 CPU time is the kernel's exact on-CPU time of every thread (/proc/PID/task/*/schedstat),
-not tick-sampled utime. Prints a table; about 100 s.
+not tick-sampled utime. Prints a table; about 2 minutes (the wheel is built first unless
+given).
 
-    python bench/agent.py [--fast-seconds 10] [--slow-seconds 60]
+    python bench/agent.py [--fast-seconds 10] [--slow-seconds 60] [--wheel WHEEL]
 """
 
 from __future__ import annotations
@@ -154,28 +158,62 @@ def write_spec(directory: Path, port: int) -> Path:
     return spec
 
 
-def start_agent(spec: Path, interval: float, engine: str) -> subprocess.Popen[bytes]:
+def wheel_bramble(directory: Path, wheel: str | None) -> Path:
+    """The `bramble` of a fresh venv in DIRECTORY holding WHEEL (default: this machine's
+    wheel, built from a copy of this checkout), installed with no extras."""
+    if wheel is None:
+        tree = directory / "src"
+        skip = shutil.ignore_patterns(
+            ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+        )
+        shutil.copytree(Path(__file__).resolve().parents[1], tree, ignore=skip)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(directory), tree],
+            env={**os.environ, "BRAMBLE_AGENT_BUILD": "required"},
+            check=True,
+        )
+        (built,) = directory.glob("bramble_cluster-*.whl")
+        wheel = str(built)
+    venv = directory / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", wheel], check=True)
+    return venv / "bin" / "bramble"
+
+
+# How each measured agent is started: which `bramble` and which --engine.
+ENGINES = {"wheel": "compiled", "compiled": "compiled", "python": "python"}
+
+
+def start_agent(
+    spec: Path, interval: float, name: str, bramble: dict[str, Path]
+) -> subprocess.Popen[bytes]:
     """The real CLI; it execs the agent (compiled or lean Python), so the PID stays the
     agent's."""
-    bramble = shutil.which("bramble") or "bramble"
+    program = bramble.get(name) or shutil.which("bramble") or "bramble"
     return subprocess.Popen(
-        [bramble, "agent", "--spec", str(spec), "--interval", str(interval), "--engine", engine],
+        [program, "agent", "--spec", str(spec), "--interval", str(interval),
+         "--engine", ENGINES[name]],
         stdout=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
 
 
-def wait_started(proc: subprocess.Popen[bytes], engine: str) -> None:
+def wait_started(proc: subprocess.Popen[bytes], name: str) -> None:
     """Wait until PROC has exec'd the agent of ENGINE."""
-    mark = b"bramble-agent\0" if engine == "compiled" else b"bramble.telemetry.agent"
+    compiled = ENGINES[name] == "compiled"
+    mark = b"bramble-agent\0" if compiled else b"bramble.telemetry.agent"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
-        if cmdline.startswith(mark) if engine == "compiled" else mark in cmdline:
+        if cmdline.startswith(mark) if compiled else mark in cmdline:
+            exe = os.readlink(f"/proc/{proc.pid}/exe")
+            # The wheel's agent is the program in the venv's package, not a build.
+            if (name == "wheel") != ("/site-packages/bramble/" in exe):
+                raise SystemExit(f"the {name} agent runs {exe}")
             return
         if proc.poll() is not None:
-            raise SystemExit(f"the {engine} agent exited with {proc.returncode}")
+            raise SystemExit(f"the {name} agent exited with {proc.returncode}")
         time.sleep(0.05)
-    raise SystemExit(f"the {engine} agent did not start")
+    raise SystemExit(f"the {name} agent did not start")
 
 
 def build_reference(directory: Path) -> Path:
@@ -209,11 +247,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast-seconds", type=float, default=10.0)
     parser.add_argument("--slow-seconds", type=float, default=60.0)
+    parser.add_argument("--wheel", help="the wheel to install (default: build this machine's)")
     args = parser.parse_args()
     fast_interval = 0.05
     rows: list[tuple[str, str, str, str, str]] = []
     labels = {
-        "compiled": "bramble agent (compiled)",
+        "wheel": "bramble agent (compiled, from the wheel)",
+        "compiled": "bramble agent (compiled on first start)",
         "python": "bramble agent (--engine python)",
         "c-reference": "bare C loop reading the same files",
         "py-reference": "bare Python loop reading the same files",
@@ -229,10 +269,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bramble-bench-") as tmp:
         spec = write_spec(Path(tmp), random.randint(20000, 60000))
         reference_c = build_reference(Path(tmp))
+        bramble = {"wheel": wheel_bramble(Path(tmp) / "wheel", args.wheel)}
+        # The first-start build goes to a cache of its own, made before anything is measured.
+        os.environ["BRAMBLE_CACHE_DIR"] = str(Path(tmp) / "cache")
+        subprocess.run(
+            [shutil.which("bramble") or "bramble", "agent", "--prepare"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
-        # Phase 1: both agents and both reference loops at 20 Hz.
-        agents = {e: start_agent(spec, fast_interval, e) for e in ("compiled", "python")}
-        count = int((args.fast_seconds + 3) / fast_interval) + 40
+        # Phase 1: the agents and both reference loops at 20 Hz.
+        agents = {e: start_agent(spec, fast_interval, e, bramble) for e in ENGINES}
+        # Killed when measured; enough samples to outlast a slow start of the agents.
+        count = int((args.fast_seconds + 120) / fast_interval)
         others = {
             "c-reference": subprocess.Popen([str(reference_c), str(fast_interval)]),
             "py-reference": subprocess.Popen(
@@ -264,7 +313,7 @@ def main() -> None:
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.bind(("127.0.0.1", gmond_port))
         sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        agents = {e: start_agent(spec, 1.0, e) for e in ("compiled", "python")}
+        agents = {e: start_agent(spec, 1.0, e, bramble) for e in ENGINES}
         others = {
             "c-reference": subprocess.Popen([str(reference_c), "1"]),
             "gmond": subprocess.Popen(
@@ -300,9 +349,9 @@ def main() -> None:
     for line in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
     gmond_cpu = slow["gmond"][0]
-    for engine in ("compiled", "python"):
-        ratio = slow[engine][0] / gmond_cpu if gmond_cpu else float("inf")
-        print(f"agent ({engine})/gmond CPU at 1 Hz: {ratio:.2f}")
+    for name in ENGINES:
+        ratio = slow[name][0] / gmond_cpu if gmond_cpu else float("inf")
+        print(f"{labels[name]} / gmond CPU at 1 Hz: {ratio:.2f}")
     print(f"gmond sent {gmond_datagrams} datagrams in {args.slow_seconds + 2:.0f} s")
     print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}, cores: {os.cpu_count()}")
 

@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import IO
@@ -111,26 +110,7 @@ def wait_port(port: int) -> None:
 
 
 def start_master(spec: Path, log: IO[bytes]) -> tuple[subprocess.Popen[bytes] | None, str]:
-    """`bramble master` if this install has one, else the jobs API it includes, in process."""
-    try:
-        import bramble.master.service  # noqa: F401
-    except ImportError:
-        import uvicorn
-        from fastapi import FastAPI
-
-        from bramble.jobs.api import create_service, router
-        from bramble.jobs.config import load_config
-
-        port = int(load_config(spec).master_url.rsplit(":", 1)[1])
-        app = FastAPI()
-        app.include_router(router)
-        app.state.jobs = create_service(spec)
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        server = uvicorn.Server(config)
-        threading.Thread(target=server.run, daemon=True).start()
-        while not server.started:
-            time.sleep(0.05)
-        return None, "jobs API router served in process (bramble master not available)"
+    """`bramble master` for SPEC."""
     args = ["bramble", "master", "--spec", str(spec)]
     return subprocess.Popen(args, stdout=log, stderr=log), "bramble master"
 

@@ -1,16 +1,24 @@
-"""Test helpers: a real spec on disk, free ports, real bramble processes, polling."""
+"""Test helpers, in one module: real specs and secrets on disk, free ports, real bramble
+processes and servers, a real Dask cluster, captured /proc files, polling.
+
+Fixtures are in the conftest.py files; they build on these.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import random
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +27,17 @@ import pytest
 
 from bramble.demo import free_port, local_spec_text
 from bramble.init import secrets_text
+from bramble.jobs.config import JobsConfig
+from bramble.jobs.tls import TlsPaths
+from bramble.spec import Secrets
+
+__all__ = ["free_port"]  # re-exported: a free loopback port (TCP, or UDP with SOCK_DGRAM)
+
+TESTS = Path(__file__).resolve().parent
+EXAMPLES = TESTS.parent / "examples"
+JOB_EXAMPLES = EXAMPLES / "jobs"
+
+# --- specs and secrets on disk --------------------------------------------------------------
 
 
 def write_spec(
@@ -70,6 +89,112 @@ def _set_keys(text: str, table: str, lines: str) -> str:
     return head + header + "\n".join(kept) + "\n" + tail
 
 
+KEY = bytes.fromhex("5f" * 32)
+"""The telemetry key of `write_init_spec`'s secrets."""
+
+
+def write_init_spec(directory: Path, *, port: int, interval: float = 0.05) -> Path:
+    """`bramble init`'s spec, sending on loopback to PORT every INTERVAL, and its secrets
+    (telemetry key KEY); returns the spec path."""
+    from bramble.init import spec_text
+
+    text = spec_text()
+    text = re.sub(r"(?m)^port = 6000\b", f"port = {port}", text, count=1)
+    text = re.sub(r'(?m)^interface = ""', 'interface = "127.0.0.1"', text, count=1)
+    text = re.sub(r"(?m)^interval = 1\.0\b", f"interval = {interval}", text, count=1)
+    spec = directory / "bramble.toml"
+    spec.write_text(text)
+    secrets = directory / "bramble.secrets.toml"
+    fd = os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(
+            f'[telemetry]\nkey_id = "k1"\nkey = "{KEY.hex()}"\n\n'
+            '[admin]\ntoken = "test-admin-token-0123456789"\n'
+        )
+    return spec
+
+
+PROVISION = TESTS / "provision"
+SPECS = PROVISION / "specs"
+GOLDEN = PROVISION / "golden"
+SECRETS = Secrets(
+    telemetry_key_id="k1",
+    telemetry_key=bytes(range(32)),
+    admin_token="golden-admin-token-not-secret-0123456789",
+)
+"""Fixed secrets, so rendered files can be compared with the golden trees."""
+SECRETS_TEXT = (
+    '[telemetry]\nkey_id = "k1"\nkey = "' + bytes(range(32)).hex() + '"\n'
+    '\n[admin]\ntoken = "golden-admin-token-not-secret-0123456789"\n'
+)
+
+
+def spec_files() -> list[Path]:
+    """Our own specs, then the example specs (if the examples directory has any)."""
+    return sorted(SPECS.glob("*.toml")) + sorted(EXAMPLES.glob("*.toml"))
+
+
+# --- captured /proc files -------------------------------------------------------------------
+
+FIXTURES = TESTS / "telemetry" / "fixtures"
+
+
+def fixture_text(machine: str, name: str) -> str:
+    """A captured file of MACHINE ('x86_64' or 'raspberrypi')."""
+    return (FIXTURES / machine / name).read_text()
+
+
+def fixture_bytes(machine: str, name: str) -> bytes:
+    """A captured file of MACHINE, as the sampler reads it."""
+    return (FIXTURES / machine / name).read_bytes()
+
+
+def proc_tree(machine: str, root: Path) -> Path:
+    """A /proc-like directory holding MACHINE's captured files, for the Sampler."""
+    proc = root / "proc"
+    (proc / "net").mkdir(parents=True)
+    for name in ("stat", "meminfo", "loadavg", "uptime"):
+        shutil.copy(FIXTURES / machine / name, proc / name)
+    shutil.copy(FIXTURES / machine / "net_dev", proc / "net" / "dev")
+    return proc
+
+
+# --- ports, sockets, polling ----------------------------------------------------------------
+
+
+def random_port() -> int:
+    """A port unlikely to collide with other tests running on this machine."""
+    return random.randint(20000, 60000)
+
+
+GROUP = "224.0.0.251"
+
+
+def receiver(port: int) -> socket.socket:
+    """A socket joined to the telemetry group on 127.0.0.1, as a loopback master listens."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((GROUP, port))
+    membership = socket.inet_aton(GROUP) + socket.inet_aton("127.0.0.1")
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+    sock.settimeout(10)
+    return sock
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    """Wait until something listens on the loopback TCP PORT."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+# --- processes and servers -------------------------------------------------------------------
+
+
 class Processes:
     """Starts `bramble ...` processes and makes sure none outlives the test."""
 
@@ -107,6 +232,17 @@ class Processes:
         for name in list(self.procs):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.stop(name, timeout=5)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM PROC, and SIGKILL it if it has not ended 10 s later."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
@@ -297,3 +433,97 @@ def _ids(name: str) -> tuple[int, int]:
 
     entry = pwd.getpwnam(name)
     return entry.pw_uid, entry.pw_gid
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """APP served by uvicorn on an ephemeral loopback port, in a thread; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                pytest.fail("the test server did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+# --- a real Dask cluster on loopback ----------------------------------------------------------
+
+SERVER_CODE = """
+import sys
+from pathlib import Path
+from bramble.jobs.config import JobsConfig
+from bramble.jobs.tls import TlsPaths
+role, scheduler, tls_dir, name, dashboard_url = sys.argv[1:6]
+cfg = JobsConfig(spec_path=None, scheduler=scheduler, tls=TlsPaths(Path(tls_dir)),
+                 master_url="http://127.0.0.1:9", jobs_dir=Path("."), db_path=Path("jobs.db"),
+                 dashboard_url=dashboard_url)
+if role == "scheduler":
+    from bramble.jobs.servers import run_scheduler
+    run_scheduler(cfg, host="127.0.0.1", port=int(scheduler.rsplit(":", 1)[1]))
+else:
+    from bramble.jobs.servers import run_worker
+    run_worker(cfg, name=name, host="127.0.0.1", nthreads=2, memory_limit=None)
+"""
+
+
+@dataclass
+class LocalCluster:
+    """A scheduler and named workers as local processes."""
+
+    root: Path
+    tls: TlsPaths
+    scheduler: str
+    dashboard_url: str  # Dask's dashboard on the scheduler (served when bokeh is installed)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def config(self, jobs_dir: Path, master_url: str = "http://127.0.0.1:9") -> JobsConfig:
+        return JobsConfig(
+            spec_path=None,
+            scheduler=self.scheduler,
+            tls=self.tls,
+            master_url=master_url,
+            jobs_dir=jobs_dir,
+            db_path=self.root / "jobs.db",
+            dashboard_url=self.dashboard_url,
+        )
+
+    def start(self, role: str, name: str) -> subprocess.Popen[bytes]:
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SERVER_CODE,
+                role,
+                self.scheduler,
+                str(self.tls.directory),
+                name,
+                self.dashboard_url,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from bramble.jobs.dask import client_for
+
+        return client_for(self.config(self.root))
+
+    def wait_workers(self, n: int, timeout: float = 30.0) -> None:
+        with self.client() as c:
+            c.wait_for_workers(n, timeout=timeout)

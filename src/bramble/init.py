@@ -49,8 +49,9 @@ clock_window = 30.0              # seconds a heartbeat's clock may differ from t
 stale_after = 3                  # missed intervals before a node shows as stale
 down_after = 10                  # missed intervals before a node shows as down
 max_nodes = 1024                 # most nodes the master tracks
-engine = "auto"                  # agent: "compiled" (C, built with cc on first start),
-                                 # "python", or "auto" (compiled where cc is found)
+engine = "auto"                  # agent: "compiled" (C: the wheel's, else built with cc
+                                 # on first start), "python", or "auto" (compiled where
+                                 # there is one, else Python)
 
 [dashboard]
 bind = ""                        # "" binds to master_address only

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from bramble_testing import LocalCluster, free_port
 from fastapi import FastAPI
-from jobs_cluster import LocalCluster, free_port
 
 from bramble.jobs.api import JobsService, router
 
@@ -124,7 +124,9 @@ def test_cluster_view(api: tuple[str, JobsService]) -> None:
     assert {"node-1", "node-2"} <= {w["name"] for w in view["workers"]}
     assert all(w["nthreads"] == 2 for w in view["workers"])
     # The panel's link leads to Dask's own dashboard, served by the scheduler with bokeh.
-    pytest.importorskip("bokeh", reason="Dask's dashboard needs bokeh (bramble[dask-dashboard])")
+    pytest.importorskip(
+        "bokeh", reason="Dask's dashboard needs bokeh (bramble-cluster[dask-dashboard])"
+    )
     assert view["dashboard_url"] == service.config.dashboard_url
     page = httpx.get(view["dashboard_url"], timeout=30, follow_redirects=True)
     assert page.status_code == 200 and "Dask" in page.text
@@ -136,7 +138,7 @@ def test_unreachable_scheduler_is_remembered_not_retried_per_request(
     import dataclasses
     import socket
 
-    from bramble.jobs.connect import SchedulerUnreachableError
+    from bramble.jobs.dask import SchedulerUnreachableError
 
     port = free_port()
     config = dataclasses.replace(cluster.config(tmp_path), scheduler=f"tls://127.0.0.1:{port}")

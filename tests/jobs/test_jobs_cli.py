@@ -16,19 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bramble_testing import give_to_job_user
-from jobs_cluster import EXAMPLES, free_port, stop, wait_port
+from bramble_testing import JOB_EXAMPLES, free_port, give_to_job_user, stop, wait_port
 
 from bramble.spec import load_secrets
 
 pytestmark = pytest.mark.slow
-
-try:
-    import bramble.master.service  # noqa: F401
-
-    HAVE_MASTER = True
-except ImportError:
-    HAVE_MASTER = False
 
 BRAMBLE = shutil.which("bramble") or "bramble"
 
@@ -93,14 +85,12 @@ jobs_dir = "{jobs}"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not HAVE_MASTER:
-        pytest.skip("the master (bramble.master.service) is not available")
     root = tmp_path_factory.mktemp("stack")
     subprocess.run([BRAMBLE, "init", str(root)], check=True, capture_output=True)
     public = Path(tempfile.mkdtemp(prefix="bramble-test-"))  # jobs run as an unprivileged user
     public.chmod(0o755)
     jobs = public / "jobs"
-    shutil.copytree(EXAMPLES, jobs)
+    shutil.copytree(JOB_EXAMPLES, jobs)
     give_to_job_user(jobs)
     url, sched, http, _ = loopback_spec(root, jobs)
     st = Stack(root=root, spec=root / "bramble.toml", jobs=jobs, url=url)
@@ -214,7 +204,7 @@ def test_bramble_hosts_and_mpirun(stack: Stack) -> None:
     if shutil.which("mpirun") is None:
         pytest.skip("OpenMPI not installed")
     pytest.importorskip("mpi4py")
-    ring = stack.run("mpirun", "-n", "3", "--", sys.executable, str(EXAMPLES / "mpi_ring.py"))
+    ring = stack.run("mpirun", "-n", "3", "--", sys.executable, str(JOB_EXAMPLES / "mpi_ring.py"))
     assert ring.returncode == 0, ring.stdout + ring.stderr
     assert "ring of 3 ranks" in ring.stdout and "check: ok" in ring.stdout
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from jobs_cluster import LocalCluster
+from bramble_testing import LocalCluster
 
 from bramble.jobs.exec import (
     ExecError,

@@ -22,15 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
-from jobs_cluster import EXAMPLES
+from bramble_testing import JOB_EXAMPLES
 
 from bramble.lab import commands, netns, topology
 from bramble.spec import load_secrets
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-if os.geteuid() != 0:
-    pytest.skip("the lab needs root (network namespaces)", allow_module_level=True)
 if (missing := netns.missing_tool()) is not None:
     pytest.skip(f"lab tool missing: {missing}", allow_module_level=True)
 
@@ -101,7 +99,7 @@ def jl() -> Iterator[JobsLab]:
         assert "Dask scheduler (TLS)" in up.stdout and "Dask workers starting on 3" in up.stdout
         lab = commands.load_lab(prefix)
         share = topology.export_dir(lab.plan.state, lab.spec.shares[0].export)
-        for example in EXAMPLES.glob("*.py"):
+        for example in JOB_EXAMPLES.glob("*.py"):
             shutil.copy(example, share / example.name)
         running = JobsLab(prefix, lab, share)
         running.wait(lambda: running.workers() == list(NODES), 90, "a worker on every node")
@@ -121,7 +119,8 @@ def test_every_node_runs_a_worker_with_its_cores_and_memory(jl: JobsLab) -> None
         assert worker["memory_limit"] == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         # Each worker listens on its node's own address, over TLS.
         assert re.fullmatch(r"tls://10\.42\.0\.1[1-3]:\d+", worker["address"]), worker
-    # With bokeh (bramble[dask-dashboard]), Dask's own dashboard, reachable on the cluster LAN.
+    # With bokeh (bramble-cluster[dask-dashboard]), Dask's own dashboard, reachable on the
+    # cluster LAN.
     pytest.importorskip("bokeh", reason="Dask's dashboard needs bokeh")
     url = view["dashboard_url"]
     assert url == "http://10.42.0.1:8787/status"
@@ -229,11 +228,12 @@ def test_mpirun_runs_the_ring_across_three_lab_nodes(jl: JobsLab) -> None:
 CLIENT_CHECK = """
 import dataclasses, sys
 from pathlib import Path
-from bramble.jobs.config import load_config
-from bramble.jobs.connect import SchedulerUnreachableError, client_for
+from bramble.cluster import find_cluster
+from bramble.jobs.config import jobs_config
+from bramble.jobs.dask import SchedulerUnreachableError, client_for
 from bramble.jobs.tls import create_cluster_tls
 
-config = load_config()
+config = jobs_config(find_cluster(env=True))
 with client_for(config, timeout=10) as client:
     print("cluster certificate:", client.submit(pow, 2, 10).result())
 foreign = create_cluster_tls(Path(sys.argv[1]), cluster="stranger")

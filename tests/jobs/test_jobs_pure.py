@@ -9,6 +9,7 @@ import pytest
 
 from bramble.jobs.driver import defines_main
 from bramble.jobs.hosts import hosts_from_nodes, render
+from bramble.jobs.launcher import candidates
 from bramble.jobs.mpirun import mpirun_command
 from bramble.jobs.store import JobStore, UnknownJobError
 
@@ -91,6 +92,15 @@ def test_store_round_trip(tmp_path: Path) -> None:
 
 def test_defines_main() -> None:
     assert defines_main("def main(client):\n    pass\n", "f.py")
-    assert not defines_main("from bramble.jobs import connect\nc = connect.connect()\n", "f.py")
+    assert not defines_main("import bramble.jobs\nc = bramble.jobs.connect()\n", "f.py")
     with pytest.raises(SyntaxError):
         defines_main("def main(:\n", "f.py")
+
+
+def test_the_netns_launcher_looks_only_in_its_own_lab() -> None:
+    # two labs on one machine hold the same node addresses (10.42.0.11 in each)
+    names = ["brl-a-master", "brl-a-node-1", "brl-b-master", "brl-b-node-1", "other"]
+    assert candidates(names, "brl-b-master") == ["brl-b-master", "brl-b-node-1"]
+    assert candidates(names, "brl-a-master") == ["brl-a-master", "brl-a-node-1"]
+    assert candidates(names, None) == names  # not in a lab: every namespace
+    assert candidates(names, "other") == names

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jobs_cluster import LocalCluster
+from bramble_testing import LocalCluster
 
 from bramble.jobs.runner import JobFileError, JobRunner
 from bramble.jobs.store import JobStore
@@ -96,8 +96,8 @@ def test_example_jobs_run_and_check_themselves(
 def test_script_using_connect(cluster: LocalCluster, jobs_dir: Path, tmp_path: Path) -> None:
     (jobs_dir / "script.py").write_text(
         "import sys\n"
-        "from bramble.jobs import connect\n"
-        "client = connect.connect()\n"
+        "import bramble.jobs\n"
+        "client = bramble.jobs.connect()  # as the README says\n"
         "print('sum', client.submit(sum, [int(a) for a in sys.argv[1:]]).result())\n"
         "client.close()\n"
     )

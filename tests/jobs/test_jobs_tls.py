@@ -7,10 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from bramble_testing import LocalCluster
 from cryptography import x509
-from jobs_cluster import LocalCluster
 
-from bramble.jobs.connect import SchedulerUnreachableError, client_for
+from bramble.jobs.dask import SchedulerUnreachableError, client_for
 from bramble.jobs.tls import ROLES, TlsError, TlsPaths, create_cluster_tls
 
 

@@ -23,8 +23,6 @@ from bramble.lab import commands, netns
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-if os.geteuid() != 0:
-    pytest.skip("the lab needs root (network namespaces)", allow_module_level=True)
 if (missing := netns.missing_tool()) is not None:
     pytest.skip(f"lab tool missing: {missing}", allow_module_level=True)
 

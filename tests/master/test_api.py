@@ -13,6 +13,7 @@ from bramble_testing import Processes, api, wait_for, write_spec
 
 from bramble.spec import load_secrets, load_spec
 from bramble.telemetry.encode import encode
+from bramble.telemetry.metrics import BY_NAME, EXPORTED
 from bramble.telemetry.wire import Sample
 
 pytestmark = [pytest.mark.slow]
@@ -74,6 +75,10 @@ def test_every_route_of_the_contract(tmp_path: Path, processes: Processes) -> No
     # 200 B and 100 B more per 0.2 s interval, lo left out
     assert node["rates"]["net_rx"] == pytest.approx(1000, rel=0.05)
     assert node["rates"]["net_tx"] == pytest.approx(500, rel=0.05)
+    # every metric of the registry, computed on the master: memory used = 1000 - 250 kB
+    assert set(node["metrics"]) == set(BY_NAME)
+    assert node["metrics"]["mem_used"] == 750 and node["metrics"]["load5"] == 0.4
+    assert node["metrics"]["net_rx"] == pytest.approx(node["rates"]["net_rx"], abs=0.1)
 
     missing = httpx.get(f"{base}/api/nodes/nope", timeout=5)
     assert missing.status_code == 404 and "detail" in missing.json()
@@ -104,6 +109,8 @@ def test_every_route_of_the_contract(tmp_path: Path, processes: Processes) -> No
 
     metrics = httpx.get(f"{base}/metrics", timeout=5).text
     assert 'node="api-1"' in metrics and "bramble_datagrams_accepted" in metrics
+    for metric in EXPORTED:  # every exported metric of the registry, per node
+        assert f'bramble_node_{metric.prometheus}{{node="api-1"}}' in metrics
     assert httpx.get(f"{base}/docs", timeout=5).status_code == 200
     assert httpx.get(f"{base}/", timeout=5).status_code == 200
 

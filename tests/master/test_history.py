@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
-from bramble.master.history import COLUMNS, History, HistoryReader, metric_row
-from bramble.master.nodes import Change
+from bramble.master.history import COLUMNS, TIERS, History, HistoryReader, metric_row
+from bramble.master.views import Change
 from bramble.telemetry.wire import Sample
 
 SAMPLE = Sample(
@@ -18,6 +19,12 @@ SAMPLE = Sample(
     disk={"total": 10, "used": 4, "free": 6},
 )
 T0 = 1_800_000_000  # a whole hour
+
+
+def counts(reader: HistoryReader) -> dict[str, int]:
+    """Rows per tier."""
+    with sqlite3.connect(reader.path) as db:
+        return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t, _ in TIERS}
 
 
 def fill(history: History, start: int, seconds: int, nodes: tuple[str, ...] = ("n1",)) -> None:
@@ -40,11 +47,11 @@ def test_metric_row_derives_memory_and_load() -> None:
 
 def test_raw_rows_roll_up_into_minutes_and_hours(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
-    history = History(db)
+    history = History(db).open()
     fill(history, T0, 2 * 3600)  # two hours of 1 Hz samples
     history.roll_up(T0 + 2 * 3600)
-    reader = HistoryReader(db, history.keep)
-    assert reader.counts() == {"raw": 7200, "minute": 120, "hour": 2}
+    reader = HistoryReader(db, history.keep).open()
+    assert counts(reader) == {"raw": 7200, "minute": 120, "hour": 2}
     now = T0 + 2 * 3600
     # 10 minutes ago at 1 s step: raw tier, one point per second
     raw = reader.node_series("n1", ["cpuusage", "core.1"], now - 600, 1, now)
@@ -59,8 +66,8 @@ def test_raw_rows_roll_up_into_minutes_and_hours(tmp_path: Path) -> None:
 
 
 def test_tier_choice_follows_the_range(tmp_path: Path) -> None:
-    history = History(tmp_path / "h.db", raw_hours=1, minute_days=1, hour_days=30)
-    reader = HistoryReader(tmp_path / "h.db", history.keep)
+    history = History(tmp_path / "h.db", raw_hours=1, minute_days=1, hour_days=30).open()
+    reader = HistoryReader(tmp_path / "h.db", history.keep).open()
     now = float(T0)
     assert reader._tier(now - 600, now, 1) == ("raw", 1)
     assert reader._tier(now - 600, now, 60) == ("minute", 60)
@@ -73,55 +80,55 @@ def test_tier_choice_follows_the_range(tmp_path: Path) -> None:
 
 
 def test_retention_prunes_each_tier(tmp_path: Path) -> None:
-    history = History(tmp_path / "h.db", raw_hours=1, minute_days=1 / 24 * 2, hour_days=1)
-    history.write([], [Change(float(T0), "n1", "new", "n1 appeared")])
+    history = History(tmp_path / "h.db", raw_hours=1, minute_days=1 / 24 * 2, hour_days=1).open()
+    history.write([], [Change(ts=float(T0), node="n1", kind="new", message="n1 appeared")])
     for hour in range(3):  # as the service does: roll up while samples arrive
         fill(history, T0 + hour * 3600, 3600, nodes=("n1", "n2"))
         history.roll_up(T0 + (hour + 1) * 3600)
-    reader = HistoryReader(tmp_path / "h.db", history.keep)
-    counts = reader.counts()
-    assert counts["raw"] == 2 * 3600  # the last hour only
-    assert counts["minute"] == 2 * 120  # the last two hours
-    assert counts["hour"] == 2 * 3
+    reader = HistoryReader(tmp_path / "h.db", history.keep).open()
+    rows = counts(reader)
+    assert rows["raw"] == 2 * 3600  # the last hour only
+    assert rows["minute"] == 2 * 120  # the last two hours
+    assert rows["hour"] == 2 * 3
     # a day later everything but the hour tier is gone, and two days later that too
     history.roll_up(T0 + 3 * 3600 + 86400 - 3600)
-    assert reader.counts()["raw"] == 0 and reader.counts()["minute"] == 0
+    assert counts(reader)["raw"] == 0 and counts(reader)["minute"] == 0
     history.roll_up(T0 + 3 * 86400)
-    assert reader.counts() == {"raw": 0, "minute": 0, "hour": 0}
+    assert counts(reader) == {"raw": 0, "minute": 0, "hour": 0}
     assert reader.changes(10) == []
     reader.close()
     history.close()
 
 
 def test_cluster_aggregate_mean_and_sum(tmp_path: Path) -> None:
-    history = History(tmp_path / "h.db")
+    history = History(tmp_path / "h.db").open()
     fill(history, T0, 60, nodes=("n1", "n2"))
     history.roll_up(T0 + 60)
-    reader = HistoryReader(tmp_path / "h.db", history.keep)
+    reader = HistoryReader(tmp_path / "h.db", history.keep).open()
     now = float(T0 + 60)
     cpu = reader.cluster_series("cpuusage", T0, 60, now)
     mem = reader.cluster_series("mem_used", T0, 60, now)
     assert len(cpu) == 1 and abs(cpu[0][1] - (0.295 + 0.395) / 2) < 1e-3
-    assert mem == [[T0, 1200.0]]
+    assert mem == [(T0, 1200.0)]
     reader.close()
     history.close()
 
 
 def test_survives_restart(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
-    history = History(db)
+    history = History(db).open()
     fill(history, T0, 30, nodes=("n1", "n2"))
-    history.write([], [Change(T0 + 5.0, "n2", "rebooted", "n2 rebooted")])
+    history.write([], [Change(ts=T0 + 5.0, node="n2", kind="rebooted", message="n2 rebooted")])
     history.close()
 
-    again = History(db)
+    again = History(db).open()
     assert again.node_id("n2") == 2  # ids kept across restarts
     fill(again, T0 + 30, 30, nodes=("n2",))
-    reader = HistoryReader(db, again.keep)
+    reader = HistoryReader(db, again.keep).open()
     series = reader.node_series("n2", ["cpuusage"], T0, 1, T0 + 60.0)["cpuusage"]
     assert len(series) == 60
     assert reader.changes(5) == [
-        {"ts": T0 + 5.0, "node": "n2", "kind": "rebooted", "message": "n2 rebooted"}
+        Change(ts=T0 + 5.0, node="n2", kind="rebooted", message="n2 rebooted")
     ]
     reader.close()
     again.close()

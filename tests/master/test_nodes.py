@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bramble.master.nodes import DOWN, STALE, UP, NodeTable
+from bramble.master.views import Rates
 from bramble.telemetry.wire import Packet, Rejected, Sample
 
 SAMPLE = Sample(1000, 40.0, 0.5, (1.0, 1.0, 1.0), {"MemTotal": 100}, net={"eth0": (1000, 2000)})
@@ -25,8 +26,8 @@ def test_new_node_is_up_and_announced() -> None:
     assert kinds(table.accept(packet(), T0, "10.42.0.11")) == ["new"]
     view = table.view("n1", T0)
     assert view is not None
-    assert view["status"] == UP and view["address"] == "10.42.0.11"
-    assert view["sample"]["cpuusage"] == 0.5 and view["first_seen"] == T0
+    assert view.status == UP and view.address == "10.42.0.11"
+    assert view.sample is not None and view.sample.cpuusage == 0.5 and view.first_seen == T0
 
 
 def test_replay_window() -> None:
@@ -51,7 +52,7 @@ def test_stale_then_down_then_up_again() -> None:
     assert kinds(table.tick(T0 + 10.1)) == [DOWN]
     assert table.counts(T0 + 11) == {UP: 0, STALE: 0, DOWN: 1}
     assert kinds(table.accept(packet(seq=2, ts=T0 + 12), T0 + 12)) == [UP]
-    assert table.view("n1", T0 + 12)["status"] == UP  # type: ignore[index]
+    assert table.view("n1", T0 + 12).status == UP  # type: ignore[union-attr]
 
 
 def test_thresholds_scale_with_the_node_interval() -> None:
@@ -67,7 +68,7 @@ def test_new_boot_is_a_reboot_event() -> None:
     table.accept(packet(boot=100, seq=900), T0)
     changes = table.accept(packet(boot=200, seq=1, ts=T0 + 30), T0 + 30)
     assert kinds(changes) == ["rebooted"]
-    assert table.view("n1", T0 + 30)["rebooted_at"] == T0 + 30  # type: ignore[index]
+    assert table.view("n1", T0 + 30).rebooted_at == T0 + 30  # type: ignore[union-attr]
     # a board without a clock may come back with a smaller boot id but a later time
     changes = table.accept(packet(boot=150, seq=1, ts=T0 + 60), T0 + 60)
     assert kinds(changes) == ["rebooted"]
@@ -85,10 +86,10 @@ def test_network_rates_from_consecutive_samples() -> None:
     table.accept(packet(), T0)
     later = SAMPLE._replace(net={"eth0": (3000, 2500)})
     table.accept(packet(seq=2, ts=T0 + 2, sample=later), T0 + 2)
-    assert table.view("n1", T0 + 2)["rates"] == {"net_rx": 1000.0, "net_tx": 250.0}  # type: ignore[index]
+    assert table.view("n1", T0 + 2).rates == Rates(net_rx=1000.0, net_tx=250.0)  # type: ignore[union-attr]
     reset = SAMPLE._replace(net={"eth0": (10, 10)})  # counters went back: no negative rate
     table.accept(packet(seq=3, ts=T0 + 3, sample=reset), T0 + 3)
-    assert table.view("n1", T0 + 3)["rates"] == {"net_rx": 0.0, "net_tx": 0.0}  # type: ignore[index]
+    assert table.view("n1", T0 + 3).rates == Rates(net_rx=0.0, net_tx=0.0)  # type: ignore[union-attr]
 
 
 def test_bounded_table_evicts_down_nodes_first() -> None:
@@ -116,6 +117,6 @@ def test_unsigned_legacy_packets_skip_the_replay_window() -> None:
     legacy = Packet("10.42.0.50", 0, 0, T0, 0.0, SAMPLE, False, None)
     table.accept(legacy, T0)
     table.accept(legacy._replace(ts=T0 + 1), T0 + 1)
-    assert table.view("10.42.0.50", T0 + 1)["interval"] == 1.0  # type: ignore[index]
+    assert table.view("10.42.0.50", T0 + 1).interval == 1.0  # type: ignore[union-attr]
     table.rename("10.42.0.50", "oldpi")
     assert "oldpi" in table.nodes and "10.42.0.50" not in table.nodes

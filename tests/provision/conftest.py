@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import uuid
@@ -10,28 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from bramble_testing import SECRETS_TEXT, SPECS, spec_files
 
-from bramble.spec import Secrets, Spec, load_spec
-
-HERE = Path(__file__).parent
-SPECS = HERE / "specs"
-GOLDEN = HERE / "golden"
-EXAMPLES = HERE.parents[1] / "examples"
-
-SECRETS = Secrets(
-    telemetry_key_id="k1",
-    telemetry_key=bytes(range(32)),
-    admin_token="golden-admin-token-not-secret-0123456789",
-)
-SECRETS_TEXT = (
-    '[telemetry]\nkey_id = "k1"\nkey = "' + bytes(range(32)).hex() + '"\n'
-    '\n[admin]\ntoken = "golden-admin-token-not-secret-0123456789"\n'
-)
-
-
-def spec_files() -> list[Path]:
-    """Our own specs, then the example specs (if the examples directory has any)."""
-    return sorted(SPECS.glob("*.toml")) + sorted(EXAMPLES.glob("*.toml"))
+from bramble.spec import Spec, load_spec
 
 
 @pytest.fixture(params=spec_files(), ids=lambda p: p.stem)
@@ -57,17 +37,12 @@ def spec_dir(tmp_path: Path) -> Path:
     return directory
 
 
-def need_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2 (ip)")
-
-
 @pytest.fixture
 def netns() -> Iterator[Callable[[], str]]:
-    """Make uniquely named network namespaces; all are removed at teardown, even on failure."""
-    need_root()
+    """Make uniquely named network namespaces; all are removed at teardown, even on failure.
+
+    Only for tests marked `root` (the root conftest skips them where they cannot run).
+    """
     made: list[str] = []
 
     def make() -> str:

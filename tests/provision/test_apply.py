@@ -6,20 +6,26 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from bramble_testing import SECRETS
 
+from bramble.cluster import load_cluster
 from bramble.errors import BrambleError, SpecError
 from bramble.provision.apply import (
     Change,
-    apply_from_cli,
+    apply_role,
     plan_changes,
     role_files,
     services_for,
 )
 from bramble.provision.render import USER_DATA, render
 
-from .conftest import SECRETS
+
+def apply(spec: Path, **options: Any) -> list[Change]:
+    """`bramble apply` with the spec at SPEC, loaded as the CLI loads it."""
+    return apply_role(load_cluster(spec), **options)
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -36,7 +42,7 @@ def test_apply_twice_second_reports_no_changes(
 ) -> None:
     root = tmp_path / "root"
     spec = spec_dir / "bramble.toml"
-    first = apply_from_cli(spec, role=role, root=root, dry_run=False)
+    first = apply(spec, role=role, root=root, dry_run=False)
     out = capsys.readouterr().out
     assert first and "+++ /etc/bramble/bramble.toml" in out
     assert "not touching services (--root given)" in out
@@ -47,7 +53,7 @@ def test_apply_twice_second_reports_no_changes(
     assert installed["etc/bramble/bramble.toml"][1] == 0o644
     assert not list(root.rglob("*.bramble-bak.*")), "nothing replaced, nothing backed up"
 
-    second = apply_from_cli(spec, role=role, root=root, dry_run=False)
+    second = apply(spec, role=role, root=root, dry_run=False)
     assert second == []
     assert "no changes" in capsys.readouterr().out
     assert _snapshot(root) == installed
@@ -61,7 +67,7 @@ def test_apply_backs_up_replaced_files_and_keeps_their_mode(
     conf.parent.mkdir(parents=True)
     conf.write_text("interface=old0\n")
     conf.chmod(0o640)
-    apply_from_cli(spec_dir / "bramble.toml", role="master", root=root, dry_run=False)
+    apply(spec_dir / "bramble.toml", role="master", root=root, dry_run=False)
     out = capsys.readouterr().out
     assert "-interface=old0" in out and "+interface=eth0" in out
     backups = list(conf.parent.glob("bramble.conf.bramble-bak.*"))
@@ -76,10 +82,10 @@ def test_spec_change_rewrites_only_what_it_touches(
 ) -> None:
     root = tmp_path / "root"
     spec = spec_dir / "bramble.toml"
-    apply_from_cli(spec, role="master", root=root, dry_run=False)
+    apply(spec, role="master", root=root, dry_run=False)
     capsys.readouterr()
     spec.write_text(spec.read_text() + '\n[[nodes]]\nname = "node-9"\nmac = "b8:27:eb:00:00:09"\n')
-    changes = apply_from_cli(spec, role="master", root=root, dry_run=False)
+    changes = apply(spec, role="master", root=root, dry_run=False)
     assert sorted(c.path for c in changes) == [
         "etc/bramble/bramble.toml",
         "etc/dnsmasq.d/bramble.conf",
@@ -95,12 +101,12 @@ def test_spec_installed_verbatim_and_reapply_from_it_changes_nothing(
     """The master's /etc/bramble/bramble.toml keeps its comments; applying from it is a no-op."""
     root = tmp_path / "root"
     spec = spec_dir / "bramble.toml"
-    apply_from_cli(spec, role="master", root=root, dry_run=False)
+    apply(spec, role="master", root=root, dry_run=False)
     installed = root / "etc/bramble/bramble.toml"
     assert installed.read_text() == spec.read_text()
     assert installed.read_text().startswith("# A four-board cluster")
     capsys.readouterr()
-    assert apply_from_cli(installed, role="master", root=root, dry_run=False) == []
+    assert apply(installed, role="master", root=root, dry_run=False) == []
     assert "no changes" in capsys.readouterr().out
 
 
@@ -109,7 +115,7 @@ def test_dry_run_changes_nothing(
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    changes = apply_from_cli(spec_dir / "bramble.toml", role="node", root=root, dry_run=True)
+    changes = apply(spec_dir / "bramble.toml", role="node", root=root, dry_run=True)
     assert changes
     assert "dry run: would change" in capsys.readouterr().out
     assert _snapshot(root) == {}
@@ -118,11 +124,11 @@ def test_dry_run_changes_nothing(
 def test_bad_spec_changes_nothing(spec_dir: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     spec = spec_dir / "bramble.toml"
-    apply_from_cli(spec, role="master", root=root, dry_run=False)
+    apply(spec, role="master", root=root, dry_run=False)
     before = _snapshot(root)
     spec.write_text(spec.read_text().replace('"10.42.0.11"', '"10.99.0.11"'))
     with pytest.raises(SpecError, match="outside the subnet"):
-        apply_from_cli(spec, role="master", root=root, dry_run=False)
+        apply(spec, role="master", root=root, dry_run=False)
     assert _snapshot(root) == before
 
 
@@ -145,7 +151,7 @@ def test_cli_bad_spec_exit_2_and_nothing_written(spec_dir: Path, tmp_path: Path)
 
 def test_unknown_role(spec_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(BrambleError, match="unknown role"):
-        apply_from_cli(spec_dir / "bramble.toml", role="worker", root=tmp_path, dry_run=False)
+        apply(spec_dir / "bramble.toml", role="worker", root=tmp_path, dry_run=False)
 
 
 def test_role_files_exclude_user_data() -> None:
@@ -208,7 +214,7 @@ def test_secrets_forced_private_even_if_installed_wider(
     secrets.parent.mkdir(parents=True)
     secrets.write_text("old\n")
     os.chmod(secrets, 0o644)
-    apply_from_cli(spec_dir / "bramble.toml", role="node", root=root, dry_run=False)
+    apply(spec_dir / "bramble.toml", role="node", root=root, dry_run=False)
     assert secrets.stat().st_mode & 0o777 == 0o600
     backup = next(secrets.parent.glob("bramble.secrets.toml.bramble-bak.*"))
     assert backup.read_text() == "old\n"

@@ -13,11 +13,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from bramble_testing import SECRETS, SPECS
 
 from bramble.provision.render import render
 from bramble.spec import Spec, load_spec
-
-from .conftest import SECRETS, SPECS
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from bramble.cluster import load_cluster
 from bramble.errors import SpecError
 from bramble.init import spec_text
-from bramble.provision.nodes import add_node, add_node_text, list_nodes
-from bramble.spec import load_spec, parse_spec
+from bramble.provision.nodes import add_node, nodes_table, with_node
+from bramble.spec import load_spec
 
 
 @pytest.fixture
@@ -26,7 +29,7 @@ def test_add_keeps_comments_and_places_node_after_the_others(
     init_spec: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = init_spec.read_text()
-    spec = add_node(init_spec, "node-5", "B8-27-EB-00-00-05", None)
+    spec = add_node(load_cluster(init_spec), "node-5", "B8-27-EB-00-00-05", None)
     after = init_spec.read_text()
     assert spec.node("node-5") is not None and spec.node("node-5").mac == "b8:27:eb:00:00:05"  # type: ignore[union-attr]
     comments = [line for line in before.splitlines() if line.lstrip().startswith("#")]
@@ -40,7 +43,7 @@ def test_add_keeps_comments_and_places_node_after_the_others(
 
 
 def test_add_with_fixed_address(init_spec: Path) -> None:
-    spec = add_node(init_spec, "node-7", "b8:27:eb:00:00:07", "10.42.0.17")
+    spec = add_node(load_cluster(init_spec), "node-7", "b8:27:eb:00:00:07", "10.42.0.17")
     assert str(spec.node("node-7").address) == "10.42.0.17"  # type: ignore[union-attr]
 
 
@@ -60,23 +63,23 @@ def test_invalid_add_leaves_the_file_untouched(
 ) -> None:
     before = init_spec.read_bytes()
     with pytest.raises(SpecError, match=message):
-        add_node(init_spec, name, mac, address)
+        add_node(load_cluster(init_spec), name, mac, address)
     assert init_spec.read_bytes() == before
     assert [p.name for p in init_spec.parent.iterdir()] == ["bramble.toml"]
 
 
 def test_add_to_a_spec_without_nodes() -> None:
     text = '# nothing but a comment\n[network]\ndomain = "lab"  # keep me\n'
-    new = add_node_text(text, "a", "dc:a6:32:00:00:01", None, "t.toml")
+    new, spec = with_node(text, "a", "dc:a6:32:00:00:01", None, "t.toml")
     assert new.startswith(text)
-    assert [n.name for n in parse_spec(new).nodes] == ["a"]
+    assert [n.name for n in spec.nodes] == ["a"] and spec.network.domain == "lab"
 
 
-def test_list_nodes(init_spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    add_node(init_spec, "node-5", "b8:27:eb:00:00:05", None)
-    capsys.readouterr()
-    list_nodes(init_spec)
-    out = capsys.readouterr().out
+def test_list_nodes(init_spec: Path) -> None:
+    add_node(load_cluster(init_spec), "node-5", "b8:27:eb:00:00:05", None)
+    console = Console(file=io.StringIO(), width=120)
+    console.print(nodes_table(load_cluster(init_spec)))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
     assert "node-1.cluster" in out and "10.42.0.11" in out
     row = next(line for line in out.splitlines() if "node-5" in line)
     assert "dynamic" in row and "b8:27:eb:00:00:05" in row

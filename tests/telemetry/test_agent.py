@@ -11,24 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from bramble_testing import GROUP, KEY, random_port, receiver
 
 from bramble.telemetry.agent import AgentConfig, _Outage, open_socket
 from bramble.telemetry.decode import decode
-from tests.telemetry.conftest import KEY, random_port
-
-GROUP = "224.0.0.251"
-
-
-def _receiver(port: int) -> socket.socket:
-    """A socket joined to the group on 127.0.0.1, as the master listens in a loopback setup."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((GROUP, port))
-    membership = socket.inet_aton(GROUP) + socket.inet_aton("127.0.0.1")
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
-    sock.settimeout(10)
-    return sock
-
 
 ENGINES = pytest.mark.parametrize("engine", ["compiled", "python"])
 
@@ -48,7 +34,7 @@ def test_agent_sends_signed_datagrams_then_exits_on_count(
     spec_dir: tuple[Path, int], engine: str
 ) -> None:
     spec, port = spec_dir
-    with _receiver(port) as rx:
+    with receiver(port) as rx:
         agent = _agent(
             spec, "--node-name", "node-7", "--count", "5", "--boot-id", "42", engine=engine
         )
@@ -82,7 +68,7 @@ def test_lean_process_is_small_and_exits_0_on_sigterm(
     spec_dir: tuple[Path, int], engine: str
 ) -> None:
     spec, port = spec_dir
-    with _receiver(port) as rx:
+    with receiver(port) as rx:
         agent = _agent(spec, engine=engine)
         try:
             rx.recvfrom(2048)
@@ -112,7 +98,7 @@ def test_lean_process_is_small_and_exits_0_on_sigterm(
 @ENGINES
 def test_sigterm_is_prompt_with_a_long_interval(spec_dir: tuple[Path, int], engine: str) -> None:
     spec, port = spec_dir
-    with _receiver(port) as rx:
+    with receiver(port) as rx:
         agent = _agent(spec, "--interval", "30", engine=engine)
         try:
             rx.recvfrom(2048)
@@ -153,7 +139,7 @@ def test_failing_target_is_logged_once_and_the_others_still_get_datagrams(
     secrets = tmp_path / "bramble.secrets.toml"
     secrets.write_text(f'[telemetry]\nkey_id = "k1"\nkey = "{KEY.hex()}"\n')
     port = random_port()
-    with _receiver(port) as rx:
+    with receiver(port) as rx:
         agent = subprocess.run(
             [sys.executable, "-S", "-m", "bramble.telemetry.agent", "--node", "n1",
              "--group", GROUP, "--port", str(port), "--interval", "0.02",

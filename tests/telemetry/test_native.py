@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import stat
 import subprocess
 import sys
@@ -11,13 +12,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bramble_testing import FIXTURES, KEY, receiver
 
-from bramble.telemetry import native
+from bramble import spec
+from bramble.spec import MAX_TELEMETRY_KEY as MAX_KEY
+from bramble.telemetry import native, wire
 from bramble.telemetry.decode import decode
-from bramble.telemetry.encode import encode
-from bramble.telemetry.sample import Sampler
 from bramble.telemetry.wire import MAX_DATAGRAM
-from tests.telemetry.conftest import FIXTURES, KEY, proc_tree
+from tests.telemetry.machines import (
+    NUMBER_HARNESS,
+    READER_HARNESS,
+    Case,
+    fixture_case,
+    number_cases,
+    random_case,
+    random_proc,
+    reader_cases,
+    wrong_numbers,
+    wrong_readings,
+)
 
 pytestmark = pytest.mark.skipif(native.compiler() is None, reason="needs a C compiler (cc)")
 
@@ -37,106 +50,6 @@ def program(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ[native.CACHE_ENV] = old
 
 
-class Case:
-    """One machine: a /proc-like tree, sensor files, and the agent's fixed settings."""
-
-    def __init__(
-        self,
-        proc: Path,
-        *,
-        freq: str = "/nonexistent",
-        temp: str = "/nonexistent",
-        key: bytes = KEY,
-        key_id: str = "k1",
-        node: str = "node-1",
-        interval: float = 1.0,
-    ) -> None:
-        self.proc = proc
-        self.freq = freq
-        self.temp = temp
-        self.key = key
-        self.key_id = key_id
-        self.node = node
-        self.interval = interval
-
-    def python(
-        self, samples: int, between: list[dict[str, str]], seq: int, ts: float
-    ) -> list[bytes]:
-        """The Python agent's datagrams: Sampler and encode, files rewritten between samples."""
-        sampler = Sampler(
-            proc=str(self.proc), cpufreq_path=self.freq, thermal_path=self.temp,
-            disk_path="/nonexistent",
-        )  # fmt: skip
-        out = []
-        try:
-            for i in range(samples):
-                if i:
-                    self.rewrite(between[i - 1])
-                out.append(
-                    encode(
-                        sampler.sample(),
-                        node=self.node,
-                        boot=sampler.boot,
-                        seq=seq + 1 + i,
-                        ts=ts,
-                        interval=self.interval,
-                        key=self.key,
-                        key_id=self.key_id,
-                    )
-                )
-        finally:
-            sampler.close()
-        return out
-
-    def compiled(
-        self, program: str, samples: int, between: list[dict[str, str]], seq: int, ts: float
-    ) -> list[bytes]:
-        """The compiled agent's datagrams (on stdout), files rewritten between samples."""
-        read_end, write_end = os.pipe()
-        os.write(write_end, f"{self.key_id}:{self.key.hex()}".encode())
-        os.close(write_end)
-        agent = subprocess.Popen(
-            [program, "--node", self.node, "--group", "224.0.0.251", "--port", "1",
-             "--interval", repr(self.interval), "--key-fd", str(read_end),
-             "--proc", str(self.proc), "--cpufreq", self.freq, "--thermal", self.temp,
-             "--disk", "/nonexistent", "--stdout", "--count", str(samples),
-             "--seq", str(seq), "--ts", repr(ts)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=[read_end],
-        )  # fmt: skip
-        os.close(read_end)
-        assert agent.stdout is not None
-        out = []
-        try:
-            for i in range(samples):
-                if i:  # the next sample is an interval (>= 0.3 s) away: time to change the files
-                    self.rewrite(between[i - 1])
-                out.append(agent.stdout.readline().rstrip(b"\n"))
-            assert agent.wait(timeout=10) == 0, agent.stderr.read() if agent.stderr else ""
-        finally:
-            agent.kill()
-            agent.wait()
-        return out
-
-    def rewrite(self, files: dict[str, str]) -> None:
-        # In place, as the kernel changes them: the agents keep the files open.
-        for name, text in files.items():
-            with open(self.proc / name, "r+") as f:
-                f.truncate(0)
-                f.write(text)
-
-
-def _fixture_case(machine: str, tmp_path: Path, **settings: object) -> Case:
-    proc = proc_tree(machine, tmp_path)
-    freq = FIXTURES / machine / "scaling_cur_freq"
-    temp = FIXTURES / machine / "thermal_zone0_temp"
-    return Case(
-        proc,
-        freq=str(freq) if freq.exists() else "/nonexistent",
-        temp=str(temp) if temp.exists() else "/nonexistent",
-        **settings,  # type: ignore[arg-type]
-    )
-
-
 @pytest.mark.parametrize("machine", ["x86_64", "raspberrypi"])
 @pytest.mark.parametrize(
     ("key", "node"),
@@ -145,113 +58,212 @@ def _fixture_case(machine: str, tmp_path: Path, **settings: object) -> Case:
 def test_same_bytes_as_the_python_agent_on_captured_files(
     program: str, tmp_path: Path, machine: str, key: bytes, node: str
 ) -> None:
-    case = _fixture_case(machine, tmp_path, key=key, node=node, interval=0.05)
+    case = fixture_case(machine, tmp_path, key=key, node=node, interval=0.05)
     ts = 1764060000.1235
-    assert case.compiled(program, 1, [], 41, ts) == case.python(1, [], 41, ts)
+    assert case.compiled([program], 1, [], 41, ts) == case.python(1, [], 41, ts)
 
 
 def test_same_bytes_with_an_interface_name_that_is_not_utf8(program: str, tmp_path: Path) -> None:
-    case = _fixture_case("raspberrypi", tmp_path)
+    case = fixture_case("raspberrypi", tmp_path)
     dev = case.proc / "net" / "dev"
     dev.write_bytes(dev.read_bytes().replace(b"wlan0", b"wl\xff0"))
     ts = 1764060000.5
-    compiled = case.compiled(program, 1, [], 7, ts)
+    compiled = case.compiled([program], 1, [], 7, ts)
     assert compiled == case.python(1, [], 7, ts)
     assert b'"net":{"eth0":' in compiled[0]
-
-
-def _random_proc(rng: random.Random, root: Path) -> tuple[Path, list[dict[str, str]]]:
-    """A /proc-like tree with random counters, and its changing files: as first written, then
-    two later versions."""
-    proc = root / "proc"
-    (proc / "net").mkdir(parents=True)
-    cores = rng.choice([1, 2, 4, rng.randint(1, 300)])
-    names = ["eth0", "wlan0", "veth-é", "br0", "docker0", "tun9", "enp1s0", "lo", "usb0"]
-    names += [f"veth{i}" for i in range(rng.choice([0, 0, 30]))]
-    ifaces = rng.sample(names, rng.randint(0, len(names)))
-    old_meminfo = rng.random() < 0.2
-    counters = {
-        "cpu": [[rng.randint(0, 10**9) for _ in range(10)] for _ in range(cores + 1)],
-        "net": {name: [rng.randint(0, 2**50) for _ in range(16)] for name in ifaces},
-    }
-
-    def stat() -> str:
-        lines = [
-            ("cpu " if i == 0 else f"cpu{i - 1} ") + " ".join(map(str, fields))
-            for i, fields in enumerate(counters["cpu"])
-        ]
-        return "\n".join([*lines, "intr 12 0 3", "ctxt 99", "btime 1764000000", "processes 5"])
-
-    def net_dev() -> str:
-        head = "Inter-|   Receive |  Transmit\n face |bytes    packets|bytes    packets\n"
-        rows = [f"{name:>6}: " + " ".join(map(str, c)) for name, c in counters["net"].items()]
-        return head + "\n".join(rows) + "\n"
-
-    def advance() -> None:
-        for fields in counters["cpu"]:
-            for k in range(10):
-                fields[k] += rng.choice([0, 0, rng.randint(0, 500)])
-            if rng.random() < 0.05:  # iowait can go back
-                fields[4] = max(0, fields[4] - 50)
-        for c in counters["net"].values():
-            c[0] += rng.randint(0, 10**6)
-            c[8] += rng.randint(0, 10**6)
-
-    mem = {
-        "MemTotal": rng.randint(10**5, 10**8),
-        "MemFree": rng.randint(0, 10**7),
-        "MemAvailable": rng.randint(0, 10**7),
-        "Buffers": rng.randint(0, 10**6),
-        "Cached": rng.randint(0, 10**6),
-        "SwapCached": 7,
-        "Active": 5,
-        "SwapTotal": rng.randint(0, 10**6),
-        "SwapFree": rng.randint(0, 10**6),
-    }
-    if old_meminfo:
-        del mem["MemAvailable"]
-    (proc / "meminfo").write_text("".join(f"{k + ':':<16}{v:>8} kB\n" for k, v in mem.items()))
-    load = [round(rng.uniform(0, 300), 2) for _ in range(3)]
-    (proc / "loadavg").write_text(f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} 1/100 4242\n")
-    (proc / "uptime").write_text(f"{rng.uniform(0, 10**8):.2f} 123.45\n")
-    (proc / "stat").write_text(stat())
-    (proc / "net" / "dev").write_text(net_dev())
-    versions = [{"stat": stat(), "net/dev": net_dev()}]
-    for _ in range(2):
-        advance()
-        versions.append({"stat": stat(), "net/dev": net_dev()})
-    return proc, versions
 
 
 @pytest.mark.parametrize("seed", range(12))
 def test_same_bytes_as_the_python_agent_on_random_machines(
     program: str, tmp_path: Path, seed: int
 ) -> None:
-    # Many cores and interfaces (datagrams that must shrink), old kernels' meminfo, counters
-    # going back, keys of every length, names that need escaping; three samples, so the CPU
-    # figures are differences between readings.
-    rng = random.Random(seed)
-    proc, versions = _random_proc(rng, tmp_path)
-    freq, temp = tmp_path / "freq", tmp_path / "temp"
-    freq.write_text(f"{rng.randint(0, 3 * 10**6)}\n")
-    temp.write_text(f"{rng.randint(-20000, 110000)}\n")
-    case = Case(
-        proc,
-        freq=str(freq) if rng.random() < 0.8 else "/nonexistent",
-        temp=str(temp) if rng.random() < 0.8 else "/nonexistent",
-        key=rng.randbytes(rng.choice([0, 1, 31, 32, 63, 64, 65, 100, 1000])),
-        key_id=rng.choice(["k1", "cluster.key-2024_a", "x" * 32]),
-        node=rng.choice(["node-1", "n" * 63, "ñode-ü", "rack 2/slot 7"]),
-        interval=rng.choice([0.3, 0.35]),
-    )
-    ts = rng.uniform(1.6e9, 1.9e9)
+    # Three samples, so the CPU figures are differences between readings.
+    case, versions, ts = random_case(seed, tmp_path)
     python = case.python(3, versions[1:], 1000, ts)
     case.rewrite(versions[0])
-    compiled = case.compiled(program, 3, versions[1:], 1000, ts)
+    compiled = case.compiled([program], 3, versions[1:], 1000, ts)
     assert compiled == python
     for data in compiled:
         assert len(data) <= MAX_DATAGRAM
         decode(data, {case.key_id: case.key}, allow_unsigned=False, source="x")
+
+
+def test_same_bytes_with_numbers_past_32_bits_and_a_clock_past_2038(
+    program: str, tmp_path: Path
+) -> None:
+    # Counters, memory, jiffies and a boot time that a 32-bit long or time_t would cut short.
+    case = fixture_case("beyond32", tmp_path, interval=0.05)
+    ts = 4102444800.125  # 2100-01-01
+    compiled = case.compiled([program], 1, [], 2**40, ts)
+    assert compiled == case.python(1, [], 2**40, ts)
+    assert b'"boot":2247483648,' in compiled[0] and b'"ts":4102444800.125,' in compiled[0]
+    assert b'"eth0":[5000000000000,18446744073709551615]' in compiled[0]
+
+
+def test_numbers_past_64_bits_are_refused_alike(program: str, tmp_path: Path) -> None:
+    case = fixture_case("beyond64", tmp_path, interval=0.05)
+    ts = 1764060000.5
+    compiled = case.compiled([program], 1, [], 7, ts)
+    assert compiled == case.python(1, [], 7, ts)
+    packet = decode(compiled[0], {"k1": KEY}, allow_unsigned=False, source="x")
+    top = 2**63 - 1
+    assert (packet.boot, packet.sample.cpufreq, packet.sample.cputemp) == (0, 0, 0.0)
+    assert (packet.sample.cpuusage, packet.sample.cores) == (0.0, ())
+    assert packet.sample.loadavg == (0.0, 0.0, 0.0) and packet.sample.uptime == 0.0
+    assert packet.sample.meminfo == {
+        "MemFree": top, "MemAvailable": top, "Buffers": top, "Cached": 5, "SwapFree": top
+    }  # fmt: skip
+    assert list(packet.sample.net) == [
+        "wlan1", "wlan0", "eth8", "eth7", "eth6", "eth5", "eth4", "eth3"
+    ]  # fmt: skip
+
+
+def test_same_bytes_on_a_machine_with_thousands_of_cores_and_interfaces(
+    program: str, tmp_path: Path
+) -> None:
+    # /proc/stat and /proc/net/dev of several hundred KiB each: both agents read them whole.
+    proc, versions = random_proc(random.Random(5), tmp_path, cores=3000, ifaces=3000)
+    assert (proc / "stat").stat().st_size > 2**18 and (proc / "net" / "dev").stat().st_size > 2**18
+    # Files this large take a while to sample on a busy machine: the samples a second apart.
+    case = Case(proc, interval=1.0)
+    python = case.python(2, versions[1:], 10, 1764060000.5)
+    case.rewrite(versions[0])
+    assert case.compiled([program], 2, versions[1:], 10, 1764060000.5) == python
+
+
+def _defines() -> dict[str, int]:
+    text = Path(native.SOURCE).read_text()
+    return {m[1]: int(m[2]) for m in re.finditer(r"(?m)^#define (MAX_\w+) (\d+)\b", text)}
+
+
+def test_the_programs_limits_are_the_specs_and_the_wire_formats() -> None:
+    defines = _defines()
+    assert defines["MAX_DATAGRAM"] == wire.MAX_DATAGRAM
+    assert defines["MAX_CORES"] == wire.MAX_CORES
+    assert defines["MAX_IFACES"] == wire.MAX_IFACES
+    assert defines["MAX_NAME"] == wire.MAX_NAME
+    assert defines["MAX_KEY_ID"] == wire.MAX_KEY_ID
+    assert defines["MAX_KEY"] == spec.MAX_TELEMETRY_KEY
+    assert defines["MAX_TARGETS"] == spec.MAX_UNICAST
+    assert defines["MAX_HOST"] >= spec.MAX_HOST
+    assert defines["MAX_INTERVAL"] == spec.MAX_INTERVAL
+
+
+def test_no_unbounded_writer_or_unchecked_parser_in_the_source() -> None:
+    # Every text is written by snprintf or the bounded writers (put, put_quoted, put_num);
+    # every number is read by the saturating parsers, never atoi, strtol or scanf.
+    source = Path(native.SOURCE).read_text()
+    writers = "sprintf|vsprintf|strcpy|strcat|stpcpy|gets"
+    parsers = "scanf|sscanf|atoi|atol|atoll|strtol|strtoll|strtoul|strtoull"
+    assert re.findall(rf"\b({writers}|{parsers})\s*\(", source) == []
+
+
+def _run(program: str, *args: str, key: str = "k1:5f5f", timeout: float = 10) -> tuple[int, str]:
+    """Run the compiled agent on the captured Pi files; its exit status and stderr."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, key.encode())
+    os.close(write_end)
+    proc = str(FIXTURES / "raspberrypi")
+    done = subprocess.run(
+        [program, "--node", "n", "--group", "224.0.0.251", "--port", "1", "--interval", "0.01",
+         "--key-fd", str(read_end), "--proc", proc, "--disk", "/nonexistent", "--stdout",
+         "--count", "1", *args],
+        capture_output=True, text=True, pass_fds=[read_end], timeout=timeout,
+    )  # fmt: skip
+    os.close(read_end)
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "4294967297"], "--port must be a whole number from 0 to 65535"),
+        (["--ttl", "256"], "--ttl must be a whole number from 0 to 255"),
+        (["--count", "99999999999999999999"], "--count must be a whole number from 0 to"),
+        (["--seq", "-1"], "--seq must be a whole number from 0 to"),
+        (["--interval", "3601"], "--interval must be within (0, 3600] seconds"),
+        (["--interval", "1x"], "--interval must be within (0, 3600] seconds"),
+        (["--ts", "inf"], "--ts must be a finite number"),
+        (["--unicast", "h:99999"], "--unicast port must be a whole number from 0 to 65535"),
+        (["--proc", "/" * 5000], "--proc path is too long"),
+    ],
+)
+def test_arguments_out_of_range_are_refused_not_wrapped(
+    program: str, args: list[str], message: str
+) -> None:
+    status, errors = _run(program, *args)
+    assert status == 2 and message in errors, errors
+
+
+def test_an_interval_below_a_microsecond_still_repeats(program: str) -> None:
+    # A positive interval the timer cannot hold is one microsecond, not a timer that fires once.
+    status, errors = _run(program, "--interval", "1e-9", "--count", "3")
+    assert status == 0, errors
+
+
+def test_a_key_too_long_for_the_program_is_refused_not_cut_short(program: str) -> None:
+    at_limit = "k1:" + "ab" * MAX_KEY
+    assert _run(program, key=at_limit) == (0, "")
+    status, errors = _run(program, key=at_limit + "ab")
+    assert status == 2 and f"longer than {MAX_KEY} bytes" in errors, errors
+
+
+def test_a_node_name_of_63_wide_characters_is_sent_as_python_sends_it(
+    program: str, tmp_path: Path
+) -> None:
+    # 63 characters of 4 bytes each (252 bytes, 756 once escaped): the Python agent's limit
+    # counts characters, and so does the compiled one's.
+    case = fixture_case("raspberrypi", tmp_path, node="𝄞" * 63, interval=0.05)
+    compiled = case.compiled([program], 1, [], 1, 1764060000.5)
+    assert compiled == case.python(1, [], 1, 1764060000.5)
+    too_long = "𝄞" * 64
+    status, errors = _run(program, "--node", too_long)
+    assert status == 2 and "node name must be 1 to 63 printable characters" in errors
+
+
+# ---- the self-test ----
+
+VECTORS = [
+    "sha256 FIPS 180-4 'abc'",
+    "sha256 FIPS 180-4 448-bit two-block message",
+    "sha256 FIPS 180-4 one million 'a'",
+    *(f"hmac-sha256 RFC 4231 test case {n}" for n in range(1, 8)),
+]
+
+
+def test_selftest_passes_every_published_vector(program: str) -> None:
+    done = subprocess.run([program, "--selftest"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [f"{name}: ok" for name in VECTORS]
+
+
+@pytest.mark.parametrize(
+    ("wrong", "right", "failing"),
+    [
+        # One round constant off: every digest is wrong, and every HMAC with it.
+        ("0x428a2f98", "0x428a2f99", VECTORS),
+        # The inner pad off: SHA-256 is right, every HMAC wrong.
+        ("^ 0x36", "^ 0x37", VECTORS[3:]),
+    ],
+)
+def test_selftest_fails_when_the_code_is_wrong(
+    tmp_path: Path, wrong: str, right: str, failing: list[str]
+) -> None:
+    source = Path(native.SOURCE).read_text()
+    assert source.count(wrong) == 1
+    mutant = tmp_path / "agent.c"
+    mutant.write_text(source.replace(wrong, right))
+    built = tmp_path / "mutant"
+    native.compile_agent(str(built), source=str(mutant))
+    done = subprocess.run([str(built), "--selftest"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == VECTORS
+    for name, line in zip(VECTORS, lines, strict=True):
+        if name in failing:
+            assert line.startswith(f"{name}: FAILED (got "), line
+        else:
+            assert line == f"{name}: ok"
 
 
 # ---- building ----
@@ -338,9 +350,8 @@ def test_without_a_compiler_auto_runs_the_python_agent_and_compiled_refuses(
 ) -> None:
     spec, port = spec_dir
     env = {"PATH": str(tmp_path), "CC": ""}
-    from tests.telemetry.test_agent import _receiver
 
-    with _receiver(port) as rx:
+    with receiver(port) as rx:
         auto = _cli("agent", "--spec", str(spec), "--count", "2", env=env)
         datagrams = [rx.recvfrom(2048)[0] for _ in range(2)]
     assert auto.returncode == 0, auto.stderr
@@ -350,24 +361,6 @@ def test_without_a_compiler_auto_runs_the_python_agent_and_compiled_refuses(
     assert compiled.returncode == 2
     assert "the compiled agent is not available: no C compiler" in compiled.stderr
     assert "Traceback" not in compiled.stderr
-
-
-NUMBER_HARNESS = r"""
-#define main agent_main
-#include AGENT_SOURCE
-#undef main
-int main(void) {
-    char line[128], text[512];
-    double x;
-    int places;
-    while (fgets(line, sizeof line, stdin) && sscanf(line, "%lf %d", &x, &places) == 2) {
-        out_t o = {text, text + sizeof text, 0};
-        put_num(&o, x, places);
-        printf("%.*s\n", (int)(o.at - text), text);
-    }
-    return 0;
-}
-"""
 
 
 def test_numbers_are_written_as_python_writes_them(tmp_path: Path) -> None:
@@ -382,36 +375,22 @@ def test_numbers_are_written_as_python_writes_them(tmp_path: Path) -> None:
         [cc, "-O2", f'-DAGENT_SOURCE="{native.SOURCE}"', "-o", str(harness), str(source), "-lm"],
         check=True,
     )
-    rng = random.Random(7)
-    cases: list[tuple[float, int]] = []
-    for _ in range(100_000):
-        places = rng.choice([1, 2, 3, 4])
-        kind = rng.random()
-        if kind < 0.3:
-            x = rng.random()
-        elif kind < 0.5:
-            x = rng.uniform(-300, 300)
-        elif kind < 0.6:
-            x, places = rng.uniform(1.6e9, 1.9e9), 3
-        elif kind < 0.75:
-            tie = 5 * 10 ** -(places + 1)
-            x = rng.randint(-(10**6), 10**6) / 10 ** rng.randint(0, 5) + rng.choice([0, tie, -tie])
-        elif kind < 0.8:
-            x, places = rng.uniform(0, 1e10), 1
-        elif kind < 0.9:
-            x = rng.choice([0.0, -0.0, 0.125, 2.675, 0.5, 2.5, -4e-05, 5e-324, 0.99995, 1.5e-4])
-        else:
-            x = rng.uniform(-1e-3, 1e-3)
-        cases.append((x, places))
-    written = subprocess.run(
-        [str(harness)],
-        input="".join(f"{x!r} {places}\n" for x, places in cases),
-        capture_output=True, text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
-    expected = [repr(round(x, places)) for x, places in cases]
-    assert len(written) == len(cases)
-    wrong = [(c, w, e) for c, w, e in zip(cases, written, expected, strict=True) if w != e]
-    assert not wrong, wrong[:5]
+    assert not wrong_numbers([str(harness)], number_cases(100_000))
+
+
+def test_numbers_are_read_as_python_reads_them(tmp_path: Path) -> None:
+    # parse_float as float() and parse_int as int() read a /proc word, within the 64 bits
+    # the compiled agent keeps: kernel forms, underscores, signs, exponents, and nonsense.
+    source = tmp_path / "readers.c"
+    source.write_text(READER_HARNESS)
+    harness = tmp_path / "readers"
+    cc = native.compiler()
+    assert cc is not None
+    subprocess.run(
+        [cc, "-O2", f'-DAGENT_SOURCE="{native.SOURCE}"', "-o", str(harness), str(source), "-lm"],
+        check=True,
+    )
+    assert not wrong_readings([str(harness)], reader_cases(30_000))
 
 
 def test_a_damaged_program_falls_back_to_python_or_is_refused(
@@ -419,9 +398,8 @@ def test_a_damaged_program_falls_back_to_python_or_is_refused(
 ) -> None:
     spec, port = spec_dir
     Path(native.ensure()).write_bytes(b"\0" * 100)  # as after a full disk
-    from tests.telemetry.test_agent import _receiver
 
-    with _receiver(port) as rx:
+    with receiver(port) as rx:
         auto = _cli("agent", "--spec", str(spec), "--count", "2", env={})
         datagrams = [rx.recvfrom(2048)[0] for _ in range(2)]
     assert auto.returncode == 0, auto.stderr

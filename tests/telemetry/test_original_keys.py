@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bramble_testing import KEY, proc_tree
 
 from bramble.telemetry import native
 from bramble.telemetry.decode import decode
 from bramble.telemetry.sample import Sampler
-from tests.telemetry.conftest import KEY, proc_tree
-from tests.telemetry.test_native import _fixture_case
+from tests.telemetry.machines import fixture_case
 
 # the original dashboard's MemInfo: MemTotal, MemFree, Buffers, Cached, SwapCached, Active,
 # Inactive, SwapTotal, SwapFree
@@ -40,7 +40,7 @@ def test_the_compiled_agent_sends_every_key(
     machine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(native.CACHE_ENV, str(tmp_path / "cache"))
-    case = _fixture_case(machine, tmp_path)
+    case = fixture_case(machine, tmp_path)
     (data,) = case.compiled(native.ensure(), 1, [], 0, 1_700_000_000.0)
     packet = decode(data, {"k1": KEY}, allow_unsigned=False, source="", now=1_700_000_000.0)
     assert set(packet.sample.meminfo) >= ORIGINAL_DASHBOARD | {"MemAvailable"}

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bramble_testing import FIXTURES, fixture_bytes, fixture_text, proc_tree
 
 from bramble.telemetry.sample import (
     MEMINFO_KEYS,
@@ -24,7 +25,6 @@ from bramble.telemetry.sample import (
     parse_uptime,
     stat_shape,
 )
-from tests.telemetry.conftest import FIXTURES, fixture_bytes, fixture_text, proc_tree
 
 
 def _stat(data: bytes) -> list[tuple[int, int]]:
@@ -260,3 +260,45 @@ def test_sampler_on_a_stat_it_cannot_read_reports_zero(tmp_path: Path) -> None:
         sampler.close()
     assert sample.cpuusage == 0.0 and sample.cores == ()
     assert sample.meminfo["MemTotal"] == 448776
+
+
+def test_numbers_past_what_both_agents_keep_are_refused_on_purpose() -> None:
+    # The compiled agent keeps 64-bit numbers; both agents refuse alike what does not fit.
+    exact = 2**53  # a cpu line's jiffies: beyond, the busy fraction is no longer exact
+    stat = f"cpu  {exact - 1} 0 0 0\n".encode()
+    assert parse_stat(stat, stat_shape(stat)) == [exact - 1, 0]
+    stat = f"cpu  {exact - 1} 0 0 1\n".encode()
+    with pytest.raises(ValueError):
+        parse_stat(stat, stat_shape(stat))
+    top = 2**63 - 1
+    text = (
+        f"MemTotal: {top + 1} kB\nMemFree: {top} kB\nBuffers: {top} kB\nCached: 1 kB\n"
+        f"SwapTotal: 1 kB\nSwapFree: {2**70} kB\n"
+    ).encode()
+    assert parse_meminfo(text) == {
+        "MemFree": top, "MemAvailable": top, "Buffers": top, "Cached": 1, "SwapTotal": 1
+    }  # fmt: skip
+    full = text.replace(b"Buffers", b"MemAvailable: 1 kB\nBuffers")
+    layout = meminfo_layout(full)
+    assert layout is not None
+    with pytest.raises(ValueError):  # the fast path hands over to parse_meminfo
+        parse_meminfo_at(full, layout)
+    head = b"Inter-| Receive | Transmit\n face |bytes packets|bytes packets\n"
+    row = " {}: {} 0 0 0 0 0 0 0 {} 0 0 0 0 0 0 0\n"
+    rows = [("a", 2**64 - 1, 1), ("b", 2**64, 1), ("c", 1, -1), ("d", "x", 1)]
+    dev = head + "".join(row.format(name, rx, tx) for name, rx, tx in rows).encode()
+    assert parse_net_dev(dev) == {"a": (2**64 - 1, 1)}
+    assert parse_net_dev(dev.replace(b" 0 0 0 0 0 0 0\n", b"\n")) == {"a": (2**64 - 1, 1)}
+    assert parse_btime(b"cpu 1 2 3 4\nbtime 9223372036854775808\n") == 0
+    assert parse_btime(b"cpu 1 2 3 4\nbtime 9223372036854775807\n") == top
+    assert parse_btime(b"cpu 1 2 3 4\nbtime x\n") == parse_btime(b"cpu 1 2 3 4\nbtime ") == 0
+    assert parse_khz_as_mhz(b"9223372036854775808\n") == 0
+    assert parse_khz_as_mhz(b"-1001\n") == -2
+    assert parse_millidegrees(b"-9223372036854775808\n") == 0.0
+    assert parse_millidegrees(b"9223372036854775807\n") == top / 1000.0
+
+
+@pytest.mark.parametrize("word", [b"nan", b"inf", b"-Infinity", b"1e400", b"0x10"])
+def test_load_and_uptime_that_are_not_finite_numbers_read_as_unreadable(word: bytes) -> None:
+    assert parse_loadavg(b"0.50 " + word + b" 0.10 1/100 99\n") == (0.0, 0.0, 0.0)
+    assert parse_uptime(word + b" 12.5\n") == 0.0

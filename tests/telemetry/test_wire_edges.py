@@ -81,7 +81,7 @@ def test_unsigned_bad_values_are_refused(field: str, value: object, why: str) ->
 def test_unsigned_odd_meminfo_values_read_as_absent() -> None:
     # the original daemon reads meminfo with scanf's %d: past 2^31 a value wraps or saturates
     obj = json.loads(LATER_C_DAEMON)
-    obj["meminfo"] |= {"VmallocTotal": -256, "Odd": True, "Big": 2**60}
+    obj["meminfo"] |= {"VmallocTotal": -256, "Odd": True, "Big": 2**63}
     sample = decode(json.dumps(obj).encode(), {}, allow_unsigned=True, source="x").sample
     assert sample.meminfo["MemTotal"] == 947732
     assert not {"VmallocTotal", "Odd", "Big"} & set(sample.meminfo)

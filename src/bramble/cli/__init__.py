@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bramble.cli import jobs, lab, nodes
+from bramble.cli import jobs, lab, nodes, options
 from bramble.cli.options import SpecOpt
 from bramble.errors import BrambleError
 
@@ -51,12 +51,11 @@ def check(
     file: Annotated[Path | None, typer.Argument(help="Spec file to validate.")] = None,
     spec: SpecOpt = None,
 ) -> None:
-    """Validate a spec; errors name the file, key, line and the fix."""
-    from bramble.spec import find_spec_path, load_spec
-
-    path = find_spec_path(file or spec)
-    loaded = load_spec(path)
-    typer.echo(f"{path}: ok ({len(loaded.nodes)} nodes)")
+    """Validate a spec (and its secrets file, if there is one); errors name the file, key,
+    line and the fix."""
+    cluster = options.load(file or spec)
+    cluster.secrets_if_present()
+    typer.echo(f"{cluster.path}: ok ({len(cluster.spec.nodes)} nodes)")
 
 
 # --- telemetry and master ---------------------------------------------------------------------
@@ -79,26 +78,29 @@ def agent(
     engine: Annotated[
         str | None,
         typer.Option(
-            help="auto, compiled (the C agent, built with cc on first start) or python "
-            "(default: telemetry.engine in the spec, auto)."
+            help="auto, compiled (the C agent: the wheel's, else built with cc on first "
+            "start) or python (default: telemetry.engine in the spec, auto)."
         ),
     ] = None,
     prepare: Annotated[
         bool,
         typer.Option(
             "--prepare",
-            help="Build the compiled agent now (as for a node image), print its path, exit.",
+            help="Find the compiled agent, or build it now (as for a node image); print its "
+            "path, exit.",
         ),
     ] = False,
 ) -> None:
     """Sample this node and multicast a signed JSON heartbeat every interval."""
-    from bramble.telemetry.agent import prepare_compiled, run_from_cli
+    from bramble.telemetry.agent import exec_lean, prepare_compiled
 
     if prepare:
         typer.echo(prepare_compiled())
         return
-    run_from_cli(
-        spec,
+    cluster = options.load(spec)
+    exec_lean(
+        cluster.spec,
+        cluster.secrets(),
         node_name=node_name,
         interval=interval,
         count=count,
@@ -115,9 +117,9 @@ def master(
     db: Annotated[Path | None, typer.Option(help="History database (default: spec).")] = None,
 ) -> None:
     """Run the collector, node table, history, API and dashboard."""
-    from bramble.master.service import run_from_cli
+    from bramble.master.main import run_master
 
-    run_from_cli(spec, bind=bind, port=port, db=db)
+    run_master(options.load(spec), bind=bind, port=port, db=db)
 
 
 @app.command()
@@ -127,9 +129,21 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the node table from a running master."""
-    from bramble.client.status import print_status
+    import json
+    import time
 
-    print_status(spec, url=url, as_json=json_out)
+    from rich.console import Console
+
+    from bramble.client.http import MasterClient
+    from bramble.client.status import status_view
+
+    base = options.master_url(spec, url)
+    with MasterClient(base, hint=", or pass --url") as master:
+        nodes = master.get("/api/nodes", timeout=5)
+    if json_out:
+        print(json.dumps(nodes, indent=2))
+        return
+    Console().print(status_view(nodes, base, time.time()))
 
 
 @app.command()
@@ -140,7 +154,7 @@ def top(
     """A live node table in the terminal; q quits."""
     from bramble.client.top import run_top
 
-    run_top(spec, url=url)
+    run_top(options.master_url(spec, url))
 
 
 @app.command()
@@ -168,7 +182,7 @@ def render(
     """Render every config file of the master and the node image into OUT/master, OUT/node."""
     from bramble.provision.render import render_to_dir
 
-    render_to_dir(spec, out)
+    render_to_dir(options.load(spec), out)
 
 
 @app.command()
@@ -179,9 +193,10 @@ def apply(
     dry_run: Annotated[bool, typer.Option(help="Show the diff, change nothing.")] = False,
 ) -> None:
     """Install the rendered files for ROLE: diff, back up, write atomically, reload."""
-    from bramble.provision.apply import apply_from_cli
+    from bramble.provision.apply import apply_role, check_role
 
-    apply_from_cli(spec, role=role, root=root, dry_run=dry_run)
+    check_role(role)
+    apply_role(options.load(spec), role=role, root=root, dry_run=dry_run)
 
 
 def main() -> None:

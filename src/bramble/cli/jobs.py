@@ -1,113 +1,52 @@
 """The jobs commands of the `bramble` CLI: run, jobs, logs, cancel, exec, hosts, mpirun,
 scheduler, worker. The root app adds them as top-level commands.
 
-Commands that change state talk to the master's API with the admin token from the spec's
-secrets file; the master runs job drivers and execs, so the CLI needs no Dask certificate.
+Commands that change state send the admin token from the spec's secrets file; the calls
+themselves are in `bramble.client.jobs`.
 """
 
 from __future__ import annotations
 
-import functools
-import getpass
 import json
-import socket
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from bramble.cli import options
 from bramble.cli.options import SpecOpt
-from bramble.errors import BrambleError, MasterUnreachableError
-from bramble.jobs.config import JobsConfig, admin_token, load_config
+from bramble.errors import BrambleError
 
 if TYPE_CHECKING:
-    import httpx
+    from bramble.client.http import MasterClient
+    from bramble.cluster import Cluster
+    from bramble.jobs.config import JobsConfig
 
 app = typer.Typer()
 """The jobs commands; the root app adds them as top-level commands."""
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _submitter() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+def _load(spec: Path | None) -> tuple[Cluster, JobsConfig]:
+    """The cluster (--spec, else $BRAMBLE_SPEC, else the usual search) and its jobs settings."""
+    from bramble.jobs.config import jobs_config
+
+    cluster = options.load(spec, env=True)
+    return cluster, jobs_config(cluster)
 
 
-@functools.cache
-def _http() -> httpx.Client:
-    """The command's one HTTP client.
+def _master(spec: Path | None, *, admin: bool = False) -> tuple[Cluster, JobsConfig, MasterClient]:
+    """The cluster, its jobs settings and a client of its master (with the admin token)."""
+    from bramble.client.http import MasterClient
 
-    Its connection pool and TLS setup are made once rather than per request (`bramble run
-    --follow` makes several).
-    """
-    import httpx
-
-    return httpx.Client()
+    cluster, config = _load(spec)
+    token = cluster.secrets().admin_token if admin else None
+    return cluster, config, MasterClient(config.master_url, token=token)
 
 
-def _request(
-    config: JobsConfig,
-    method: str,
-    path: str,
-    *,
-    admin: bool = False,
-    timeout: float = 30.0,
-    **kwargs: Any,
-) -> Any:
-    import httpx
-
-    headers = {}
-    if admin:
-        headers["Authorization"] = f"Bearer {admin_token(config.spec_path)}"
-    url = f"{config.master_url}{path}"
-    try:
-        resp = _http().request(method, url, headers=headers, timeout=timeout, **kwargs)
-    except httpx.HTTPError as exc:
-        raise MasterUnreachableError(f"cannot reach the master at {url}: {exc}") from exc
-    if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail", resp.text)
-        except ValueError:
-            detail = resp.text
-        raise BrambleError(f"{method} {path}: {resp.status_code} {detail}")
-    return resp.json()
-
-
-def _fmt_time(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
-
-
-def follow_logs(config: JobsConfig, job_id: int, *, follow: bool) -> str:
-    """Print a job's output (and keep printing until it ends if FOLLOW); return its state.
-
-    Following uses the API's long poll, so output shows as soon as the master captures it.
-    """
-    after = 0
-    while True:
-        params = {"after": after, "wait": 10 if follow else 0}
-        view = _request(
-            config, "GET", f"/api/jobs/{job_id}/logs", admin=True, params=params, timeout=40
-        )
-        for chunk in view["chunks"]:
-            stream = sys.stdout if chunk["stream"] == "stdout" else sys.stderr
-            stream.write(chunk["data"])
-            stream.flush()
-        after = view["next"]
-        if view["finished"] or not follow:
-            if view["finished"] and view["chunks"]:
-                continue  # drain: the last chunks may land right after the state changes
-            return str(view["state"])
+def _args(ctx: typer.Context) -> list[str]:
+    args = list(ctx.args)
+    return args[1:] if args and args[0] == "--" else args
 
 
 @app.command(context_settings=EXTRA)
@@ -120,20 +59,16 @@ def run(
     ] = False,
 ) -> None:
     """Submit a job file to the master: bramble run FILE [ARGS...]."""
-    config = load_config(spec)
-    local = Path(file)
-    target = str(local.resolve()) if local.is_file() else file
-    args = list(ctx.args)
-    if args and args[0] == "--":
-        args = args[1:]
-    body = {"file": target, "args": args, "submitter": _submitter()}
-    record = _request(config, "POST", "/api/jobs", admin=True, json=body)
+    from bramble.client.jobs import follow_logs, submit
+
+    _, _, master = _master(spec, admin=True)
+    record = submit(master, file, _args(ctx))
     job_id = int(record["id"])
     if not follow:
         typer.echo(f"job {job_id} {record['state']}: {record['file']}")
         return
-    state = follow_logs(config, job_id, follow=True)
-    final = _request(config, "GET", f"/api/jobs/{job_id}")
+    state = follow_logs(master, job_id, follow=True)
+    final = master.get(f"/api/jobs/{job_id}")
     typer.echo(f"job {job_id} {state} (exit {final['exit_status']})", err=True)
     raise typer.Exit(0 if state == "done" else 1)
 
@@ -146,30 +81,16 @@ def jobs(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List jobs, newest first."""
-    config = load_config(spec)
-    params: dict[str, Any] = {"limit": limit}
-    if state:
-        params["state"] = state
-    rows = _request(config, "GET", "/api/jobs", params=params)
+    _, _, master = _master(spec)
+    rows: list[dict[str, Any]] = master.get("/api/jobs", limit=limit, state=state or None)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table("id", "state", "file", "args", "submitter", "submitted", "duration", "exit")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["state"],
-            Path(r["file"]).name,
-            " ".join(r["args"]),
-            r["submitter"],
-            _fmt_time(r["submitted"]),
-            _fmt_duration(r["duration_s"]),
-            "-" if r["exit_status"] is None else str(r["exit_status"]),
-        )
-    Console().print(table)
+    from bramble.client.jobs import jobs_table
+
+    Console().print(jobs_table(rows))
 
 
 @app.command()
@@ -181,7 +102,9 @@ def logs(
     ] = False,
 ) -> None:
     """Print a job's captured stdout and stderr."""
-    follow_logs(load_config(spec), job_id, follow=follow)
+    from bramble.client.jobs import follow_logs
+
+    follow_logs(_master(spec, admin=True)[2], job_id, follow=follow)  # output needs the token
 
 
 @app.command()
@@ -190,8 +113,7 @@ def cancel(
     spec: SpecOpt = None,
 ) -> None:
     """Cancel a queued or running job."""
-    config = load_config(spec)
-    record = _request(config, "POST", f"/api/jobs/{job_id}/cancel", admin=True)
+    record = _master(spec, admin=True)[2].post(f"/api/jobs/{job_id}/cancel")
     typer.echo(f"job {job_id} {record['state']}")
 
 
@@ -207,17 +129,14 @@ def exec_(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Run a shell command on every selected node: bramble exec [--nodes SEL] -- CMD..."""
+    from bramble.client.jobs import exec_on_nodes
     from bramble.jobs.exec import NodeResult, format_results, worst_status
 
-    args = list(ctx.args)
-    if args and args[0] == "--":
-        args = args[1:]
+    args = _args(ctx)
     if not args:
         raise BrambleError("nothing to run: bramble exec [--nodes SEL] -- CMD...")
     command = args[0] if len(args) == 1 else " ".join(args)
-    config = load_config(spec)
-    body = {"command": command, "nodes": nodes, "timeout": timeout, "submitter": _submitter()}
-    resp = _request(config, "POST", "/api/exec", admin=True, json=body, timeout=timeout + 30)
+    resp = exec_on_nodes(_master(spec, admin=True)[2], command, nodes, timeout)
     results = [NodeResult(**r) for r in resp["results"]]
     if json_out:
         typer.echo(json.dumps(resp, indent=2))
@@ -232,16 +151,14 @@ def hosts(
     fmt: Annotated[str, typer.Option("--format", help="mpi, hosts, ansible or dask.")] = "mpi",
 ) -> None:
     """Print the live nodes as an MPI hostfile, /etc/hosts block, inventory or scheduler."""
-    from bramble.jobs.hosts import FORMATS, live_nodes, render
-    from bramble.spec import load_spec
+    from bramble.client.jobs import live_nodes
+    from bramble.jobs.hosts import FORMATS, render
 
     if fmt not in FORMATS:
         raise BrambleError(f"unknown --format {fmt!r} (one of: {', '.join(FORMATS)})")
-    config = load_config(spec)
-    loaded = load_spec(config.spec_path) if config.spec_path else None
-    domain = loaded.network.domain if loaded else "cluster"
-    live = [] if fmt == "dask" else live_nodes(config.master_url)
-    out = render(fmt, live, domain=domain, scheduler=config.scheduler)
+    cluster, config, master = _master(spec)
+    live = [] if fmt == "dask" else live_nodes(master)
+    out = render(fmt, live, domain=cluster.spec.network.domain, scheduler=config.scheduler)
     typer.echo(out, nl=False)
 
 
@@ -262,21 +179,16 @@ def mpirun(
     ] = False,
 ) -> None:
     """Run an MPI program across the live nodes: bramble mpirun [-n N] -- PROG..."""
-    from bramble.jobs.hosts import live_nodes
+    from bramble.client.jobs import live_nodes
     from bramble.jobs.mpirun import run_mpirun
 
-    args = list(ctx.args)
-    if args and args[0] == "--":
-        args = args[1:]
-    config = load_config(spec)
-    subnet = None
-    if config.spec_path is not None:
-        from bramble.spec import load_spec
-
-        subnet = str(load_spec(config.spec_path).network.subnet)
-    hosts = live_nodes(config.master_url)
+    cluster, _, master = _master(spec)
+    subnet = str(cluster.spec.network.subnet)
+    hosts = live_nodes(master)
     raise typer.Exit(
-        run_mpirun(hosts, args, n=n, launcher=launcher, netns=netns, subnet=subnet, by_node=by_node)
+        run_mpirun(
+            hosts, _args(ctx), n=n, launcher=launcher, netns=netns, subnet=subnet, by_node=by_node
+        )
     )
 
 
@@ -289,7 +201,7 @@ def scheduler(
     """Run the Dask scheduler with the cluster's TLS (on the master)."""
     from bramble.jobs.servers import run_scheduler
 
-    run_scheduler(load_config(spec), host=host, port=port)
+    run_scheduler(_load(spec)[1], host=host, port=port)
 
 
 @app.command()
@@ -305,6 +217,4 @@ def worker(
     """Run this node's Dask worker with the cluster's TLS."""
     from bramble.jobs.servers import run_worker
 
-    run_worker(
-        load_config(spec), name=name, host=host, nthreads=nthreads, memory_limit=memory_limit
-    )
+    run_worker(_load(spec)[1], name=name, host=host, nthreads=nthreads, memory_limit=memory_limit)

@@ -1,4 +1,8 @@
-"""`bramble lab ...`: a whole cluster in network namespaces on this machine (root)."""
+"""`bramble lab ...`: a whole cluster in network namespaces on this machine (root).
+
+Only `lab up` reads a spec; the other commands find the running lab by its prefix (their
+--spec is accepted and not needed).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from bramble.cli import options
 from bramble.cli.options import SpecOpt
 
 app = typer.Typer(
@@ -40,7 +45,9 @@ def lab_up(
     """Create the lab cluster (idempotent; cleans up a crashed lab first)."""
     from bramble.lab.commands import up
 
-    up(spec, nodes=nodes, prefix=prefix, port=port, jobs=jobs)
+    # --nodes without --spec: the built-in spec; otherwise the spec's nodes (the first N).
+    source = None if spec is None and nodes is not None else options.load(spec)
+    up(source, nodes=nodes, prefix=prefix, port=port, jobs=jobs)
 
 
 @app.command("status")
@@ -48,7 +55,7 @@ def lab_status(spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
     """Show the lab's namespaces, daemons and checks."""
     from bramble.lab.commands import show_status
 
-    show_status(spec, prefix=prefix)
+    show_status(prefix=prefix)
 
 
 @app.command("down")
@@ -56,7 +63,7 @@ def lab_down(spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
     """Remove every namespace, link, mount and process of the lab."""
     from bramble.lab.commands import down
 
-    if down(spec, prefix=prefix):
+    if down(prefix=prefix):
         raise typer.Exit(1)
 
 
@@ -71,7 +78,7 @@ def lab_exec(
     """
     from bramble.lab.commands import exec_in
 
-    raise typer.Exit(exec_in(spec, node, list(ctx.args), prefix=prefix))
+    raise typer.Exit(exec_in(node, list(ctx.args), prefix=prefix))
 
 
 @app.command("stop")
@@ -79,7 +86,7 @@ def lab_stop(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> No
     """Power a lab node off: its processes end and its link goes down."""
     from bramble.lab.commands import fault
 
-    fault(spec, node, "stop", prefix=prefix)
+    fault(node, "stop", prefix=prefix)
 
 
 @app.command("start")
@@ -87,7 +94,7 @@ def lab_start(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> N
     """Power a lab node on again."""
     from bramble.lab.commands import fault
 
-    fault(spec, node, "start", prefix=prefix)
+    fault(node, "start", prefix=prefix)
 
 
 @app.command("cut")
@@ -95,7 +102,7 @@ def lab_cut(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> Non
     """Pull a lab node's cable."""
     from bramble.lab.commands import fault
 
-    fault(spec, node, "cut", prefix=prefix)
+    fault(node, "cut", prefix=prefix)
 
 
 @app.command("heal")
@@ -103,4 +110,4 @@ def lab_heal(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> No
     """Plug a lab node's cable back in."""
     from bramble.lab.commands import fault
 
-    fault(spec, node, "heal", prefix=prefix)
+    fault(node, "heal", prefix=prefix)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from bramble.cli import options
 from bramble.cli.options import SpecOpt
 
 app = typer.Typer(help="Edit the spec's node list.", no_args_is_help=True)
@@ -21,12 +22,14 @@ def nodes_add(
     """Add a node to the spec (validated before writing)."""
     from bramble.provision.nodes import add_node
 
-    add_node(spec, name, mac, address)
+    add_node(options.load(spec), name, mac, address)
 
 
 @app.command("list")
 def nodes_list(spec: SpecOpt = None) -> None:
     """List the spec's nodes."""
-    from bramble.provision.nodes import list_nodes
+    from rich.console import Console
 
-    list_nodes(spec)
+    from bramble.provision.nodes import nodes_table
+
+    Console().print(nodes_table(options.load(spec)))

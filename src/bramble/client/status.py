@@ -1,43 +1,13 @@
-"""`bramble status`: the node table of a running master, and what the clients share."""
+"""`bramble status`: the node table of a running master."""
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from bramble.errors import MasterUnreachableError
+if TYPE_CHECKING:
+    from rich.console import Group
 
 STATUS_STYLE = {"up": "green", "stale": "yellow", "down": "red"}
-
-
-def master_url(spec_path: Path | None, url: str | None) -> str:
-    """The master's base URL: URL if given, else the spec's dashboard address."""
-    if url:
-        return url.rstrip("/")
-    from bramble.spec import find_spec_path, load_spec
-
-    spec = load_spec(find_spec_path(spec_path))
-    return f"http://{spec.dashboard_bind}:{spec.dashboard.port}"
-
-
-def get_json(base: str, path: str, timeout: float = 5.0) -> Any:
-    """GET BASE+PATH as JSON, or MasterUnreachableError saying why."""
-    try:
-        response = httpx.get(base + path, timeout=timeout)
-        response.raise_for_status()
-        return response.json()
-    except httpx.HTTPStatusError as exc:
-        raise MasterUnreachableError(
-            f"{base}{path}: HTTP {exc.response.status_code}: {exc.response.text[:200]}"
-        ) from None
-    except httpx.HTTPError as exc:
-        raise MasterUnreachableError(
-            f"no master answering at {base} ({exc}); start one with `bramble master`, or pass --url"
-        ) from None
 
 
 def age(seconds: float) -> str:
@@ -54,9 +24,8 @@ def age(seconds: float) -> str:
 def node_row(node: dict[str, Any], now: float) -> list[str]:
     """Table cells for one node: name, status, CPU, temperature, memory, load, last seen."""
     sample = node.get("sample") or {}
-    mem = sample.get("meminfo") or {}
-    total = mem.get("MemTotal", 0)
-    used = total - mem.get("MemAvailable", mem.get("MemFree", 0))
+    metrics = node.get("metrics") or {}
+    total, used = metrics.get("mem_total", 0), metrics.get("mem_used", 0)
     load = sample.get("loadavg") or [0, 0, 0]
     return [
         node["name"],
@@ -69,17 +38,11 @@ def node_row(node: dict[str, Any], now: float) -> list[str]:
     ]
 
 
-def print_status(spec_path: Path | None, *, url: str | None, as_json: bool) -> None:
-    """Print the node table of a running master."""
-    from rich.console import Console
+def status_view(nodes: list[dict[str, Any]], base: str, now: float) -> Group:
+    """The node table of the master at BASE, and the count of nodes per status."""
+    from rich.console import Group
     from rich.table import Table
 
-    base = master_url(spec_path, url)
-    nodes = get_json(base, "/api/nodes")
-    if as_json:
-        print(json.dumps(nodes, indent=2))
-        return
-    now = time.time()
     table = Table(title=f"bramble at {base}")
     for header in ("node", "status", "cpu", "temp", "memory", "load", "last seen"):
         table.add_column(header)
@@ -88,7 +51,5 @@ def print_status(spec_path: Path | None, *, url: str | None, as_json: bool) -> N
         style = STATUS_STYLE.get(node["status"], "")
         cells[1] = f"[{style}]{cells[1]}[/{style}]"
         table.add_row(*cells)
-    console = Console()
-    console.print(table)
     counts = {s: sum(1 for n in nodes if n["status"] == s) for s in STATUS_STYLE}
-    console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return Group(table, ", ".join(f"{n} {s}" for s, n in counts.items()))

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +19,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from bramble.client.status import STATUS_STYLE, age, get_json, master_url
+from bramble.client.http import MasterClient
+from bramble.client.status import STATUS_STYLE, age
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,8 @@ def render(state: TopState, base: str, now: float) -> Group:
         table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for node in nodes:
         sample = node.get("sample") or {}
-        mem = sample.get("meminfo") or {}
-        total = mem.get("MemTotal", 0)
-        used = total - mem.get("MemAvailable", mem.get("MemFree", 0))
+        metrics = node.get("metrics") or {}
+        total, used = metrics.get("mem_total", 0), metrics.get("mem_used", 0)
         load = sample.get("loadavg") or [0.0, 0.0, 0.0]
         status = node["status"]
         live = status == "up" and connected
@@ -159,10 +158,11 @@ def cbreak(fd: int) -> Iterator[bool]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def run_top(spec_path: Path | None, url: str | None = None) -> None:
-    """Show the live node table until q (or Ctrl-C); MasterUnreachableError if no master."""
-    base = master_url(spec_path, url)
-    get_json(base, "/api/stats")  # fails clearly when there is no master
+def run_top(base: str) -> None:
+    """Show the master at BASE's live node table until q (or Ctrl-C); MasterUnreachableError
+    if no master answers."""
+    with MasterClient(base, hint=", or pass --url") as master:
+        master.get("/api/stats", timeout=5)  # fails clearly when there is no master
     state = TopState()
     stop = threading.Event()
     reader = threading.Thread(target=follow, args=(base, state, stop), daemon=True)

@@ -5,21 +5,19 @@ job output, the exec log, submitting, cancelling and exec need the admin token i
 ``Authorization: Bearer <token>`` (output may hold anything a job printed). The recorded
 submitter is who authenticated: the admin token's holder, at the address it came from.
 
-The router finds its :class:`JobsService` in ``app.state.jobs``; the master may put one there
-(see :func:`create_service`), otherwise the first request builds it from
-``app.state.spec_path`` (or ``$BRAMBLE_SPEC`` / the usual spec search).
+The router finds its :class:`JobsService` in ``app.state.jobs``, where the master's lifespan
+puts it (see `bramble.master.main`) and from where it closes it; without one the routes
+answer 503, saying why (``app.state.jobs_error``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import hmac
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
@@ -28,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bramble.errors import BrambleError
-from bramble.jobs.config import JobsConfig, admin_token, load_config
+from bramble.jobs.config import JobsConfig, jobs_config
 from bramble.jobs.exec import ExecError, ExecRequest, ExecResponse, run_exec
 from bramble.jobs.runner import JobFileError, JobRunner
 from bramble.jobs.store import (
@@ -43,10 +41,13 @@ from bramble.jobs.store import (
 if TYPE_CHECKING:
     from distributed import Client
 
+    from bramble.cluster import Cluster
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = 5.0  # seconds before trying an unreachable scheduler again
 POLL_EVERY = 0.1  # how often a long poll looks for news
+CLOSE_TIMEOUT = 5.0  # seconds the master's Dask client may take to close
 
 
 class JobsService:
@@ -68,7 +69,7 @@ class JobsService:
         dashboard asks for the workers every few seconds, and each attempt would otherwise
         hold a request thread for the whole connect timeout.
         """
-        from bramble.jobs.connect import SchedulerUnreachableError, client_for, probe
+        from bramble.jobs.dask import SchedulerUnreachableError, client_for, probe
 
         with self._client_lock:
             if self._client is not None and self._client.status == "running":
@@ -94,34 +95,23 @@ class JobsService:
         self.runner.close()
         with self._client_lock:
             if self._client is not None:
-                self._client.close()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):  # a scheduler gone away: nothing to tell
+                    self._client.close(timeout=CLOSE_TIMEOUT)  # type: ignore[no-untyped-call]
                 self._client = None
 
 
-def create_service(spec_path: Path | None = None, *, max_running: int = 4) -> JobsService:
-    """Build the jobs service for the spec at SPEC_PATH (or the one found by the usual search)."""
-    config = load_config(spec_path)
-    return JobsService(config, admin_token(config.spec_path), max_running=max_running)
-
-
-_build_lock = threading.Lock()
+def create_service(cluster: Cluster, *, max_running: int = 4) -> JobsService:
+    """The jobs service of CLUSTER (it starts a standby driver; `close` ends it)."""
+    return JobsService(jobs_config(cluster), cluster.secrets().admin_token, max_running=max_running)
 
 
 def get_service(request: Request) -> JobsService:
-    """The app's jobs service, built on first use."""
+    """The app's jobs service; 503 when the master has none (and why)."""
     state = request.app.state
     service: JobsService | None = getattr(state, "jobs", None)
-    if service is not None:
-        return service
-    with _build_lock:
-        service = getattr(state, "jobs", None)
-        if service is None:
-            try:
-                service = create_service(getattr(state, "spec_path", None))
-            except BrambleError as exc:
-                raise HTTPException(503, f"jobs are not configured: {exc}") from exc
-            state.jobs = service
-            atexit.register(service.close)
+    if service is None:
+        why = getattr(state, "jobs_error", "this server runs no jobs service")
+        raise HTTPException(503, f"jobs are not configured: {why}")
     return service
 
 

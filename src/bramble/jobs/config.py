@@ -1,7 +1,7 @@
 """Where the jobs parts find the cluster: scheduler address, TLS files, master URL, database.
 
-Everything comes from the spec; a few environment variables override it so a job driver
-started by the master (and tests on loopback) see the same cluster without a spec search:
+Everything comes from the cluster's spec; a few environment variables override it so a job
+driver started by the master (and tests on loopback) see the same cluster without a spec search:
 
 - ``BRAMBLE_SPEC``: the spec file;
 - ``BRAMBLE_SCHEDULER``: the scheduler address, e.g. ``tls://10.42.0.1:8786``;
@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bramble.jobs.tls import TlsPaths, tls_dir_for
+from bramble.jobs.tls import TlsPaths
 
 if TYPE_CHECKING:
-    from bramble.spec import Spec
+    from bramble.cluster import Cluster
 
-ENV_SPEC = "BRAMBLE_SPEC"
 ENV_SCHEDULER = "BRAMBLE_SCHEDULER"
 ENV_TLS_DIR = "BRAMBLE_TLS_DIR"
 ENV_MASTER_URL = "BRAMBLE_MASTER_URL"
@@ -40,17 +39,9 @@ class JobsConfig:
     dashboard_url: str
 
 
-def spec_path_from(explicit: Path | None) -> Path:
-    """The spec file: EXPLICIT, then $BRAMBLE_SPEC, then the usual search."""
-    from bramble.spec import find_spec_path
-
-    if explicit is None and os.environ.get(ENV_SPEC):
-        explicit = Path(os.environ[ENV_SPEC])
-    return find_spec_path(explicit)
-
-
-def config_from_spec(spec: Spec, spec_path: Path | None) -> JobsConfig:
-    """Resolve the jobs settings of SPEC (loaded from SPEC_PATH), honouring the env overrides."""
+def jobs_config(cluster: Cluster) -> JobsConfig:
+    """Resolve the jobs settings of CLUSTER, honouring the environment's overrides."""
+    spec = cluster.spec
     master_host = str(spec.network.master_address)
     proto = "tls" if spec.jobs.tls else "tcp"
     scheduler = (
@@ -60,17 +51,13 @@ def config_from_spec(spec: Spec, spec_path: Path | None) -> JobsConfig:
     if spec.jobs.tls:
         if os.environ.get(ENV_TLS_DIR):
             tls = TlsPaths(Path(os.environ[ENV_TLS_DIR]))
-        elif spec_path is not None:
-            tls = TlsPaths(tls_dir_for(spec_path))
         else:
-            tls = TlsPaths(Path("/etc/bramble/tls"))
-    master_url = os.environ.get(ENV_MASTER_URL) or (
-        f"http://{spec.dashboard_bind}:{spec.dashboard.port}"
-    )
+            tls = cluster.tls
+    master_url = os.environ.get(ENV_MASTER_URL) or cluster.master_url
     db_path = Path(spec.history.path).parent / "jobs.db"
     sched_host = scheduler.split("://", 1)[-1].rsplit(":", 1)[0]
     return JobsConfig(
-        spec_path=spec_path,
+        spec_path=cluster.path,
         scheduler=scheduler,
         tls=tls,
         master_url=master_url.rstrip("/"),
@@ -78,19 +65,3 @@ def config_from_spec(spec: Spec, spec_path: Path | None) -> JobsConfig:
         db_path=db_path,
         dashboard_url=f"http://{sched_host}:{spec.jobs.dashboard_port}/status",
     )
-
-
-def load_config(explicit: Path | None = None) -> JobsConfig:
-    """Find and load the spec, then resolve the jobs settings."""
-    from bramble.spec import load_spec
-
-    path = spec_path_from(explicit)
-    return config_from_spec(load_spec(path), path)
-
-
-def admin_token(spec_path: Path | None) -> str:
-    """The admin token from the spec's secrets file (SpecError if missing)."""
-    from bramble.spec import load_secrets
-
-    path = spec_path if spec_path is not None else spec_path_from(None)
-    return load_secrets(path).admin_token

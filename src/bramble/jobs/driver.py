@@ -65,7 +65,7 @@ def run_job(file: Path, args: list[str]) -> int:
         runpy.run_path(str(file), run_name="__main__")
         return 0
     module = load_job_module(file, source)
-    from bramble.jobs.connect import connect
+    from bramble.jobs.dask import connect
 
     with connect() as client:
         result = module.main(client, *args)
@@ -87,8 +87,8 @@ def standby() -> tuple[Path, list[str]] | None:
 
     import distributed  # noqa: F401  # the import the job would otherwise wait for
 
-    import bramble.jobs.connect  # noqa: F401
-    from bramble.jobs.connect import use_client_material
+    import bramble.jobs.dask  # noqa: F401
+    from bramble.jobs.dask import use_client_material
     from bramble.jobs.tls import TlsMaterial
 
     line = sys.stdin.readline()

@@ -1,7 +1,8 @@
 """Live membership as host lists: OpenMPI hostfile, /etc/hosts block, Ansible inventory, Dask.
 
 Membership is what the master sees now: the nodes whose status is ``up`` in ``/api/nodes``,
-with one MPI slot per core. The renderers are pure; only :func:`live_nodes` talks HTTP.
+with one MPI slot per core. The renderers are pure; `bramble.client.jobs.live_nodes` asks the
+master.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
-from bramble.errors import BrambleError, MasterUnreachableError
+from bramble.errors import BrambleError
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,3 @@ def render(fmt: HostFormat, hosts: list[Host], *, domain: str, scheduler: str) -
     if fmt == "dask":
         return scheduler + "\n"
     raise BrambleError(f"unknown hosts format {fmt!r} (one of: {', '.join(FORMATS)})")
-
-
-def live_nodes(master_url: str, *, timeout: float = 5.0) -> list[Host]:
-    """The up nodes from the master at MASTER_URL."""
-    try:
-        resp = httpx.get(f"{master_url}/api/nodes", timeout=timeout)
-        resp.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise MasterUnreachableError(f"cannot read {master_url}/api/nodes: {exc}") from exc
-    return hosts_from_nodes(resp.json())

@@ -44,10 +44,28 @@ def namespaces() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
+def current_namespace() -> str | None:
+    """The name `ip netns` has for the network namespace this process is in, if any."""
+    out = subprocess.run(["ip", "netns", "identify"], capture_output=True, text=True).stdout
+    return out.split()[0] if out.split() else None
+
+
+def candidates(names: list[str], here: str | None) -> list[str]:
+    """The namespaces among NAMES that may hold a node of the cluster run from HERE.
+
+    Two labs on one machine hold the same addresses, so from a lab's master namespace only
+    that lab's namespaces are looked at.
+    """
+    if here and here.startswith("brl-") and here.endswith("-master"):
+        prefix = here[: -len("master")]
+        return [ns for ns in names if ns.startswith(prefix)]
+    return names
+
+
 def namespace_of(host: str) -> str:
     """The network namespace that holds HOST's IPv4 address; BrambleError if none does."""
     addr = _address(host)
-    for ns in namespaces():
+    for ns in candidates(namespaces(), current_namespace()):
         out = subprocess.run(
             ["ip", "-n", ns, "-o", "-4", "addr", "show"], capture_output=True, text=True
         ).stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -57,6 +58,38 @@ def mpirun_command(
     return [*cmd, *prog]
 
 
+MPI4PY_HINT = "pip install 'bramble-cluster[mpi]' (or apt install python3-mpi4py)"
+
+
+def check_mpi4py(prog: list[str]) -> None:
+    """Refuse, in one line, a Python program that imports mpi4py where PROG's interpreter
+    cannot: otherwise every rank fails with a traceback and mpirun adds a page of its own.
+
+    Checked here, on the machine that starts the ranks (on a loopback cluster, all of them);
+    the nodes need mpi4py in the same interpreter too.
+    """
+    if not re.fullmatch(r"python[0-9.]*", os.path.basename(prog[0])):
+        return
+    script = next((Path(a) for a in prog[1:] if a.endswith(".py")), None)
+    try:
+        uses_mpi4py = script is not None and "mpi4py" in script.read_text(errors="replace")
+    except OSError:  # only on the nodes, say: mpirun will tell
+        return
+    if not uses_mpi4py:
+        return
+    try:
+        probe = subprocess.run(
+            [prog[0], "-c", "import mpi4py"], capture_output=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if probe.returncode != 0:
+        raise BrambleError(
+            f"{script} imports mpi4py, which {prog[0]} cannot import: {MPI4PY_HINT} "
+            "for that Python, here and on every node"
+        )
+
+
 def run_mpirun(
     hosts: list[Host],
     prog: list[str],
@@ -74,6 +107,7 @@ def run_mpirun(
         raise BrambleError("no live nodes to run on (see `bramble status`)")
     if shutil.which("mpirun") is None:
         raise MissingToolError("mpirun", "openmpi-bin")
+    check_mpi4py(prog)
     slots = sum(h.cores for h in hosts)
     if n is not None and n > slots:
         raise BrambleError(f"-n {n} is more than the {slots} slots (cores) of the live nodes")

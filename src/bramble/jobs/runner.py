@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from bramble.cluster import ENV_SPEC
 from bramble.errors import BrambleError
 from bramble.jobs.account import Account, job_account
-from bramble.jobs.config import ENV_SCHEDULER, ENV_SPEC, JobsConfig
+from bramble.jobs.config import ENV_SCHEDULER, JobsConfig
 from bramble.jobs.store import JobRecord, JobStore, Stream
 from bramble.jobs.tls import TlsError
 

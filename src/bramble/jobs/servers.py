@@ -19,7 +19,7 @@ from typing import Any
 
 from bramble.jobs.account import drop_privileges, job_account
 from bramble.jobs.config import JobsConfig
-from bramble.jobs.connect import security_for
+from bramble.jobs.dask import security_for
 from bramble.jobs.tls import Role
 
 log = logging.getLogger(__name__)

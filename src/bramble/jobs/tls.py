@@ -96,11 +96,6 @@ class TlsMaterial:
     key: str = field(repr=False)
 
 
-def tls_dir_for(spec_path: Path) -> Path:
-    """The TLS directory that belongs to the spec at SPEC_PATH: ``<spec dir>/tls``."""
-    return spec_path.resolve().parent / "tls"
-
-
 def _key() -> ec.EllipticCurvePrivateKey:
     from cryptography.hazmat.primitives.asymmetric import ec
 

@@ -16,7 +16,7 @@ from bramble.errors import BrambleError
 from bramble.jobs.account import job_account
 from bramble.lab import daemons, netns, topology
 from bramble.lab.topology import Lab, LabPlan
-from bramble.spec import Secrets, Spec, load_spec
+from bramble.spec import Secrets, Spec
 
 Say = Callable[[str], None]
 MASTER_DAEMONS = ("dnsmasq", "ganesha", "master", "proxy")
@@ -127,7 +127,7 @@ def start_master(
             os.chown(export, account.uid, account.gid)
     # The master service starts first: its imports take the longest, and nodes are
     # visible only once it listens.
-    start_master_daemons(plan, spec_path, http_port, ("master", "proxy"))
+    start_master_daemons(plan, spec, spec_path, http_port, ("master", "proxy"))
     dnsmasq_text, nft_text = rendered(spec, secrets)
     say(
         "master: bramble master, dashboard proxy, nftables NAT, dnsmasq, nfs-ganesha"
@@ -143,15 +143,15 @@ def start_master(
     (state / "ganesha").mkdir(exist_ok=True)
     (state / "master" / "ganesha.conf").write_text(topology.ganesha_conf(spec, state))
     start_master_daemons(
-        plan, spec_path, http_port, ("dnsmasq", "ganesha", *(JOB_DAEMONS if jobs else ()))
+        plan, spec, spec_path, http_port, ("dnsmasq", "ganesha", *(JOB_DAEMONS if jobs else ()))
     )
     say(f"  started in {ns}")
 
 
-def master_argv(plan: LabPlan, spec_path: Path, http_port: int) -> dict[str, list[str]]:
-    """The command line of each master daemon, each run in the master namespace."""
+def master_argv(plan: LabPlan, spec: Spec, spec_path: Path, http_port: int) -> dict[str, list[str]]:
+    """The command line of each master daemon (SPEC, written at SPEC_PATH), each run in the
+    master namespace."""
     state, ns = plan.state, plan.master_ns
-    spec = load_spec(spec_path)
     return {
         "dnsmasq": daemons.in_netns(
             ns,
@@ -204,10 +204,14 @@ def master_argv(plan: LabPlan, spec_path: Path, http_port: int) -> dict[str, lis
 
 
 def start_master_daemons(
-    plan: LabPlan, spec_path: Path, http_port: int, only: Sequence[str] = MASTER_DAEMONS
+    plan: LabPlan,
+    spec: Spec,
+    spec_path: Path,
+    http_port: int,
+    only: Sequence[str] = MASTER_DAEMONS,
 ) -> None:
     """Start the master daemons ONLY (all by default)."""
-    argv = master_argv(plan, spec_path, http_port)
+    argv = master_argv(plan, spec, spec_path, http_port)
     for name in only:
         daemons.start(plan.state / "run", name, argv[name])
 

@@ -17,13 +17,12 @@ from dataclasses import replace
 from ipaddress import IPv4Network
 from pathlib import Path
 
-import typer
-
+from bramble.cluster import Cluster, load_cluster
 from bramble.errors import BrambleError
 from bramble.lab import build, daemons, netns, topology
 from bramble.lab.build import NFS_CHECK_FILE, NFS_CHECK_TEXT, Say, master_daemons
 from bramble.lab.topology import Lab, NodePlan
-from bramble.spec import Secrets, Spec, find_spec_path, load_secrets, load_spec
+from bramble.spec import Secrets, Spec, parse_secrets
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ LAB_PROGRAMS = frozenset(
 
 
 def _say(text: str) -> None:
-    typer.echo(text)
+    print(text, flush=True)
 
 
 def prefix_of(prefix: str | None) -> str:
@@ -75,7 +74,7 @@ def load_lab(prefix: str | None) -> Lab:
     except (OSError, ValueError):
         raise BrambleError(f"no lab {name!r} is up (start one with `bramble lab up`)") from None
     spec_path = Path(data["spec"])
-    spec = load_spec(spec_path)
+    spec = load_cluster(spec_path).spec
     used = {IPv4Network(data["uplink"])}
     plan = replace(topology.plan(spec, name, used), uplink_net=next(iter(used)))
     return Lab(
@@ -98,46 +97,50 @@ def _free_port(preferred: int) -> int:
     raise BrambleError("no free TCP port on 127.0.0.1 for the dashboard")
 
 
-def _source_spec(
-    spec_path: Path | None, nodes: int | None
-) -> tuple[Spec, Secrets | None, Path | None]:
-    if spec_path is None and nodes is not None:
-        return topology.builtin_spec(nodes), None, None
-    path = find_spec_path(spec_path)
-    spec = load_spec(path)
+def _source_spec(source: Cluster | None, nodes: int | None) -> tuple[Spec, Secrets | None]:
+    """The lab's spec and secrets: SOURCE's (its first NODES nodes), or the built-in spec's."""
+    if source is None:
+        if nodes is None:
+            raise BrambleError("give the lab a spec (--spec) or a number of nodes (--nodes N)")
+        return topology.builtin_spec(nodes), None
+    spec = source.spec
     if nodes is not None and nodes != len(spec.nodes):
         spec = spec.model_copy(update={"nodes": spec.nodes[:nodes]})
         if len(spec.nodes) < nodes:
-            raise BrambleError(f"{path} has only {len(spec.nodes)} nodes, --nodes asks {nodes}")
-    return spec, load_secrets(path), path
+            raise BrambleError(
+                f"{source.path} has only {len(spec.nodes)} nodes, --nodes asks {nodes}"
+            )
+    return spec, source.secrets()
 
 
-def _lab_tls(source: Path | None, state: Path, say: Say) -> None:
+def _lab_tls(source: Cluster | None, state: Path, say: Say) -> None:
     """The cluster's TLS material for the lab: the source spec's (from `bramble init`), else new.
 
     With the source spec's certificates, a client set up for that spec also reaches the lab.
     """
-    from bramble.jobs.tls import create_cluster_tls, tls_dir_for
+    from bramble.jobs.tls import create_cluster_tls
 
     target = state / "tls"
-    if source is not None and (tls_dir_for(source) / "ca.pem").exists():
-        shutil.copytree(tls_dir_for(source), target, dirs_exist_ok=True)
-        say(f"  TLS: the cluster CA and certificates of {source.parent}")
+    if source is not None and source.path is not None and source.tls.ca_cert.exists():
+        shutil.copytree(source.tls.directory, target, dirs_exist_ok=True)
+        say(f"  TLS: the cluster CA and certificates of {source.path.parent}")
         return
     create_cluster_tls(target, cluster="lab")
     say("  TLS: a new cluster CA and certificates for the lab")
 
 
-def _write_spec(spec: Spec, secrets: Secrets | None, state: Path) -> Path:
+def _write_spec(spec: Spec, secrets: Secrets | None, state: Path) -> tuple[Path, Secrets]:
+    """The lab's spec and secrets files in STATE (new secrets if SECRETS is None)."""
     from bramble.init import secrets_text
     from bramble.provision.render import secrets_toml, spec_toml
 
     path = state / "bramble.toml"
     path.write_text(spec_toml(spec))
     secrets_file = state / "bramble.secrets.toml"
-    secrets_file.write_text(secrets_toml(secrets) if secrets else secrets_text())
+    text = secrets_toml(secrets) if secrets else secrets_text()
+    secrets_file.write_text(text)
     secrets_file.chmod(0o600)
-    return path
+    return path, secrets or parse_secrets(text, str(secrets_file))
 
 
 def problems(lab: Lab) -> list[str]:
@@ -161,7 +164,7 @@ def problems(lab: Lab) -> list[str]:
 
 
 def up(
-    spec_path: Path | None,
+    source: Cluster | None,
     *,
     nodes: int | None = None,
     prefix: str | None = None,
@@ -171,7 +174,9 @@ def up(
 ) -> Lab:
     """Create the lab (idempotent: a healthy lab is left alone, a broken one rebuilt).
 
-    With JOBS, the master also runs the Dask scheduler and every node a Dask worker.
+    The lab runs SOURCE's nodes (the first NODES of them), or with no SOURCE the built-in
+    spec's NODES nodes. With JOBS, the master also runs the Dask scheduler and every node a
+    Dask worker.
     """
     netns.require_tools()
     if os.geteuid() != 0:
@@ -186,9 +191,9 @@ def up(
         return lab
     if lab is not None or _leftovers(name):
         say(f"cleaning up the leftovers of lab {name!r}")
-        down(None, prefix=name, say=say)
+        down(prefix=name, say=say)
     started = time.monotonic()
-    spec, secrets, source = _source_spec(spec_path, nodes)
+    spec, secrets = _source_spec(source, nodes)
     if not spec.nodes:
         raise BrambleError("the lab spec has no nodes (add [[nodes]] or pass --nodes N)")
     plan = topology.plan(spec, name, netns.root_networks())
@@ -196,8 +201,7 @@ def up(
     (state / "run").mkdir(parents=True, exist_ok=True)
     (state / "master").mkdir(parents=True, exist_ok=True)
     spec = topology.lab_spec(spec, state)
-    path = _write_spec(spec, secrets, state)
-    secrets = load_secrets(path)
+    path, secrets = _write_spec(spec, secrets, state)
     http_port = _free_port(spec.dashboard.port if port is None else port)
     url = f"http://127.0.0.1:{http_port}/"
     jobs = jobs and spec.jobs.tls  # the lab runs Dask only with the TLS the spec asks for
@@ -269,7 +273,7 @@ def node_address(lab: Lab, name: str) -> str:
     return ""
 
 
-def show_status(spec_path: Path | None, *, prefix: str | None = None, say: Say = _say) -> None:
+def show_status(*, prefix: str | None = None, say: Say = _say) -> None:
     """Print the lab's namespaces, daemons, nodes and the NFS check."""
     lab = load_lab(prefix)
     plan, run = lab.plan, lab.plan.state / "run"
@@ -312,9 +316,7 @@ def show_status(spec_path: Path | None, *, prefix: str | None = None, say: Say =
 # --- faults, exec -------------------------------------------------------------------------
 
 
-def fault(
-    spec_path: Path | None, node: str, verb: str, *, prefix: str | None = None, say: Say = _say
-) -> None:
+def fault(node: str, verb: str, *, prefix: str | None = None, say: Say = _say) -> None:
     """stop/start (power) or cut/heal (cable) NODE; the master's name stops/starts its daemons."""
     lab = load_lab(prefix)
     with daemons.locked(lab.plan.state / "run"):
@@ -329,7 +331,7 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
         elif verb == "start":
             port = int(lab.url.rsplit(":", 1)[1].strip("/"))
             todo = [d for d in master_daemons(lab.jobs) if daemons.running(run, d) is None]
-            build.start_master_daemons(plan, lab.spec_path, port, todo)
+            build.start_master_daemons(plan, lab.spec, lab.spec_path, port, todo)
         else:
             raise BrambleError(f"the master supports stop and start, not {verb}")
         say(f"{node}: {verb}")
@@ -362,9 +364,7 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
     say(f"{node}: {verb}")
 
 
-def exec_in(
-    spec_path: Path | None, node: str, argv: list[str], *, prefix: str | None = None
-) -> int:
+def exec_in(node: str, argv: list[str], *, prefix: str | None = None) -> int:
     """Run ARGV inside NODE (its network, hostname and mounts) or the master; its exit code.
 
     $BRAMBLE_SPEC names the lab's spec there, so `bramble run`, `exec`, `hosts` and
@@ -388,7 +388,7 @@ def exec_in(
 # --- down ---------------------------------------------------------------------------------
 
 
-def down(spec_path: Path | None, *, prefix: str | None = None, say: Say = _say) -> list[str]:
+def down(*, prefix: str | None = None, say: Say = _say) -> list[str]:
     """Remove every namespace, link, mount and process of the lab; what is left (empty = clean)."""
     name = prefix_of(prefix)
     base = topology.ns_prefix(name)
@@ -485,4 +485,4 @@ def demo(*, nodes: int, port: int) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        down(None, prefix=prefix)
+        down(prefix=prefix)

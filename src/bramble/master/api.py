@@ -1,62 +1,115 @@
-"""The master's HTTP API: JSON, the server-sent event stream, Prometheus metrics, the page."""
+"""The master's HTTP API: the node table, history, changes, stats, the event stream, the page.
+
+The routes read through two protocols defined here, `NodeSource` and `HistorySource`, so the
+API knows nothing of how the master is put together (`main` assembles it).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Protocol
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from bramble import __version__
-from bramble.master.history import COLUMNS, HistoryReader
-from bramble.master.metrics import exposition
-
-if TYPE_CHECKING:
-    from bramble.master.service import MasterService
+from bramble.master.views import (
+    Change,
+    ClusterSeries,
+    NodeMetric,
+    NodeSeries,
+    NodeView,
+    Point,
+    Snapshot,
+    Stats,
+)
+from bramble.telemetry.metrics import STORED
 
 STATIC = Path(str(resources.files("bramble.master") / "static"))
 PLACEHOLDER = "<!doctype html><title>bramble</title><p>bramble master: see <a href=/docs>/docs</a>"
+HISTORY_METRICS = tuple(m.name for m in STORED)
+
+
+class NodeSource(Protocol):
+    """The live node table, as the API reads it."""
+
+    def nodes(self) -> list[NodeView]:
+        """Every node's view, by name."""
+        ...
+
+    def node(self, name: str) -> NodeView | None:
+        """One node's view, or None."""
+        ...
+
+    def stats(self) -> Stats:
+        """The datagram counts."""
+        ...
+
+    def changes(self, limit: int) -> list[Change]:
+        """The newest LIMIT changes, newest first (called on the event loop)."""
+        ...
+
+    def events(self) -> AsyncIterator[bytes]:
+        """A new viewer's server-sent event stream."""
+        ...
+
+
+class HistorySource(Protocol):
+    """The stored history, as the API reads it."""
+
+    def resolve(self, since: float | None, step: float | None, now: float) -> tuple[float, float]:
+        """Absolute SINCE and the step to use."""
+        ...
+
+    def node_series(
+        self, node: str, metrics: list[str], since: float, step: float, now: float
+    ) -> dict[str, list[Point]]:
+        """Each of METRICS for NODE since SINCE, per STEP seconds."""
+        ...
+
+    def cluster_series(self, metric: str, since: float, step: float, now: float) -> list[Point]:
+        """METRIC over all nodes since SINCE, per STEP seconds."""
+        ...
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events."""
+
+    media_type = "text/event-stream"
 
 
 def _metric_names(metric: str) -> list[str]:
     names = [m.strip() for m in metric.split(",") if m.strip()]
     for name in names:
         core = name.startswith("core.") and name[5:].isdigit()
-        if name not in COLUMNS and not core:
+        if name not in HISTORY_METRICS and not core:
             raise HTTPException(
-                422, f"unknown metric '{name}': use one of {', '.join(COLUMNS)} or core.N"
+                422, f"unknown metric '{name}': use one of {', '.join(HISTORY_METRICS)} or core.N"
             )
     if not names or len(names) > 32:
         raise HTTPException(422, "give 1 to 32 metrics, separated by commas")
     return names
 
 
-def create_app(master: MasterService) -> FastAPI:
-    """The FastAPI app serving MASTER."""
-    app = FastAPI(
-        title="bramble master",
-        version=__version__,
-        description="Live node table, history and events of a bramble cluster.",
-    )
-    reader: HistoryReader = master.reader
-    app.state.spec_path = master.spec.source
+def router(source: NodeSource, history: HistorySource) -> APIRouter:
+    """The API's routes, reading SOURCE and HISTORY."""
+    routes = APIRouter()
 
-    @app.get("/api/nodes", summary="Every node with its status and latest sample")
-    def nodes() -> list[dict[str, Any]]:
-        return master.nodes()
+    @routes.get("/api/nodes", summary="Every node with its status and latest sample")
+    def nodes() -> list[NodeView]:
+        return source.nodes()
 
-    @app.get("/api/nodes/{name}", summary="One node")
-    def node(name: str) -> dict[str, Any]:
-        view = master.node(name)
+    @routes.get("/api/nodes/{name}", summary="One node")
+    def node(name: str) -> NodeView:
+        view = source.node(name)
         if view is None:
             raise HTTPException(404, f"no node called '{name}'")
         return view
 
-    @app.get("/api/nodes/{name}/history", summary="A node's metrics over time")
+    @routes.get("/api/nodes/{name}/history", summary="A node's metrics over time")
     def node_history(
         name: str,
         metric: Annotated[str, Query(description="metric, or several separated by commas")] = (
@@ -66,63 +119,65 @@ def create_app(master: MasterService) -> FastAPI:
             float | None, Query(description="epoch seconds, or negative: seconds ago")
         ] = None,
         step: Annotated[float | None, Query(gt=0, description="seconds per point")] = None,
-    ) -> dict[str, Any]:
+    ) -> NodeSeries | NodeMetric:
         names = _metric_names(metric)
         now = time.time()
-        start, width = reader.resolve(since, step, now)
-        series = reader.node_series(name, names, start, width, now)
-        if master.node(name) is None and not any(series.values()):
+        start, width = history.resolve(since, step, now)
+        series = history.node_series(name, names, start, width, now)
+        if source.node(name) is None and not any(series.values()):
             raise HTTPException(404, f"no node called '{name}'")
         if "," in metric:
-            return {"node": name, "step": width, "series": series}
-        return {"node": name, "metric": names[0], "step": width, "points": series[names[0]]}
+            return NodeSeries(node=name, step=width, series=series)
+        return NodeMetric(node=name, metric=names[0], step=width, points=series[names[0]])
 
-    @app.get("/api/cluster/history", summary="A metric over all nodes (mean or sum)")
+    @routes.get("/api/cluster/history", summary="A metric over all nodes (mean or sum)")
     def cluster_history(
         metric: str = "cpuusage",
         since: float | None = None,
         step: Annotated[float | None, Query(gt=0)] = None,
-    ) -> dict[str, Any]:
-        if metric not in COLUMNS:
-            raise HTTPException(422, f"unknown metric '{metric}': use one of {', '.join(COLUMNS)}")
+    ) -> ClusterSeries:
+        if metric not in HISTORY_METRICS:
+            raise HTTPException(
+                422, f"unknown metric '{metric}': use one of {', '.join(HISTORY_METRICS)}"
+            )
         now = time.time()
-        start, width = reader.resolve(since, step, now)
-        points = reader.cluster_series(metric, start, width, now)
-        return {"metric": metric, "step": width, "points": points}
+        start, width = history.resolve(since, step, now)
+        points = history.cluster_series(metric, start, width, now)
+        return ClusterSeries(metric=metric, step=width, points=points)
 
-    @app.get("/api/changes", summary="Recent node events, newest first")
-    async def changes(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-        # The newest changes are in memory at once; SQLite has them within a second.
-        # (async: runs on the loop, which is the only writer of `recent`.)
-        recent = master.recent
-        if limit <= len(recent) or len(recent) < (recent.maxlen or 0):
-            return list(recent)[::-1][:limit]
-        return reader.changes(limit)
+    @routes.get("/api/changes", summary="Recent node events, newest first")
+    async def changes(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Change]:
+        # async: on the event loop, where the recent changes are kept
+        return source.changes(limit)
 
-    @app.get("/api/stats", summary="Datagrams accepted and rejected by reason")
-    def stats() -> dict[str, Any]:
-        return master.stats()
+    @routes.get("/api/stats", summary="Datagrams accepted and rejected by reason")
+    def stats() -> Stats:
+        return source.stats()
 
-    @app.get("/api/events", summary="Server-sent events: snapshot, nodes, change, stats")
-    async def events() -> StreamingResponse:
-        return StreamingResponse(
-            master.hub.stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    @routes.get(
+        "/api/events",
+        summary="Server-sent events: snapshot, nodes, change, stats",
+        response_class=EventStream,
+        responses={
+            200: {
+                "model": Snapshot,
+                "description": "server-sent events: first `snapshot` (a Snapshot, as here), "
+                "then `nodes` (a list of the NodeViews that changed, every 100 ms), `change` "
+                "(a Change) and `stats` (a Stats, every second); a viewer that falls 2 s "
+                "behind gets a fresh `snapshot`",
+            }
+        },
+    )
+    async def events() -> EventStream:
+        return EventStream(
+            source.events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
 
-    @app.get("/metrics", summary="Prometheus exposition", include_in_schema=False)
-    def metrics() -> Response:
-        body, content_type = exposition(master)
-        return Response(body, media_type=content_type)
+    return routes
 
-    try:
-        from bramble.jobs.api import router as jobs_router
-    except ImportError:
-        pass
-    else:
-        app.include_router(jobs_router)
 
+def mount_page(app: FastAPI) -> None:
+    """The dashboard at `/` and its files under `/static`."""
     if (STATIC / "index.html").is_file():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -134,5 +189,3 @@ def create_app(master: MasterService) -> FastAPI:
         @app.get("/", include_in_schema=False)
         def placeholder() -> HTMLResponse:
             return HTMLResponse(PLACEHOLDER)
-
-    return app

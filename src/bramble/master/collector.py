@@ -21,7 +21,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bramble.master.nodes import Change, NodeTable
+from bramble.master.nodes import NodeTable
+from bramble.master.views import Change
+from bramble.master.views import Stats as StatsView
 from bramble.telemetry.decode import check_clock, decode
 from bramble.telemetry.wire import Rejected
 
@@ -52,16 +54,16 @@ class Stats:
         (t0, a0), (t1, a1) = self._window[0], self._window[-1]
         return (a1 - a0) / (t1 - t0) if t1 > t0 else 0.0
 
-    def as_dict(self, nodes: int) -> dict[str, object]:
-        """The API's Stats payload."""
-        return {
-            "accepted": self.accepted,
-            "rejected": dict(self.rejected),
-            "rate": round(self.rate(), 1),
-            "nodes": nodes,
-            "started": self.started,
-            "now": time.time(),
-        }
+    def view(self, nodes: int) -> StatsView:
+        """The API's view of these counts, with NODES the size of the node table."""
+        return StatsView(
+            accepted=self.accepted,
+            rejected=dict(self.rejected),
+            rate=round(self.rate(), 1),
+            nodes=nodes,
+            started=self.started,
+            now=time.time(),
+        )
 
 
 class _RateLimitedLog:
@@ -110,14 +112,15 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 class Collector:
-    """Receives datagrams on SOCK on the event loop and feeds TABLE under LOCK.
+    """Feeds TABLE (under LOCK) with the datagrams it receives on the event loop.
 
-    The lock is for the API's request threads, which read the table.
+    `handle` is the whole path of one datagram, with no socket: `start` connects it to a socket
+    given from outside (`open_socket`), `close` disconnects. The lock is for the API's request
+    threads, which read the table.
     """
 
     def __init__(
         self,
-        sock: socket.socket,
         table: NodeTable,
         lock: threading.Lock,
         *,
@@ -126,8 +129,8 @@ class Collector:
         clock_window: float,
         on_changes: Callable[[list[Change]], None],
         clock: Callable[[], float] = time.time,
+        stats: Stats | None = None,
     ) -> None:
-        self.sock = sock
         self.table = table
         self.lock = lock
         self.keys = dict(keys)
@@ -135,25 +138,31 @@ class Collector:
         self.clock_window = clock_window
         self.on_changes = on_changes
         self.clock = clock
-        self.stats = Stats()
+        self.stats = stats if stats is not None else Stats()
         self._transport: asyncio.BaseTransport | None = None
         self._log = _RateLimitedLog()
         self._names: dict[str, str] = {}
         self._resolver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bramble-rdns")
 
-    async def start(self) -> None:
-        """Start receiving on the running event loop."""
+    async def start(self, sock: socket.socket) -> None:
+        """Receive on SOCK (a bound UDP socket, see `open_socket`) on the running event loop;
+        the collector owns it from now on."""
         loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), sock=self.sock
-        )
+        try:
+            self._transport, _ = await loop.create_datagram_endpoint(self.protocol, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
-    def stop(self) -> None:
-        """Stop receiving and close the socket."""
+    def protocol(self) -> asyncio.DatagramProtocol:
+        """The event loop's side of the socket: each datagram to `handle`, every failure counted."""
+        return _Protocol(self)
+
+    def close(self) -> None:
+        """Stop receiving and close the socket; pending name lookups are dropped."""
         if self._transport is not None:
             self._transport.close()
-        else:
-            self.sock.close()
+            self._transport = None
         self._resolver.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, data: bytes, address: str) -> None:

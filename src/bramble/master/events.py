@@ -13,10 +13,11 @@ seconds, which delayed every other viewer's updates and pushed more viewers into
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from pydantic_core import to_json
 
 MAX_LAG = 2.0
 MAX_BYTES = 8 << 20
@@ -24,8 +25,8 @@ PING_EVERY = 15.0
 
 
 def frame(event: str, data: Any) -> bytes:
-    """One server-sent event, encoded."""
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    """One server-sent event: DATA (models, or plain JSON data) encoded as compact JSON."""
+    return b"event: " + event.encode() + b"\ndata: " + to_json(data) + b"\n\n"
 
 
 class _Viewer:
@@ -52,7 +53,7 @@ class Hub:
 
     def __init__(
         self,
-        snapshot: Callable[[], dict[str, Any]],
+        snapshot: Callable[[], Any],
         *,
         max_lag: float = MAX_LAG,
         max_bytes: int = MAX_BYTES,

@@ -6,62 +6,43 @@ with the defaults is at most 50 x (24 x 3600 + 30 x 1440 + 365 x 24) = 6.9 milli
 at about 135 bytes per row on disk (four cores per node, primary key and ts index included)
 that is about 0.9 GB.
 
-`History` is used from one thread (the service's writer thread); queries open their own
-read connections, which WAL lets run beside the writer.
+`History` is used from one thread (`HistoryWriter`'s, off the event loop); `HistoryReader`
+has a read connection of its own, which WAL lets run beside the writer. Each opens its
+database in `open()`, not in its constructor, and closes it in `close()`.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from bramble.files import private_database
-from bramble.master.nodes import Change
+from bramble.master.views import Change, Point
+from bramble.telemetry.metrics import BY_NAME, STORED, stored_values
 from bramble.telemetry.wire import Sample
 
-COLUMNS = (
-    "cpuusage",
-    "cputemp",
-    "cpufreq",
-    "load1",
-    "load5",
-    "load15",
-    "mem_used",
-    "mem_total",
-    "mem_available",
-    "swap_used",
-    "disk_used",
-    "net_rx",
-    "net_tx",
-)
-METRICS = (*COLUMNS, "core.N")
+log = logging.getLogger(__name__)
+Row = tuple[str, float, tuple[float, ...], tuple[float, ...]]
+"""One history row: node, its sample's time, the stored metrics' values, per-core usage."""
+ROLL_UP_EVERY = 60.0
+
+COLUMNS = tuple(m.name for m in STORED)
+"""The history columns: the registry's stored metrics, in its order (the tables' schema)."""
 TIERS = (("raw", 1), ("minute", 60), ("hour", 3600))
 MAX_POINTS = 2000
+_COMBINE = {"sum": "SUM", "mean": "AVG", "max": "MAX"}
 
 
 def metric_row(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
     """The column values of one sample, in COLUMNS order."""
-    mem = sample.meminfo
-    total = mem.get("MemTotal", 0)
-    available = mem.get("MemAvailable", mem.get("MemFree", 0))
-    return (
-        sample.cpuusage,
-        sample.cputemp,
-        float(sample.cpufreq),
-        *sample.loadavg,
-        float(total - available),
-        float(total),
-        float(available),
-        float(mem.get("SwapTotal", 0) - mem.get("SwapFree", 0)),
-        float(sample.disk.get("used", 0)),
-        net_rx,
-        net_tx,
-    )
+    return stored_values(sample, net_rx, net_tx)
 
 
 def _schema(tier: str) -> str:
@@ -111,32 +92,47 @@ class History:
             "minute": minute_days * 86400,
             "hour": hour_days * 86400,
         }
-        self._db = connect(path)
-        self._ids: dict[str, int] = dict(
+        self._db: sqlite3.Connection | None = None
+        self._ids: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def open(self) -> History:
+        """Open (creating if need be) the database; this store, for chaining."""
+        self._db = connect(self.path)
+        self._ids = dict(
             (name, id_) for id_, name in self._db.execute("SELECT id, name FROM nodes")
         )
-        self._lock = threading.Lock()
+        return self
 
     def close(self) -> None:
         """Close the writer connection."""
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection (RuntimeError before `open`)."""
+        if self._db is None:
+            raise RuntimeError(f"the history at {self.path} is not open")
+        return self._db
 
     def node_id(self, name: str) -> int:
         """The store's id for node NAME, created on first use."""
         id_ = self._ids.get(name)
         if id_ is None:
-            cur = self._db.execute("INSERT OR IGNORE INTO nodes (name) VALUES (?)", (name,))
+            cur = self.db.execute("INSERT OR IGNORE INTO nodes (name) VALUES (?)", (name,))
             if cur.lastrowid and cur.rowcount:
                 id_ = int(cur.lastrowid)
             else:
-                row = self._db.execute("SELECT id FROM nodes WHERE name = ?", (name,)).fetchone()
+                row = self.db.execute("SELECT id FROM nodes WHERE name = ?", (name,)).fetchone()
                 id_ = int(row[0])
             self._ids[name] = id_
         return id_
 
     def write(
         self,
-        rows: Iterable[tuple[str, float, tuple[float, ...], tuple[float, ...]]],
+        rows: Iterable[Row],
         changes: Iterable[Change] = (),
     ) -> int:
         """Store (node, ts, values, cores) rows, one per node per second, and CHANGES."""
@@ -146,12 +142,12 @@ class History:
         ]
         marks = ", ".join("?" * (len(COLUMNS) + 3))
         with self._lock:
-            self._db.executemany(f"INSERT OR REPLACE INTO raw VALUES ({marks})", params)
-            self._db.executemany(
+            self.db.executemany(f"INSERT OR REPLACE INTO raw VALUES ({marks})", params)
+            self.db.executemany(
                 "INSERT INTO changes VALUES (?, ?, ?, ?)",
                 [(c.ts, c.node, c.kind, c.message) for c in changes],
             )
-            self._db.commit()
+            self.db.commit()
         return len(params)
 
     def roll_up(self, now: float) -> None:
@@ -164,27 +160,27 @@ class History:
                 if end <= done:
                     continue
                 start = max(done, end - int(self.keep[source]))
-                rows = self._db.execute(
+                rows = self.db.execute(
                     f"SELECT node, (ts / {width}) * {width} AS b, {avgs}, "
                     f"GROUP_CONCAT(cores, ';') FROM {source} WHERE ts >= ? AND ts < ? "
                     "GROUP BY node, b",
                     (start, end),
                 ).fetchall()
                 marks = ", ".join("?" * (len(COLUMNS) + 3))
-                self._db.executemany(
+                self.db.executemany(
                     f"INSERT OR REPLACE INTO {target} VALUES ({marks})",
                     [(*r[:-1], _mean_cores(r[-1])) for r in rows],
                 )
-                self._db.execute(
+                self.db.execute(
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"rolled.{target}", end)
                 )
             for tier, _ in TIERS:
-                self._db.execute(f"DELETE FROM {tier} WHERE ts < ?", (now - self.keep[tier],))
-            self._db.execute("DELETE FROM changes WHERE ts < ?", (now - self.keep["hour"],))
-            self._db.commit()
+                self.db.execute(f"DELETE FROM {tier} WHERE ts < ?", (now - self.keep[tier],))
+            self.db.execute("DELETE FROM changes WHERE ts < ?", (now - self.keep["hour"],))
+            self.db.commit()
 
     def _meta(self, key: str) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
 
 
@@ -204,13 +200,29 @@ class HistoryReader:
     """Read-only queries, on a connection of their own."""
 
     def __init__(self, path: Path, keep: dict[str, float]) -> None:
-        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self.path = path
         self._keep = keep
+        self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+
+    def open(self) -> HistoryReader:
+        """Open the database read-only (`History.open` creates it); this reader, for chaining."""
+        self._connection = sqlite3.connect(
+            f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+        )
+        return self
 
     def close(self) -> None:
         """Close the reader connection."""
-        self._db.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise RuntimeError(f"the history at {self.path} is not open for reading")
+        return self._connection
 
     def _tier(self, since: float, now: float, step: float) -> tuple[str, int]:
         """The coarsest tier that still covers SINCE and is no coarser than STEP."""
@@ -233,7 +245,7 @@ class HistoryReader:
 
     def node_series(
         self, node: str, metrics: list[str], since: float, step: float, now: float
-    ) -> dict[str, list[list[float]]]:
+    ) -> dict[str, list[Point]]:
         """Each of METRICS for NODE since SINCE, averaged over STEP-second buckets."""
         tier, width = self._tier(since, now, step)
         step = max(step, width)
@@ -243,7 +255,7 @@ class HistoryReader:
                 return {m: [] for m in metrics}
             plain = [m for m in metrics if m in COLUMNS]
             cores = [m for m in metrics if m.startswith("core.")]
-            out: dict[str, list[list[float]]] = {}
+            out: dict[str, list[Point]] = {}
             bucket = f"CAST(ts / {step} AS INTEGER) * {step}"
             if plain:
                 cols = ", ".join(f"AVG({m})" for m in plain)
@@ -253,7 +265,7 @@ class HistoryReader:
                     (row[0], since),
                 ).fetchall()
                 for i, m in enumerate(plain):
-                    out[m] = [[r[0], _round(r[i + 1])] for r in rows if r[i + 1] is not None]
+                    out[m] = [(r[0], _round(r[i + 1])) for r in rows if r[i + 1] is not None]
             if cores:
                 rows = self._db.execute(
                     f"SELECT {bucket} AS b, GROUP_CONCAT(cores, ';') FROM {tier} "
@@ -266,17 +278,16 @@ class HistoryReader:
                     for b, joined in rows:
                         means = _mean_cores(joined).split(",")
                         if index < len(means) and means[index]:
-                            series.append([b, float(means[index])])
+                            series.append((b, float(means[index])))
                     out[m] = series
         return out
 
-    def cluster_series(
-        self, metric: str, since: float, step: float, now: float
-    ) -> list[list[float]]:
-        """METRIC over all nodes since SINCE: the mean of cpuusage-like figures, else the sum."""
+    def cluster_series(self, metric: str, since: float, step: float, now: float) -> list[Point]:
+        """METRIC over all nodes since SINCE, each node's values combined as the registry says
+        (the mean CPU, the total memory, ...)."""
         tier, width = self._tier(since, now, step)
         step = max(step, width)
-        combine = "SUM" if metric.startswith(("mem_", "swap_", "disk_", "net_")) else "AVG"
+        combine = _COMBINE[BY_NAME[metric].cluster]
         bucket = f"CAST(ts / {step} AS INTEGER) * {step}"
         with self._lock:
             rows = self._db.execute(
@@ -284,23 +295,60 @@ class HistoryReader:
                 f"FROM {tier} WHERE ts >= ? GROUP BY node, b) GROUP BY b ORDER BY b",
                 (since,),
             ).fetchall()
-        return [[b, _round(v)] for b, v in rows if v is not None]
+        return [(b, _round(v)) for b, v in rows if v is not None]
 
-    def changes(self, limit: int) -> list[dict[str, Any]]:
+    def changes(self, limit: int) -> list[Change]:
         """The newest LIMIT changes, newest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT ts, node, kind, message FROM changes ORDER BY ts DESC LIMIT ?", (limit,)
             ).fetchall()
-        return [{"ts": r[0], "node": r[1], "kind": r[2], "message": r[3]} for r in rows]
+        return [Change(ts=r[0], node=r[1], kind=r[2], message=r[3]) for r in rows]
 
-    def counts(self) -> dict[str, int]:
-        """Rows per tier (for /api/stats and the bound in the docs)."""
-        with self._lock:
-            return {
-                t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
-                for t, _ in TIERS
-            }
+
+class HistoryWriter:
+    """Writes HISTORY's batches in a thread of its own, off the event loop, and rolls its
+    tiers up once a minute. `put` never blocks: a full queue drops the batch, saying so."""
+
+    def __init__(self, history: History, *, backlog: int = 600) -> None:
+        self.history = history
+        self.queue: queue.Queue[tuple[list[Row], list[Change]] | None] = queue.Queue(backlog)
+        self.last_roll = 0.0
+        self._thread = threading.Thread(target=self._run, name="bramble-history", daemon=True)
+
+    def start(self) -> None:
+        """Start the writing thread."""
+        self._thread.start()
+
+    def put(self, rows: list[Row], changes: list[Change]) -> None:
+        """Queue ROWS and CHANGES for writing."""
+        if not rows and not changes:
+            return
+        try:
+            self.queue.put_nowait((rows, changes))
+        except queue.Full:
+            log.warning("history writer is behind; dropping %d rows", len(rows))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop the thread (waiting at most TIMEOUT seconds)."""
+        if not self._thread.is_alive():
+            return
+        self.queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                break
+            try:
+                self.history.write(*item)
+                now = time.time()
+                if now - self.last_roll >= ROLL_UP_EVERY:
+                    self.last_roll = now
+                    self.history.roll_up(now)
+            except Exception:
+                log.exception("history write failed; this batch is lost, the next is tried")
 
 
 def _round(value: float) -> float:

@@ -7,24 +7,15 @@ nodes; a new node past that evicts the longest-down node, or is turned away.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Literal
 
+from bramble.master.views import Change, NodeView, Rates, SampleView, Status
+from bramble.telemetry.metrics import values
 from bramble.telemetry.wire import Packet, Rejected, Sample
 
-UP, STALE, DOWN = "up", "stale", "down"
-
-
-class Change(NamedTuple):
-    """Something that happened to a node, for the event list and the event stream."""
-
-    ts: float
-    node: str
-    kind: str  # new, up, stale, down, rebooted
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """The change as JSON-ready data."""
-        return {"ts": self.ts, "node": self.node, "kind": self.kind, "message": self.message}
+UP: Literal["up"] = "up"
+STALE: Literal["stale"] = "stale"
+DOWN: Literal["down"] = "down"
 
 
 class NodeState:
@@ -60,26 +51,26 @@ class NodeState:
         self.signed = False
         self.sample: Sample | None = None
         self.rebooted_at: float | None = None
-        self.status = UP
+        self.status: Status = UP
         self.net_totals: tuple[int, int] | None = None
         self.net_rx = 0.0
         self.net_tx = 0.0
 
 
-def sample_dict(sample: Sample, ts: float) -> dict[str, Any]:
-    """A sample as the API shows it."""
-    return {
-        "cpufreq": sample.cpufreq,
-        "cputemp": sample.cputemp,
-        "cpuusage": sample.cpuusage,
-        "loadavg": list(sample.loadavg),
-        "meminfo": sample.meminfo,
-        "cores": list(sample.cores),
-        "disk": sample.disk,
-        "net": {k: list(v) for k, v in sample.net.items()},
-        "uptime": sample.uptime,
-        "ts": ts,
-    }
+def sample_view(sample: Sample, ts: float) -> SampleView:
+    """A sample as the API shows it, stamped with the sender's clock TS."""
+    return SampleView(
+        cpufreq=sample.cpufreq,
+        cputemp=sample.cputemp,
+        cpuusage=sample.cpuusage,
+        loadavg=sample.loadavg,
+        meminfo=sample.meminfo,
+        cores=list(sample.cores),
+        disk=sample.disk,
+        net=sample.net,
+        uptime=sample.uptime,
+        ts=ts,
+    )
 
 
 class NodeTable:
@@ -100,7 +91,7 @@ class NodeTable:
         self.nodes: dict[str, NodeState] = {}
         self.dirty: set[str] = set()
 
-    def status_at(self, node: NodeState, now: float) -> str:
+    def status_at(self, node: NodeState, now: float) -> Status:
         """UP, STALE or DOWN for NODE at NOW."""
         missed = (now - node.last_seen) / node.interval
         if missed > self.down_after:
@@ -131,7 +122,14 @@ class NodeTable:
         if state is None:
             state = self._admit(packet.node, now)
             state.boot, state.seq = packet.boot, packet.seq
-            changes.append(Change(now, packet.node, "new", f"{packet.node} joined ({address})"))
+            changes.append(
+                Change(
+                    ts=now,
+                    node=packet.node,
+                    kind="new",
+                    message=f"{packet.node} joined ({address})",
+                )
+            )
         elif packet.signed:
             if packet.boot == state.boot:
                 if packet.seq <= state.seq:
@@ -141,11 +139,17 @@ class NodeTable:
                 # real-time clock): the node restarted.
                 state.rebooted_at = now
                 state.net_totals = None
-                changes.append(Change(now, packet.node, "rebooted", f"{packet.node} rebooted"))
+                changes.append(
+                    Change(
+                        ts=now, node=packet.node, kind="rebooted", message=f"{packet.node} rebooted"
+                    )
+                )
             else:
                 raise Rejected("replay", f"boot {packet.boot} before {state.boot}")
         if state.status != UP:
-            changes.append(Change(now, packet.node, UP, f"{packet.node} is up again"))
+            changes.append(
+                Change(ts=now, node=packet.node, kind=UP, message=f"{packet.node} is up again")
+            )
             state.status = UP
         self._update(state, packet, now, address)
         return changes
@@ -193,7 +197,9 @@ class NodeTable:
             if status != state.status:
                 state.status = status
                 what = "stopped reporting" if status == STALE else "is down"
-                changes.append(Change(now, state.name, status, f"{state.name} {what}"))
+                changes.append(
+                    Change(ts=now, node=state.name, kind=status, message=f"{state.name} {what}")
+                )
                 self.dirty.add(state.name)
         return changes
 
@@ -203,13 +209,13 @@ class NodeTable:
         self.dirty.clear()
         return names
 
-    def view(self, name: str, now: float) -> dict[str, Any] | None:
-        """The API's NodeView of NAME, or None."""
+    def view(self, name: str, now: float) -> NodeView | None:
+        """The API's view of NAME, or None."""
         state = self.nodes.get(name)
         return None if state is None else self._view(state, now)
 
-    def views(self, now: float, names: list[str] | None = None) -> list[dict[str, Any]]:
-        """NodeViews of NAMES (default: all), sorted by name."""
+    def views(self, now: float, names: list[str] | None = None) -> list[NodeView]:
+        """Views of NAMES (default: all), sorted by name."""
         chosen = sorted(self.nodes) if names is None else names
         return [self._view(self.nodes[n], now) for n in chosen if n in self.nodes]
 
@@ -220,18 +226,19 @@ class NodeTable:
             out[self.status_at(state, now)] += 1
         return out
 
-    def _view(self, state: NodeState, now: float) -> dict[str, Any]:
-        return {
-            "name": state.name,
-            "address": state.address,
-            "status": self.status_at(state, now),
-            "first_seen": state.first_seen,
-            "last_seen": state.last_seen,
-            "boot": state.boot,
-            "seq": state.seq,
-            "rebooted_at": state.rebooted_at,
-            "interval": state.interval,
-            "signed": state.signed,
-            "sample": sample_dict(state.sample, state.last_ts) if state.sample else None,
-            "rates": {"net_rx": round(state.net_rx, 1), "net_tx": round(state.net_tx, 1)},
-        }
+    def _view(self, state: NodeState, now: float) -> NodeView:
+        return NodeView(
+            name=state.name,
+            address=state.address,
+            status=self.status_at(state, now),
+            first_seen=state.first_seen,
+            last_seen=state.last_seen,
+            boot=state.boot,
+            seq=state.seq,
+            rebooted_at=state.rebooted_at,
+            interval=state.interval,
+            signed=state.signed,
+            sample=sample_view(state.sample, state.last_ts) if state.sample else None,
+            rates=Rates(net_rx=round(state.net_rx, 1), net_tx=round(state.net_tx, 1)),
+            metrics=values(state.sample, state.net_rx, state.net_tx) if state.sample else {},
+        )

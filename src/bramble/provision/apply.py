@@ -1,7 +1,7 @@
 """Install the rendered files of one role: diff, back up, write atomically, reload.
 
 Planning (`plan_changes`, `services_for`) is pure; `apply_files` does the file work; only
-`apply_from_cli` prints and runs systemctl, and never when installing under another root.
+`apply_role` prints and runs systemctl, and never when installing under another root.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bramble.errors import BrambleError, MissingToolError
 from bramble.provision.render import USER_DATA, private
+
+if TYPE_CHECKING:
+    from bramble.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,7 @@ class Change:
 
 def role_files(rendered: Mapping[str, str], role: str) -> dict[str, str]:
     """The files of ROLE, keyed by path under the root (`etc/...`); user-data is not one."""
-    if role not in ROLES:
-        raise BrambleError(f"unknown role '{role}': use --role master or --role node")
+    check_role(role)
     prefix = role + "/"
     return {
         k[len(prefix) :]: v for k, v in rendered.items() if k.startswith(prefix) and k != USER_DATA
@@ -191,19 +194,23 @@ def _run(commands: list[list[str]]) -> None:
             print(f"    failed ({result.returncode}): {result.stderr.strip()}", file=sys.stderr)
 
 
-def apply_from_cli(
-    spec_path: Path | None, *, role: str, root: Path | None, dry_run: bool
-) -> list[Change]:
-    """`bramble apply`: render ROLE's files, show the diff, install them and reload services.
-
-    The spec is validated before anything is read or written under the root, so a bad spec
-    changes nothing. Services are touched only when installing into the real root.
-    """
-    from bramble.provision.render import load_inputs
-
+def check_role(role: str) -> None:
+    """BrambleError unless ROLE is master or node."""
     if role not in ROLES:
         raise BrambleError(f"unknown role '{role}': use --role master or --role node")
-    files = role_files(load_inputs(spec_path).render(), role)
+
+
+def apply_role(cluster: Cluster, *, role: str, root: Path | None, dry_run: bool) -> list[Change]:
+    """`bramble apply`: render ROLE's files, show the diff, install them and reload services.
+
+    The cluster's spec was validated when it was loaded, before anything is read or written
+    under the root, so a bad spec changes nothing. Services are touched only when installing
+    into the real root.
+    """
+    from bramble.provision.render import render_cluster
+
+    check_role(role)
+    files = role_files(render_cluster(cluster), role)
     target_root = root if root is not None else Path("/")
     changes = plan_changes(files, read_installed(target_root, files))
     if not changes:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tomlkit
 
+from bramble.errors import BrambleError
 from bramble.provision.apply import write_atomic
-from bramble.spec import Spec, find_spec_path, load_spec, parse_spec
+from bramble.spec import Spec, parse_spec
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from bramble.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +25,8 @@ _NODES = re.compile(r"^\s*\[\[\s*nodes\s*\]\]")
 _KEY = re.compile(r"^\s*[A-Za-z0-9_\-\"']+\s*=")
 
 
-def add_node_text(text: str, name: str, mac: str, address: str | None, file: str) -> str:
-    """The spec TEXT with a new `[[nodes]]` table; validated (SpecError) before it is returned.
+def with_node(text: str, name: str, mac: str, address: str | None, file: str) -> tuple[str, Spec]:
+    """The spec TEXT with a new `[[nodes]]` table, and the spec it makes (SpecError if invalid).
 
     The table goes right after the last node's keys, so every comment stays where it was
     (tomlkit alone would append it after the comments that precede the next table).
@@ -44,19 +50,17 @@ def add_node_text(text: str, name: str, mac: str, address: str | None, file: str
                 end = i
         lines.insert(end + 1, "\n" + block)
         new_text = "".join(lines)
-    parse_spec(new_text, file)
-    return new_text
+    return new_text, parse_spec(new_text, file)
 
 
-def add_node(spec_path: Path | None, name: str, mac: str, address: str | None) -> Spec:
-    """Add a node to the spec file, validating the result before writing it atomically."""
-    path = find_spec_path(spec_path)
-    load_spec(path)
-    text = path.read_text("utf-8")
-    new_text = add_node_text(text, name, mac, address, str(path))
+def add_node(cluster: Cluster, name: str, mac: str, address: str | None) -> Spec:
+    """Add a node to the cluster's spec file, validating the result before writing it atomically."""
+    path, text = cluster.path, cluster.text
+    if path is None or text is None:
+        raise BrambleError("this spec was not read from a file: nowhere to add the node")
+    new_text, spec = with_node(text, name, mac, address, str(path))
     mode = path.stat().st_mode & 0o7777
     write_atomic(path, new_text, mode)
-    spec = load_spec(path)
     node = spec.node(name)
     where = str(node.address) if node and node.address else "a dynamic lease"
     print(f"added {name} ({node.mac if node else mac}, {where}) to {path}")
@@ -64,14 +68,12 @@ def add_node(spec_path: Path | None, name: str, mac: str, address: str | None) -
     return spec
 
 
-def list_nodes(spec_path: Path | None) -> None:
-    """Print the spec's nodes as a table: name, MAC, address (or dynamic), FQDN."""
-    from rich.console import Console
+def nodes_table(cluster: Cluster) -> Table:
+    """The spec's nodes as a table: name, MAC, address (or dynamic), FQDN."""
     from rich.table import Table
 
-    path = find_spec_path(spec_path)
-    spec = load_spec(path)
-    table = Table(title=f"{len(spec.nodes)} nodes in {path}")
+    spec = cluster.spec
+    table = Table(title=f"{len(spec.nodes)} nodes in {cluster.path}")
     for column in ("name", "MAC", "address", "FQDN"):
         table.add_column(column)
     for node in spec.nodes:
@@ -81,4 +83,4 @@ def list_nodes(spec_path: Path | None) -> None:
             str(node.address) if node.address else "dynamic",
             spec.fqdn(node.name),
         )
-    Console().print(table)
+    return table

@@ -12,12 +12,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import tomlkit
 
 from bramble.spec import Secrets, ShareSpec, Spec
+
+if TYPE_CHECKING:
+    from bramble.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,6 @@ HEADER = "Rendered by bramble from bramble.toml: edit the spec, not this file."
 BRAMBLE = "/opt/bramble/bin/bramble"
 ETC = "/etc/bramble"
 SPEC_FILE = f"{ETC}/bramble.toml"
-SECRETS_FILE = f"{ETC}/bramble.secrets.toml"
 TLS_DIR = f"{ETC}/tls"
 NFT_FILE = "/etc/nftables.d/bramble.nft"
 USER_DATA = "node/user-data"
@@ -254,9 +256,8 @@ def render(
     return out
 
 
-def read_tls(spec_path: Path) -> dict[str, str]:
-    """The TLS files beside the spec at SPEC_PATH (`tls/`), those that exist."""
-    directory = spec_path.parent / "tls"
+def read_tls(directory: Path) -> dict[str, str]:
+    """The TLS files (`ca.pem`, `worker.pem`, ...) in DIRECTORY, those that exist."""
     found: dict[str, str] = {}
     for name in sorted({*MASTER_TLS, *NODE_TLS}):
         path = directory / name
@@ -265,44 +266,18 @@ def read_tls(spec_path: Path) -> dict[str, str]:
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class Inputs:
-    """What rendering reads from disk: the spec (validated), its text, secrets and TLS."""
-
-    path: Path
-    spec: Spec
-    text: str
-    secrets: Secrets | None
-    tls: dict[str, str]
-
-    def render(self) -> dict[str, str]:
-        """Render these inputs."""
-        return render(self.spec, self.secrets, self.tls, spec_text=self.text)
+def render_cluster(cluster: Cluster) -> dict[str, str]:
+    """Every rendered file of CLUSTER: its spec text as is, its secrets and TLS files if any."""
+    tls = read_tls(cluster.tls.directory) if cluster.path is not None else {}
+    return render(cluster.spec, cluster.secrets_if_present(), tls, spec_text=cluster.text)
 
 
-def load_inputs(spec_path: Path | None) -> Inputs:
-    """Find and validate the spec, and read its secrets and TLS files when present."""
-    from bramble.errors import SpecError
-    from bramble.spec import find_spec_path, load_secrets, parse_spec, secrets_path
-
-    path = find_spec_path(spec_path)
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read: {exc}", file=str(path), fix="check the file") from None
-    spec = parse_spec(text, str(path)).model_copy(update={"source": path})
-    secrets = load_secrets(path) if secrets_path(path).exists() else None
-    return Inputs(path, spec, text, secrets, read_tls(path))
-
-
-def render_to_dir(spec_path: Path | None, out: Path) -> dict[str, str]:
-    """Render the spec's trees into OUT/master and OUT/node, printing progress and a summary."""
+def render_to_dir(cluster: Cluster, out: Path) -> dict[str, str]:
+    """Render the cluster's trees into OUT/master and OUT/node, printing progress and a summary."""
     from rich.console import Console
 
     console = Console(highlight=False)
-    inputs = load_inputs(spec_path)
-    path, secrets = inputs.path, inputs.secrets
-    files = inputs.render()
+    files = render_cluster(cluster)
     for rel, text in files.items():
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -311,9 +286,11 @@ def render_to_dir(spec_path: Path | None, out: Path) -> dict[str, str]:
         console.print(f"  wrote {target}")
     masters = sum(1 for k in files if k.startswith("master/"))
     nodes = len(files) - masters
-    extra = "" if secrets else " (no secrets file beside the spec: none rendered)"
+    extra = (
+        "" if cluster.secrets_if_present() else " (no secrets file beside the spec: none rendered)"
+    )
     console.print(
-        f"rendered {len(files)} files from {path}: {masters} in {out / 'master'}, "
+        f"rendered {len(files)} files from {cluster.path}: {masters} in {out / 'master'}, "
         f"{nodes} in {out / 'node'} (flash {out / USER_DATA} as a node image's user-data)" + extra
     )
     log.info("rendered %d files into %s", len(files), out)

@@ -8,16 +8,20 @@
 
 from bramble.spec.load import (
     SpecErrors,
-    address_in,
     find_spec_path,
     load_secrets,
     load_spec,
     parse_secrets,
     parse_spec,
+    read_spec_text,
     secrets_mode_ok,
     secrets_path,
 )
 from bramble.spec.models import (
+    MAX_HOST,
+    MAX_INTERVAL,
+    MAX_TELEMETRY_KEY,
+    MAX_UNICAST,
     SECRETS_NAME,
     SPEC_NAME,
     SYSTEM_SPEC,
@@ -34,6 +38,10 @@ from bramble.spec.models import (
 )
 
 __all__ = [
+    "MAX_HOST",
+    "MAX_INTERVAL",
+    "MAX_TELEMETRY_KEY",
+    "MAX_UNICAST",
     "SECRETS_NAME",
     "SPEC_NAME",
     "SYSTEM_SPEC",
@@ -48,12 +56,12 @@ __all__ = [
     "Spec",
     "SpecErrors",
     "TelemetrySpec",
-    "address_in",
     "find_spec_path",
     "load_secrets",
     "load_spec",
     "parse_secrets",
     "parse_spec",
+    "read_spec_text",
     "secrets_mode_ok",
     "secrets_path",
 ]

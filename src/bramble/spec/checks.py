@@ -28,7 +28,7 @@ def pydantic_problems(error: ValidationError) -> Iterator[Problem]:
         key = key_path(loc)
         if item["type"] == "extra_forbidden":
             parent = model_at(loc[:-1])
-            allowed = sorted(k for k in parent.model_fields if k != "source") if parent else []
+            allowed = sorted(parent.model_fields) if parent else []
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             fix = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
             yield Problem(key, "unknown key", fix)

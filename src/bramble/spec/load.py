@@ -6,7 +6,6 @@ Loading never lets a pydantic or TOML error reach the user: every problem become
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -18,7 +17,14 @@ from pydantic import ValidationError
 from bramble.errors import SpecError
 from bramble.spec.checks import Problem, pydantic_problems, semantic_problems
 from bramble.spec.locate import key_lines, line_of
-from bramble.spec.models import SECRETS_NAME, SPEC_NAME, SYSTEM_SPEC, Secrets, Spec
+from bramble.spec.models import (
+    MAX_TELEMETRY_KEY,
+    SECRETS_NAME,
+    SPEC_NAME,
+    SYSTEM_SPEC,
+    Secrets,
+    Spec,
+)
 
 
 def parse_spec(text: str, file: str = SPEC_NAME) -> Spec:
@@ -97,8 +103,8 @@ def find_spec_path(explicit: Path | None = None) -> Path:
     )
 
 
-def load_spec(path: Path) -> Spec:
-    """Read and validate the spec at PATH."""
+def read_spec_text(path: Path) -> str:
+    """The text of the spec file at PATH; SpecError saying why it cannot be read."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -106,11 +112,14 @@ def load_spec(path: Path) -> Spec:
             f"cannot read: {exc.strerror}", file=str(path), fix="check the path"
         ) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError("not UTF-8 text", file=str(path), fix="save the file as UTF-8") from None
-    spec = parse_spec(text, str(path))
-    return spec.model_copy(update={"source": path})
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and validate the spec at PATH."""
+    return parse_spec(read_spec_text(path), str(path))
 
 
 def secrets_path(spec_path: Path) -> Path:
@@ -143,8 +152,13 @@ def parse_secrets(text: str, file: str = SECRETS_NAME) -> Secrets:
         key = bytes.fromhex(key_hex) if isinstance(key_hex, str) else b""
     except ValueError:
         key = b""
-    if len(key) < 16:
-        raise SpecError("must be at least 32 hex digits", file=file, key="telemetry.key", fix=fix)
+    if not 16 <= len(key) <= MAX_TELEMETRY_KEY:
+        raise SpecError(
+            f"must be 32 to {2 * MAX_TELEMETRY_KEY} hex digits",
+            file=file,
+            key="telemetry.key",
+            fix=fix,
+        )
     if not isinstance(token, str) or len(token) < 16:
         raise SpecError(
             "must be a string of at least 16 characters", file=file, key="admin.token", fix=fix
@@ -171,12 +185,4 @@ def secrets_mode_ok(spec_path: Path) -> bool:
     try:
         return os.stat(secrets_path(spec_path)).st_mode & 0o077 == 0
     except OSError:
-        return False
-
-
-def address_in(spec: Spec, text: str) -> bool:
-    """Whether TEXT is an IPv4 address inside the spec's subnet."""
-    try:
-        return ipaddress.IPv4Address(text) in spec.network.subnet
-    except ValueError:
         return False

@@ -19,6 +19,12 @@ SPEC_NAME = "bramble.toml"
 SECRETS_NAME = "bramble.secrets.toml"
 SYSTEM_SPEC = Path("/etc/bramble") / SPEC_NAME
 
+# Limits the compiled agent (telemetry/agent.c) shares: the spec refuses what it cannot take.
+MAX_UNICAST = 16  # unicast targets
+MAX_HOST = 253  # characters of a unicast target's host: a DNS name's longest
+MAX_INTERVAL = 3600  # seconds between heartbeats
+MAX_TELEMETRY_KEY = 1024  # bytes of the telemetry key
+
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DURATION_RE = re.compile(r"^(infinite|\d{1,9}[smhdw]?)$")
@@ -31,6 +37,7 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9._@+=/-]*$")
 SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root",
                 "/run", "/sbin", "/sys", "/usr")  # fmt: skip
 SYSTEM_DIRS = ("/", "/home", "/mnt", "/media", "/opt", "/srv", "/tmp", "/var")
+_HOST_RE = re.compile(rf"^[A-Za-z0-9._-]{{1,{MAX_HOST}}}$")
 
 
 class _Model(BaseModel):
@@ -160,8 +167,8 @@ class TelemetrySpec(_Model):
 
     group: IPv4Address = IPv4Address("224.0.0.251")
     port: int = Field(default=6000, ge=1, le=65535)
-    interval: float = Field(default=1.0, le=3600)
-    unicast: list[str] = Field(default_factory=list, max_length=64)
+    interval: float = 1.0
+    unicast: list[str] = Field(default_factory=list)
     interface: str = ""
     ttl: int = Field(default=1, ge=1, le=255)
     allow_unsigned: bool = False
@@ -174,9 +181,10 @@ class TelemetrySpec(_Model):
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: float) -> float:
-        if value < 0.01:
+        if not 0.01 <= value <= MAX_INTERVAL:
             raise ValueError(
-                "must be more than 0 seconds, at least 0.01 (the original sends every 1 s)"
+                f"must be more than 0 (at least 0.01) and at most {MAX_INTERVAL} seconds "
+                "(the original sends every 1 s)"
             )
         return value
 
@@ -190,11 +198,20 @@ class TelemetrySpec(_Model):
     @field_validator("unicast")
     @classmethod
     def _unicast(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_UNICAST:
+            raise ValueError(
+                f"{len(value)} targets; at most {MAX_UNICAST} targets (each datagram is sent "
+                "to each one): send to the master, or use the multicast group"
+            )
         for target in value:
             host, _, port = target.rpartition(":") if ":" in target else (target, "", "")
-            bad_port = port and not (port.isdigit() and 0 < int(port) < 65536)
-            if not _is_host(host) or bad_port:
-                raise ValueError(f"{target!r} is not 'host' or 'host:port'")
+            if not _HOST_RE.match(host) or (
+                port and not (port.isdigit() and 0 < int(port) < 65536)
+            ):
+                raise ValueError(
+                    f"'{target[:80]}' is not 'host' or 'host:port' (a host name or IPv4 "
+                    f"address of at most {MAX_HOST} characters, a port from 1 to 65535)"
+                )
         return value
 
     @field_validator("interface")
@@ -270,7 +287,6 @@ class Spec(_Model):
     dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
     history: HistorySpec = Field(default_factory=HistorySpec)
     jobs: JobsSpec = Field(default_factory=JobsSpec)
-    source: Path | None = Field(default=None, exclude=True)
 
     @property
     def dashboard_bind(self) -> str:
@@ -310,15 +326,6 @@ def check_path(value: str) -> str:
     if normal != path or "/../" in path + "/":
         raise ValueError(f"{value!r} is not a plain path: write it as {normal}")
     return path
-
-
-def _is_host(host: str) -> bool:
-    try:
-        ip_address(host)
-    except ValueError:
-        labels = host.lower().rstrip(".").split(".")
-        return bool(host) and all(_LABEL_RE.match(label) for label in labels)
-    return True
 
 
 def check_label(value: str) -> str:

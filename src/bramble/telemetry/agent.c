@@ -10,8 +10,19 @@
  *
  * Per interval: one sigwait, a pread of each kept-open /proc and /sys file, the JSON built
  * in one buffer, HMAC-SHA256 from precomputed pads, one sendto per destination.
+ *
+ * Numbers are kept in 64 bits on every board, 32-bit ARM included, and what does not fit
+ * is refused on purpose, as the Python agent refuses it (see the parsers). Every text is
+ * written by bounded writers that check their room. `--selftest` checks SHA-256 and
+ * HMAC-SHA256 against the published vectors.
  */
 #define _GNU_SOURCE
+/* 64-bit file sizes and clocks where long is 32 bits (armhf): statvfs of a large disk, and
+   the wall clock past 2038 (with glibc 2.34 and later; older ones keep a 32-bit time_t). */
+#define _FILE_OFFSET_BITS 64
+#ifndef _TIME_BITS
+#define _TIME_BITS 64
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,14 +41,21 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Limits. wire.py and spec.py hold the same numbers (a test compares them): the spec
+   refuses what this program cannot take. */
 #define MAX_DATAGRAM 1400
-#define MAX_CORES 128
-#define MAX_IFACES 8
-#define MAX_NAME 63
-#define MAX_KEY_ID 32
-#define MAX_TARGETS 16
-#define MAX_CPU_LINES 1025
-#define MAX_NET 1024
+#define MAX_CORES 128   /* per-core figures sent; more cores are counted, not kept */
+#define MAX_IFACES 8    /* interfaces sent: the busiest, when there are more */
+#define MAX_NAME 63     /* characters of the node name */
+#define MAX_KEY_ID 32   /* characters of the key id */
+#define MAX_KEY 1024    /* bytes of the telemetry key */
+#define MAX_TARGETS 16  /* --unicast targets */
+#define MAX_HOST 255    /* bytes of a target's host name */
+#define MAX_INTERVAL 3600 /* seconds */
+#define MAX_COUNT (1LL << 62) /* --count and --seq: seq + count cannot overflow */
+#define FILE_LIMIT (16u << 20) /* bytes read of one /proc file: a /proc/net/dev of 100,000 interfaces */
+#define EXACT ((uint64_t)1 << 53) /* jiffies of a cpu line: beyond, busy fractions are inexact */
+#define TOP ((uint64_t)INT64_MAX) /* the largest count kept where the Python agent keeps any int */
 #define DISK_EVERY 10
 #define SIG_SCHEME "hmac-sha256"
 
@@ -49,6 +67,7 @@ static const char *MEMINFO_NAMES[] = {"MemTotal:", "MemFree:",   "MemAvailable:"
                                       "Cached:",   "SwapTotal:", "SwapFree:"};
 #define N_MEMINFO 7
 
+static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *format, ...) {
     char line[1400];
     va_list args;
@@ -62,10 +81,14 @@ static void say(const char *format, ...) {
     (void)ignored;
 }
 
-static void fail(const char *format, const char *detail) {
+static void fail(const char *format, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fail(const char *format, ...) {
     char message[1200];
-    snprintf(message, sizeof message, format, detail);
-    say("bramble agent: error: %s", message);
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    say("bramble agent: error: %s", n < 0 ? format : message);
     exit(2);
 }
 
@@ -268,12 +291,75 @@ static void put_num(out_t *o, double x, int places) {
 }
 
 /* The characters JSON writes as a backslash and one letter, and those letters. */
+/* ---- UTF-8 and JSON strings ---- */
+
+/* The length of the UTF-8 character at S (N bytes left) and its code point in *CODE; 0 when
+   the bytes there are not UTF-8 (overlong forms and surrogates included, as Python's
+   decoder refuses them). */
+static size_t utf8(const unsigned char *s, size_t n, uint32_t *code) {
+    unsigned c = s[0];
+    size_t len;
+    if (c < 0x80) {
+        *code = c;
+        return 1;
+    } else if ((c & 0xe0) == 0xc0) {
+        *code = c & 0x1f;
+        len = 2;
+    } else if ((c & 0xf0) == 0xe0) {
+        *code = c & 0x0f;
+        len = 3;
+    } else if ((c & 0xf8) == 0xf0) {
+        *code = c & 0x07;
+        len = 4;
+    } else {
+        return 0;
+    }
+    if (len > n) return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xc0) != 0x80) return 0;
+        *code = *code << 6 | (s[k] & 0x3fu);
+    }
+    uint32_t x = *code;
+    if ((len == 2 && x < 0x80) || (len == 3 && x < 0x800) ||
+        (len == 4 && (x < 0x10000 || x > 0x10ffff)) || (x >= 0xd800 && x < 0xe000))
+        return 0;
+    return len;
+}
+
+/* The number of characters of S (N bytes), or -1 when it is not UTF-8 or holds a control
+   character. (Python's isprintable refuses more; the Python agent checks names first.) */
+static long characters(const unsigned char *s, size_t n) {
+    long count = 0;
+    for (size_t i = 0, len; i < n; i += len, count++) {
+        uint32_t code;
+        len = utf8(s + i, n - i, &code);
+        if (!len || code < 0x20 || (code >= 0x7f && code < 0xa0)) return -1;
+    }
+    return count;
+}
+
+static int is_utf8(const unsigned char *s, size_t n) {
+    uint32_t code;
+    size_t i = 0;
+    while (i < n && s[i] < 0x80) i++; /* ASCII: the common case */
+    for (size_t len; i < n; i += len)
+        if (!(len = utf8(s + i, n - i, &code))) return 0;
+    return 1;
+}
+
+/* The characters JSON writes as a backslash and one letter, and those letters. */
 static const char ESCAPED[] = "\"\\\n\r\t\b\f", ESCAPES[] = "\"\\nrtbf";
+
+static void put_hex4(out_t *o, uint32_t code) {
+    char text[6] = {'\\', 'u', "0123456789abcdef"[code >> 12 & 15],
+                    "0123456789abcdef"[code >> 8 & 15], "0123456789abcdef"[code >> 4 & 15],
+                    "0123456789abcdef"[code & 15]};
+    put(o, text, sizeof text);
+}
 
 /* A JSON string of UTF-8 bytes with everything outside printable ASCII escaped, as Python's
    json.dumps(ensure_ascii=True) does; 0 if the bytes are not UTF-8. */
 static int put_quoted(out_t *o, const unsigned char *s, size_t n) {
-    char esc[16];
     size_t plain = 0;
     while (plain < n && s[plain] >= 0x20 && s[plain] < 0x7f && s[plain] != '"' && s[plain] != '\\')
         plain++;
@@ -283,46 +369,20 @@ static int put_quoted(out_t *o, const unsigned char *s, size_t n) {
         put(o, "\"", 1);
         return 1;
     }
+    if (!is_utf8(s, n)) return 0;
     put(o, "\"", 1);
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
+    for (size_t i = 0, len; i < n; i += len) {
         uint32_t code;
-        size_t len;
-        if (c < 0x80) {
-            code = c;
-            len = 1;
-        } else if ((c & 0xe0) == 0xc0) {
-            code = c & 0x1f;
-            len = 2;
-        } else if ((c & 0xf0) == 0xe0) {
-            code = c & 0x0f;
-            len = 3;
-        } else if ((c & 0xf8) == 0xf0) {
-            code = c & 0x07;
-            len = 4;
-        } else {
-            return 0;
-        }
-        if (i + len > n) return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return 0;
-            code = code << 6 | (s[i + k] & 0x3f);
-        }
-        if ((len == 2 && code < 0x80) || (len == 3 && code < 0x800) ||
-            (len == 4 && (code < 0x10000 || code > 0x10ffff)) || (code >= 0xd800 && code < 0xe000))
-            return 0;
-        i += len;
+        len = utf8(s + i, n - i, &code);
         const char *short_escape = code && code < 0x80 ? strchr(ESCAPED, (int)code) : NULL;
         if (short_escape) {
             char pair[2] = {'\\', ESCAPES[short_escape - ESCAPED]};
             put(o, pair, 2);
         } else if (code < 0x20 || (code >= 0x7f && code < 0x10000)) {
-            put(o, esc, (size_t)snprintf(esc, sizeof esc, "\\u%04x", code));
+            put_hex4(o, code);
         } else if (code >= 0x10000) {
-            code -= 0x10000;
-            put(o, esc,
-                (size_t)snprintf(esc, sizeof esc, "\\u%04x\\u%04x", 0xd800 | (code >> 10),
-                                 0xdc00 | (code & 0x3ff)));
+            put_hex4(o, 0xd800 | (code - 0x10000) >> 10);
+            put_hex4(o, 0xdc00 | (code & 0x3ff));
         } else {
             char ch = (char)code;
             put(o, &ch, 1);
@@ -332,25 +392,206 @@ static int put_quoted(out_t *o, const unsigned char *s, size_t n) {
     return 1;
 }
 
+/* ---- numbers in text, as Python's int() and float() read them ---- */
+
+/* Python's whitespace for bytes: space, and \t \n \v \f \r (9 to 13). */
+static int space(char c) { return c == ' ' || (unsigned char)(c - '\t') < 5; }
+
+/* VALUE * 10 + DIGIT into *VALUE; 0 (and *VALUE unchanged) when it would pass 2^64 - 1. */
+static int push_digit(uint64_t *value, unsigned digit) {
+    /* UINT64_MAX is 1844674407370955161 * 10 + 5; no division, which 32-bit ARM does slowly */
+    if (*value > 1844674407370955161u || (*value == 1844674407370955161u && digit > 5)) return 0;
+    *value = *value * 10 + digit;
+    return 1;
+}
+
+/* The decimal digits at *P, moving *P past them. Past 2^64 - 1 the value stays there and
+   *OVER is set: every reader refuses such a number rather than let it wrap. */
+static uint64_t digits(const char **p, int *over) {
+    uint64_t value = 0;
+    for (; **p >= '0' && **p <= '9'; (*p)++) {
+        if (!push_digit(&value, (unsigned)(**p - '0'))) {
+            value = UINT64_MAX;
+            *over = 1;
+        }
+    }
+    return value;
+}
+
+/* The integer Python's int() reads in S..END: whitespace around it, a sign, digits with
+   single underscores between them. Its magnitude, its sign in *NEGATIVE; 0 in *OK when the
+   text is anything else or the magnitude passes 2^64 - 1. */
+static uint64_t parse_integer(const char *s, const char *end, int *negative, int *ok) {
+    while (s < end && space(*s)) s++;
+    while (end > s && space(end[-1])) end--;
+    *negative = s < end && *s == '-';
+    if (s < end && (*s == '-' || *s == '+')) s++;
+    uint64_t value = 0;
+    int n = 0, over = 0;
+    for (; s < end; s++) {
+        if (*s >= '0' && *s <= '9') {
+            over |= !push_digit(&value, (unsigned)(*s - '0'));
+            n++;
+        } else if (!(*s == '_' && n && s + 1 < end && s[1] >= '0' && s[1] <= '9')) {
+            break;
+        }
+    }
+    *ok = n > 0 && s == end && !over;
+    return *ok ? value : 0;
+}
+
+/* A signed integer in S..END (as parse_integer); 0 in *OK beyond +-(2^63 - 1). */
+static int64_t parse_int(const char *s, const char *end, int *ok) {
+    int negative;
+    uint64_t value = parse_integer(s, end, &negative, ok);
+    if (!*ok || value > TOP) return *ok = 0;
+    return negative ? -(int64_t)value : (int64_t)value;
+}
+
+/* A count 0 .. 2^64 - 1 in S..END (as parse_integer); 0 in *OK for anything else. */
+static uint64_t parse_count(const char *s, const char *end, int *ok) {
+    int negative;
+    uint64_t value = parse_integer(s, end, &negative, ok);
+    if (negative && value) *ok = 0;
+    return *ok ? value : 0;
+}
+
+/* Digits with single underscores between them, from *P into TEXT at *N; how many digits. */
+static int copy_digits(const char **p, const char *end, char *text, size_t *n) {
+    int count = 0;
+    for (; *p < end; (*p)++) {
+        if (**p >= '0' && **p <= '9') {
+            text[(*n)++] = **p;
+            count++;
+        } else if (!(**p == '_' && count && *p + 1 < end && (*p)[1] >= '0' && (*p)[1] <= '9')) {
+            break;
+        }
+    }
+    return count;
+}
+
+/* The finite number Python's float() reads in S..END, in decimal: whitespace around it, a
+   sign, digits and a point, an exponent, underscores between digits. 0 in *OK for anything
+   else, and for what is not a finite double (nan, inf, 1e400): both agents take such a
+   reading as unreadable. */
+static double parse_float(const char *s, const char *end, int *ok) {
+    static const double EXACT_POWERS[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                          1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    char text[160];
+    size_t n = 0;
+    while (s < end && space(*s)) s++;
+    while (end > s && space(end[-1])) end--;
+    /* The kernel's form, digits and a point, 15 digits at most: the digits as a whole number
+       and a power of ten are exact doubles, so their quotient is the correctly rounded value
+       strtod (and Python) would give, without strtod's cost (Clinger's fast path). */
+    uint64_t whole_number = 0;
+    int count = 0, places = -1;
+    const char *q = s;
+    for (; q < end && count <= 15; q++) {
+        if (*q >= '0' && *q <= '9') {
+            whole_number = whole_number * 10 + (unsigned)(*q - '0');
+            count++;
+            places += places >= 0;
+        } else if (*q == '.' && places < 0) {
+            places = 0;
+        } else {
+            break;
+        }
+    }
+    if (q == end && count && count <= 15) {
+        *ok = 1;
+        return (double)whole_number / EXACT_POWERS[places < 0 ? 0 : places];
+    }
+    *ok = 0;
+    /* Only a word's own characters are copied: one that fits leaves room for the NUL. (The
+       agent reads 128 bytes of the files it reads decimals from.) */
+    if ((size_t)(end - s) >= sizeof text) return 0.0;
+    if (s < end && (*s == '-' || *s == '+')) text[n++] = *s++;
+    int whole = copy_digits(&s, end, text, &n), fraction = 0;
+    if (s < end && *s == '.') {
+        text[n++] = *s++;
+        fraction = copy_digits(&s, end, text, &n);
+    }
+    if (whole + fraction == 0) return 0.0;
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        text[n++] = *s++;
+        if (s < end && (*s == '-' || *s == '+')) text[n++] = *s++;
+        if (!copy_digits(&s, end, text, &n)) return 0.0;
+    }
+    if (s != end) return 0.0;
+    text[n] = 0;
+    char *stop;
+    double value = strtod(text, &stop);
+    *ok = stop == text + n && isfinite(value);
+    return *ok ? value : 0.0;
+}
+
+/* ---- reading files ---- */
+
+typedef struct {
+    char *text; /* the file's bytes, NUL-terminated */
+    size_t room; /* what text can hold, the NUL included */
+    int heap;
+} buffer_t;
+
+static char text_space[1 << 16], net_space[1 << 16];
+static buffer_t file_text = {text_space, sizeof text_space, 0};
+static buffer_t net_text = {net_space, sizeof net_space, 0};
+
+static int grow(buffer_t *b) {
+    if (b->room >= FILE_LIMIT) return 0;
+    char *bigger = b->heap ? realloc(b->text, 2 * b->room) : malloc(2 * b->room);
+    if (!bigger) return 0;
+    if (!b->heap) memcpy(bigger, b->text, b->room);
+    b->text = bigger;
+    b->room *= 2;
+    b->heap = 1;
+    return 1;
+}
+
+/* FD's bytes from the start, at most LIMIT of them, NUL-terminated in B (which grows as
+   needed, up to FILE_LIMIT); how many. An unreadable file reads as empty. A short read is the
+   end, as for the Python agent: /proc files fill what is asked while they have more. */
+static size_t read_file(buffer_t *b, int fd, size_t limit) {
+    size_t n = 0;
+    while (fd != -1) {
+        size_t want = b->room - 1 - n;
+        if (want > limit - n) want = limit - n;
+        ssize_t got = pread(fd, b->text + n, want, (off_t)n);
+        if (got <= 0) break;
+        n += (size_t)got;
+        if ((size_t)got < want || n == limit || (n == b->room - 1 && !grow(b))) break;
+    }
+    b->text[n] = 0;
+    return n;
+}
+
+static int open_or(const char *path, int missing) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd != -1) return fd;
+    return missing == -2 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : missing;
+}
+
 /* ---- sampling ---- */
 
 typedef struct {
-    char name[16];
-    unsigned long long rx, tx;
+    const char *name; /* in net_text, until the next sample */
+    size_t len;
+    uint64_t rx, tx;
 } iface_t;
 
 typedef struct {
-    long long cpufreq;
+    int64_t cpufreq;
     double cputemp, cpuusage, load[3], uptime;
     int n_meminfo;
     const char *meminfo_key[N_MEMINFO];
-    long long meminfo[N_MEMINFO];
+    int64_t meminfo[N_MEMINFO];
     int n_cores;
-    double cores[MAX_CPU_LINES];
+    double cores[MAX_CORES];
     int has_disk;
-    unsigned long long disk[3];
+    uint64_t disk[3];
     int n_net;
-    iface_t net[MAX_NET];
+    iface_t net[MAX_IFACES]; /* in the file's order, or the busiest first when there are more */
 } sample_t;
 
 static struct {
@@ -359,72 +600,33 @@ static struct {
     size_t meminfo_size;
     long long samples;
     int n_last;
-    long long last[2 * MAX_CPU_LINES];
+    uint64_t last[2 * (MAX_CORES + 1)];
 } sampler;
 
-static char filebuf[1 << 18];
-
-static int open_or(const char *path, int missing) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd != -1) return fd;
-    return missing == -2 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : missing;
-}
-
-/* The file's bytes (at most SIZE), NUL-terminated in filebuf; empty when unreadable. */
-static size_t read_fd(int fd, size_t size) {
-    if (size > sizeof filebuf - 1) size = sizeof filebuf - 1;
-    ssize_t n = fd == -1 ? -1 : pread(fd, filebuf, size, 0);
-    if (n < 0) n = 0;
-    filebuf[n] = 0;
-    return (size_t)n;
-}
-
-/* An integer as Python's int(bytes) reads it: optional whitespace and sign, digits (and
-   single underscores between them), optional whitespace; 0 in *ok when it is anything else. */
-static long long parse_int(const char *s, int *ok) {
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v') s++;
-    int negative = *s == '-';
-    if (*s == '-' || *s == '+') s++;
-    long long value = 0;
-    int digits = 0;
-    while ((*s >= '0' && *s <= '9') || (*s == '_' && digits && s[1] >= '0' && s[1] <= '9')) {
-        if (*s != '_') {
-            value = value * 10 + (*s - '0');
-            digits++;
-        }
-        s++;
-    }
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v') s++;
-    *ok = digits > 0 && *s == 0;
-    return negative ? -value : value;
-}
-
-/* The decimal number at *P (at least one digit there), moving *P past it. */
-static unsigned long long digits(char **p) {
-    unsigned long long value = 0;
-    for (; **p >= '0' && **p <= '9'; (*p)++) value = value * 10 + (unsigned long long)(**p - '0');
-    return value;
-}
-
-/* Total and idle jiffies of each cpu line of /proc/stat, into OUT; the number of lines. */
-static int parse_stat(char *text, long long *out) {
+/* How many cpu lines /proc/stat has (the machine's, then one per core); the total and idle
+   jiffies of the first MAX_CORES + 1 into OUT. 0 when they are not what we know: a line of
+   fewer than 4 numbers, or of 2^53 jiffies or more (beyond, the busy fraction of two totals
+   is no longer exact; the Python agent refuses the same). */
+static int parse_stat(const char *text, uint64_t *out) {
     int lines = 0;
-    for (char *line = text; strncmp(line, "cpu", 3) == 0 && lines < MAX_CPU_LINES; lines++) {
-        char *p = line + 3;
+    for (const char *line = text; strncmp(line, "cpu", 3) == 0; lines++) {
+        const char *p = line + 3;
         while (*p && *p != ' ') p++;
-        long long field[8];
-        int n = 0;
+        uint64_t field[8], total = 0;
+        int n = 0, over = 0;
         while (n < 8) {
             while (*p == ' ') p++;
             if (*p < '0' || *p > '9') break;
-            field[n++] = (long long)digits(&p);
+            field[n] = digits(&p, &over);
+            total = field[n] > UINT64_MAX - total ? UINT64_MAX : total + field[n];
+            n++;
         }
-        if (n < 4) return 0; /* not the /proc/stat we know: no CPU figures */
-        long long total = 0;
-        for (int i = 0; i < n; i++) total += field[i];
-        out[2 * lines] = total;
-        out[2 * lines + 1] = n > 4 ? field[3] + field[4] : field[3];
-        char *next = strchr(p, '\n');
+        if (n < 4 || over || total >= EXACT) return 0;
+        if (lines <= MAX_CORES) {
+            out[2 * lines] = total;
+            out[2 * lines + 1] = n > 4 ? field[3] + field[4] : field[3];
+        }
+        const char *next = strchr(p, '\n');
         if (!next) {
             lines++;
             break;
@@ -434,26 +636,31 @@ static int parse_stat(char *text, long long *out) {
     return lines;
 }
 
-static long long parse_btime(const char *text) {
-    const char *at = strstr(text, "\nbtime ");
-    int ok;
-    if (!at) return 0;
-    char word[24] = {0};
-    sscanf(at + 7, "%23s", word);
-    long long value = parse_int(word, &ok);
-    return ok ? value : 0;
-}
-
-static double busy(long long before_total, long long before_idle, long long total,
-                   long long idle) {
-    long long span = total - before_total;
-    long long work = span - idle + before_idle;
+/* The busy fraction between two (total, idle) readings; exact, as every total is below 2^53. */
+static double busy(const uint64_t *before, const uint64_t *now) {
+    int64_t span = (int64_t)now[0] - (int64_t)before[0];
+    int64_t work = ((int64_t)now[0] - (int64_t)now[1]) - ((int64_t)before[0] - (int64_t)before[1]);
     if (0 <= work && work <= span && span) return (double)work / (double)span;
     return work > span && span > 0 ? 1.0 : 0.0;
 }
 
+/* The word after S's first "\nbtime ": the boot epoch; 0 when absent, or not a number
+   within +-(2^63 - 1). */
+static int64_t parse_btime(const char *text) {
+    const char *at = strstr(text, "\nbtime "), *end;
+    if (!at) return 0;
+    for (at += 7; space(*at); at++) continue;
+    for (end = at; *end && !space(*end); end++) continue;
+    int ok;
+    int64_t value = parse_int(at, end, &ok);
+    return ok ? value : 0;
+}
+
+/* The wanted /proc/meminfo fields, in kB, in MEMINFO_KEYS order. A field is left out when
+   its value is not a number, or passes 2^63 - 1 (the Python agent does the same); the
+   estimate of a missing MemAvailable stops at 2^63 - 1. */
 static void parse_meminfo(sample_t *s, const char *text) {
-    long long value[N_MEMINFO];
+    uint64_t value[N_MEMINFO];
     int found[N_MEMINFO];
     for (int k = 0; k < N_MEMINFO; k++) {
         const char *name = MEMINFO_NAMES[k];
@@ -465,33 +672,37 @@ static void parse_meminfo(sample_t *s, const char *text) {
             at += len;
         }
         if (!at) continue;
-        at += len;
-        while (*at == ' ' || *at == '\t') at++;
+        for (at += len; space(*at); at++) continue;
         if (*at < '0' || *at > '9') continue;
-        char *number = (char *)at;
-        value[k] = (long long)digits(&number);
-        found[k] = 1;
+        int over = 0;
+        value[k] = digits(&at, &over);
+        found[k] = !over && value[k] <= TOP && (!*at || space(*at));
     }
     s->n_meminfo = 0;
     int estimate = !found[2] && found[1];
     for (int k = 0; k < N_MEMINFO; k++) {
-        if (k == 2 && estimate) {
-            value[2] = value[1] + (found[3] ? value[3] : 0) + (found[4] ? value[4] : 0);
+        if (k == 2 && estimate) { /* kernels before 3.14 */
+            uint64_t sum = value[1] + (found[3] ? value[3] : 0); /* below 2^64: each <= TOP */
+            if (sum > TOP) sum = TOP;
+            sum += found[4] ? value[4] : 0;
+            value[2] = sum > TOP ? TOP : sum;
         } else if (!found[k]) {
             continue;
         }
         s->meminfo_key[s->n_meminfo] = MEMINFO_KEYS[k];
-        s->meminfo[s->n_meminfo++] = value[k];
+        s->meminfo[s->n_meminfo++] = (int64_t)value[k];
     }
 }
 
-static void parse_loadavg(double load[3], const char *text) {
-    const char *p = text;
+/* 1, 5 and 15 minute load; zeros when one of them cannot be read. */
+static void parse_loadavg(double load[3], const char *p) {
     for (int i = 0; i < 3; i++) {
-        char *end;
-        while (*p == ' ' || *p == '\t' || *p == '\n') p++;
-        load[i] = strtod(p, &end);
-        if (end == p || (*end && *end != ' ' && *end != '\t' && *end != '\n')) {
+        while (space(*p)) p++;
+        const char *end = p;
+        while (*end && !space(*end)) end++;
+        int ok;
+        load[i] = parse_float(p, end, &ok);
+        if (!ok) {
             load[0] = load[1] = load[2] = 0.0;
             return;
         }
@@ -499,137 +710,178 @@ static void parse_loadavg(double load[3], const char *text) {
     }
 }
 
-static void parse_net_dev(sample_t *s, char *text) {
-    s->n_net = 0;
-    char *line = strchr(text, '\n');
-    if (line) line = strchr(line + 1, '\n'); /* past two headings */
-    while (line && s->n_net < MAX_NET) {
-        line++;
-        char *colon = strchr(line, ':'), *eol = strchr(line, '\n');
-        if (!colon || (eol && colon > eol)) break;
-        char *name = line;
-        while (*name == ' ') name++;
-        size_t len = (size_t)(colon - name);
-        char *p = colon + 1;
-        unsigned long long field[9];
-        int n = 0;
-        while (n < 9) {
-            while (*p == ' ') p++;
-            if (*p < '0' || *p > '9') break;
-            field[n++] = digits(&p);
-        }
-        line = eol;
-        if (n < 9 || len == 0 || len >= sizeof s->net[0].name || (len == 2 && !memcmp(name, "lo", 2)))
-            continue;
-        if (!put_quoted(&(out_t){NULL, NULL, 1}, (unsigned char *)name, len)) continue; /* not UTF-8 */
-        iface_t *iface = &s->net[s->n_net++];
-        memcpy(iface->name, name, len);
-        iface->name[len] = 0;
-        iface->rx = field[0];
-        iface->tx = field[8];
+static double parse_uptime(const char *p) {
+    while (space(*p)) p++;
+    const char *end = p;
+    while (*end && !space(*end)) end++;
+    int ok;
+    return parse_float(p, end, &ok);
+}
+
+/* Whether A carries more traffic (rx + tx, 65 bits) than B. */
+static int busier(const iface_t *a, const iface_t *b) {
+    uint64_t sum_a = a->rx + a->tx, sum_b = b->rx + b->tx;
+    int carry_a = sum_a < a->rx, carry_b = sum_b < b->rx;
+    return carry_a != carry_b ? carry_a > carry_b : sum_a > sum_b;
+}
+
+/* ITEM into TOP (N of them, at most MAX_IFACES), the busiest first, ties in file order:
+   what a stable sort of every interface by traffic would put first. */
+static void keep_busiest(iface_t *top, int *n, const iface_t *item) {
+    int at = *n;
+    if (at == MAX_IFACES) {
+        if (!busier(item, &top[MAX_IFACES - 1])) return;
+        at--;
+    } else {
+        (*n)++;
     }
+    for (; at > 0 && busier(item, &top[at - 1]); at--) top[at] = top[at - 1];
+    top[at] = *item;
+}
+
+/* Bytes received and sent per interface (loopback left out) from /proc/net/dev, read as the
+   Python agent reads it: the name before the colon, then at least 9 numbers, the 1st and
+   the 9th kept. A line that is not that, a name that is not UTF-8, or a counter past
+   2^64 - 1 leaves its interface out. Every interface is read; MAX_IFACES are kept. */
+static void parse_net_dev(sample_t *s, const char *text) {
+    iface_t top[MAX_IFACES];
+    int n_top = 0, seen = 0;
+    const char *line = strchr(text, '\n');
+    if (line) line = strchr(line + 1, '\n'); /* past two headings */
+    for (const char *eol; line; line = eol) {
+        line++;
+        eol = strchr(line, '\n');
+        const char *stop = eol ? eol : line + strlen(line);
+        const char *colon = memchr(line, ':', (size_t)(stop - line));
+        if (!colon) continue;
+        const char *name = line, *name_end = colon, *p = colon + 1;
+        while (name < name_end && space(*name)) name++;
+        while (name_end > name && space(name_end[-1])) name_end--;
+        const char *word[9], *word_end[9];
+        int words = 0;
+        while (words < 9) {
+            while (p < stop && space(*p)) p++;
+            if (p == stop) break;
+            word[words] = p;
+            while (p < stop && !space(*p)) p++;
+            word_end[words++] = p;
+        }
+        size_t len = (size_t)(name_end - name);
+        if (words < 9 || !len || (len == 2 && !memcmp(name, "lo", 2)) ||
+            !is_utf8((const unsigned char *)name, len))
+            continue;
+        int rx_ok, tx_ok;
+        iface_t item = {name, len, parse_count(word[0], word_end[0], &rx_ok),
+                        parse_count(word[8], word_end[8], &tx_ok)};
+        if (!rx_ok || !tx_ok) continue;
+        if (seen < MAX_IFACES) s->net[seen] = item; /* in file order while there are few */
+        seen++;
+        keep_busiest(top, &n_top, &item);
+    }
+    s->n_net = seen < MAX_IFACES ? seen : MAX_IFACES;
+    if (seen > MAX_IFACES) memcpy(s->net, top, sizeof top);
+}
+
+static int open_under(const char *proc, const char *name) {
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/%s", proc, name);
+    if (n < 0 || (size_t)n >= sizeof path) fail("--proc path is too long");
+    return open_or(path, -2);
 }
 
 static void sampler_open(const char *proc, const char *freq, const char *temp, const char *disk) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/stat", proc);
-    sampler.stat = open_or(path, -2);
-    snprintf(path, sizeof path, "%s/meminfo", proc);
-    sampler.meminfo = open_or(path, -2);
-    snprintf(path, sizeof path, "%s/loadavg", proc);
-    sampler.loadavg = open_or(path, -2);
-    snprintf(path, sizeof path, "%s/net/dev", proc);
-    sampler.netdev = open_or(path, -2);
+    sampler.stat = open_under(proc, "stat");
+    sampler.meminfo = open_under(proc, "meminfo");
+    sampler.loadavg = open_under(proc, "loadavg");
+    sampler.netdev = open_under(proc, "net/dev");
     /* This machine's uptime is a clock read, no file; another /proc tree has its own file. */
-    snprintf(path, sizeof path, "%s/uptime", proc);
-    sampler.uptime = strcmp(proc, "/proc") ? open_or(path, -2) : -1;
+    sampler.uptime = strcmp(proc, "/proc") ? open_under(proc, "uptime") : -1;
     /* A sensor missing at start stays missing: no read at all, every interval. */
     sampler.freq = open_or(freq, -1);
     sampler.temp = open_or(temp, -1);
     sampler.disk_path = disk;
     /* Read /proc/meminfo only as far as the wanted lines, and a margin for longer numbers. */
-    size_t n = read_fd(sampler.meminfo, sizeof filebuf);
-    sampler.meminfo_size = sizeof filebuf;
+    size_t n = read_file(&file_text, sampler.meminfo, FILE_LIMIT);
+    sampler.meminfo_size = FILE_LIMIT;
     size_t far = 0;
     int all = n > 0;
     for (int k = 0; k < N_MEMINFO && all; k++) {
-        char *at = strstr(filebuf, MEMINFO_NAMES[k]);
+        char *at = strstr(file_text.text, MEMINFO_NAMES[k]);
         char *eol = at ? strchr(at, '\n') : NULL;
         if (!eol) all = 0;
-        else if ((size_t)(eol - filebuf) > far) far = (size_t)(eol - filebuf);
+        else if ((size_t)(eol - file_text.text) > far) far = (size_t)(eol - file_text.text);
     }
     if (all) sampler.meminfo_size = far + 256;
 }
 
 static void sample(sample_t *s) {
-    static long long now[2 * MAX_CPU_LINES];
+    static uint64_t now[2 * (MAX_CORES + 1)];
     int ok;
-    read_fd(sampler.stat, sizeof filebuf);
-    int lines = parse_stat(filebuf, now);
+    read_file(&file_text, sampler.stat, FILE_LIMIT);
+    int lines = parse_stat(file_text.text, now);
     if (lines != sampler.n_last) { /* a core went on- or offline: figures since boot */
         memset(sampler.last, 0, sizeof sampler.last);
         sampler.n_last = lines;
     }
-    for (int i = 0; i < lines; i++) {
-        double fraction = busy(sampler.last[2 * i], sampler.last[2 * i + 1], now[2 * i],
-                               now[2 * i + 1]);
+    int kept = lines < MAX_CORES + 1 ? lines : MAX_CORES + 1;
+    for (int i = 0; i < kept; i++) {
+        double fraction = busy(&sampler.last[2 * i], &now[2 * i]);
         if (i == 0) s->cpuusage = fraction;
         else s->cores[i - 1] = fraction;
     }
-    if (!lines) s->cpuusage = 0.0;
-    s->n_cores = lines ? lines - 1 : 0;
-    memcpy(sampler.last, now, sizeof(long long) * 2 * (size_t)lines);
+    if (!kept) s->cpuusage = 0.0;
+    s->n_cores = kept ? kept - 1 : 0;
+    memcpy(sampler.last, now, sizeof(uint64_t) * 2 * (size_t)kept);
 
-    read_fd(sampler.meminfo, sampler.meminfo_size);
-    parse_meminfo(s, filebuf);
+    read_file(&file_text, sampler.meminfo, sampler.meminfo_size);
+    parse_meminfo(s, file_text.text);
 
     if (sampler.samples++ % DISK_EVERY == 0) { /* disk use moves slowly; spare the call */
         struct statvfs fs;
         s->has_disk = statvfs(sampler.disk_path, &fs) == 0;
         if (s->has_disk) {
-            s->disk[0] = (unsigned long long)fs.f_blocks * fs.f_frsize;
-            s->disk[1] = (unsigned long long)(fs.f_blocks - fs.f_bfree) * fs.f_frsize;
-            s->disk[2] = (unsigned long long)fs.f_bavail * fs.f_frsize;
+            s->disk[0] = (uint64_t)fs.f_blocks * fs.f_frsize;
+            s->disk[1] = (uint64_t)(fs.f_blocks - fs.f_bfree) * fs.f_frsize;
+            s->disk[2] = (uint64_t)fs.f_bavail * fs.f_frsize;
         }
     }
     s->cpufreq = 0;
     if (sampler.freq != -1) {
-        read_fd(sampler.freq, 32);
-        long long khz = parse_int(filebuf, &ok);
-        s->cpufreq = !ok ? 0 : khz >= 0 ? khz / 1000 : -((-khz + 999) / 1000);
+        size_t n = read_file(&file_text, sampler.freq, 32);
+        int64_t khz = parse_int(file_text.text, file_text.text + n, &ok);
+        /* floor division, as Python's // */
+        s->cpufreq = !ok ? 0 : khz / 1000 - (khz % 1000 < 0);
     }
     s->cputemp = 0.0;
     if (sampler.temp != -1) {
-        read_fd(sampler.temp, 32);
-        long long milli = parse_int(filebuf, &ok);
+        size_t n = read_file(&file_text, sampler.temp, 32);
+        int64_t milli = parse_int(file_text.text, file_text.text + n, &ok);
         s->cputemp = ok ? (double)milli / 1000.0 : 0.0;
     }
-    read_fd(sampler.loadavg, 128);
-    parse_loadavg(s->load, filebuf);
-    read_fd(sampler.netdev, sizeof filebuf);
-    parse_net_dev(s, filebuf);
+    read_file(&file_text, sampler.loadavg, 128);
+    parse_loadavg(s->load, file_text.text);
     if (sampler.uptime == -1) {
         struct timespec t;
         clock_gettime(CLOCK_BOOTTIME, &t);
         s->uptime = (double)t.tv_sec + (double)t.tv_nsec / 1e9;
     } else {
-        read_fd(sampler.uptime, 128);
-        char *end;
-        s->uptime = strtod(filebuf, &end);
-        if (end == filebuf || (*end && *end != ' ' && *end != '\n')) s->uptime = 0.0;
+        read_file(&file_text, sampler.uptime, 128);
+        s->uptime = parse_uptime(file_text.text);
     }
+    read_file(&net_text, sampler.netdev, FILE_LIMIT);
+    parse_net_dev(s, net_text.text);
 }
 
 /* ---- encoding ---- */
 
 static struct {
     const char *node, *key_id;
-    long long boot;
+    int64_t boot;
     double interval;
 } fixed;
 
-static void put_counts(out_t *o, const char *const *keys, const unsigned long long *values,
-                       int n, int limit) {
+static void put_counts(out_t *o, const char *const *keys, const uint64_t *values, int n,
+                       int limit) {
     for (int i = 0; i < n && i < limit; i++) {
         if (i) put(o, ",", 1);
         put_quoted(o, (const unsigned char *)keys[i], strlen(keys[i]));
@@ -639,8 +891,7 @@ static void put_counts(out_t *o, const char *const *keys, const unsigned long lo
 }
 
 static size_t body(char *buf, size_t size, const sample_t *s, long long seq, double ts,
-                   int core_places, const iface_t *const *net, int n_net, int meminfo_limit,
-                   int keep_cores) {
+                   int core_places, int n_net, int meminfo_limit, int keep_cores) {
     out_t o = {buf, buf + size, 0};
     puts_(&o, "{\"cpufreq\":");
     put_int(&o, s->cpufreq);
@@ -671,7 +922,7 @@ static size_t body(char *buf, size_t size, const sample_t *s, long long seq, dou
     puts_(&o, ",\"interval\":");
     put_num(&o, fixed.interval, 3);
     puts_(&o, ",\"cores\":[");
-    for (int i = 0; keep_cores && i < s->n_cores && i < MAX_CORES; i++) {
+    for (int i = 0; keep_cores && i < s->n_cores; i++) {
         if (i) put(&o, ",", 1);
         put_num(&o, s->cores[i], core_places);
     }
@@ -681,11 +932,11 @@ static size_t body(char *buf, size_t size, const sample_t *s, long long seq, dou
     puts_(&o, "},\"net\":{");
     for (int i = 0; i < n_net; i++) {
         if (i) put(&o, ",", 1);
-        put_quoted(&o, (const unsigned char *)net[i]->name, strlen(net[i]->name));
+        put_quoted(&o, (const unsigned char *)s->net[i].name, s->net[i].len);
         put(&o, ":[", 2);
-        put_uint(&o, net[i]->rx);
+        put_uint(&o, s->net[i].rx);
         put(&o, ",", 1);
-        put_uint(&o, net[i]->tx);
+        put_uint(&o, s->net[i].tx);
         put(&o, "]", 1);
     }
     puts_(&o, "},\"uptime\":");
@@ -694,46 +945,120 @@ static size_t body(char *buf, size_t size, const sample_t *s, long long seq, dou
     return o.full ? size + 1 : (size_t)(o.at - buf);
 }
 
-/* One signed datagram for S into OUT (at least MAX_DATAGRAM + 1 bytes); its length, or 0
-   when it cannot fit. As wire.encode: shrink step by step until it fits. */
+/* One signed datagram for S into OUT (at least MAX_DATAGRAM bytes); its length, or 0 when
+   it cannot fit. As wire.encode: shrink step by step until it fits. */
 static size_t encode(char *out, const sample_t *s, long long seq, double ts) {
     static const int steps[5][4] = {
         {3, MAX_IFACES, 16, 1}, {2, MAX_IFACES, 16, 1}, {2, 2, 16, 1}, {2, 2, 16, 0}, {2, 0, 8, 0}};
-    const iface_t *net[MAX_NET];
-    int n_net = 0;
-    for (int i = 0; i < s->n_net; i++) net[n_net++] = &s->net[i];
-    if (n_net > MAX_IFACES) { /* many (virtual) interfaces: keep the ones that carry traffic */
-        for (int i = 1; i < n_net; i++) { /* stable insertion sort, busiest first */
-            const iface_t *item = net[i];
-            unsigned long long traffic = item->rx + item->tx;
-            int j = i;
-            while (j > 0 && net[j - 1]->rx + net[j - 1]->tx < traffic) {
-                net[j] = net[j - 1];
-                j--;
-            }
-            net[j] = item;
-        }
-        n_net = MAX_IFACES;
-    }
+    static const char mark[] = ",\"sig\":\"" SIG_SCHEME ":";
     size_t room = MAX_DATAGRAM - (strlen(SIG_SCHEME) + strlen(fixed.key_id) + 77);
     for (int step = 0; step < 5; step++) {
-        int limit = steps[step][1] < n_net ? steps[step][1] : n_net;
-        size_t n = body(out, room, s, seq, ts, steps[step][0], net, limit, steps[step][2],
+        int n_net = steps[step][1] < s->n_net ? steps[step][1] : s->n_net;
+        size_t n = body(out, room, s, seq, ts, steps[step][0], n_net, steps[step][2],
                         steps[step][3]);
         if (n > room) continue;
         char hex[65];
         hmac_hex(out, n, hex);
-        n--; /* the closing brace goes after the signature */
-        n += (size_t)sprintf(out + n, ",\"sig\":\"%s:%s:%s\"}", SIG_SCHEME, fixed.key_id, hex);
-        return n;
+        out_t o = {out + n - 1, out + MAX_DATAGRAM, 0}; /* the signature replaces the brace */
+        put(&o, mark, sizeof mark - 1);
+        puts_(&o, fixed.key_id);
+        put(&o, ":", 1);
+        put(&o, hex, 64);
+        put(&o, "\"}", 2);
+        return o.full ? 0 : (size_t)(o.at - out);
     }
     return 0;
+}
+
+/* ---- the self-test: the published vectors ---- */
+
+static void to_hex(const uint8_t *bytes, size_t n, char *hex) {
+    for (size_t i = 0; i < n; i++) {
+        hex[2 * i] = "0123456789abcdef"[bytes[i] >> 4];
+        hex[2 * i + 1] = "0123456789abcdef"[bytes[i] & 15];
+    }
+    hex[2 * n] = 0;
+}
+
+/* One line for one vector; whether GOT (hex) begins with WANT. */
+static int vector(const char *name, const char *got, const char *want) {
+    int ok = strncmp(got, want, strlen(want)) == 0;
+    if (ok) printf("%s: ok\n", name);
+    else printf("%s: FAILED (got %.*s, want %s)\n", name, (int)strlen(want), got, want);
+    return ok;
+}
+
+static int sha256_vector(const char *name, const char *message, size_t repeat, const char *want) {
+    sha256_t s;
+    uint8_t digest[32];
+    char got[65];
+    size_t length = strlen(message), total = length * repeat, done = 0, piece = 1;
+    sha256_init(&s);
+    /* Pieces of 1 to 127 bytes: every way a message falls across the 64-byte blocks. */
+    while (done < total) {
+        static char pieces[2 * 128];
+        size_t take = piece < total - done ? piece : total - done;
+        for (size_t i = 0; i < take; i++) pieces[i] = message[(done + i) % length];
+        sha256_update(&s, pieces, take);
+        done += take;
+        piece = piece % 127 + 1;
+    }
+    sha256_final(&s, digest);
+    to_hex(digest, 32, got);
+    return vector(name, got, want);
+}
+
+/* RFC 4231 case N: KEY, DATA (and their lengths), the HMAC wanted (case 5: its first half). */
+static int hmac_vector(int number, const uint8_t *key, size_t key_len, const void *data,
+                       size_t data_len, const char *want) {
+    char name[64], got[65];
+    snprintf(name, sizeof name, "hmac-sha256 RFC 4231 test case %d", number);
+    hmac_key(key, key_len);
+    hmac_hex(data, data_len, got);
+    return vector(name, got, want);
+}
+
+static int selftest(void) {
+    int ok = 1;
+    ok &= sha256_vector("sha256 FIPS 180-4 'abc'", "abc", 1,
+                        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    ok &= sha256_vector("sha256 FIPS 180-4 448-bit two-block message",
+                        "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+                        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    ok &= sha256_vector("sha256 FIPS 180-4 one million 'a'", "a", 1000000,
+                        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    uint8_t key[131], data[50];
+    memset(key, 0x0b, 20);
+    ok &= hmac_vector(1, key, 20, "Hi There", 8,
+                      "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    ok &= hmac_vector(2, (const uint8_t *)"Jefe", 4, "what do ya want for nothing?", 28,
+                      "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    memset(key, 0xaa, 20);
+    memset(data, 0xdd, 50);
+    ok &= hmac_vector(3, key, 20, data, 50,
+                      "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+    for (int i = 0; i < 25; i++) key[i] = (uint8_t)(i + 1);
+    memset(data, 0xcd, 50);
+    ok &= hmac_vector(4, key, 25, data, 50,
+                      "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b");
+    memset(key, 0x0c, 20);
+    ok &= hmac_vector(5, key, 20, "Test With Truncation", 20, "a3b6167473100ee06e0c796c2955552b");
+    memset(key, 0xaa, 131);
+    static const char large[] = "Test Using Larger Than Block-Size Key - Hash Key First";
+    ok &= hmac_vector(6, key, 131, large, sizeof large - 1,
+                      "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    static const char both[] = "This is a test using a larger than block-size key and a larger "
+                               "than block-size data. The key needs to be hashed before being "
+                               "used by the HMAC algorithm.";
+    ok &= hmac_vector(7, key, 131, both, sizeof both - 1,
+                      "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+    return fflush(stdout) == 0 && ok ? 0 : 1;
 }
 
 /* ---- the send loop ---- */
 
 typedef struct {
-    char host[256];
+    char host[MAX_HOST + 1];
     int port;
     struct sockaddr_in address;
     int resolved;
@@ -758,14 +1083,15 @@ static int resolve(target_t *t) {
 }
 
 static void target(target_t *t, const char *host, size_t host_len, int port) {
-    if (host_len == 0 || host_len >= sizeof t->host) fail("bad address: %s", host);
+    if (host_len == 0 || host_len > MAX_HOST) fail("a host must be 1 to %d bytes: %s", MAX_HOST, host);
     memcpy(t->host, host, host_len);
     t->host[host_len] = 0;
     t->port = port;
-    t->resolved = resolve(t);
+    t->resolved = 0;
     t->outage_since = -1;
     t->failed = 0;
     t->connected = 0;
+    t->fd = -1;
 }
 
 static int open_socket(int ttl, const char *interface) {
@@ -795,16 +1121,66 @@ static double monotonic(void) {
 static const char USAGE[] =
     "usage: bramble-agent --node NAME --group ADDR --port N --interval S --key-fd FD "
     "[--ttl N] [--interface ADDR] [--unicast HOST:PORT]... [--count N] [--boot N] "
-    "[--proc DIR] [--cpufreq FILE] [--thermal FILE] [--disk PATH] [--stdout] [--seq N] [--ts T]";
+    "[--proc DIR] [--cpufreq FILE] [--thermal FILE] [--disk PATH] [--stdout] [--seq N] [--ts T]"
+    "; or bramble-agent --selftest";
 
-static long long number(const char *flag, const char *text) {
+/* A whole number 0 .. MOST from an argument; exit 2 for anything else. */
+static long long number(const char *flag, const char *text, long long most) {
     int ok;
-    long long value = parse_int(text, &ok);
-    if (!ok || value < 0) fail("%s must be a whole number", flag);
+    int64_t value = parse_int(text, text + strlen(text), &ok);
+    if (!ok || value < 0 || value > most)
+        fail("%s must be a whole number from 0 to %lld, not %.40s", flag, most, text);
     return value;
 }
 
+/* A finite decimal from an argument; NAN for anything else. */
+static double decimal(const char *text) {
+    char *end;
+    double value = strtod(text, &end);
+    return end != text && !*end && isfinite(value) ? value : NAN;
+}
+
+/* The telemetry key: "keyid:hex" through the pipe FD, hashed into the HMAC pads. */
+static const char *read_key(int fd) {
+    static char key_text[MAX_KEY_ID + 1 + 2 * MAX_KEY + 2];
+    static uint8_t key[MAX_KEY];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fd, key_text + got, sizeof key_text - 1 - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+        if (got == sizeof key_text - 1) break;
+    }
+    close(fd);
+    while (got && (key_text[got - 1] == '\n' || key_text[got - 1] == ' ')) got--;
+    key_text[got] = 0;
+    if (!got) fail("no telemetry key on --key-fd");
+    char *colon = memchr(key_text, ':', got);
+    if (!colon || colon == key_text || colon - key_text > MAX_KEY_ID) fail("bad telemetry key");
+    *colon = 0;
+    for (const char *c = key_text; *c; c++)
+        if (!(('a' <= *c && *c <= 'z') || ('A' <= *c && *c <= 'Z') || ('0' <= *c && *c <= '9') ||
+              *c == '_' || *c == '.' || *c == '-'))
+            fail("key id must be letters, digits, '_', '.', '-'");
+    const char *hex = colon + 1;
+    size_t digits_n = strlen(hex);
+    if (digits_n > 2 * MAX_KEY) fail("the telemetry key is longer than %d bytes", MAX_KEY);
+    if (digits_n % 2) fail("bad telemetry key");
+    for (size_t i = 0; i < digits_n; i++) {
+        const char *at = strchr("0123456789abcdef0123456789ABCDEF", hex[i]);
+        if (!hex[i] || !at) fail("bad telemetry key");
+        unsigned nibble = (unsigned)(at - "0123456789abcdef0123456789ABCDEF") % 16;
+        key[i / 2] = (uint8_t)(i % 2 ? key[i / 2] | nibble : nibble << 4);
+    }
+    hmac_key(key, digits_n / 2);
+    memset(key, 0, sizeof key);
+    memset(colon + 1, 0, digits_n);
+    return key_text;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--selftest")) return selftest();
     const char *node = NULL, *group = NULL, *interface = "", *proc = "/proc";
     const char *freq = CPUFREQ_PATH, *temp = THERMAL_PATH, *disk = "/";
     const char *unicast[MAX_TARGETS];
@@ -821,77 +1197,59 @@ int main(int argc, char **argv) {
         if (!value) fail("%s", USAGE);
         if (!strcmp(flag, "--node")) node = value;
         else if (!strcmp(flag, "--group")) group = value;
-        else if (!strcmp(flag, "--port")) port = (int)number(flag, value);
-        else if (!strcmp(flag, "--interval")) interval = strtod(value, NULL);
-        else if (!strcmp(flag, "--ttl")) ttl = (int)number(flag, value);
+        else if (!strcmp(flag, "--port")) port = (int)number(flag, value, 65535);
+        else if (!strcmp(flag, "--interval")) interval = decimal(value);
+        else if (!strcmp(flag, "--ttl")) ttl = (int)number(flag, value, 255);
         else if (!strcmp(flag, "--interface")) interface = value;
-        else if (!strcmp(flag, "--key-fd")) key_fd = (int)number(flag, value);
-        else if (!strcmp(flag, "--count")) count = number(flag, value);
-        else if (!strcmp(flag, "--boot")) boot = number(flag, value);
+        else if (!strcmp(flag, "--key-fd")) key_fd = (int)number(flag, value, 1 << 30);
+        else if (!strcmp(flag, "--count")) count = number(flag, value, MAX_COUNT);
+        else if (!strcmp(flag, "--boot")) boot = number(flag, value, INT64_MAX);
         else if (!strcmp(flag, "--proc")) proc = value;
         else if (!strcmp(flag, "--cpufreq")) freq = value;
         else if (!strcmp(flag, "--thermal")) temp = value;
         else if (!strcmp(flag, "--disk")) disk = value;
-        else if (!strcmp(flag, "--seq")) first_seq = number(flag, value);
+        else if (!strcmp(flag, "--seq")) first_seq = number(flag, value, MAX_COUNT);
         else if (!strcmp(flag, "--ts")) {
-            ts_value = strtod(value, NULL);
+            ts_value = decimal(value);
             fixed_ts = 1;
-        } else if (!strcmp(flag, "--unicast") && n_unicast < MAX_TARGETS) unicast[n_unicast++] = value;
-        else fail("bad argument: %s", flag);
+            if (isnan(ts_value)) fail("--ts must be a finite number, not %.40s", value);
+        } else if (!strcmp(flag, "--unicast")) {
+            if (n_unicast == MAX_TARGETS) fail("at most %d --unicast targets", MAX_TARGETS);
+            unicast[n_unicast++] = value;
+        } else fail("bad argument: %.100s; %s", flag, USAGE);
     }
-    if (!node || !group || port < 0 || port > 65535 || key_fd < 0) fail("%s", USAGE);
-    if (!(interval > 0 && interval <= 3600)) fail("%s", "--interval must be within (0, 3600] seconds");
-    if (!*node || strlen(node) > MAX_NAME || !put_quoted(&(out_t){NULL, NULL, 1}, (const unsigned char *)node, strlen(node)))
-        fail("%s", "node name must be 1 to 63 printable characters");
-
-    /* The key: "keyid:hex" through the pipe. */
-    static char key_text[4097];
-    ssize_t got = read(key_fd, key_text, sizeof key_text - 1);
-    close(key_fd);
-    if (got <= 0) fail("%s", "no telemetry key on --key-fd");
-    key_text[got] = 0;
-    while (got && (key_text[got - 1] == '\n' || key_text[got - 1] == ' ')) key_text[--got] = 0;
-    char *colon = strchr(key_text, ':');
-    if (!colon || colon == key_text || colon - key_text > MAX_KEY_ID) fail("%s", "bad telemetry key");
-    *colon = 0;
-    static uint8_t key[2048];
-    size_t key_len = strlen(colon + 1) / 2;
-    if (strlen(colon + 1) % 2 || key_len > sizeof key) fail("%s", "bad telemetry key");
-    for (size_t i = 0; i < key_len; i++) {
-        unsigned byte;
-        if (sscanf(colon + 1 + 2 * i, "%2x", &byte) != 1) fail("%s", "bad telemetry key");
-        key[i] = (uint8_t)byte;
-    }
-    for (const char *c = key_text; *c; c++)
-        if (!(('a' <= *c && *c <= 'z') || ('A' <= *c && *c <= 'Z') || ('0' <= *c && *c <= '9') ||
-              *c == '_' || *c == '.' || *c == '-'))
-            fail("%s", "key id must be letters, digits, '_', '.', '-'");
-    hmac_key(key, key_len);
-    memset(key, 0, sizeof key);
-
-    sampler_open(proc, freq, temp, disk);
-    read_fd(sampler.stat, sizeof filebuf);
-    fixed.node = node;
-    fixed.key_id = key_text;
-    fixed.boot = boot ? boot : parse_btime(filebuf);
-    fixed.interval = interval;
-
+    if (!node || !group || port < 0 || key_fd < 0) fail("%s", USAGE);
+    if (!(interval > 0 && interval <= MAX_INTERVAL))
+        fail("--interval must be within (0, %d] seconds", MAX_INTERVAL);
+    long name_length = characters((const unsigned char *)node, strlen(node));
+    if (name_length < 1 || name_length > MAX_NAME)
+        fail("node name must be 1 to %d printable characters", MAX_NAME);
     target_t targets[1 + MAX_TARGETS];
     int n_targets = 0;
+    target(&targets[n_targets++], group, strlen(group), port);
+    for (int i = 0; i < n_unicast; i++) {
+        const char *sep = strrchr(unicast[i], ':');
+        if (!sep) fail("--unicast needs HOST:PORT, not %.300s", unicast[i]);
+        int to = (int)number("--unicast port", sep + 1, 65535);
+        target(&targets[n_targets++], unicast[i], (size_t)(sep - unicast[i]), to);
+    }
+
+    fixed.key_id = read_key(key_fd);
+    sampler_open(proc, freq, temp, disk);
+    read_file(&file_text, sampler.stat, FILE_LIMIT);
+    fixed.node = node;
+    fixed.boot = boot ? boot : parse_btime(file_text.text);
+    fixed.interval = interval;
+
     if (!to_stdout) {
         /* The group's own socket is connected once it resolves. Unicast targets share an
            unconnected one, so a target with no listener (an ICMP "port unreachable") does
            not make the next send fail. */
-        target(&targets[n_targets], group, strlen(group), port);
-        targets[n_targets++].fd = open_socket(ttl, interface);
+        targets[0].fd = open_socket(ttl, interface);
         int shared = n_unicast ? open_socket(ttl, interface) : -1;
-        for (int i = 0; i < n_unicast; i++) {
-            const char *sep = strrchr(unicast[i], ':');
-            if (!sep) fail("--unicast needs HOST:PORT, not %s", unicast[i]);
-            long long to = number("--unicast port", sep + 1);
-            if (to > 65535) fail("bad port in --unicast %s", unicast[i]);
-            target(&targets[n_targets], unicast[i], (size_t)(sep - unicast[i]), (int)to);
-            targets[n_targets++].fd = shared;
+        for (int i = 0; i < n_targets; i++) {
+            if (i) targets[i].fd = shared;
+            targets[i].resolved = resolve(&targets[i]);
         }
     }
 
@@ -917,11 +1275,13 @@ int main(int argc, char **argv) {
     struct itimerval timer = {
         {(time_t)interval, (suseconds_t)((interval - (double)(time_t)interval) * 1e6)},
         {(time_t)first, (suseconds_t)((first - (double)(time_t)first) * 1e6)}};
+    /* An interval shorter than the timer holds is its shortest, not a timer that fires once. */
+    if (timer.it_interval.tv_sec == 0 && timer.it_interval.tv_usec == 0) timer.it_interval.tv_usec = 1;
     if (timer.it_value.tv_sec == 0 && timer.it_value.tv_usec == 0) timer.it_value.tv_usec = 1;
     setitimer(ITIMER_REAL, &timer, NULL);
 
     static sample_t s;
-    static char datagram[MAX_DATAGRAM + 2];
+    static char datagram[MAX_DATAGRAM + 1];
     int signal_number;
     while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGALRM) {
         seq++;

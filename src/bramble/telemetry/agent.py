@@ -1,13 +1,14 @@
 """The agent's send loop: the only place in telemetry with a socket.
 
-`bramble agent` validates the spec with the full model, then replaces itself (exec) with a
+`bramble agent` loads and validates the spec with the full model, then replaces itself (exec) with a
 lean interpreter (`python -S`, no site hooks) that imports only a few standard modules and the
 sampler and wire modules, so what runs on every board for months stays small. The telemetry
 key is never on a command line: it reaches the lean process through an inherited pipe.
 
-The lean process then execs the compiled agent (agent.c, built once per machine by
-`native`), which sends the same bytes for a fraction of the CPU time. Where it cannot be
-built (no C compiler), or with `engine = "python"`, the Python loop below runs instead.
+The lean process then execs the compiled agent (agent.c: the program the wheel carries, or
+built once per machine by `native`), which sends the same bytes for a fraction of the CPU
+time. Where there is none and it cannot be built (no C compiler), or with
+`engine = "python"`, the Python loop below runs instead. Either way it says once which.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ from bramble.telemetry.sample import Sampler
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from bramble.spec import Spec
+    from bramble.spec import Secrets, Spec
 
 BOOT_ENV = "BRAMBLE_BOOT_ID"
 ENGINES = ("auto", "compiled", "python")
@@ -127,8 +126,9 @@ def lean_argv(
     return argv
 
 
-def run_from_cli(
-    spec_path: Path | None,
+def exec_lean(
+    spec: Spec,
+    secrets: Secrets,
     *,
     node_name: str | None,
     interval: float | None,
@@ -136,18 +136,13 @@ def run_from_cli(
     boot_id: int | None = None,
     engine: str | None = None,
 ) -> None:
-    """Validate the spec, then exec the lean agent with the resolved settings."""
-    from bramble.spec import find_spec_path, load_secrets, load_spec
-
-    path = find_spec_path(spec_path)
-    spec = load_spec(path)
-    secrets = load_secrets(path)
-    tel = spec.telemetry
-    every = interval if interval is not None else tel.interval
+    """Become the lean agent for SPEC (`bramble agent`, once it has loaded and checked the spec)."""
     from bramble.errors import BrambleError
+    from bramble.spec import MAX_INTERVAL
 
-    if every <= 0:
-        raise BrambleError("--interval must be more than 0 seconds")
+    every = interval if interval is not None else spec.telemetry.interval
+    if not 0 < every <= MAX_INTERVAL:
+        raise BrambleError(f"--interval must be more than 0 and at most {MAX_INTERVAL} seconds")
     if engine is not None and engine not in ENGINES:
         raise BrambleError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     read_end = key_pipe(secrets.telemetry_key_id, secrets.telemetry_key)
@@ -166,12 +161,13 @@ def run_from_cli(
 
 
 def prepare_compiled() -> str:
-    """Build the compiled agent if this machine has none yet; its path (for image builds)."""
+    """The compiled agent's path: the package's, else built now if this machine has none yet
+    (for image builds)."""
     from bramble.errors import BrambleError
     from bramble.telemetry import native
 
     try:
-        return native.ensure()
+        return native.locate()[0]
     except native.Unavailable as exc:
         raise BrambleError(f"cannot build the compiled agent: {exc}") from None
 
@@ -205,17 +201,19 @@ def compiled_argv(config: AgentConfig, key_fd: int) -> list[str]:
 
 
 def exec_compiled(config: AgentConfig) -> None:
-    """Become the compiled agent; return (having said why) only if `auto` finds none."""
+    """Become the compiled agent, saying once which one; return (having said why) only if
+    `auto` finds none."""
     from bramble.telemetry import native
 
     try:
-        path = native.ensure()
+        path, origin, refused = native.locate()
     except native.Unavailable as exc:
         if config.engine == "compiled":
             raise native.Unavailable(f"the compiled agent is not available: {exc}") from None
         _log(f"the compiled agent is not available: {exc}; running the Python agent")
         return
     key_fd = key_pipe(config.key_id, config.key)
+    _log(f"running the compiled agent {native.describe(path, origin, refused)}")
     try:
         os.execv(path, compiled_argv(config, key_fd))
     except OSError as exc:  # a damaged program (a full disk during the build, say)
@@ -419,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                 key_id=config.key_id)  # fmt: skip
         if config.engine != "python":
             exec_compiled(config)
+        else:
+            _log("running the Python agent (engine = python)")
         return run(config)
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         _log(f"error: {exc}")

@@ -32,6 +32,11 @@ MEMINFO_KEYS = (
 CPUFREQ_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"
 THERMAL_PATH = "/sys/class/thermal/thermal_zone0/temp"
 DISK_EVERY = 10
+# What both agents keep (the compiled one in 64 bits, on 32-bit boards too); a reading past
+# it is refused on purpose, alike by both, as each parser says.
+TOP = 2**63 - 1  # counts, times, sensor readings
+COUNTER_TOP = 2**64 - 1  # network byte counters (the kernel's are 64-bit)
+EXACT = 2**53  # jiffies of a cpu line: beyond, two totals' busy fraction is no longer exact
 
 
 def stat_shape(data: bytes) -> tuple[int, int]:
@@ -50,7 +55,8 @@ def parse_stat(data: bytes, shape: tuple[int, int]) -> list[int]:
     (a core went on- or offline).
 
     Total is every field up to steal (guest time is already counted in user); idle includes
-    iowait.
+    iowait. A line of 2^53 jiffies or more is refused (ValueError) as not the /proc/stat we
+    know: the compiled agent computes busy fractions exactly only below that.
     """
     count, width = shape
     if not count:
@@ -65,15 +71,22 @@ def parse_stat(data: bytes, shape: tuple[int, int]) -> list[int]:
     for at in range(1, end, width):
         out.append(sum(map(int, fields[at : at + used])))
         out.append(int(fields[at + 3]) + int(fields[at + 4]) if used > 4 else int(fields[at + 3]))
+    if max(out) >= EXACT:
+        raise ValueError("a cpu line of /proc/stat counts 2^53 jiffies or more")
     return out
 
 
 def parse_btime(data: bytes) -> int:
-    """Boot time (epoch seconds) from /proc/stat; 0 when absent."""
+    """Boot time (epoch seconds) from /proc/stat; 0 when absent, or not a number within
+    +-(2^63 - 1)."""
     start = data.find(b"\nbtime ")
     if start == -1:
         return 0
-    return int(data[start + 7 :].split(None, 1)[0])
+    try:
+        value = int(data[start + 7 :].split(None, 1)[0])
+    except (ValueError, IndexError):
+        return 0
+    return value if -TOP <= value <= TOP else 0
 
 
 def busy_fractions(before: Sequence[int], after: Sequence[int]) -> list[float]:
@@ -94,7 +107,8 @@ def parse_meminfo(data: bytes, keys: Sequence[str] = MEMINFO_KEYS) -> dict[str, 
     """The wanted /proc/meminfo fields, in kB.
 
     Kernels before 3.14 (early Raspberry Pi images) have no MemAvailable; it is then
-    estimated as MemFree + Buffers + Cached, as `free` did on those kernels.
+    estimated as MemFree + Buffers + Cached, as `free` did on those kernels. A value past
+    2^63 - 1 is left out, and the estimate stops there.
     """
     out: dict[str, int] = {}
     data = b"\n" + data
@@ -103,10 +117,10 @@ def parse_meminfo(data: bytes, keys: Sequence[str] = MEMINFO_KEYS) -> dict[str, 
         start = data.find(f"\n{key}:".encode())
         if start != -1:
             fields = data[start + len(key) + 2 :].split(None, 1)
-            if fields and fields[0].isdigit():
+            if fields and fields[0].isdigit() and int(fields[0]) <= TOP:
                 out[key] = int(fields[0])
     if "MemAvailable" in keys and "MemAvailable" not in out and "MemFree" in out:
-        estimate = out["MemFree"] + out.get("Buffers", 0) + out.get("Cached", 0)
+        estimate = min(out["MemFree"] + out.get("Buffers", 0) + out.get("Cached", 0), TOP)
         out = {
             k: estimate if k == "MemAvailable" else out[k]
             for k in keys
@@ -126,42 +140,53 @@ def meminfo_layout(data: bytes) -> tuple[int, ...] | None:
 
 
 def parse_meminfo_at(data: bytes, layout: tuple[int, ...]) -> dict[str, int]:
-    """The MEMINFO_KEYS fields of /proc/meminfo, in kB, read at `meminfo_layout`'s places."""
+    """The MEMINFO_KEYS fields of /proc/meminfo, in kB, read at `meminfo_layout`'s places;
+    ValueError when one is not what `parse_meminfo` would keep."""
     words = data.split()
     total, free, available, buffers, cached, swap_total, swap_free = layout
-    return {
-        "MemTotal": int(words[total]),
-        "MemFree": int(words[free]),
-        "MemAvailable": int(words[available]),
-        "Buffers": int(words[buffers]),
-        "Cached": int(words[cached]),
-        "SwapTotal": int(words[swap_total]),
-        "SwapFree": int(words[swap_free]),
-    }
+    fields = (
+        words[total],
+        words[free],
+        words[available],
+        words[buffers],
+        words[cached],
+        words[swap_total],
+        words[swap_free],
+    )
+    values = list(map(int, fields))
+    if max(values) > TOP or not b"".join(fields).isdigit():
+        raise ValueError("a /proc/meminfo value parse_meminfo would leave out")
+    return dict(zip(MEMINFO_KEYS, values, strict=True))
 
 
 def parse_loadavg(data: bytes) -> tuple[float, float, float]:
-    """1, 5 and 15 minute load from /proc/loadavg; zeros when unreadable."""
+    """1, 5 and 15 minute load from /proc/loadavg; zeros when unreadable, or not finite."""
     try:
         words = data.split()
-        return float(words[0]), float(words[1]), float(words[2])
+        one, five, fifteen = float(words[0]), float(words[1]), float(words[2])
     except (ValueError, IndexError):
         return 0.0, 0.0, 0.0
+    if (one - one) + (five - five) + (fifteen - fifteen) != 0.0:  # nan or inf
+        return 0.0, 0.0, 0.0
+    return one, five, fifteen
 
 
 def parse_uptime(data: bytes) -> float:
-    """Seconds since boot from /proc/uptime; 0 when unreadable."""
+    """Seconds since boot from /proc/uptime; 0 when unreadable, or not finite."""
     try:
-        return float(data.split(None, 1)[0])
+        seconds = float(data.split(None, 1)[0])
     except (ValueError, IndexError):
         return 0.0
+    return seconds if seconds - seconds == 0.0 else 0.0
 
 
 _NET_WIDTH = 17  # the name, 8 receive counters (bytes first), 8 transmit counters (bytes first)
 
 
 def parse_net_dev(data: bytes) -> dict[str, tuple[int, int]]:
-    """Bytes received and sent per interface (loopback left out) from /proc/net/dev."""
+    """Bytes received and sent per interface (loopback left out) from /proc/net/dev. An
+    interface whose name is not UTF-8 (it cannot be sent in JSON), or whose counters are
+    not numbers within 0 .. 2^64 - 1, is left out."""
     words = data[data.find(b"\n", data.find(b"\n") + 1) + 1 :].split()  # past 2 headings
     out = {}
     for at in range(0, len(words), _NET_WIDTH):
@@ -169,9 +194,11 @@ def parse_net_dev(data: bytes) -> dict[str, tuple[int, int]]:
         if name[-1:] != b":" or len(words) % _NET_WIDTH:  # old kernels: "eth0:123"
             return _parse_net_dev_lines(data)
         if name != b"lo:":
-            try:
-                out[name[:-1].decode()] = (int(words[at + 1]), int(words[at + 9]))
-            except UnicodeDecodeError:  # a name that is not UTF-8 cannot be sent in JSON
+            try:  # UnicodeDecodeError is a ValueError
+                rx, tx = int(words[at + 1]), int(words[at + 9])
+                if 0 <= rx <= COUNTER_TOP and 0 <= tx <= COUNTER_TOP:
+                    out[name[:-1].decode()] = (rx, tx)
+            except ValueError:
                 continue
     return out
 
@@ -184,26 +211,30 @@ def _parse_net_dev_lines(data: bytes) -> dict[str, tuple[int, int]]:
         name = name.strip()
         if name and name != b"lo" and len(fields) >= 9:
             try:
-                out[name.decode()] = (int(fields[0]), int(fields[8]))
-            except UnicodeDecodeError:
+                rx, tx = int(fields[0]), int(fields[8])
+                if 0 <= rx <= COUNTER_TOP and 0 <= tx <= COUNTER_TOP:
+                    out[name.decode()] = (rx, tx)
+            except ValueError:
                 continue
     return out
 
 
 def parse_millidegrees(data: bytes) -> float:
-    """A thermal zone reading in °C; 0 when unreadable."""
+    """A thermal zone reading in °C; 0 when unreadable, or past +-(2^63 - 1)."""
     try:
-        return int(data) / 1000.0
+        milli = int(data)
     except ValueError:
         return 0.0
+    return milli / 1000.0 if -TOP <= milli <= TOP else 0.0
 
 
 def parse_khz_as_mhz(data: bytes) -> int:
-    """A cpufreq reading (kHz) in MHz; 0 when unreadable."""
+    """A cpufreq reading (kHz) in MHz; 0 when unreadable, or past +-(2^63 - 1)."""
     try:
-        return int(data) // 1000
+        khz = int(data)
     except ValueError:
         return 0
+    return khz // 1000 if -TOP <= khz <= TOP else 0
 
 
 def read_disk(path: str) -> dict[str, int]:
@@ -304,7 +335,7 @@ class Sampler:
             mem,
             tuple(cpu[1:]),
             self._disk,
-            parse_net_dev(pread(self._netdev, 65536, 0)),
+            parse_net_dev(_read_all(self._netdev)),  # whole: a host of many interfaces
             (
                 time.clock_gettime(time.CLOCK_BOOTTIME)
                 if self._uptime == -1

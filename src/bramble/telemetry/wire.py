@@ -58,7 +58,7 @@ RANGES = {
     "cputemp": (-273.15, 1000.0),  # degrees Celsius
     "cpuusage": (0, 1),  # busy fraction; each of `cores` too
     "loadavg": (0, 1_000_000),
-    "meminfo": (0, 2**53),  # kB
+    "meminfo": (0, 2**63 - 1),  # kB
     "disk": (0, 2**64 - 1),  # bytes
     "net": (0, 2**64 - 1),  # bytes since boot, per direction
     "uptime": (0, 1e10),  # seconds

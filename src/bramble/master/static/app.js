@@ -1,5 +1,5 @@
 // bramble dashboard: the cluster overview, live over the master's event stream.
-import { bytes, clock, duration, el, memUsed, mib, pct } from "/static/format.js";
+import { bytes, clock, duration, el, mib, pct } from "/static/format.js";
 import { lineChart, setData } from "/static/charts.js";
 
 const state = {
@@ -99,7 +99,8 @@ function updateCard(card, node) {
   refs.temp.textContent = s.cputemp ? `${s.cputemp.toFixed(1)} °C` : "–";
   refs.freq.textContent = s.cpufreq ? `${s.cpufreq} MHz` : "–";
   refs.load.textContent = s.loadavg ? s.loadavg.map((x) => x.toFixed(2)).join(" ") : "–";
-  const [used, total] = memUsed(s.meminfo);
+  // memory used is one of the metrics the master computes for every node (its registry)
+  const { mem_used: used, mem_total: total } = node.metrics || {};
   refs.mem.textContent = total ? `${mib(used)} / ${mib(total)}` : "–";
   refs.memfill.style.width = total ? `${((used / total) * 100).toFixed(0)}%` : "0";
   const r = node.rates || {};
@@ -127,8 +128,8 @@ const sorters = {
   mem: (a, b) => memFraction(b) - memFraction(a) || byName(a, b),
 };
 function memFraction(node) {
-  const [used, total] = memUsed(node.sample?.meminfo);
-  return total ? used / total : -1;
+  const m = node.metrics;
+  return m && m.mem_total ? m.mem_used / m.mem_total : -1;
 }
 
 function visible(node) {
@@ -167,8 +168,8 @@ function summary() {
     cores += n;
     busy += s.cpuusage * n;
     cpuSum += s.cpuusage; cpuN += 1;
-    const [u, t] = memUsed(s.meminfo);
-    if (t) { used += u; total += t; }
+    const m = node.metrics || {};
+    if (m.mem_total) { used += m.mem_used; total += m.mem_total; }
     if (s.cputemp && (!hottest || s.cputemp > hottest.sample.cputemp)) hottest = node;
   }
   $("s-up").textContent = up; $("s-stale").textContent = stale; $("s-down").textContent = down;

@@ -119,11 +119,8 @@ export function onNodes(views) {
   if (!s || current.range > 3600) return;
   const last = current.rows[current.rows.length - 1];
   if (last && s.ts - last.ts < current.step) return;
-  const avail = s.meminfo.MemAvailable ?? s.meminfo.MemFree ?? 0;
-  const row = { ts: s.ts, cpuusage: s.cpuusage, cputemp: s.cputemp,
-    mem_used: s.meminfo.MemTotal - avail, mem_total: s.meminfo.MemTotal,
-    load1: s.loadavg[0], load5: s.loadavg[1], load15: s.loadavg[2],
-    net_rx: node.rates.net_rx, net_tx: node.rates.net_tx };
+  // the same metrics, by the same names, as the history API's series
+  const row = { ts: s.ts, ...node.metrics };
   (s.cores || []).forEach((c, i) => { row[`core.${i}`] = c; });
   current.rows.push(row);
   const cutoff = s.ts - current.range;

@@ -31,12 +31,6 @@ export function clock(ts) {
   return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
-export function memUsed(meminfo) {
-  if (!meminfo || !meminfo.MemTotal) return [null, null];
-  const avail = meminfo.MemAvailable ?? meminfo.MemFree ?? 0;
-  return [meminfo.MemTotal - avail, meminfo.MemTotal];
-}
-
 export function el(tag, cls, text) {
   const node = document.createElement(tag);
   if (cls) node.className = cls;

@@ -63,7 +63,7 @@ export function mountJobsPanel(container, { interval = 2000, limit = 15 } = {}) 
       ]);
       const link = cluster.dashboard_url
         ? el("a", { href: cluster.dashboard_url, target: "_blank", rel: "noopener" }, "Dask dashboard")
-        : el("span", { style: "color:var(--muted)" }, "Dask dashboard off (pip install 'bramble[dask-dashboard]' on the master)");
+        : el("span", { style: "color:var(--muted)" }, "Dask dashboard off (pip install 'bramble-cluster[dask-dashboard]' on the master)");
       container.replaceChildren(
         el("h2", {}, "Jobs"),
         el("p", {}, `scheduler ${cluster.scheduler} · `, link),

@@ -1,4 +1,5 @@
-"""`bramble.jobs.connect()`: a Dask client connected to the cluster over mutual TLS."""
+"""Dask with the cluster's mutual TLS: `connect()` (as `bramble.jobs.connect()`), the client
+every job and the master use, and each role's `Security`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bramble.errors import BrambleError
-from bramble.jobs.config import ENV_SCHEDULER, ENV_TLS_DIR, JobsConfig, load_config
+from bramble.jobs.config import ENV_SCHEDULER, ENV_TLS_DIR, JobsConfig, jobs_config
 from bramble.jobs.tls import Role, TlsMaterial, TlsPaths
 
 if TYPE_CHECKING:
@@ -104,5 +105,7 @@ def connect(spec: Path | str | None = None, *, timeout: float = 10.0) -> Client:
         if scheduler.startswith("tls://"):
             tls = _given if _given is not None else (TlsPaths(Path(tls_dir)) if tls_dir else None)
         return _client(scheduler, tls, timeout)
-    config = load_config(Path(spec) if spec is not None else None)
-    return client_for(config, timeout=timeout)
+    from bramble.cluster import find_cluster
+
+    cluster = find_cluster(Path(spec) if spec is not None else None, env=True)
+    return client_for(jobs_config(cluster), timeout=timeout)

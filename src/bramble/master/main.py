@@ -1,0 +1,209 @@
+"""`bramble master`, assembled in one place: every part created here, started in order and
+closed in reverse by the app's lifespan.
+
+    history (SQLite)  ->  its writer thread  ->  its reader  ->  the live view's tasks
+        ->  the collector on the telemetry socket  ->  the jobs service
+
+The node table, the live view (with its event hub), the collector and the app are plain
+objects made in `Master.__init__`, which opens nothing; the lifespan opens files, sockets and
+processes, and closes each of them even when a later one fails to start. Shutdown is clean and
+bounded because every part closes: the HTTP server gives event streams 2 s, then the parts
+close in reverse (the jobs service cancels what runs, the collector stops receiving, the last
+history rows are written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from bramble import __version__
+from bramble.errors import BrambleError
+from bramble.master import api, prometheus
+from bramble.master.collector import Collector, Stats, open_socket
+from bramble.master.history import History, HistoryReader, HistoryWriter
+from bramble.master.live import Live
+from bramble.master.nodes import NodeTable
+
+if TYPE_CHECKING:
+    from bramble.cluster import Cluster
+
+log = logging.getLogger(__name__)
+HTTP_GRACE = 2  # seconds event streams get to end when the master stops
+
+
+class Master:
+    """Everything the master runs, for CLUSTER, with its history in DB_PATH.
+
+    TELEMETRY opens the socket the collector receives on (by default the spec's group and
+    port); JOBS, whether to run the jobs service.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        db_path: Path,
+        *,
+        telemetry: Callable[[], socket.socket] | None = None,
+        jobs: bool = True,
+    ) -> None:
+        spec = cluster.spec
+        secrets = cluster.secrets()
+        tel, hist = spec.telemetry, spec.history
+        self.cluster = cluster
+        self.telemetry = telemetry or (lambda: open_socket(str(tel.group), tel.port, tel.interface))
+        self.run_jobs = jobs
+        self.lock = threading.Lock()
+        self.table = NodeTable(
+            stale_after=tel.stale_after,
+            down_after=tel.down_after,
+            max_nodes=tel.max_nodes,
+            default_interval=tel.interval,
+        )
+        self.history = History(
+            db_path,
+            raw_hours=hist.raw_hours,
+            minute_days=hist.minute_days,
+            hour_days=hist.hour_days,
+        )
+        self.writer = HistoryWriter(self.history)
+        self.reader = HistoryReader(db_path, self.history.keep)
+        self.counts = Stats()
+        self.live = Live(self.table, self.lock, self.counts, self.writer, self.reader)
+        self.collector = Collector(
+            self.table,
+            self.lock,
+            keys={secrets.telemetry_key_id: secrets.telemetry_key},
+            allow_unsigned=tel.allow_unsigned,
+            clock_window=tel.clock_window,
+            on_changes=self.live.on_changes,
+            stats=self.counts,
+        )
+        self.app = create_app(self)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """Open and start every part in order; close them in reverse when the app stops."""
+        async with contextlib.AsyncExitStack() as parts:
+            self.history.open()
+            parts.callback(self.history.close)
+            self.writer.start()
+            parts.callback(self.writer.close)
+            self.reader.open()
+            parts.callback(self.reader.close)
+            self.live.start()
+            parts.push_async_callback(self.live.close)
+            await self.collector.start(self.telemetry())
+            parts.callback(self.collector.close)
+            if self.run_jobs:
+                await self._start_jobs(app, parts)
+            yield
+
+    async def _start_jobs(self, app: FastAPI, parts: contextlib.AsyncExitStack) -> None:
+        """The jobs service, if it can run here: without it the master serves the rest, and
+        the jobs routes say why not."""
+        from bramble.jobs.api import create_service
+
+        try:
+            service = await asyncio.to_thread(create_service, self.cluster)
+        except (BrambleError, OSError) as exc:
+            log.warning("jobs are not available: %s", exc)
+            app.state.jobs_error = str(exc)
+            return
+        app.state.jobs = service
+
+        async def close() -> None:
+            del app.state.jobs
+            await asyncio.to_thread(service.close)
+
+        parts.push_async_callback(close)
+
+    async def serve(self, bind: str, port: int) -> None:
+        """Serve on BIND:PORT until SIGTERM or SIGINT, the parts running for as long."""
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.app,
+            host=bind,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",  # the lifespan is run here, around the server
+            timeout_graceful_shutdown=HTTP_GRACE,
+        )
+        server = uvicorn.Server(config)
+
+        def _stop(_signum: int, _frame: object) -> None:
+            # uvicorn takes over these signals while it serves and raises them again when it
+            # has stopped; before and after that, this ends the serving.
+            server.should_exit = True
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _stop)
+        tel = self.cluster.spec.telemetry
+        async with self.app.router.lifespan_context(self.app):
+            log.info(
+                "bramble master: dashboard http://%s:%d/ telemetry %s:%d",
+                bind,
+                port,
+                tel.group,
+                tel.port,
+            )
+            await server.serve()
+        if not server.started:
+            raise BrambleError(f"cannot start the master: could not serve HTTP on {bind}:{port}")
+
+
+def create_app(master: Master) -> FastAPI:
+    """The master's HTTP app: the API, /metrics, the jobs API and the dashboard page."""
+    from bramble.jobs.api import router as jobs_router
+
+    app = FastAPI(
+        title="bramble master",
+        version=__version__,
+        description="Live node table, history and events of a bramble cluster.",
+        lifespan=master.lifespan,
+    )
+    app.include_router(api.router(master.live, master.reader))
+    app.include_router(prometheus.router(master.live))
+    app.include_router(jobs_router)
+    api.mount_page(app)
+    return app
+
+
+def run_master(cluster: Cluster, *, bind: str | None, port: int | None, db: Path | None) -> None:
+    """`bramble master`: serve CLUSTER until stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    spec = cluster.spec
+    db_path = db or Path(spec.history.path)
+    master = Master(cluster, db_path)
+    loop = _new_loop()
+    try:
+        loop.run_until_complete(
+            master.serve(bind or spec.dashboard_bind, port or spec.dashboard.port)
+        )
+    except OSError as exc:
+        raise BrambleError(
+            f"cannot start the master: {exc} (is another master using port "
+            f"{spec.telemetry.port}, or is {db_path.parent} writable?)"
+        ) from None
+    finally:
+        loop.close()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where installed (much cheaper per viewer), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

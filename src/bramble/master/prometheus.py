@@ -1,0 +1,90 @@
+"""Prometheus exposition: one series per node and exported metric (see the registry in
+`bramble.telemetry.metrics`), plus the collector's counters.
+
+It reads through `Source`, a protocol of its own, so it knows nothing of how the master holds
+its nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from bramble.telemetry.metrics import EXPORTED
+
+
+class Source(Protocol):
+    """What the exposition reads."""
+
+    def readings(self) -> list[tuple[str, str, Mapping[str, float] | None]]:
+        """Each node's name, status ("up", "stale", "down") and metrics, None before any."""
+        ...
+
+    def datagrams(self) -> tuple[int, Mapping[str, int]]:
+        """Datagrams accepted, and rejected by reason."""
+        ...
+
+
+class _NodeCollector(Collector):
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Any]:
+        readings = self.source.readings()
+        up = GaugeMetricFamily("bramble_node_up", "1 if the node is up", labels=["node", "status"])
+        for name, status, _values in readings:
+            up.add_metric([name, status], 1.0 if status == "up" else 0.0)
+        yield up
+        for metric in EXPORTED:
+            family = GaugeMetricFamily(
+                f"bramble_node_{metric.prometheus}", metric.help, labels=["node"]
+            )
+            for name, _status, values in readings:
+                if values is not None:
+                    family.add_metric([name], float(values[metric.name]))
+            yield family
+        accepted_count, rejected_counts = self.source.datagrams()
+        accepted = CounterMetricFamily("bramble_datagrams_accepted", "telemetry datagrams accepted")
+        accepted.add_metric([], float(accepted_count))
+        yield accepted
+        rejected = CounterMetricFamily(
+            "bramble_datagrams_rejected", "telemetry datagrams rejected", labels=["reason"]
+        )
+        for reason, count in sorted(rejected_counts.items()):
+            rejected.add_metric([reason], float(count))
+        yield rejected
+
+
+def exposition(source: Source) -> tuple[bytes, str]:
+    """The Prometheus text for SOURCE, and its content type."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_NodeCollector(source))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class PrometheusText(Response):
+    """The Prometheus text format."""
+
+    media_type = CONTENT_TYPE_LATEST
+
+
+def router(source: Source) -> APIRouter:
+    """`GET /metrics` for SOURCE."""
+    routes = APIRouter()
+
+    @routes.get(
+        "/metrics",
+        summary="Prometheus exposition: every node's metrics, and the datagram counters",
+        response_class=PrometheusText,
+        responses={200: {"description": "the Prometheus text format"}},
+    )
+    def metrics() -> PrometheusText:
+        body, _content_type = exposition(source)
+        return PrometheusText(body)
+
+    return routes

@@ -1,0 +1,117 @@
+"""What the master's API and event stream send: typed, frozen values (pydantic models).
+
+`/openapi.json` describes each of them; the event stream's frames carry the same models as the
+JSON routes, so the dashboard, `bramble top` and `bramble status` read one shape.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["up", "stale", "down"]
+ChangeKind = Literal["new", "up", "stale", "down", "rebooted"]
+Point = tuple[float, float]
+"""One point of a series: (bucket start, epoch seconds; the mean value in that bucket)."""
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class SampleView(_View):
+    """A node's latest sample as it sent it (the wire format's fields), stamped with its clock."""
+
+    cpufreq: int = Field(description="CPU frequency, MHz (0 when unknown)")
+    cputemp: float = Field(description="CPU temperature, °C (0 when unknown)")
+    cpuusage: float = Field(description="CPU busy fraction 0..1 over the last interval")
+    loadavg: tuple[float, float, float] = Field(description="1, 5 and 15 minute load")
+    meminfo: dict[str, int] = Field(description="/proc/meminfo fields, kB")
+    cores: list[float] = Field(description="per-core busy fraction 0..1")
+    disk: dict[str, int] = Field(description="root filesystem: total, used, free bytes")
+    net: dict[str, tuple[int, int]] = Field(description="bytes [in, out] per interface since boot")
+    uptime: float = Field(description="seconds since boot")
+    ts: float = Field(description="the sender's clock when it sampled, epoch seconds")
+
+
+class Rates(_View):
+    """A node's network rates, from its last two samples."""
+
+    net_rx: float = Field(description="bytes/s received, all interfaces but loopback")
+    net_tx: float = Field(description="bytes/s sent, all interfaces but loopback")
+
+
+class NodeView(_View):
+    """One node as the master sees it: liveness, its latest sample and its metrics."""
+
+    name: str
+    address: str = Field(description="the address its datagrams come from")
+    status: Status
+    first_seen: float = Field(description="epoch seconds, master's clock")
+    last_seen: float = Field(description="epoch seconds, master's clock")
+    boot: int = Field(description="the node's boot id (its boot time)")
+    seq: int = Field(description="the last datagram's sequence number within this boot")
+    rebooted_at: float | None = Field(description="when the master saw it reboot, if it did")
+    interval: float = Field(description="the node's send interval, seconds")
+    signed: bool = Field(description="whether its datagrams are signed")
+    sample: SampleView | None
+    rates: Rates
+    metrics: dict[str, float] = Field(
+        description="every metric of the registry read from the latest sample (memory used, "
+        "network rates, ...): what history stores and /metrics exports, computed once here"
+    )
+
+
+class Change(_View):
+    """Something that happened to a node: it joined, went stale or down, came up, rebooted."""
+
+    ts: float = Field(description="epoch seconds, master's clock")
+    node: str
+    kind: ChangeKind
+    message: str
+
+
+class Stats(_View):
+    """Telemetry datagrams accepted and rejected (by reason), and the acceptance rate."""
+
+    accepted: int
+    rejected: dict[str, int] = Field(description="rejected datagrams by reason")
+    rate: float = Field(description="datagrams accepted per second, over about 10 s")
+    nodes: int = Field(description="nodes in the table")
+    started: float = Field(description="when the master started, epoch seconds")
+    now: float = Field(description="the master's clock, epoch seconds")
+
+
+class Snapshot(_View):
+    """The first event of the stream, and again after a viewer fell behind: everything."""
+
+    nodes: list[NodeView]
+    stats: Stats
+    changes: list[Change] = Field(description="the newest changes, newest first")
+
+
+class NodeSeries(_View):
+    """Several metrics of one node over time (`metric` named several, separated by commas)."""
+
+    node: str
+    step: float = Field(description="seconds per point")
+    series: dict[str, list[Point]]
+
+
+class NodeMetric(_View):
+    """One metric of one node over time."""
+
+    node: str
+    metric: str
+    step: float = Field(description="seconds per point")
+    points: list[Point]
+
+
+class ClusterSeries(_View):
+    """One metric over all nodes: each step's values combined as the metric registry says
+    (the mean CPU, the total memory, ...)."""
+
+    metric: str
+    step: float = Field(description="seconds per point")
+    points: list[Point]

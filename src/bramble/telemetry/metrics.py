@@ -1,0 +1,86 @@
+"""The metric registry: every metric with a name, its unit, how it is read from a sample, and
+how the cluster aggregates it.
+
+History (one column per stored metric), `/metrics`, the node view, `bramble top`, `bramble
+status` and the dashboard all name metrics as here, and derived values (memory used, say) are
+computed here once, on the master, and sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from bramble.telemetry.wire import Sample
+
+Aggregation = Literal["sum", "mean", "max"]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One metric: NAME in the API and history, its UNIT, what it is (HELP), how it is READ
+    from a sample and the node's network rates (bytes/s in, out), how the CLUSTER aggregates
+    the nodes' values; STORED if history keeps it (a column), and its Prometheus gauge name
+    (without the `bramble_node_` prefix) if `/metrics` exports it."""
+
+    name: str
+    unit: str
+    help: str
+    read: Callable[[Sample, float, float], float]
+    cluster: Aggregation
+    stored: bool = True
+    prometheus: str | None = None
+
+
+def _available(sample: Sample) -> int:
+    mem = sample.meminfo
+    return mem.get("MemAvailable", mem.get("MemFree", 0))
+
+
+# History's columns are the stored metrics in this order: add new ones at the end.
+METRICS: tuple[Metric, ...] = (
+    Metric("cpuusage", "ratio", "CPU busy fraction over the last interval",
+           lambda s, rx, tx: s.cpuusage, "mean", prometheus="cpu_usage_ratio"),
+    Metric("cputemp", "°C", "CPU temperature",
+           lambda s, rx, tx: s.cputemp, "mean", prometheus="cpu_temperature_celsius"),
+    Metric("cpufreq", "MHz", "CPU frequency",
+           lambda s, rx, tx: s.cpufreq, "mean", prometheus="cpu_frequency_mhz"),
+    Metric("load1", "", "1 minute load average",
+           lambda s, rx, tx: s.loadavg[0], "mean", prometheus="load1"),
+    Metric("load5", "", "5 minute load average",
+           lambda s, rx, tx: s.loadavg[1], "mean", prometheus="load5"),
+    Metric("load15", "", "15 minute load average",
+           lambda s, rx, tx: s.loadavg[2], "mean", prometheus="load15"),
+    Metric("mem_used", "kB", "memory in use: MemTotal less MemAvailable (or MemFree)",
+           lambda s, rx, tx: s.meminfo.get("MemTotal", 0) - _available(s), "sum"),
+    Metric("mem_total", "kB", "MemTotal",
+           lambda s, rx, tx: s.meminfo.get("MemTotal", 0), "sum", prometheus="memory_total_kb"),
+    Metric("mem_available", "kB", "MemAvailable (or MemFree where the kernel has none)",
+           lambda s, rx, tx: _available(s), "sum", prometheus="memory_available_kb"),
+    Metric("swap_used", "kB", "swap in use: SwapTotal less SwapFree",
+           lambda s, rx, tx: s.meminfo.get("SwapTotal", 0) - s.meminfo.get("SwapFree", 0),
+           "sum"),
+    Metric("disk_used", "bytes", "root filesystem bytes used",
+           lambda s, rx, tx: s.disk.get("used", 0), "sum", prometheus="disk_used_bytes"),
+    Metric("net_rx", "bytes/s", "network receive rate, all interfaces but loopback",
+           lambda s, rx, tx: rx, "sum", prometheus="network_receive_bytes_per_second"),
+    Metric("net_tx", "bytes/s", "network transmit rate, all interfaces but loopback",
+           lambda s, rx, tx: tx, "sum", prometheus="network_transmit_bytes_per_second"),
+    Metric("uptime", "s", "seconds since boot",
+           lambda s, rx, tx: s.uptime, "max", stored=False, prometheus="uptime_seconds"),
+)  # fmt: skip
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+STORED: tuple[Metric, ...] = tuple(m for m in METRICS if m.stored)
+EXPORTED: tuple[Metric, ...] = tuple(m for m in METRICS if m.prometheus)
+
+
+def values(sample: Sample, net_rx: float, net_tx: float) -> dict[str, float]:
+    """Every metric of SAMPLE (and the node's network rates), by name."""
+    return {m.name: m.read(sample, net_rx, net_tx) for m in METRICS}
+
+
+def stored_values(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
+    """The stored metrics of SAMPLE, in history's column order."""
+    return tuple(float(m.read(sample, net_rx, net_tx)) for m in STORED)

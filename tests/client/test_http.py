@@ -1,0 +1,80 @@
+"""The clients' one HTTP client: JSON, the admin token, and what a user sees when it fails."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from io import StringIO
+from typing import Annotated, Any
+
+import pytest
+from bramble_testing import free_port, serving
+from fastapi import FastAPI, Header, HTTPException
+from fastapi.responses import PlainTextResponse
+from rich.console import Console
+
+from bramble.client.http import MasterClient
+from bramble.client.status import status_view
+from bramble.errors import BrambleError, MasterUnreachableError
+
+app = FastAPI()
+
+
+@app.get("/api/echo")
+def echo(limit: int = 0, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    return {"limit": limit, "auth": authorization}
+
+
+@app.get("/api/missing")
+def missing() -> None:
+    raise HTTPException(404, "no node called 'x'")
+
+
+@app.get("/api/text")
+def text() -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    with serving(app) as url:
+        yield url
+
+
+def test_json_params_and_token(base: str) -> None:
+    with MasterClient(base + "/", token="t0k") as master:
+        assert master.get("/api/echo", limit=3, state=None) == {"limit": 3, "auth": "Bearer t0k"}
+
+
+def test_errors_say_what_the_master_said(base: str) -> None:
+    with MasterClient(base) as master:
+        with pytest.raises(BrambleError, match=r"GET /api/missing: HTTP 404: no node called 'x'"):
+            master.get("/api/missing")
+        with pytest.raises(BrambleError, match="not JSON"):
+            master.get("/api/text")
+
+
+def test_no_master_answering() -> None:
+    base = f"http://127.0.0.1:{free_port()}"
+    with (
+        MasterClient(base, hint=", or pass --url") as master,
+        pytest.raises(MasterUnreachableError, match=r"no master answering at .*, or pass --url$"),
+    ):
+        master.get("/api/nodes", timeout=2)
+
+
+def test_status_view_counts_and_colours() -> None:
+    now = time.time()
+    node = {
+        "name": "n1",
+        "status": "up",
+        "last_seen": now - 2,
+        "sample": {"cpuusage": 0.25, "cputemp": 50.0, "loadavg": [0.5, 0, 0],
+                   "meminfo": {"MemTotal": 2048, "MemAvailable": 1024}},
+        "metrics": {"mem_used": 1024.0, "mem_total": 2048.0},
+    }  # fmt: skip
+    console = Console(file=StringIO(), width=100, color_system=None)
+    console.print(status_view([node, {**node, "name": "n2", "status": "down"}], "http://m", now))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "bramble at http://m" in out and "25.0%" in out and "1/2 MiB" in out
+    assert "1 up, 0 stale, 1 down" in out
