@@ -20,7 +20,6 @@ def db_bytes(master: Master) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.4: any name signed with the key becomes a node")
 def test_names_outside_the_spec_are_refused(start_master: Callable[..., Master]) -> None:
     master = start_master(interval=0.2)
     master.send(sample_body("node-1", 1, interval=0.2))
@@ -46,9 +45,6 @@ def test_names_outside_the_spec_are_refused(start_master: Callable[..., Master])
     assert db_bytes(master) - size < 256 * 1024
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 14.4: a datagram's interval keeps a node up for hours"
-)
 def test_a_node_cannot_claim_to_live_for_hours(start_master: Callable[..., Master]) -> None:
     master = start_master(interval=0.2, stale_after=3, down_after=8)
     master.send(sample_body("node-1", 1, interval=3600))
@@ -69,7 +65,6 @@ def capture(master: Master, node: str, seqs: range) -> list[bytes]:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-@pytest.mark.xfail(strict=True, reason="issue 14.4: the replay window is lost at a restart")
 def test_the_replay_window_survives_a_restart(
     start_master: Callable[..., Master], stop: int
 ) -> None:

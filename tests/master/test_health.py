@@ -19,7 +19,6 @@ pytestmark = [pytest.mark.slow]
 PARTS = {"collector", "ticker", "history", "jobs"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.2: there is no /api/health")
 def test_health_names_every_part(start_master: Callable[..., Master]) -> None:
     master = start_master()
     health = master.api("/api/health")
@@ -65,7 +64,6 @@ class Sender:
 
 
 @pytest.mark.root
-@pytest.mark.xfail(strict=True, reason="issue 14.2: a full disk is invisible")
 def test_a_full_disk_is_reported_and_history_resumes(
     start_master: Callable[..., Master], small_disk: Path
 ) -> None:
@@ -98,7 +96,6 @@ def test_a_full_disk_is_reported_and_history_resumes(
 
 
 @pytest.mark.root
-@pytest.mark.xfail(strict=True, reason="issue 14.2: a read-only history store stops the master")
 def test_a_read_only_store_is_reported_and_live_data_serves(
     start_master: Callable[..., Master], small_disk: Path
 ) -> None:
@@ -114,3 +111,52 @@ def test_a_read_only_store_is_reported_and_live_data_serves(
         assert "read-only" in health["parts"]["history"]["detail"]
     finally:
         sender.stop()
+
+
+def test_a_failing_loop_goes_on_is_counted_and_logged_once_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+    import sqlite3
+
+    from bramble.master.health import Health
+    from bramble.master.live import Live
+
+    health = Health()
+    rounds: list[int] = []
+
+    def body() -> None:
+        rounds.append(1)
+        if len(rounds) <= 5:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    async def run() -> None:
+        live = Live.__new__(Live)  # only its loop runner: no table, history or hub
+        live.health = health
+        task = asyncio.create_task(live._every(0.01, "ticker", body))
+        while len(rounds) < 8:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(run())
+    view = health.view().parts["ticker"]
+    assert view.ok and view.errors == 5  # failed five times, went on, works again
+    assert health.errors() == {"ticker": 5}
+    failures = [r for r in caplog.records if "ticker" in r.getMessage() and r.levelno >= 30]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+    assert "disk full" in failures[0].getMessage()
+
+
+def test_failures_say_why_in_words_a_user_can_act_on() -> None:
+    import errno
+    import sqlite3
+
+    from bramble.master.health import describe
+
+    assert describe(sqlite3.OperationalError("database or disk is full")) == "disk full"
+    assert describe(OSError(errno.ENOSPC, "No space left on device")) == "disk full"
+    assert describe(sqlite3.OperationalError("attempt to write a readonly database")) == (
+        "read-only"
+    )
+    assert describe(OSError(errno.EROFS, "Read-only file system")) == "read-only"
+    assert describe(PermissionError(13, "Permission denied")) == "permission denied"

@@ -12,7 +12,6 @@ from bramble_testing import Master, sample_body, wait_for
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.6: history takes one sample per node per tick")
 def test_every_accepted_sample_becomes_a_history_point(
     start_master: Callable[..., Master],
 ) -> None:

@@ -64,7 +64,6 @@ def served(master: Master, timeout: float = 2.0) -> bool:
         return False
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.3: the body is read and parsed before the 401")
 def test_a_huge_body_is_refused_before_it_is_read(start_master: Callable[..., Master]) -> None:
     master = start_master()
     assert httpx.get(master.base + "/api/jobs", timeout=30).status_code == 200  # jobs are up
@@ -89,7 +88,6 @@ def test_a_huge_body_is_refused_before_it_is_read(start_master: Callable[..., Ma
     assert grown < 20 * 1024, f"peak memory grew by {grown} kB"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.3: idle event streams exhaust the descriptors")
 def test_idle_event_streams_do_not_starve_other_clients(
     start_master: Callable[..., Master], descriptors: None
 ) -> None:
@@ -106,7 +104,6 @@ def test_idle_event_streams_do_not_starve_other_clients(
             sock.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.3: half-sent requests are held forever")
 def test_half_sent_requests_are_closed_by_the_header_timeout(
     start_master: Callable[..., Master], descriptors: None
 ) -> None:
@@ -187,7 +184,6 @@ def test_out_of_range_ids_are_422(start_master: Callable[..., Master]) -> None:
     assert httpx.get(f"{master.base}/api/jobs/{2**63 - 1}", timeout=10).status_code == 404
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14.3: the Host header is not checked")
 def test_a_foreign_host_header_is_refused(start_master: Callable[..., Master]) -> None:
     master = start_master()
     port = master.spec.dashboard.port

@@ -13,12 +13,20 @@ from pathlib import Path
 from typing import Annotated, Protocol
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 
+from bramble.master.limits import StreamResponse
 from bramble.master.views import (
     Change,
     ClusterSeries,
+    HealthView,
     NodeMetric,
     NodeSeries,
     NodeView,
@@ -52,8 +60,16 @@ class NodeSource(Protocol):
         """The newest LIMIT changes, newest first (called on the event loop)."""
         ...
 
-    def events(self) -> AsyncIterator[bytes]:
-        """A new viewer's server-sent event stream."""
+    def events(self) -> AsyncIterator[bytes] | None:
+        """A new viewer's server-sent event stream; None when too many are watching."""
+        ...
+
+    def leave(self) -> None:
+        """A viewer's stream (one `events` gave) has ended."""
+        ...
+
+    def health_view(self) -> HealthView:
+        """What works in the master, part by part."""
         ...
 
 
@@ -154,24 +170,33 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
     def stats() -> Stats:
         return source.stats()
 
+    @routes.get("/api/health", summary="What works: the collector, the live loops, history, jobs")
+    def health() -> HealthView:
+        return source.health_view()
+
     @routes.get(
         "/api/events",
         summary="Server-sent events: snapshot, nodes, change, stats",
         response_class=EventStream,
+        response_model=None,
         responses={
             200: {
                 "model": Snapshot,
                 "description": "server-sent events: first `snapshot` (a Snapshot, as here), "
                 "then `nodes` (a list of the NodeViews that changed, every 100 ms), `change` "
                 "(a Change) and `stats` (a Stats, every second); a viewer that falls 2 s "
-                "behind gets a fresh `snapshot`",
-            }
+                "behind gets a fresh `snapshot`; one that stops reading is dropped",
+            },
+            503: {"description": "as many viewers as the master takes are watching"},
         },
     )
-    async def events() -> EventStream:
-        return EventStream(
-            source.events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
+    async def events() -> Response:
+        stream = source.events()
+        if stream is None:
+            return PlainTextResponse(
+                "too many viewers: try again later", 503, headers={"Retry-After": "10"}
+            )
+        return StreamResponse(stream, on_close=source.leave)
 
     return routes
 

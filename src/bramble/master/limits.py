@@ -21,12 +21,14 @@ import ipaddress
 import logging
 import resource
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
+
+from starlette.responses import Response
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 Message = dict[str, Any]
 Receive = Any
 Send = Any
@@ -193,12 +195,12 @@ STALL = 30.0
 """Seconds an event stream's viewer may go without taking what it is sent."""
 
 
-class StreamResponse:
+class StreamResponse(Response):
     """A server-sent event stream of CHUNKS that ends when the viewer stops reading.
 
     Each write must be taken (by the socket, past its buffers) within STALL seconds; a
     viewer that reads nothing (a tab frozen in the background, or one who opens streams to
-    hold the master's sockets) is closed, and its place taken back.
+    hold the master's sockets) is closed, and its place taken back (ON_CLOSE).
     """
 
     media_type = "text/event-stream"
@@ -207,13 +209,11 @@ class StreamResponse:
         self.chunks = chunks
         self.stall = stall
         self.on_close = on_close
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-        ]
         gone = asyncio.Event()
 
         async def watch() -> None:
@@ -223,7 +223,7 @@ class StreamResponse:
 
         watcher = asyncio.ensure_future(watch())
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for chunk in self.chunks:
                 if gone.is_set():
                     break

@@ -26,21 +26,35 @@ class ReplayStore:
     """The windows file at PATH."""
 
     def __init__(self, path: Path) -> None:
-        private_database(path)
-        self._db = sqlite3.connect(path, timeout=10, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> ReplayStore:
+        """Open (creating if need be) the file; this store, for chaining."""
+        private_database(self.path)
+        db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(
             "CREATE TABLE IF NOT EXISTS window (node TEXT PRIMARY KEY, boot INTEGER NOT NULL, "
             "seq INTEGER NOT NULL, ts REAL NOT NULL)"
         )
-        self._db.commit()
-        self._lock = threading.Lock()
+        db.commit()
+        self._db = db
+        return self
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection (RuntimeError before `open`)."""
+        if self._db is None:
+            raise RuntimeError(f"the replay windows at {self.path} are not open")
+        return self._db
 
     def load(self) -> dict[str, Window]:
         """Every window saved, by node."""
         with self._lock:
-            rows = self._db.execute(
+            rows = self.db.execute(
                 "SELECT node, boot, seq, ts FROM window ORDER BY ts DESC LIMIT ?", (KEEP,)
             ).fetchall()
         return {str(n): (int(b), int(s), float(t)) for n, b, s, t in rows}
@@ -50,20 +64,22 @@ class ReplayStore:
         if not windows:
             return
         with self._lock:
-            self._db.executemany(
+            self.db.executemany(
                 "INSERT OR REPLACE INTO window VALUES (?, ?, ?, ?)",
                 [(n, b, s, t) for n, (b, s, t) in windows.items()],
             )
-            count = self._db.execute("SELECT COUNT(*) FROM window").fetchone()[0]
+            count = self.db.execute("SELECT COUNT(*) FROM window").fetchone()[0]
             if count > KEEP:
-                self._db.execute(
+                self.db.execute(
                     "DELETE FROM window WHERE node NOT IN "
                     "(SELECT node FROM window ORDER BY ts DESC LIMIT ?)",
                     (KEEP,),
                 )
-            self._db.commit()
+            self.db.commit()
 
     def close(self) -> None:
         """Close the file."""
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None

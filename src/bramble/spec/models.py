@@ -176,6 +176,7 @@ class TelemetrySpec(_Model):
     stale_after: float = Field(default=3, gt=0, le=1000)
     down_after: float = Field(default=10, gt=0, le=10000)
     max_nodes: int = Field(default=1024, ge=1, le=65536)
+    admit: Literal["spec", "any"] = "spec"
     engine: Literal["auto", "compiled", "python"] = "auto"
 
     @field_validator("interval")
@@ -255,6 +256,8 @@ class HistorySpec(_Model):
     raw_hours: float = Field(default=24, gt=0, le=24 * 366)
     minute_days: float = Field(default=30, gt=0, le=3660)
     hour_days: float = Field(default=365, gt=0, le=36600)
+    max_bytes: int = Field(default=2 << 30, ge=1 << 20)
+    max_changes: int = Field(default=100_000, ge=100)
 
     @field_validator("path", mode="before")
     @classmethod

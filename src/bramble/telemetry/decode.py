@@ -9,6 +9,7 @@ from __future__ import annotations
 from _operator import _compare_digest as compare_digest  # hmac's, without OpenSSL
 
 from bramble.telemetry.wire import (
+    LEGACY_INTERVAL,
     MAX_CORES,
     MAX_DATAGRAM,
     MAX_FIELD,
@@ -229,7 +230,7 @@ def decode(
         raise _bad("not a JSON object")
     sample = _sample(obj, signed_body is not None)
     if signed_body is None:
-        return Packet(source, 0, 0, now, 0.0, sample, False, None)
+        return Packet(source, 0, 0, now, LEGACY_INTERVAL, sample, False, None)
     node = obj.get("node")
     if type(node) is not str:
         raise _bad("node must be a name")

@@ -34,6 +34,7 @@ MAX_IFACES = 8
 MAX_MEMINFO = 16
 MAX_NAME = 63
 MAX_KEY_ID = 32
+LEGACY_INTERVAL = 2.0  # the original C daemon sends every 2 s
 KEY_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 REASONS = (
