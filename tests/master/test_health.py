@@ -86,6 +86,8 @@ def test_a_full_disk_is_reported_and_history_resumes(
         wait_for(lambda: master.api("/api/nodes/node-1")["seq"] > before + 5, 5, "live updates")
         metrics = httpx.get(master.base + "/metrics", timeout=5).text
         assert 'bramble_errors_total{part="history"}' in metrics
+        assert 'bramble_part_up{part="history"} 0.0' in metrics
+        assert "history: disk full" in master.stats()["problems"]  # the page's banner
         wait_for(lambda: master.stats()["errors"]["history"] >= 3, 10, "the writer still trying")
         assert master.processes.log(master.name).count("Traceback") <= 1
         # when space comes back, so does history

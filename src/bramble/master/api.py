@@ -6,11 +6,12 @@ API knows nothing of how the master is put together (`main` assembles it).
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import (
@@ -39,6 +40,7 @@ from bramble.telemetry.metrics import STORED
 STATIC = Path(str(resources.files("bramble.master") / "static"))
 PLACEHOLDER = "<!doctype html><title>bramble</title><p>bramble master: see <a href=/docs>/docs</a>"
 HISTORY_METRICS = tuple(m.name for m in STORED)
+T = TypeVar("T")
 
 
 class NodeSource(Protocol):
@@ -110,6 +112,14 @@ def _metric_names(metric: str) -> list[str]:
     return names
 
 
+def _stored(read: Callable[[], T]) -> T:
+    """READ from history; 503 saying why when history cannot be read (see /api/health)."""
+    try:
+        return read()
+    except (sqlite3.Error, OSError) as exc:
+        raise HTTPException(503, f"history cannot be read: {exc}") from None
+
+
 def router(source: NodeSource, history: HistorySource) -> APIRouter:
     """The API's routes, reading SOURCE and HISTORY."""
     routes = APIRouter()
@@ -139,7 +149,7 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
         names = _metric_names(metric)
         now = time.time()
         start, width = history.resolve(since, step, now)
-        series = history.node_series(name, names, start, width, now)
+        series = _stored(lambda: history.node_series(name, names, start, width, now))
         if source.node(name) is None and not any(series.values()):
             raise HTTPException(404, f"no node called '{name}'")
         if "," in metric:
@@ -158,7 +168,7 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
             )
         now = time.time()
         start, width = history.resolve(since, step, now)
-        points = history.cluster_series(metric, start, width, now)
+        points = _stored(lambda: history.cluster_series(metric, start, width, now))
         return ClusterSeries(metric=metric, step=width, points=points)
 
     @routes.get("/api/changes", summary="Recent node events, newest first")

@@ -278,8 +278,9 @@ class HistoryReader:
 
     @property
     def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            raise RuntimeError(f"the history at {self.path} is not open for reading")
+        if self._connection is None:  # not there at start (a disk that failed): try again
+            self.open()
+        assert self._connection is not None
         return self._connection
 
     def _tier(self, since: float, now: float, step: float) -> tuple[str, int]:

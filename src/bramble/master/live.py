@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -230,7 +231,10 @@ class Live:
         recent = self.recent
         if limit <= len(recent) or len(recent) < RECENT:
             return list(recent)[::-1][:limit]
-        return self.reader.changes(limit)  # SQLite has them within a second
+        try:
+            return self.reader.changes(limit)  # SQLite has them within a second
+        except (sqlite3.Error, OSError):  # history cannot be read: what is in memory
+            return list(recent)[::-1][:limit]
 
     def snapshot(self) -> Snapshot:
         """What a new event-stream viewer gets first."""
