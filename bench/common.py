@@ -40,7 +40,7 @@ def rss_mib(pid: int) -> float:
 
 
 def write_local_spec(state: Path) -> tuple[Path, str]:
-    """A loopback spec with no nodes (random ports) and its secrets in STATE.
+    """A loopback spec with no nodes, admitting any (random ports), and its secrets in STATE.
 
     Returns the spec's path and the master's base URL.
     """
@@ -51,7 +51,11 @@ def write_local_spec(state: Path) -> tuple[Path, str]:
 
     port = free_port()
     spec_path = state / "bramble.toml"
-    spec_path.write_text(local_spec_text(0, port, free_port(socket.SOCK_DGRAM), state))
+    # no node names in the spec: the benchmarks' senders are admitted because it says any may
+    telemetry = 'interval = 1.0\nadmit = "any"'
+    spec_path.write_text(
+        local_spec_text(0, port, free_port(socket.SOCK_DGRAM), state, telemetry=telemetry)
+    )
     (state / "bramble.secrets.toml").write_text(secrets_text())
     return spec_path, f"http://127.0.0.1:{port}"
 

@@ -148,3 +148,40 @@ def test_dashboard_live_cards_staleness_and_detail(
     assert all(
         "ERR_" in e or "Failed to load resource" in e or e.startswith("HTTP 500") for e in later
     ), later
+
+
+def test_unsigned_nodes_and_a_failing_part_are_shown(
+    tmp_path: Path, processes: Processes, browser: object
+) -> None:
+    import json
+    import socket
+
+    # history where no directory can be made (a file is in the way): history does not work
+    (tmp_path / "a-file").write_text("")
+    spec_path = write_spec(
+        tmp_path / "c", nodes=1, interval=0.3,
+        tables={
+            "telemetry": 'allow_unsigned = true\nadmit = "any"',
+            "history": f'path = "{tmp_path / "a-file" / "history.db"}"',
+        },
+    )  # fmt: skip
+    spec = load_spec(spec_path)
+    url = f"http://127.0.0.1:{spec.dashboard.port}/"
+    processes.start("master", "master", "--spec", str(spec_path))
+    processes.start("node-1", "agent", "--spec", str(spec_path), "--node-name", "node-1")
+    wait_for(lambda: api(url, "api/stats"), 20, "the master to answer")
+    legacy = {"cpufreq": 700, "cputemp": 47.1, "cpuusage": 0.1, "loadavg": [0.1, 0.1, 0.1],
+              "meminfo": {"MemTotal": 448776, "MemFree": 253284}}  # fmt: skip
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        tx.bind(("127.0.0.2", 0))  # no reverse name: the node is called by its address
+        for _ in range(3):
+            tx.sendto(json.dumps(legacy).encode(), ("127.0.0.1", spec.telemetry.port))
+            time.sleep(0.2)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.card').length === 2", timeout=20_000)
+    legacy_card = page.locator(".card[data-name='127.0.0.2']")
+    assert legacy_card.locator(".badge.unsigned").is_visible()
+    assert not page.locator(".card[data-name='node-1'] .badge.unsigned").is_visible()
+    page.wait_for_selector("#trouble:not([hidden])", timeout=10_000)
+    assert page.inner_text("#trouble").startswith("master: history: ")

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bramble_testing import JOB_EXAMPLES, LocalCluster, free_port, stop, wait_port
+from bramble_testing import (
+    JOB_EXAMPLES,
+    LocalCluster,
+    free_port,
+    give_to_job_user,
+    stop,
+    wait_port,
+)
 
 from bramble.jobs.tls import create_cluster_tls
 
@@ -35,8 +42,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture()
-def jobs_dir(tmp_path: Path) -> Path:
-    """A jobs directory holding copies of the example jobs."""
-    d = tmp_path / "jobs"
+def jobs_dir(public_tmp: Path) -> Path:
+    """A jobs directory holding copies of the example jobs, the job user's (jobs write there)."""
+    d = public_tmp / "jobs"
     shutil.copytree(JOB_EXAMPLES, d)
+    d.chmod(0o755)
+    give_to_job_user(d)
     return d

@@ -67,17 +67,20 @@ def test_submit_list_logs_and_cancel(api: tuple[str, JobsService]) -> None:
     base, _ = api
     resp = httpx.post(
         f"{base}/api/jobs",
-        json={"file": "primes.py", "args": ["100000", "4"], "submitter": "me@laptop"},
+        json={"file": "primes.py", "args": ["100000", "4"], "submitter": "me@laptop"},  # ignored
         headers=AUTH,
     )
     assert resp.status_code == 201, resp.text
     job_id = resp.json()["id"]
     job = wait_final(base, job_id)
-    assert job["state"] == "done" and job["exit_status"] == 0 and job["submitter"] == "me@laptop"
-    logs = httpx.get(f"{base}/api/jobs/{job_id}/logs").json()
+    assert job["state"] == "done" and job["exit_status"] == 0
+    assert job["submitter"] == "admin@127.0.0.1"
+    assert httpx.get(f"{base}/api/jobs/{job_id}/logs").status_code == 401
+    logs = httpx.get(f"{base}/api/jobs/{job_id}/logs", headers=AUTH).json()
     assert logs["finished"]
     assert "result: 9592" in "".join(c["data"] for c in logs["chunks"])
-    later = httpx.get(f"{base}/api/jobs/{job_id}/logs", params={"after": logs["next"]}).json()
+    params = {"after": logs["next"]}
+    later = httpx.get(f"{base}/api/jobs/{job_id}/logs", params=params, headers=AUTH).json()
     assert later["chunks"] == []
     assert [j["id"] for j in httpx.get(f"{base}/api/jobs").json()] == [job_id]
 
@@ -106,8 +109,9 @@ def test_exec_and_its_log(api: tuple[str, JobsService]) -> None:
     results = resp.json()["results"]
     assert {"node-1", "node-2"} <= {r["node"] for r in results}
     assert all(r["rc"] == 0 and r["output"] == "hello\n" for r in results)
-    log = httpx.get(f"{base}/api/execs").json()
-    assert log[0]["command"] == "echo hello" and log[0]["submitter"] == "me"
+    assert httpx.get(f"{base}/api/execs").status_code == 401
+    log = httpx.get(f"{base}/api/execs", headers=AUTH).json()
+    assert log[0]["command"] == "echo hello" and log[0]["submitter"] == "admin@127.0.0.1"
     assert {"node-1", "node-2"} <= set(log[0]["results"])
     bad = httpx.post(f"{base}/api/exec", json={"command": "true", "nodes": "gpu-*"}, headers=AUTH)
     assert bad.status_code == 400 and "no live worker" in bad.json()["detail"]

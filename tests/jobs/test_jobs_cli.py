@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bramble_testing import JOB_EXAMPLES, free_port, stop, wait_port
+from bramble_testing import JOB_EXAMPLES, free_port, give_to_job_user, stop, wait_port
+
+from bramble.spec import load_secrets
 
 pytestmark = pytest.mark.slow
 
@@ -84,8 +87,11 @@ jobs_dir = "{jobs}"
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     subprocess.run([BRAMBLE, "init", str(root)], check=True, capture_output=True)
-    jobs = root / "jobs"
+    public = Path(tempfile.mkdtemp(prefix="bramble-test-"))  # jobs run as an unprivileged user
+    public.chmod(0o755)
+    jobs = public / "jobs"
     shutil.copytree(JOB_EXAMPLES, jobs)
+    give_to_job_user(jobs)
     url, sched, http, _ = loopback_spec(root, jobs)
     st = Stack(root=root, spec=root / "bramble.toml", jobs=jobs, url=url)
     log = (root / "stack.log").open("ab")
@@ -126,6 +132,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for proc in reversed(st.procs):
             stop(proc)
         log.close()
+        shutil.rmtree(public, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
@@ -146,7 +153,7 @@ def test_bramble_run_examples(stack: Stack, file: str, args: list[str], expect: 
     record = httpx.get(f"{stack.url}/api/jobs/{job_id}").json()
     assert record["state"] == "done" and record["exit_status"] == 0
     assert record["args"] == args and record["file"] == str(stack.jobs / file)
-    assert "@" in record["submitter"]
+    assert record["submitter"] == "admin@127.0.0.1"
     listing = stack.run("jobs", "--json")
     assert listing.returncode == 0
     assert job_id in [j["id"] for j in json.loads(listing.stdout)]
@@ -178,8 +185,11 @@ def test_bramble_exec_one_result_per_node(stack: Stack) -> None:
     failing = stack.run("exec", "--nodes", "node-2", "--", "exit 4")
     assert failing.returncode == 4 and "node-2 (1) exit 4" in failing.stdout
     assert "node-1" not in failing.stdout
-    log = httpx.get(f"{stack.url}/api/execs").json()
+    assert httpx.get(f"{stack.url}/api/execs").status_code == 401  # output needs the token
+    token = load_secrets(stack.spec).admin_token
+    log = httpx.get(f"{stack.url}/api/execs", headers={"Authorization": f"Bearer {token}"}).json()
     assert [e["command"] for e in log[:2]] == ["exit 4", "echo same"]
+    assert log[0]["submitter"] == "admin@127.0.0.1"
 
 
 def test_bramble_exec_without_token_is_refused(stack: Stack) -> None:
@@ -198,3 +208,11 @@ def test_bramble_hosts_and_mpirun(stack: Stack) -> None:
     ring = stack.run("mpirun", "-n", "3", "--", sys.executable, str(JOB_EXAMPLES / "mpi_ring.py"))
     assert ring.returncode == 0, ring.stdout + ring.stderr
     assert "ring of 3 ranks" in ring.stdout and "check: ok" in ring.stdout
+
+
+def test_workers_never_run_as_root(stack: Stack) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only a worker started as root has a user to drop to")
+    out = stack.run("exec", "--", "id -un; id -u")
+    assert out.returncode == 0, out.stderr
+    assert "bramble" in out.stdout and "\n0\n" not in out.stdout

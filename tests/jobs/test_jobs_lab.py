@@ -25,6 +25,7 @@ import pytest
 from bramble_testing import JOB_EXAMPLES
 
 from bramble.lab import commands, netns, topology
+from bramble.spec import load_secrets
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -57,7 +58,10 @@ class JobsLab:
         return self.on("master", sys.executable, "-m", "bramble", *args, timeout=timeout)
 
     def api(self, path: str) -> Any:
-        return httpx.get(self.lab.url.rstrip("/") + path, timeout=10).json()
+        """GET PATH from the lab's master, with the admin token (job output needs it)."""
+        token = load_secrets(self.lab.spec_path).admin_token
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.get(self.lab.url.rstrip("/") + path, headers=headers, timeout=10).json()
 
     def run_job(self, *args: str) -> tuple[int, str, subprocess.CompletedProcess[str]]:
         """`bramble run --follow ARGS` on the master: the job id, its final state, the run."""
@@ -147,7 +151,7 @@ def test_each_example_job_runs_checks_itself_and_is_recorded(
     record = jl.api(f"/api/jobs/{job_id}")
     assert record["file"] == f"/mnt/jobs/{job}"
     assert record["state"] == "done" and record["exit_status"] == 0
-    assert record["submitter"].startswith("root@")
+    assert record["submitter"] == f"admin@{jl.lab.spec.network.master_address}"
     assert record["started"] >= record["submitted"] and record["finished"] >= record["started"]
     logs = jl.api(f"/api/jobs/{job_id}/logs")
     assert "check: ok" in json.dumps(logs)

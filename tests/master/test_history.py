@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from bramble.master.history import COLUMNS, TIERS, History, HistoryReader, metric_row
 from bramble.master.views import Change
 from bramble.telemetry.wire import Sample
@@ -132,3 +134,34 @@ def test_survives_restart(tmp_path: Path) -> None:
     ]
     reader.close()
     again.close()
+
+
+def test_the_store_stays_within_its_bytes_and_changes(tmp_path: Path) -> None:
+    # a flood of node names, of rows and of changes: time limits alone would keep them all
+    history = History(tmp_path / "h.db", max_bytes=1 << 20, max_changes=500).open()
+    names = tuple(f"fake-{i}" for i in range(200))
+    fill(history, T0, 60, names)  # 12,000 rows, about 2 MB
+    history.write(
+        [], [Change(ts=T0 + i, node=f"fake-{i}", kind="new", message="x") for i in range(2000)]
+    )
+    assert history.used_bytes() > 1 << 20
+    history.roll_up(T0 + 60)
+    assert history.used_bytes() <= 1 << 20
+    with sqlite3.connect(tmp_path / "h.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM changes").fetchone()[0] <= 500
+        kept = db.execute("SELECT MIN(ts) FROM raw").fetchone()[0]
+    assert kept > T0  # the oldest rows went first
+    history.close()
+
+
+def test_a_failed_write_loses_only_its_batch(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.db").open()
+    fill(history, T0, 2)
+    broken = [("n2", float(T0), (1.0,), ())]  # too few values: SQLite refuses the batch
+    with pytest.raises(sqlite3.Error):
+        history.write(broken)
+    fill(history, T0 + 2, 2, ("n1", "n3"))
+    reader = HistoryReader(tmp_path / "h.db", history.keep).open()
+    assert counts(reader)["raw"] == 6
+    history.close()
+    reader.close()

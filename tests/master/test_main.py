@@ -42,7 +42,7 @@ def test_the_lifespan_opens_every_part_and_closes_every_part(master: Master) -> 
     tel = master.cluster.spec.telemetry
     secrets = master.cluster.secrets()
     data = encode(
-        SAMPLE, node="n1", boot=1, seq=1, ts=time.time(), interval=5.0,
+        SAMPLE, node="node-1", boot=1, seq=1, ts=time.time(), interval=5.0,
         key=secrets.telemetry_key, key_id=secrets.telemetry_key_id,
     )  # fmt: skip
 
@@ -64,7 +64,7 @@ def test_the_lifespan_opens_every_part_and_closes_every_part(master: Master) -> 
             deadline = time.monotonic() + 10
             while not (await client.get("/api/nodes")).json() and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            node = (await client.get("/api/nodes/n1")).json()
+            node = (await client.get("/api/nodes/node-1")).json()
             assert node["status"] == "up" and node["metrics"]["mem_used"] == 600
             assert (await client.get("/api/jobs")).json() == []  # the jobs service is up
             assert _standby_drivers()  # with its standby driver

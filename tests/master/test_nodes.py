@@ -118,5 +118,57 @@ def test_unsigned_legacy_packets_skip_the_replay_window() -> None:
     table.accept(legacy, T0)
     table.accept(legacy._replace(ts=T0 + 1), T0 + 1)
     assert table.view("10.42.0.50", T0 + 1)["interval"] == 1.0  # type: ignore[index]
-    table.rename("10.42.0.50", "oldpi")
-    assert "oldpi" in table.nodes and "10.42.0.50" not in table.nodes
+
+
+def test_only_the_names_the_policy_admits_join() -> None:
+    table = NodeTable(admit=frozenset({"node-1"}))
+    table.accept(packet("node-1"), T0)
+    with pytest.raises(Rejected) as caught:
+        table.accept(packet("fake-1"), T0)
+    assert caught.value.reason == "unknown_node" and list(table.nodes) == ["node-1"]
+
+
+def test_a_claimed_interval_is_capped() -> None:
+    table = NodeTable(default_interval=0.5, stale_after=3, down_after=10)
+    table.accept(packet()._replace(interval=3600.0), T0)
+    view = table.view("n1", T0)
+    assert view is not None and view["interval"] == 5.0  # ten of the spec's intervals
+    assert table.view("n1", T0 + 51)["status"] == DOWN  # type: ignore[index]
+    legacy = NodeTable(default_interval=0.1)  # the original daemon's 2 s always fits
+    legacy.accept(packet(signed=False)._replace(interval=2.0), T0)
+    assert legacy.view("n1", T0)["interval"] == 2.0  # type: ignore[index]
+
+
+def test_remembered_windows_refuse_what_was_accepted_before_a_restart() -> None:
+    table = NodeTable()
+    table.remember({"n1": (100, 5, T0)})
+    assert table.window("n1") == (100, 5, T0)
+    for old in (packet(seq=5), packet(seq=3), packet(boot=99, seq=9, ts=T0 - 1)):
+        with pytest.raises(Rejected) as caught:
+            table.accept(old, T0 + 1)
+        assert caught.value.reason == "replay"
+    assert kinds(table.accept(packet(seq=6, ts=T0 + 1), T0 + 1)) == ["new"]
+    assert table.window("n1") == (100, 6, T0 + 1)
+    assert kinds(table.accept(packet(boot=200, seq=1, ts=T0 + 2), T0 + 2)) == ["rebooted"]
+
+
+def test_an_evicted_node_keeps_its_window() -> None:
+    table = NodeTable(max_nodes=1, down_after=2, stale_after=1)
+    table.accept(packet("a", seq=7), T0)
+    table.accept(packet("b"), T0 + 10)  # a is down: evicted to make room
+    assert list(table.nodes) == ["b"] and table.window("a") == (100, 7, T0)
+    with pytest.raises(Rejected):
+        table.accept(packet("a", seq=7), T0 + 11)
+
+
+def test_an_unsigned_datagram_never_changes_a_node_that_signs() -> None:
+    table = NodeTable()
+    table.accept(packet("n1"), T0)
+    for now in (T0 + 1, T0 + 2):
+        with pytest.raises(Rejected) as caught:
+            table.accept(packet("n1", signed=False, sample=SAMPLE._replace(cpufreq=1)), now)
+        assert caught.value.reason == "name_taken"
+    assert table.nodes["n1"].signed and table.nodes["n1"].sample == SAMPLE
+    table.remember({"n2": (1, 1, T0)})  # signed before a restart: the same
+    with pytest.raises(Rejected):
+        table.accept(packet("n2", signed=False), T0)

@@ -173,3 +173,35 @@ def test_nothing_comes_in_from_the_uplink(gateway: tuple[Spec, str, str, str, st
     finally:
         finish(server)
         finish(node_server)
+
+
+OTHER_NET = "192.0.2"  # TEST-NET-1: a third interface, neither cluster nor uplink
+
+
+def test_an_interface_the_spec_does_not_name_is_dropped(
+    gateway: tuple[Spec, str, str, str, str], netns: Callable[[], str]
+) -> None:
+    spec, client, master, _upstream, _client_ip = gateway
+    other = netns()
+    _link(master, "eth9", other, "eth0")
+    _ip("-n", master, "addr", "add", f"{OTHER_NET}.1/24", "dev", "eth9")
+    _ip("-n", other, "addr", "add", f"{OTHER_NET}.2/24", "dev", "eth0")
+    port = str(spec.dashboard.port)
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", master, sys.executable, "-c", TCP_LISTEN, port],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        master_ip = str(spec.network.master_address)
+        # still open from the cluster side ...
+        assert _run(client, sys.executable, "-c", CONNECT, master_ip, port).stdout.strip() == "open"
+        # ... and closed from an interface nobody named
+        reply = _run(other, sys.executable, "-c", CONNECT, f"{OTHER_NET}.1", port)
+        assert reply.stdout.strip() == "closed"
+        # loopback on the master itself keeps working
+        local = _run(master, sys.executable, "-c", CONNECT, "127.0.0.1", port)
+        assert local.stdout.strip() == "open"
+    finally:
+        finish(server)

@@ -278,7 +278,9 @@ def test_numbers_past_what_both_agents_keep_are_refused_on_purpose() -> None:
     assert parse_meminfo(text) == {
         "MemFree": top, "MemAvailable": top, "Buffers": top, "Cached": 1, "SwapTotal": 1
     }  # fmt: skip
-    full = text.replace(b"Buffers", b"MemAvailable: 1 kB\nBuffers")
+    full = text.replace(b"Buffers", b"MemAvailable: 1 kB\nBuffers").replace(
+        b"SwapTotal", b"SwapCached: 0 kB\nActive: 1 kB\nInactive: 1 kB\nSwapTotal"
+    )
     layout = meminfo_layout(full)
     assert layout is not None
     with pytest.raises(ValueError):  # the fast path hands over to parse_meminfo

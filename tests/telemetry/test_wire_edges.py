@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,42 +49,73 @@ def test_later_c_daemon_packet_with_nul_padding() -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
+    ("field", "value", "why"),
     [
-        ("cpuusage", 10**400),  # an integer too big for a float must not raise OverflowError
-        ("cpufreq", -5),
-        ("loadavg", [0.1, -0.2, 0.3]),
-        ("uptime", -1),
-        ("cputemp", 1e300),
-        ("cores", [0.5, 1.5]),
-        ("cores", [True]),
-        ("disk", {"total": 1.5}),
-        ("net", {"eth0": [1, -2]}),
-        ("net", {"eth0": [1, 2, 3]}),
-        ("meminfo", {"MemTotal": True}),
-        ("meminfo", [1, 2]),
+        ("cpuusage", 10**400, "bad_value"),  # too big for a float: no OverflowError either
+        ("cpufreq", -5, "bad_value"),
+        ("loadavg", [0.1, -0.2, 0.3], "bad_value"),
+        ("uptime", -1, "bad_value"),
+        ("cputemp", 1e300, "bad_value"),
+        ("cores", [0.5, 1.5], "bad_value"),
+        ("cores", [True], "bad_shape"),
+        ("disk", {"total": 1.5}, "bad_shape"),
+        ("disk", {"used": 2**64}, "bad_value"),
+        ("net", {"eth0": [1, -2]}, "bad_value"),
+        ("net", {"eth0": [2**64, 0]}, "bad_value"),
+        ("net", {"eth0": [1, 2, 3]}, "bad_shape"),
+        ("net", {"\ud800": [1, 2]}, "bad_text"),
+        ("net", {"eth 0": [1, 2]}, "bad_text"),
+        ("net", {"e" * 16: [1, 2]}, "bad_text"),
+        ("net", {"..": [1, 2]}, "bad_text"),
+        ("disk", {"us\ud800ed": 1}, "bad_text"),
+        ("meminfo", {"MemTotal": 1, "M" * 33: 1}, "bad_text"),
+        ("meminfo", [1, 2], "bad_shape"),
     ],
 )
-def test_unsigned_bad_values_are_bad_shape(field: str, value: object) -> None:
+def test_unsigned_bad_values_are_refused(field: str, value: object, why: str) -> None:
     obj = json.loads(LATER_C_DAEMON)
     obj[field] = value
-    assert reason(json.dumps(obj).encode()) == "bad_shape"
+    assert reason(json.dumps(obj).encode()) == why
+
+
+def test_unsigned_odd_meminfo_values_read_as_absent() -> None:
+    # the original daemon reads meminfo with scanf's %d: past 2^31 a value wraps or saturates
+    obj = json.loads(LATER_C_DAEMON)
+    obj["meminfo"] |= {"VmallocTotal": -256, "Odd": True, "Big": 2**63}
+    sample = decode(json.dumps(obj).encode(), {}, allow_unsigned=True, source="x").sample
+    assert sample.meminfo["MemTotal"] == 947732
+    assert not {"VmallocTotal", "Odd", "Big"} & set(sample.meminfo)
+
+
+def test_signed_odd_meminfo_values_are_refused() -> None:
+    assert reason(signed_with(meminfo={"MemTotal": -256}), allow_unsigned=False) == "bad_value"
+    assert reason(signed_with(meminfo={"MemTotal": True}), allow_unsigned=False) == "bad_shape"
+
+
+@pytest.mark.parametrize("value", [b"Infinity", b"-Infinity", b"NaN", b"1e999", b"-1e999"])
+def test_non_finite_numbers(value: bytes) -> None:
+    assert reason(LATER_C_DAEMON.replace(b'"cpuusage":0.257500', b'"cpuusage":' + value)) == (
+        "bad_value"
+    )
 
 
 @pytest.mark.parametrize(
-    "text",
-    [b'{"cpuusage": Infinity}', b'{"cpuusage": -Infinity}', b'{"cpuusage": 1e999}'],
+    ("changes", "why"),
+    [
+        ({"boot": -1}, "bad_value"),
+        ({"seq": 1.5}, "bad_shape"),
+        ({"seq": 2**63}, "bad_value"),
+        ({"v": 2}, "bad_shape"),
+        ({"interval": 0}, "bad_value"),
+        ({"interval": 3601}, "bad_value"),
+        ({"ts": "now"}, "bad_shape"),
+        ({"node": "a\nb"}, "bad_text"),
+        ({"node": "\ud800"}, "bad_text"),
+        ({"node": 7}, "bad_shape"),
+    ],
 )
-def test_non_finite_numbers(text: bytes) -> None:
-    assert reason(text) == "bad_shape"
-
-
-@pytest.mark.parametrize(
-    "changes",
-    [{"boot": -1}, {"seq": 1.5}, {"v": 2}, {"interval": 0}, {"ts": "now"}, {"node": "a\nb"}],
-)
-def test_signed_bad_header_fields(changes: dict[str, object]) -> None:
-    assert reason(signed_with(**changes), allow_unsigned=False) == "bad_shape"
+def test_signed_bad_header_fields(changes: dict[str, object], why: str) -> None:
+    assert reason(signed_with(**changes), allow_unsigned=False) == why
 
 
 def test_extra_data_and_deep_nesting_are_not_json() -> None:
@@ -123,3 +155,19 @@ def test_worst_case_sample_fits_with_a_long_key_id() -> None:
     assert len(data) <= MAX_DATAGRAM
     packet = decode(data, {"k" * 32: KEY}, allow_unsigned=False, source="x")
     assert packet.sample.cpuusage == 0.5 and packet.node == "n" * 63
+
+
+ORIGINAL = Path(__file__).parent / "fixtures" / "original"
+
+
+@pytest.mark.parametrize("capture", sorted(ORIGINAL.glob("*.json")), ids=lambda p: p.stem)
+def test_the_original_daemons_real_datagrams(capture: Path) -> None:
+    data = capture.read_bytes()
+    packet = decode(data, {}, allow_unsigned=True, source="10.42.0.23", now=1.0)
+    assert packet.node == "10.42.0.23" and not packet.signed
+    assert packet.sample.cpufreq == 700 and packet.sample.cputemp == pytest.approx(47.078)
+    meminfo = packet.sample.meminfo
+    assert meminfo["MemTotal"] == 448776 and meminfo["SwapCached"] == 0
+    assert meminfo.get("VmallocTotal", 0) >= 0  # -256 from a 64-bit build reads as absent
+    assert len(meminfo) >= 32
+    assert reason(data, allow_unsigned=False) == "unsigned"

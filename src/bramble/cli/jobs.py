@@ -104,7 +104,7 @@ def logs(
     """Print a job's captured stdout and stderr."""
     from bramble.client.jobs import follow_logs
 
-    follow_logs(_master(spec)[2], job_id, follow=follow)
+    follow_logs(_master(spec, admin=True)[2], job_id, follow=follow)  # output needs the token
 
 
 @app.command()

@@ -1,13 +1,12 @@
 """The jobs commands' calls to the master: submit, list, logs, cancel, exec, live membership.
 
 The master runs job drivers and execs, so a workstation needs only the master's URL and, to
-change anything, the admin token: no Dask certificate.
+change anything or read a job's output, the admin token: no Dask certificate. The master
+records who submitted (the token's holder, from their address).
 """
 
 from __future__ import annotations
 
-import getpass
-import socket
 import sys
 import time
 from pathlib import Path
@@ -21,20 +20,11 @@ if TYPE_CHECKING:
     from bramble.client.http import MasterClient
 
 
-def submitter() -> str:
-    """Who submits, as the master records it: user@host."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
 def submit(master: MasterClient, file: str, args: list[str]) -> dict[str, Any]:
     """Submit the job FILE (a local file is sent by its absolute path) with ARGS."""
     local = Path(file)
     target = str(local.resolve()) if local.is_file() else file
-    body = {"file": target, "args": args, "submitter": submitter()}
+    body = {"file": target, "args": args}
     record: dict[str, Any] = master.post("/api/jobs", body)
     return record
 
@@ -73,7 +63,7 @@ def exec_on_nodes(
     master: MasterClient, command: str, nodes: str | None, timeout: float
 ) -> dict[str, Any]:
     """Run the shell COMMAND on the selected NODES through the master; its ExecResponse."""
-    body = {"command": command, "nodes": nodes, "timeout": timeout, "submitter": submitter()}
+    body = {"command": command, "nodes": nodes, "timeout": timeout}
     response: dict[str, Any] = master.post("/api/exec", body, timeout=timeout + 30)
     return response
 

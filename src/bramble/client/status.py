@@ -22,13 +22,14 @@ def age(seconds: float) -> str:
 
 
 def node_row(node: dict[str, Any], now: float) -> list[str]:
-    """Table cells for one node: name, status, CPU, temperature, memory, load, last seen."""
+    """Table cells for one node: name (with a * if it does not sign its datagrams), status,
+    CPU, temperature, memory, load, last seen."""
     sample = node.get("sample") or {}
     metrics = node.get("metrics") or {}
     total, used = metrics.get("mem_total", 0), metrics.get("mem_used", 0)
     load = sample.get("loadavg") or [0, 0, 0]
     return [
-        node["name"],
+        node["name"] + ("" if node.get("signed", True) else "*"),
         node["status"],
         f"{sample.get('cpuusage', 0) * 100:5.1f}%",
         f"{sample.get('cputemp', 0):.1f} °C" if sample.get("cputemp") else "-",
@@ -45,11 +46,15 @@ def status_view(nodes: list[dict[str, Any]], base: str, now: float) -> Group:
 
     table = Table(title=f"bramble at {base}")
     for header in ("node", "status", "cpu", "temp", "memory", "load", "last seen"):
-        table.add_column(header)
+        table.add_column(header, no_wrap=True)
     for node in nodes:
         cells = node_row(node, now)
         style = STATUS_STYLE.get(node["status"], "")
         cells[1] = f"[{style}]{cells[1]}[/{style}]"
         table.add_row(*cells)
     counts = {s: sum(1 for n in nodes if n["status"] == s) for s in STATUS_STYLE}
-    return Group(table, ", ".join(f"{n} {s}" for s, n in counts.items()))
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    unsigned = [n["name"] for n in nodes if not n.get("signed", True)]
+    if unsigned:
+        summary += f"; * unsigned (legacy, anyone could send them): {', '.join(unsigned)}"
+    return Group(table, summary)

@@ -100,7 +100,8 @@ def render(state: TopState, base: str, now: float) -> Group:
         live = status == "up" and connected
         dim = "" if live else "dim"
         table.add_row(
-            Text(node["name"], style="bold" if live else "dim"),
+            Text(node["name"], style="bold" if live else "dim")
+            + ("" if node.get("signed", True) else Text(" unsigned", style="yellow")),
             Text(status.upper() if status != "up" else "up", style=f"bold {STATUS_STYLE[status]}"),
             cpu_bar(sample.get("cpuusage", 0.0)) if live else Text("-" * BAR_WIDTH, style="dim"),
             Text(f"{sample['cputemp']:.1f} °C" if sample.get("cputemp") else "-", style=dim),

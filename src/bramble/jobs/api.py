@@ -1,7 +1,9 @@
 """The jobs part of the master's HTTP API: `router`, included by the master app.
 
-Reading (job list, records, logs, cluster workers) is open like the rest of the API;
-submitting, cancelling and exec need the admin token in ``Authorization: Bearer <token>``.
+Reading the job list, job records and the cluster's workers is open like the rest of the API;
+job output, the exec log, submitting, cancelling and exec need the admin token in
+``Authorization: Bearer <token>`` (output may hold anything a job printed). The recorded
+submitter is who authenticated: the admin token's holder, at the address it came from.
 
 The router finds its :class:`JobsService` in ``app.state.jobs``, where the master's lifespan
 puts it (see `bramble.master.main`) and from where it closes it; without one the routes
@@ -10,6 +12,7 @@ answer 503, saying why (``app.state.jobs_error``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -19,6 +22,8 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from bramble.errors import BrambleError
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = 5.0  # seconds before trying an unreachable scheduler again
+POLL_EVERY = 0.1  # how often a long poll looks for news
 CLOSE_TIMEOUT = 5.0  # seconds the master's Dask client may take to close
 
 
@@ -161,14 +167,34 @@ class JobView(JobRecord):
     duration_s: float | None = None
 
 
+MAX_ID = 2**63 - 1  # SQLite's integers
+JobId = Annotated[int, PathParam(ge=0, le=MAX_ID, description="A job's id.")]
+MAX_LONG_POLLS = 64
+"""Long polls waiting at once; past that, a poll answers at once (the client polls again)."""
+_long_polls = 0
+
+
 class SubmitRequest(BaseModel):
     """A job submission."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    file: str = Field(description="Job file: absolute, or relative to the jobs directory.")
-    args: list[str] = []
-    submitter: str = "api"
+    file: str = Field(
+        description="Job file: inside the jobs directory, absolute or relative to it.",
+        max_length=4096,
+    )
+    args: list[str] = Field(default=[], max_length=256)
+    submitter: str = Field(
+        default="",
+        description="Ignored: the job is recorded as submitted by whoever authenticated.",
+        max_length=256,
+    )
+
+
+def _authenticated(request: Request) -> str:
+    """Who sent REQUEST, as far as the master can tell: the admin token, from an address."""
+    client = request.client
+    return f"admin@{client.host if client is not None else 'unknown'}"
 
 
 class LogsView(BaseModel):
@@ -259,32 +285,42 @@ def cluster(service: ServiceDep) -> ClusterView:
 
 
 @router.get("/api/jobs/{job_id}")
-def get_job(service: ServiceDep, job_id: int) -> JobView:
+def get_job(service: ServiceDep, job_id: JobId) -> JobView:
     """One job's record."""
     return _view(_get(service, job_id))
 
 
-@router.get("/api/jobs/{job_id}/logs")
-def job_logs(
+@router.get("/api/jobs/{job_id}/logs", dependencies=[AdminDep])
+async def job_logs(
     service: ServiceDep,
-    job_id: int,
-    after: Annotated[int, Query(ge=0)] = 0,
+    job_id: JobId,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     wait: Annotated[float, Query(ge=0, le=30)] = 0,
 ) -> LogsView:
-    """The job's captured stdout/stderr chunks after sequence number AFTER.
+    """The job's captured stdout/stderr chunks after sequence number AFTER (admin token).
 
     With WAIT > 0 this is a long poll: when there is nothing new and the job still runs, the
-    answer waits up to WAIT seconds for output or the end of the job.
+    answer waits up to WAIT seconds for output or the end of the job. Waiting holds no
+    thread, so long polls never hold up other requests; past MAX_LONG_POLLS at once, a poll
+    answers at once.
     """
+    global _long_polls
     deadline = time.monotonic() + wait
-    while True:
-        version = service.store.version()
-        record = _get(service, job_id)
-        chunks = service.store.output(job_id, after)
-        left = deadline - time.monotonic()
-        if chunks or record.state in FINAL_STATES or left <= 0:
-            break
-        service.store.wait_change(version, left)
+    waiting = wait > 0 and _long_polls < MAX_LONG_POLLS
+    if waiting:
+        _long_polls += 1
+    try:
+        while True:
+            version = service.store.version()
+            record, chunks = await run_in_threadpool(_read_logs, service, job_id, after)
+            left = deadline - time.monotonic()
+            if chunks or record.state in FINAL_STATES or left <= 0 or not waiting:
+                break
+            while service.store.version() == version and deadline - time.monotonic() > 0:
+                await asyncio.sleep(min(POLL_EVERY, max(0.0, deadline - time.monotonic())))
+    finally:
+        if waiting:
+            _long_polls -= 1
     return LogsView(
         id=job_id,
         state=record.state,
@@ -294,25 +330,31 @@ def job_logs(
     )
 
 
+def _read_logs(
+    service: JobsService, job_id: int, after: int
+) -> tuple[JobRecord, list[OutputChunk]]:
+    return _get(service, job_id), service.store.output(job_id, after)
+
+
 @router.post("/api/jobs", status_code=201, dependencies=[AdminDep])
-def submit_job(service: ServiceDep, body: SubmitRequest) -> JobView:
-    """Submit a job file; the master runs its driver (admin token)."""
+def submit_job(service: ServiceDep, body: SubmitRequest, request: Request) -> JobView:
+    """Submit a job file from the jobs directory; the master runs its driver (admin token)."""
     try:
-        record = service.runner.submit(body.file, body.args, body.submitter)
+        record = service.runner.submit(body.file, body.args, _authenticated(request))
     except JobFileError as exc:
         raise HTTPException(400, str(exc)) from exc
     return _view(record)
 
 
 @router.post("/api/jobs/{job_id}/cancel", dependencies=[AdminDep])
-def cancel_job(service: ServiceDep, job_id: int) -> JobView:
+def cancel_job(service: ServiceDep, job_id: JobId) -> JobView:
     """Cancel a queued or running job (admin token)."""
     _get(service, job_id)
     return _view(service.runner.cancel(job_id))
 
 
 @router.post("/api/exec", dependencies=[AdminDep])
-def exec_command(service: ServiceDep, body: ExecRequest) -> ExecResponse:
+def exec_command(service: ServiceDep, body: ExecRequest, request: Request) -> ExecResponse:
     """Run a shell command on every selected node's worker; logged (admin token)."""
     if not body.command.strip():
         raise HTTPException(400, "empty command")
@@ -322,7 +364,7 @@ def exec_command(service: ServiceDep, body: ExecRequest) -> ExecResponse:
         client = service.client()
     except BrambleError as exc:
         raise HTTPException(503, str(exc)) from exc
-    submitter = body.submitter
+    submitter = _authenticated(request)
     start = time.monotonic()
     exec_id = service.store.log_exec(
         submitter, body.command, [body.nodes or "*"], body.timeout, time.time()
@@ -340,9 +382,9 @@ def exec_command(service: ServiceDep, body: ExecRequest) -> ExecResponse:
     return ExecResponse(id=exec_id, command=body.command, duration=duration, results=results)
 
 
-@router.get("/api/execs")
+@router.get("/api/execs", dependencies=[AdminDep])
 def list_execs(
     service: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[ExecRecord]:
-    """The exec log, newest first."""
+    """The exec log with each node's output, newest first (admin token)."""
     return service.store.execs(limit)

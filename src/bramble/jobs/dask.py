@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from bramble.errors import BrambleError
 from bramble.jobs.config import ENV_SCHEDULER, ENV_TLS_DIR, JobsConfig, jobs_config
-from bramble.jobs.tls import Role, TlsPaths
+from bramble.jobs.tls import Role, TlsMaterial, TlsPaths
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -23,14 +23,20 @@ class SchedulerUnreachableError(BrambleError):
     """The Dask scheduler did not answer (or refused our certificate)."""
 
 
-def security_for(tls: TlsPaths | None, role: Role) -> Any:
-    """A `distributed.Security` for ROLE: mutual TLS with the cluster CA, or none if TLS is off."""
+def security_for(tls: TlsPaths | TlsMaterial | None, role: Role) -> Any:
+    """A `distributed.Security` for ROLE: mutual TLS with the cluster CA, or none if TLS is off.
+
+    TLS is the cluster's TLS directory, or its files already read (PEM text in memory).
+    """
     from distributed import Security
 
     if tls is None:
         return Security()  # type: ignore[no-untyped-call]
-    tls.check(role)
-    ca, cert, key = str(tls.ca_cert), str(tls.cert(role)), str(tls.key(role))
+    if isinstance(tls, TlsPaths):
+        tls.check(role)
+        ca, cert, key = str(tls.ca_cert), str(tls.cert(role)), str(tls.key(role))
+    else:
+        ca, cert, key = tls.ca, tls.cert, tls.key
     return Security(  # type: ignore[no-untyped-call]
         tls_ca_file=ca,
         tls_client_cert=cert,
@@ -41,6 +47,16 @@ def security_for(tls: TlsPaths | None, role: Role) -> Any:
         tls_worker_key=key if role == "worker" else None,
         require_encryption=True,
     )
+
+
+_given: TlsMaterial | None = None
+
+
+def use_client_material(material: TlsMaterial | None) -> None:
+    """The client certificate this process was handed (a job driver gets it from the master,
+    as it runs without the rights to read the key): `connect()` uses it."""
+    global _given
+    _given = material
 
 
 def probe(scheduler: str, *, timeout: float = 1.0) -> None:
@@ -62,7 +78,7 @@ def client_for(config: JobsConfig, *, timeout: float = 10.0) -> Client:
     return _client(config.scheduler, config.tls, timeout)
 
 
-def _client(scheduler: str, tls: TlsPaths | None, timeout: float) -> Client:
+def _client(scheduler: str, tls: TlsPaths | TlsMaterial | None, timeout: float) -> Client:
     from distributed import Client
 
     security = security_for(tls, "client")
@@ -78,14 +94,16 @@ def _client(scheduler: str, tls: TlsPaths | None, timeout: float) -> Client:
 def connect(spec: Path | str | None = None, *, timeout: float = 10.0) -> Client:
     """Return a Dask client connected to the cluster over mutual TLS.
 
-    Inside a job started by `bramble run` the environment ($BRAMBLE_SCHEDULER,
-    $BRAMBLE_TLS_DIR) names the scheduler and the certificates; elsewhere they come from the
+    Inside a job started by `bramble run` the environment ($BRAMBLE_SCHEDULER) names the
+    scheduler and the master hands the driver its certificate; elsewhere they come from the
     spec (SPEC, $BRAMBLE_SPEC, ./bramble.toml, /etc/bramble/bramble.toml).
     """
     scheduler = os.environ.get(ENV_SCHEDULER)
     if spec is None and scheduler:
         tls_dir = os.environ.get(ENV_TLS_DIR)
-        tls = TlsPaths(Path(tls_dir)) if tls_dir and scheduler.startswith("tls://") else None
+        tls: TlsPaths | TlsMaterial | None = None
+        if scheduler.startswith("tls://"):
+            tls = _given if _given is not None else (TlsPaths(Path(tls_dir)) if tls_dir else None)
         return _client(scheduler, tls, timeout)
     from bramble.cluster import find_cluster
 

@@ -81,14 +81,17 @@ def standby() -> tuple[Path, list[str]] | None:
 
     The master keeps one driver waiting like this, so a job does not wait for the import of
     `distributed` (about half a second on a desktop, seconds on a Raspberry Pi). The job comes
-    as one JSON line on stdin: ``{"file", "args", "cwd", "env"}``; end of input (the master
-    went away or no longer needs it) ends the process quietly.
+    as one JSON line on stdin: ``{"file", "args", "cwd", "env", "tls"}`` (``tls``: the client
+    certificate and key as PEM text, which this unprivileged process could not read itself);
+    end of input (the master went away or no longer needs it) ends the process quietly.
     """
     import json
 
     import distributed  # noqa: F401  # the import the job would otherwise wait for
 
     import bramble.jobs.dask  # noqa: F401
+    from bramble.jobs.dask import use_client_material
+    from bramble.jobs.tls import TlsMaterial
 
     line = sys.stdin.readline()
     if not line.strip():
@@ -96,6 +99,8 @@ def standby() -> tuple[Path, list[str]] | None:
     job = json.loads(line)
     os.environ.update(job["env"])
     os.chdir(job["cwd"])
+    tls = job.get("tls")
+    use_client_material(TlsMaterial(**tls) if tls else None)
     return Path(job["file"]), [str(a) for a in job["args"]]
 
 

@@ -18,7 +18,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bramble.errors import BrambleError
 
@@ -55,7 +55,11 @@ class ExecRequest(BaseModel):
     command: str
     nodes: str | None = None
     timeout: float = 60.0
-    submitter: str = "api"
+    submitter: str = Field(
+        default="",
+        description="Ignored: the exec is logged as run by whoever authenticated.",
+        max_length=256,
+    )
 
 
 class ExecResponse(BaseModel):

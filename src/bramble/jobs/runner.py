@@ -9,10 +9,12 @@ the record as they arrive, so `bramble logs --follow` sees output live. Exit sta
 client closes, so the scheduler drops the job's tasks) and records ``cancelled``.
 
 One driver waits on standby with the Dask client's modules imported (`driver.standby`), so a
-job starts without waiting for that import; it is handed its job on stdin, and another
-standby is started when a job ends.
+job starts without waiting for that import; it is handed its job on stdin (with the client
+certificate it connects with), and another standby is started when a job ends.
 
-Jobs run as the user of the master service, with its rights: submitting needs the admin token.
+Job files must be inside the jobs directory (after following symlinks). Drivers never run as
+root: a master running as root starts them as the unprivileged user `bramble` (see
+`account`); otherwise they run as the master's own user. Submitting needs the admin token.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from typing import IO
 
 from bramble.cluster import ENV_SPEC
 from bramble.errors import BrambleError
-from bramble.jobs.config import ENV_SCHEDULER, ENV_TLS_DIR, JobsConfig
+from bramble.jobs.account import Account, job_account
+from bramble.jobs.config import ENV_SCHEDULER, JobsConfig
 from bramble.jobs.store import JobRecord, JobStore, Stream
+from bramble.jobs.tls import TlsError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ KILL_GRACE = 5.0
 
 
 class JobFileError(BrambleError):
-    """The job file does not exist or is not a regular file."""
+    """The job file does not exist, is not a regular file, or is outside the jobs directory."""
 
 
 @dataclass
@@ -64,19 +68,26 @@ class JobRunner:
         self._jobs: dict[int, _Running] = {}
         self._closed = False
         self._standby: subprocess.Popen[bytes] | None = None
+        self.account: Account | None = job_account()
         self._refill()
         failed = store.fail_unfinished(time.time(), "the master restarted while the job ran")
         if failed:
             log.warning("marked %d jobs of a previous master run as failed", failed)
 
     def resolve(self, file: str) -> Path:
-        """The absolute job file for FILE (relative names are under the jobs directory)."""
-        path = Path(file)
-        if not path.is_absolute():
-            path = self.config.jobs_dir / path
+        """The job file FILE (relative names are under the jobs directory), symlinks followed.
+
+        JobFileError unless it is a regular file inside the jobs directory.
+        """
+        jobs_dir = self.config.jobs_dir.resolve()
+        path = (jobs_dir / file).resolve()  # an absolute FILE replaces jobs_dir
+        if not path.is_relative_to(jobs_dir):
+            raise JobFileError(
+                f"{file}: not inside the jobs directory {jobs_dir} (put the job file there)"
+            )
         if not path.is_file():
-            raise JobFileError(f"{path}: no such job file (put it in {self.config.jobs_dir})")
-        return path.resolve()
+            raise JobFileError(f"{file}: no such job file in the jobs directory {jobs_dir}")
+        return path
 
     def submit(self, file: str, args: list[str], submitter: str) -> JobRecord:
         """Record a job and start it when a slot is free."""
@@ -133,14 +144,29 @@ class JobRunner:
 
     def _job_env(self, job_id: int) -> dict[str, str]:
         env = {"BRAMBLE_JOB_ID": str(job_id), ENV_SCHEDULER: self.config.scheduler}
-        if self.config.tls is not None:
-            env[ENV_TLS_DIR] = str(self.config.tls.directory)
         if self.config.spec_path is not None:
             env[ENV_SPEC] = str(self.config.spec_path)
         return env
 
     def _env(self, job_id: int) -> dict[str, str]:
-        return {**os.environ, "PYTHONUNBUFFERED": "1", **self._job_env(job_id)}
+        account = self.account.env() if self.account is not None else {}
+        return {**os.environ, "PYTHONUNBUFFERED": "1", **account, **self._job_env(job_id)}
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """A driver waiting for its job on stdin, as the job account."""
+        user = self.account
+        return subprocess.Popen(
+            [sys.executable, "-m", "bramble.jobs.driver", "--standby"],
+            env=self._env(0),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            cwd="/",
+            user=user.uid if user is not None else None,
+            group=user.gid if user is not None else None,
+            extra_groups=[] if user is not None else None,
+        )
 
     def _refill(self) -> None:
         """Start a standby driver if there is none (and the runner is open)."""
@@ -148,42 +174,30 @@ class JobRunner:
             if self._closed or (self._standby is not None and self._standby.poll() is None):
                 return
             try:
-                self._standby = subprocess.Popen(
-                    [sys.executable, "-m", "bramble.jobs.driver", "--standby"],
-                    env=self._env(0),
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                )
+                self._standby = self._spawn()
             except OSError as exc:
                 log.warning("no standby job driver: %s", exc)
                 self._standby = None
 
     def _start_driver(self, job_id: int, path: Path, args: list[str]) -> subprocess.Popen[bytes]:
-        """The standby driver handed this job, or a new driver when there is none ready."""
+        """The standby driver handed this job (a new one when none is ready)."""
+        tls = self.config.tls.material("client") if self.config.tls is not None else None
+        job = {
+            "file": str(path),
+            "args": args,
+            "cwd": str(path.parent),
+            "env": self._job_env(job_id),
+            "tls": {"ca": tls.ca, "cert": tls.cert, "key": tls.key} if tls is not None else None,
+        }
+        line = (json.dumps(job) + "\n").encode()
         with self._lock:
             proc, self._standby = self._standby, None
-        if proc is not None and proc.poll() is None and proc.stdin is not None:
-            job = {"file": str(path), "args": args, "cwd": str(path.parent)}
-            line = json.dumps({**job, "env": self._job_env(job_id)}) + "\n"
-            try:
-                proc.stdin.write(line.encode())
-                proc.stdin.close()
-                return proc
-            except OSError:  # it died meanwhile: start one the slow way
-                _retire(proc)
-        elif proc is not None:
-            _retire(proc)
-        return subprocess.Popen(
-            [sys.executable, "-m", "bramble.jobs.driver", str(path), *args],
-            cwd=path.parent,
-            env=self._env(job_id),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        if proc is not None and _hand(proc, line):
+            return proc
+        proc = self._spawn()
+        if not _hand(proc, line):
+            raise OSError("the job driver exited before it was given its job")
+        return proc
 
     def _run(self, job_id: int, path: Path, args: list[str], state: _Running) -> None:
         try:
@@ -193,6 +207,8 @@ class JobRunner:
                 if not self.store.mark_running(job_id, time.time()):
                     return
                 self._drive(job_id, path, args, state)
+        except TlsError as exc:
+            self.store.finish(job_id, "failed", time.time(), error=str(exc))
         except Exception as exc:
             log.exception("job %d: runner error", job_id)
             self.store.finish(job_id, "failed", time.time(), error=f"runner error: {exc}")
@@ -251,6 +267,19 @@ class JobRunner:
             proc.wait(KILL_GRACE)
         except subprocess.TimeoutExpired:
             _signal_group(proc, signal.SIGKILL)
+
+
+def _hand(proc: subprocess.Popen[bytes], line: bytes) -> bool:
+    """Give a waiting driver its job; False (and the driver retired) if it is gone."""
+    if proc.poll() is None and proc.stdin is not None:
+        try:
+            proc.stdin.write(line)
+            proc.stdin.close()
+            return True
+        except OSError:
+            pass
+    _retire(proc)
+    return False
 
 
 def _retire(proc: subprocess.Popen[bytes]) -> None:

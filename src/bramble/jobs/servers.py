@@ -8,6 +8,9 @@ A light worker (the lab runs one per node, many on one machine) turns off Dask's
 profiler and checks its event loop and memory every second and the system every two, instead
 of every 10 to 500 ms: an idle lab worker measured 0.2 % of a core instead of 3.2 %
 (bench/RESULTS.md).
+
+Both run code that jobs send, so neither runs as root: started as root, each reads its TLS
+files, then becomes the unprivileged user `bramble` (see `account`) before it listens.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import signal
 import socket
 from typing import Any
 
+from bramble.jobs.account import drop_privileges, job_account
 from bramble.jobs.config import JobsConfig
 from bramble.jobs.dask import security_for
+from bramble.jobs.tls import Role
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,18 @@ async def _serve(server: Any) -> None:
         finished.cancel()
 
 
+def _unprivileged(config: JobsConfig, role: Role) -> Any:
+    """ROLE's Security, its files read first; then this process stops being root, if it was."""
+    import distributed  # noqa: F401  # loaded while its files are surely readable
+
+    material = config.tls.material(role) if config.tls is not None else None
+    account = job_account()
+    if account is not None:
+        drop_privileges(account)
+        log.info("running as %s (uid %d)", account.name, account.uid)
+    return security_for(material, role)
+
+
 def run_scheduler(config: JobsConfig, *, host: str | None, port: int | None) -> None:
     """Run the Dask scheduler in the foreground until SIGTERM."""
     from distributed import Scheduler
@@ -74,12 +91,14 @@ def run_scheduler(config: JobsConfig, *, host: str | None, port: int | None) -> 
     protocol = "tls" if config.tls is not None else "tcp"
     dashboard_port = int(config.dashboard_url.rsplit(":", 1)[1].split("/", 1)[0])
 
+    security = _unprivileged(config, "scheduler")
+
     async def main() -> None:
         scheduler = Scheduler(
             host=host or default_host,
             port=port if port is not None else int(default_port),
             protocol=protocol,
-            security=security_for(config.tls, "scheduler"),
+            security=security,
             dashboard_address=f":{dashboard_port}",
         )
         await _serve(scheduler)
@@ -104,6 +123,7 @@ def run_worker(
     protocol = "tls" if config.tls is not None else "tcp"
     if light:
         dask.config.set(LIGHT_WORKER_CONFIG)
+    security = _unprivileged(config, "worker")
 
     async def main() -> None:
         worker = Worker(
@@ -113,7 +133,7 @@ def run_worker(
             protocol=protocol,
             nthreads=nthreads or cores,
             memory_limit=memory_limit or ram,
-            security=security_for(config.tls, "worker"),
+            security=security,
             dashboard=False,
         )
         await _serve(worker)

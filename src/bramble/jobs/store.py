@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bramble.files import private_database
+
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 Stream = Literal["stdout", "stderr"]
@@ -117,7 +119,7 @@ class JobStore:
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._version = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(path)
         with self._conn() as db:
             db.executescript(SCHEMA)
 

@@ -18,7 +18,7 @@ import datetime
 import ipaddress
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -71,6 +71,29 @@ class TlsPaths:
                     f"{path}: missing TLS file (run `bramble init` to create the cluster's "
                     "certificates, or copy the master's tls/ directory)"
                 )
+
+    def material(self, role: Role) -> TlsMaterial:
+        """The CA certificate and ROLE's certificate and key, read now (TlsError if missing).
+
+        A process that drops its privileges reads them first, or is handed them: the keys
+        are readable by root alone.
+        """
+        self.check(role)
+        try:
+            return TlsMaterial(
+                self.ca_cert.read_text(), self.cert(role).read_text(), self.key(role).read_text()
+            )
+        except OSError as exc:
+            raise TlsError(f"cannot read the TLS files in {self.directory}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsMaterial:
+    """A role's TLS files as PEM text, held in memory."""
+
+    ca: str
+    cert: str
+    key: str = field(repr=False)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:

@@ -6,12 +6,14 @@ only interface names and paths (noted where it does).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bramble.errors import BrambleError
+from bramble.jobs.account import job_account
 from bramble.jobs.config import ENV_DASK_DASHBOARD
 from bramble.jobs.servers import node_resources
 from bramble.lab import daemons, netns, topology
@@ -125,8 +127,12 @@ def start_master(
     master's jobs panel links there (the cluster's address is not the host's).
     """
     state, ns = plan.state, plan.master_ns
+    account = job_account() if jobs else None
     for share in spec.shares:
-        topology.export_dir(state, share.export).mkdir(parents=True, exist_ok=True)
+        export = topology.export_dir(state, share.export)
+        export.mkdir(parents=True, exist_ok=True)
+        if account is not None:  # as tmpfiles makes it on a real master: jobs write there
+            os.chown(export, account.uid, account.gid)
     # The master service starts first: its imports take the longest, and nodes are
     # visible only once it listens.
     start_master_daemons(plan, spec, spec_path, http_port, ("master", "proxy"), dask_port)

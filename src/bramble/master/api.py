@@ -6,19 +6,28 @@ API knows nothing of how the master is put together (`main` assembles it).
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 
+from bramble.master.limits import StreamResponse
 from bramble.master.views import (
     Change,
     ClusterSeries,
+    HealthView,
     NodeMetric,
     NodeSeries,
     NodeView,
@@ -31,6 +40,7 @@ from bramble.telemetry.metrics import STORED
 STATIC = Path(str(resources.files("bramble.master") / "static"))
 PLACEHOLDER = "<!doctype html><title>bramble</title><p>bramble master: see <a href=/docs>/docs</a>"
 HISTORY_METRICS = tuple(m.name for m in STORED)
+T = TypeVar("T")
 
 
 class NodeSource(Protocol):
@@ -52,8 +62,16 @@ class NodeSource(Protocol):
         """The newest LIMIT changes, newest first (called on the event loop)."""
         ...
 
-    def events(self) -> AsyncIterator[bytes]:
-        """A new viewer's server-sent event stream."""
+    def events(self) -> AsyncIterator[bytes] | None:
+        """A new viewer's server-sent event stream; None when too many are watching."""
+        ...
+
+    def leave(self) -> None:
+        """A viewer's stream (one `events` gave) has ended."""
+        ...
+
+    def health_view(self) -> HealthView:
+        """What works in the master, part by part."""
         ...
 
 
@@ -94,6 +112,14 @@ def _metric_names(metric: str) -> list[str]:
     return names
 
 
+def _stored(read: Callable[[], T]) -> T:
+    """READ from history; 503 saying why when history cannot be read (see /api/health)."""
+    try:
+        return read()
+    except (sqlite3.Error, OSError) as exc:
+        raise HTTPException(503, f"history cannot be read: {exc}") from None
+
+
 def router(source: NodeSource, history: HistorySource) -> APIRouter:
     """The API's routes, reading SOURCE and HISTORY."""
     routes = APIRouter()
@@ -123,7 +149,7 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
         names = _metric_names(metric)
         now = time.time()
         start, width = history.resolve(since, step, now)
-        series = history.node_series(name, names, start, width, now)
+        series = _stored(lambda: history.node_series(name, names, start, width, now))
         if source.node(name) is None and not any(series.values()):
             raise HTTPException(404, f"no node called '{name}'")
         if "," in metric:
@@ -142,7 +168,7 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
             )
         now = time.time()
         start, width = history.resolve(since, step, now)
-        points = history.cluster_series(metric, start, width, now)
+        points = _stored(lambda: history.cluster_series(metric, start, width, now))
         return ClusterSeries(metric=metric, step=width, points=points)
 
     @routes.get("/api/changes", summary="Recent node events, newest first")
@@ -154,24 +180,33 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
     def stats() -> Stats:
         return source.stats()
 
+    @routes.get("/api/health", summary="What works: the collector, the live loops, history, jobs")
+    def health() -> HealthView:
+        return source.health_view()
+
     @routes.get(
         "/api/events",
         summary="Server-sent events: snapshot, nodes, change, stats",
         response_class=EventStream,
+        response_model=None,
         responses={
             200: {
                 "model": Snapshot,
                 "description": "server-sent events: first `snapshot` (a Snapshot, as here), "
                 "then `nodes` (a list of the NodeViews that changed, every 100 ms), `change` "
                 "(a Change) and `stats` (a Stats, every second); a viewer that falls 2 s "
-                "behind gets a fresh `snapshot`",
-            }
+                "behind gets a fresh `snapshot`; one that stops reading is dropped",
+            },
+            503: {"description": "as many viewers as the master takes are watching"},
         },
     )
-    async def events() -> EventStream:
-        return EventStream(
-            source.events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
+    async def events() -> Response:
+        stream = source.events()
+        if stream is None:
+            return PlainTextResponse(
+                "too many viewers: try again later", 503, headers={"Retry-After": "10"}
+            )
+        return StreamResponse(stream, on_close=source.leave)
 
     return routes
 

@@ -21,17 +21,19 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bramble.master.nodes import NodeTable
+from bramble.master.health import Health
+from bramble.master.nodes import NodeState, NodeTable
 from bramble.master.views import Change
 from bramble.master.views import Stats as StatsView
 from bramble.telemetry.decode import check_clock, decode
-from bramble.telemetry.wire import Rejected
+from bramble.telemetry.wire import Packet, Rejected
 
 log = logging.getLogger(__name__)
 # about 1.5 s of datagrams at 20,000/s (each costs ~2 KB of kernel memory): room for the
 # master to be descheduled on a busy machine without losing any
 RCVBUF = 32 * 1024 * 1024
 SO_RCVBUFFORCE = 33  # Linux; the socket module does not name it
+WAIT_AT_MOST = 16  # datagrams of one unsigned sender kept while its name is looked up
 
 
 class Stats:
@@ -99,16 +101,29 @@ class _Protocol(asyncio.DatagramProtocol):
         self.collector = collector
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        collector = self.collector
         try:
-            self.collector.handle(data, str(addr[0]))
-        except Exception:  # a bug must not stop the receiver: count it, say it rarely
-            self.collector.stats.rejected["internal"] += 1
-            self.collector._log.warning(
-                "internal", "datagram from %s failed", addr[0], exc_info=True
-            )
+            collector.handle(data, str(addr[0]))
+        except Exception as exc:  # a bug must not stop the receiver: count it, say it rarely
+            collector.stats.rejected["internal"] += 1
+            if collector.health is not None:
+                collector.health.failed("collector", exc)
+            else:
+                collector._log.warning(
+                    "internal", "datagram from %s failed", addr[0], exc_info=True
+                )
 
     def error_received(self, exc: Exception) -> None:
         self.collector._log.warning("recv", "receive error: %s", exc)
+
+
+def reverse_name(address: str) -> str:
+    """The host name of ADDRESS by reverse lookup (its first label), or the address itself."""
+    try:
+        name = socket.gethostbyaddr(address)[0].split(".")[0]
+    except (OSError, UnicodeError):
+        return address
+    return name or address
 
 
 class Collector:
@@ -117,6 +132,11 @@ class Collector:
     `handle` is the whole path of one datagram, with no socket: `start` connects it to a socket
     given from outside (`open_socket`), `close` disconnects. The lock is for the API's request
     threads, which read the table.
+
+    An unsigned (legacy) sender is named once, at its first datagram: by the reverse lookup of
+    its address (or the address, when there is no name), looked up off the event loop while
+    the datagram waits; the name never changes after. ON_SAMPLE hears of every node that took
+    a sample (history keeps each one).
     """
 
     def __init__(
@@ -130,6 +150,9 @@ class Collector:
         on_changes: Callable[[list[Change]], None],
         clock: Callable[[], float] = time.time,
         stats: Stats | None = None,
+        health: Health | None = None,
+        on_sample: Callable[[NodeState], None] | None = None,
+        resolve: Callable[[str], str] = reverse_name,
     ) -> None:
         self.table = table
         self.lock = lock
@@ -139,15 +162,20 @@ class Collector:
         self.on_changes = on_changes
         self.clock = clock
         self.stats = stats if stats is not None else Stats()
+        self.health = health
+        self.on_sample = on_sample
+        self.resolve = resolve
         self._transport: asyncio.BaseTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._log = _RateLimitedLog()
         self._names: dict[str, str] = {}
+        self._waiting: dict[str, list[Packet]] = {}  # datagrams of senders being named
         self._resolver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bramble-rdns")
 
     async def start(self, sock: socket.socket) -> None:
         """Receive on SOCK (a bound UDP socket, see `open_socket`) on the running event loop;
         the collector owns it from now on."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         try:
             self._transport, _ = await loop.create_datagram_endpoint(self.protocol, sock=sock)
         except BaseException:
@@ -163,6 +191,7 @@ class Collector:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        self._loop = None
         self._resolver.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, data: bytes, address: str) -> None:
@@ -175,33 +204,60 @@ class Collector:
             if packet.signed:
                 check_clock(packet, now, self.clock_window)
             else:
-                packet = packet._replace(node=self._legacy_name(address))
+                name = self._legacy_name(address, packet)
+                if name is None:
+                    return  # applied once its sender is named
+                packet = packet._replace(node=name)
+        except Rejected as exc:
+            self._reject(exc, address)
+            return
+        self._apply(packet, now, address)
+
+    def _apply(self, packet: Packet, now: float, address: str) -> None:
+        try:
             with self.lock:
                 changes = self.table.accept(packet, now, address)
+                state = self.table.nodes[packet.node]
         except Rejected as exc:
-            self.stats.rejected[exc.reason] += 1
-            self._log.warning(f"reject.{exc.reason}", "rejected datagram from %s: %s", address, exc)
+            self._reject(exc, address)
             return
         self.stats.accepted += 1
+        if self.on_sample is not None:
+            self.on_sample(state)
         if changes:
             self.on_changes(changes)
 
-    def _legacy_name(self, address: str) -> str:
-        """The reverse-DNS name of ADDRESS once known; the address itself until then."""
-        name = self._names.get(address)
-        if name is None:
-            self._names[address] = address
-            if len(self._names) < 4096:
-                self._resolver.submit(self._resolve, address)
-            return address
-        return name
+    def _reject(self, exc: Rejected, address: str) -> None:
+        self.stats.rejected[exc.reason] += 1
+        self._log.warning(f"reject.{exc.reason}", "rejected datagram from %s: %s", address, exc)
 
-    def _resolve(self, address: str) -> None:
-        try:
-            name = socket.gethostbyaddr(address)[0].split(".")[0]
-        except OSError:
-            return
-        if name and name != address:
-            with self.lock:
-                self.table.rename(address, name)
-            self._names[address] = name
+    def _legacy_name(self, address: str, packet: Packet) -> str | None:
+        """The name of the unsigned sender at ADDRESS; None while it is being looked up (its
+        datagram waits, and is applied when the name is known)."""
+        name = self._names.get(address)
+        if name is not None:
+            return name
+        if len(self._names) >= 4096:  # a flood of addresses: no more lookups
+            return address
+        if self._loop is None:  # not receiving (a direct call): look it up now
+            name = self._names[address] = self.resolve(address)
+            return name
+        waiting = self._waiting.get(address)
+        if waiting is None:
+            waiting = self._waiting[address] = []
+            self._resolver.submit(self._lookup, address, self._loop)
+        if len(waiting) < WAIT_AT_MOST:
+            waiting.append(packet)
+        else:
+            self.stats.rejected["unnamed"] += 1  # its name takes too long to look up
+        return None
+
+    def _lookup(self, address: str, loop: asyncio.AbstractEventLoop) -> None:
+        name = self.resolve(address)
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(self._named, address, name)
+
+    def _named(self, address: str, name: str) -> None:
+        self._names[address] = name
+        for packet in self._waiting.pop(address, []):
+            self._apply(packet._replace(node=name), self.clock(), address)

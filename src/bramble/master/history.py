@@ -23,6 +23,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from bramble.files import private_database
+from bramble.master.health import Health
 from bramble.master.views import Change, Point
 from bramble.telemetry.metrics import BY_NAME, STORED, stored_values
 from bramble.telemetry.wire import Sample
@@ -54,7 +56,7 @@ def _schema(tier: str) -> str:
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection with the store's pragmas and schema."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_database(path)
     db = sqlite3.connect(path, timeout=10, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
@@ -84,6 +86,8 @@ class History:
         raw_hours: float = 24,
         minute_days: float = 30,
         hour_days: float = 365,
+        max_bytes: int = 2 << 30,
+        max_changes: int = 100_000,
     ) -> None:
         self.path = path
         self.keep = {
@@ -91,6 +95,8 @@ class History:
             "minute": minute_days * 86400,
             "hour": hour_days * 86400,
         }
+        self.max_bytes = max_bytes
+        self.max_changes = max_changes
         self._db: sqlite3.Connection | None = None
         self._ids: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -98,10 +104,11 @@ class History:
     def open(self) -> History:
         """Open (creating if need be) the database; this store, for chaining."""
         self._db = connect(self.path)
-        self._ids = dict(
-            (name, id_) for id_, name in self._db.execute("SELECT id, name FROM nodes")
-        )
+        self._load_ids()
         return self
+
+    def _load_ids(self) -> None:
+        self._ids = dict((name, id_) for id_, name in self.db.execute("SELECT id, name FROM nodes"))
 
     def close(self) -> None:
         """Close the writer connection."""
@@ -135,19 +142,35 @@ class History:
         changes: Iterable[Change] = (),
     ) -> int:
         """Store (node, ts, values, cores) rows, one per node per second, and CHANGES."""
-        params = [
-            (self.node_id(node), int(ts), *values, ",".join(f"{c:g}" for c in cores))
-            for node, ts, values, cores in rows
-        ]
+        try:
+            params = [
+                (self.node_id(node), int(ts), *values, ",".join(f"{c:g}" for c in cores))
+                for node, ts, values, cores in rows
+            ]
+        except sqlite3.Error:
+            self._undo()
+            raise
         marks = ", ".join("?" * (len(COLUMNS) + 3))
         with self._lock:
-            self.db.executemany(f"INSERT OR REPLACE INTO raw VALUES ({marks})", params)
-            self.db.executemany(
-                "INSERT INTO changes VALUES (?, ?, ?, ?)",
-                [(c.ts, c.node, c.kind, c.message) for c in changes],
-            )
-            self.db.commit()
+            try:
+                self.db.executemany(f"INSERT OR REPLACE INTO raw VALUES ({marks})", params)
+                self.db.executemany(
+                    "INSERT INTO changes VALUES (?, ?, ?, ?)",
+                    [(c.ts, c.node, c.kind, c.message) for c in changes],
+                )
+                self.db.commit()
+            except sqlite3.Error:
+                self._undo()
+                raise
         return len(params)
+
+    def _undo(self) -> None:
+        """Roll back a failed write: node ids made in it are forgotten with it."""
+        try:
+            self.db.rollback()
+            self._load_ids()
+        except sqlite3.Error:
+            self._ids = {}
 
     def roll_up(self, now: float) -> None:
         """Average finished minutes and hours into their tiers, then drop expired rows."""
@@ -176,7 +199,43 @@ class History:
             for tier, _ in TIERS:
                 self.db.execute(f"DELETE FROM {tier} WHERE ts < ?", (now - self.keep[tier],))
             self.db.execute("DELETE FROM changes WHERE ts < ?", (now - self.keep["hour"],))
+            self._bound()
             self.db.commit()
+
+    def used_bytes(self) -> int:
+        """Bytes of the database in use (pages that are not free)."""
+        pages, free, size = (
+            self.db.execute(f"PRAGMA {p}").fetchone()[0]
+            for p in ("page_count", "freelist_count", "page_size")
+        )
+        return int((pages - free) * size)
+
+    def _bound(self) -> None:
+        """Keep the store within max_bytes and max_changes, whatever the time limits allow
+        (a flood of node names must not fill the disk): the oldest rows go first, raw before
+        minutes before hours, and names nothing refers to any more."""
+        changes = self.db.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
+        if changes > self.max_changes:
+            self.db.execute(
+                "DELETE FROM changes WHERE ts <= (SELECT ts FROM changes ORDER BY ts DESC "
+                "LIMIT 1 OFFSET ?)",
+                (self.max_changes,),
+            )
+        for tier, _ in TIERS:
+            while self.used_bytes() > self.max_bytes:
+                count = self.db.execute(f"SELECT COUNT(*) FROM {tier}").fetchone()[0]
+                if not count:
+                    break
+                cut = self.db.execute(
+                    f"SELECT ts FROM {tier} ORDER BY ts LIMIT 1 OFFSET ?", (count // 10,)
+                ).fetchone()[0]
+                self.db.execute(f"DELETE FROM {tier} WHERE ts <= ?", (cut,))
+        if len(self._ids) > 4096:
+            self.db.execute(
+                "DELETE FROM nodes WHERE id NOT IN (SELECT DISTINCT node FROM raw) AND id NOT IN "
+                "(SELECT DISTINCT node FROM minute) AND id NOT IN (SELECT DISTINCT node FROM hour)"
+            )
+            self._load_ids()
 
     def _meta(self, key: str) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -219,8 +278,9 @@ class HistoryReader:
 
     @property
     def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            raise RuntimeError(f"the history at {self.path} is not open for reading")
+        if self._connection is None:  # not there at start (a disk that failed): try again
+            self.open()
+        assert self._connection is not None
         return self._connection
 
     def _tier(self, since: float, now: float, step: float) -> tuple[str, int]:
@@ -317,12 +377,22 @@ class HistoryReader:
 
 class HistoryWriter:
     """Writes HISTORY's batches in a thread of its own, off the event loop, and rolls its
-    tiers up once a minute. `put` never blocks: a full queue drops the batch, saying so."""
+    tiers up once a minute. `put` never blocks: a full queue drops the batch, counted.
 
-    def __init__(self, history: History, *, backlog: int = 600) -> None:
+    A batch that cannot be written (a full or read-only disk) is reported to HEALTH, which
+    says so in /api/health and logs it rarely; the next batch is tried as usual, so history
+    resumes by itself when the disk has room again. A store that could not be opened is
+    opened again before each batch.
+    """
+
+    def __init__(
+        self, history: History, *, backlog: int = 600, health: Health | None = None
+    ) -> None:
         self.history = history
+        self.health = health
         self.queue: queue.Queue[tuple[list[Row], list[Change]] | None] = queue.Queue(backlog)
         self.last_roll = 0.0
+        self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="bramble-history", daemon=True)
 
     def start(self) -> None:
@@ -336,7 +406,8 @@ class HistoryWriter:
         try:
             self.queue.put_nowait((rows, changes))
         except queue.Full:
-            log.warning("history writer is behind; dropping %d rows", len(rows))
+            self.dropped += len(rows)
+            self._failed(f"the writer is behind: {self.dropped} rows dropped")
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the thread (waiting at most TIMEOUT seconds)."""
@@ -345,19 +416,30 @@ class HistoryWriter:
         self.queue.put(None)
         self._thread.join(timeout)
 
+    def _failed(self, error: BaseException | str) -> None:
+        if self.health is not None:
+            self.health.failed("history", error, self.history.path)
+        else:
+            log.warning("history: %s", error)
+
     def _run(self) -> None:
         while True:
             item = self.queue.get()
             if item is None:
                 break
             try:
+                if self.history._db is None:
+                    self.history.open()
                 self.history.write(*item)
                 now = time.time()
                 if now - self.last_roll >= ROLL_UP_EVERY:
                     self.last_roll = now
                     self.history.roll_up(now)
-            except Exception:
-                log.exception("history write failed; this batch is lost, the next is tried")
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                if self.health is not None:
+                    self.health.ok("history")
 
 
 def _round(value: float) -> float:

@@ -1,6 +1,11 @@
 """The master's live view of the cluster: the node table, the recent changes, the datagram
 counts and the event stream, kept current by two small tasks on the event loop.
 
+Both tasks are supervised: a round that fails is counted and logged (rarely) by `Health`, and
+the next round runs. Every sample the collector takes is kept for history (at most one per
+node and second), not just the latest at each tick; the replay window is saved once a second
+(`replay`) so a restart does not reopen it.
+
 It is what the API (`api.NodeSource`) and `/metrics` (`prometheus.Source`) read. The table
 is shared with the collector, which feeds it on the loop; the lock is for the API's request
 threads, which read it.
@@ -10,22 +15,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 
+from bramble.master import limits
 from bramble.master.collector import Stats as Counts
 from bramble.master.events import Hub
+from bramble.master.health import Health
 from bramble.master.history import HistoryReader, HistoryWriter, Row
-from bramble.master.nodes import NodeTable
-from bramble.master.views import Change, NodeView, Snapshot, Stats
+from bramble.master.nodes import NodeState, NodeTable
+from bramble.master.replay import ReplayStore, Window
+from bramble.master.views import Change, HealthView, NodeView, Snapshot, Stats
 from bramble.telemetry.metrics import stored_values, values
+from bramble.telemetry.wire import Sample
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.1
 TICK_EVERY = 0.5
 RECENT = 100
+MAX_VIEWERS = 500
+"""Event streams at once: each holds a socket; past this a new viewer is told to come back."""
+MAX_PENDING = 200_000
+"""Samples waiting for history at most (about 10 s of 20,000 datagrams a second)."""
 
 
 class Live:
@@ -38,16 +52,26 @@ class Live:
         counts: Counts,
         writer: HistoryWriter,
         reader: HistoryReader,
+        *,
+        health: Health | None = None,
+        replay: ReplayStore | None = None,
+        max_viewers: int = MAX_VIEWERS,
     ) -> None:
         self.table = table
         self.lock = lock
         self.counts = counts
         self.writer = writer
         self.reader = reader
+        self.health = health or Health()
+        self.replay = replay
         self.hub = Hub(self.snapshot)
+        self.viewers = limits.Gate("events", max_viewers)
         self.recent: deque[Change] = deque(maxlen=RECENT)
         self._pending: list[Change] = []
-        self._flushed: dict[str, int] = {}
+        # the samples taken since the last tick, for history: one per node and second
+        self._samples: dict[tuple[str, int], tuple[float, Sample, float, float]] = {}
+        self._moved: set[str] = set()  # nodes whose replay window moved since the last save
+        self._internal = 0
         self._tasks: list[asyncio.Task[None]] = []
         # Told every change as it is published, on the loop; each must return at once (the
         # jobs service's liveness follower queues what it needs).
@@ -56,21 +80,51 @@ class Live:
     # --- on the loop's side ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Load the recent changes from history, then flush and tick on the running loop."""
-        self.recent.extend(self.reader.changes(RECENT)[::-1])
+        """Load the recent changes and the replay windows, then flush and tick on the loop."""
+        try:
+            self.recent.extend(self.reader.changes(RECENT)[::-1])
+        except Exception as exc:  # an unreadable history: live data serves all the same
+            self.health.failed("history", exc, self.reader.path)
+        if self.replay is not None:
+            with self.lock:
+                self.table.remember(self.replay.load())
         self._tasks = [
-            asyncio.create_task(self._flusher(), name="flusher"),
-            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self._every(FLUSH_EVERY, "flusher", self._flush), name="flusher"),
+            asyncio.create_task(self._every(TICK_EVERY, "ticker", self._tick), name="ticker"),
         ]
 
     async def close(self) -> None:
-        """Stop the tasks and hand history the rows not yet written."""
+        """Stop the tasks, hand history the rows not yet written, save the replay windows."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self.writer.put(self._history_rows(), self._pending)
         self._pending = []
+        self._save_windows()
+
+    async def _every(self, period: float, part: str, body: Callable[[], None]) -> None:
+        """BODY every PERIOD seconds, for ever: a round that fails is reported, the next runs."""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                body()
+            except Exception as exc:
+                self.health.failed(part, exc)
+            else:
+                self.health.ok(part)
+
+    def on_sample(self, state: NodeState) -> None:
+        """The collector took a sample of STATE's node (on the loop): keep it for history."""
+        if state.sample is None:
+            return
+        key = (state.name, int(state.last_ts))
+        if len(self._samples) >= MAX_PENDING and key not in self._samples:
+            self.counts.rejected["history_behind"] += 1
+            return
+        self._samples[key] = (state.last_ts, state.sample, state.net_rx, state.net_tx)
+        if state.signed:
+            self._moved.add(state.name)
 
     def on_changes(self, changes: list[Change]) -> None:
         """The collector's news (a node joined, came back, rebooted): told at the next flush."""
@@ -88,51 +142,71 @@ class Live:
             except Exception:  # a listener's bug must not stop the live view
                 log.exception("a change listener failed")
 
-    async def _flusher(self) -> None:
+    def _flush(self) -> None:
         """Every 100 ms: changed nodes as one `nodes` event, and the changes waiting."""
-        while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            now = time.time()
-            changes, self._pending = self._pending, []
-            with self.lock:
-                names = self.table.drain_dirty()
-                views = self.table.views(now, names) if names and self.hub.viewers else []
-            if changes:
-                self._publish(changes)
-                self.writer.put([], changes)
-            if views:
-                self.hub.publish("nodes", views)
-            elif names:
-                self.hub.changed()
+        now = time.time()
+        changes, self._pending = self._pending, []
+        with self.lock:
+            names = self.table.drain_dirty()
+            views = self.table.views(now, names) if names and self.hub.viewers else []
+        if changes:
+            self._publish(changes)
+            self.writer.put([], changes)
+        if views:
+            self.hub.publish("nodes", views)
+        elif names:
+            self.hub.changed()
 
-    async def _ticker(self) -> None:
-        """Every 0.5 s: stale and down transitions; every second: stats and history rows."""
-        last_second = 0.0
-        while True:
-            await asyncio.sleep(TICK_EVERY)
-            now = time.time()
-            with self.lock:
-                changes = self.table.tick(now)
-            if changes:
-                self._publish(changes)
-                self.writer.put([], changes)
-            if now - last_second >= 1.0:
-                last_second = now
-                self.counts.mark(now)
-                self.hub.publish("stats", self.stats())
-                self.writer.put(self._history_rows(), [])
+    _last_second = 0.0
+
+    def _tick(self) -> None:
+        """Every 0.5 s: stale and down transitions; every second: stats, history rows and the
+        replay windows."""
+        now = time.time()
+        with self.lock:
+            changes = self.table.tick(now)
+        if changes:
+            self._publish(changes)
+            self.writer.put([], changes)
+        if now - self._last_second >= 1.0:
+            self._last_second = now
+            self.counts.mark(now)
+            self._collector_health()
+            self.hub.publish("stats", self.stats())
+            self.writer.put(self._history_rows(), [])
+            self._save_windows()
+
+    def _collector_health(self) -> None:
+        """The collector works again once a while has passed with no internal error."""
+        internal = self.counts.rejected.get("internal", 0)
+        if internal == self._internal:
+            self.health.ok("collector")
+        self._internal = internal
 
     def _history_rows(self) -> list[Row]:
-        """A row for each node with a sample not yet written."""
-        rows = []
+        """A row for each sample taken since the last call (one per node and second)."""
+        samples, self._samples = self._samples, {}
+        return [
+            (name, ts, stored_values(sample, rx, tx), sample.cores)
+            for (name, _second), (ts, sample, rx, tx) in samples.items()
+        ]
+
+    def _save_windows(self) -> None:
+        """Save the replay windows that moved (a small SQLite write, once a second)."""
+        if self.replay is None or not self._moved:
+            return
+        moved, self._moved = self._moved, set()
         with self.lock:
-            for state in self.table.nodes.values():
-                if state.sample is None or self._flushed.get(state.name) == state.seq:
-                    continue
-                self._flushed[state.name] = state.seq
-                values_ = stored_values(state.sample, state.net_rx, state.net_tx)
-                rows.append((state.name, state.last_ts, values_, state.sample.cores))
-        return rows
+            windows: dict[str, Window] = {}
+            for name in moved:
+                window = self.table.window(name)
+                if window is not None:
+                    windows[name] = window
+        try:
+            self.replay.save(windows)
+        except Exception as exc:
+            self.health.failed("history", exc, self.replay.path)
+            self._moved |= moved
 
     # --- what the API reads (api.NodeSource) ----------------------------------------------
 
@@ -147,15 +221,28 @@ class Live:
             return self.table.view(name, time.time())
 
     def stats(self) -> Stats:
-        """Datagrams accepted and rejected, the rate, and the node count."""
-        return self.counts.view(len(self.table.nodes))
+        """Datagrams accepted and rejected, the rate, the node count, and what fails."""
+        return self.counts.view(len(self.table.nodes)).model_copy(
+            update={
+                "errors": self.health.errors(),
+                "refused": dict(limits.refused),
+                "problems": self.health.problems(),
+            }
+        )
+
+    def health_view(self) -> HealthView:
+        """What works, part by part."""
+        return self.health.view()
 
     def changes(self, limit: int) -> list[Change]:
         """The newest LIMIT changes, newest first (call on the loop: it writes `recent`)."""
         recent = self.recent
         if limit <= len(recent) or len(recent) < RECENT:
             return list(recent)[::-1][:limit]
-        return self.reader.changes(limit)  # SQLite has them within a second
+        try:
+            return self.reader.changes(limit)  # SQLite has them within a second
+        except (sqlite3.Error, OSError):  # history cannot be read: what is in memory
+            return list(recent)[::-1][:limit]
 
     def snapshot(self) -> Snapshot:
         """What a new event-stream viewer gets first."""
@@ -164,24 +251,36 @@ class Live:
             nodes=self.nodes(), stats=self.stats(), changes=list(self.recent)[::-1]
         )
 
-    def events(self) -> AsyncIterator[bytes]:
-        """One viewer's event stream."""
+    def events(self) -> AsyncIterator[bytes] | None:
+        """One viewer's event stream; None when MAX_VIEWERS are watching already (they
+        `leave` when their stream ends)."""
+        if not self.viewers.enter():
+            return None
         return self.hub.stream()
+
+    def leave(self) -> None:
+        """A viewer's stream has ended."""
+        self.viewers.leave()
 
     # --- what /metrics reads (prometheus.Source) ------------------------------------------
 
-    def readings(self) -> list[tuple[str, str, Mapping[str, float] | None]]:
-        """Each node's name, status and metrics (None before its first sample)."""
+    def readings(self) -> list[tuple[str, str, bool, Mapping[str, float] | None]]:
+        """Each node's name, status, whether it signs, and metrics (None before a sample)."""
         now = time.time()
         with self.lock:
             return [
                 (
                     s.name,
                     self.table.status_at(s, now),
+                    s.signed,
                     values(s.sample, s.net_rx, s.net_tx) if s.sample else None,
                 )
                 for s in self.table.nodes.values()
             ]
+
+    def refused(self) -> Mapping[str, int]:
+        """HTTP requests refused by the master's limits, by reason."""
+        return dict(limits.refused)
 
     def datagrams(self) -> tuple[int, Mapping[str, int]]:
         """Datagrams accepted, and rejected by reason."""

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -28,12 +29,14 @@ from fastapi import FastAPI
 
 from bramble import __version__
 from bramble.errors import BrambleError
-from bramble.master import api, prometheus
+from bramble.master import api, limits, prometheus
 from bramble.master.address import check_listen
 from bramble.master.collector import Collector, Stats, open_socket
+from bramble.master.health import Health
 from bramble.master.history import History, HistoryReader, HistoryWriter
 from bramble.master.live import Live
 from bramble.master.nodes import NodeTable
+from bramble.master.replay import ReplayStore
 
 if TYPE_CHECKING:
     from bramble.cluster import Cluster
@@ -66,22 +69,35 @@ class Master:
         self.telemetry = telemetry or (lambda: open_socket(str(tel.group), tel.port, tel.interface))
         self.run_jobs = jobs
         self.lock = threading.Lock()
+        self.health = Health()
         self.table = NodeTable(
             stale_after=tel.stale_after,
             down_after=tel.down_after,
             max_nodes=tel.max_nodes,
             default_interval=tel.interval,
+            admit=frozenset(n.name for n in spec.nodes) if tel.admit == "spec" else None,
         )
         self.history = History(
             db_path,
             raw_hours=hist.raw_hours,
             minute_days=hist.minute_days,
             hour_days=hist.hour_days,
+            max_bytes=hist.max_bytes,
+            max_changes=hist.max_changes,
         )
-        self.writer = HistoryWriter(self.history)
+        self.writer = HistoryWriter(self.history, health=self.health)
         self.reader = HistoryReader(db_path, self.history.keep)
+        self.replay = ReplayStore(db_path.with_name("replay.db"))
         self.counts = Stats()
-        self.live = Live(self.table, self.lock, self.counts, self.writer, self.reader)
+        self.live = Live(
+            self.table,
+            self.lock,
+            self.counts,
+            self.writer,
+            self.reader,
+            health=self.health,
+            replay=self.replay,
+        )
         self.collector = Collector(
             self.table,
             self.lock,
@@ -90,6 +106,8 @@ class Master:
             clock_window=tel.clock_window,
             on_changes=self.live.on_changes,
             stats=self.counts,
+            health=self.health,
+            on_sample=self.live.on_sample,
         )
         self.follower: WorkerFollower | None = None  # with the jobs service, if it follows
         self.app = create_app(self)
@@ -98,14 +116,30 @@ class Master:
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         """Open and start every part in order; close them in reverse when the app stops."""
         async with contextlib.AsyncExitStack() as parts:
-            self.history.open()
+            try:
+                self.history.open()
+            except (OSError, sqlite3.Error) as exc:  # live data serves without it; reported
+                self.health.failed("history", exc, self.history.path)
             parts.callback(self.history.close)
             self.writer.start()
             parts.callback(self.writer.close)
-            self.reader.open()
+            try:
+                self.reader.open()
+            except (OSError, sqlite3.Error) as exc:
+                self.health.failed("history", exc, self.history.path)
             parts.callback(self.reader.close)
+            try:
+                self.replay.open()
+            except (OSError, sqlite3.Error) as exc:
+                self.health.failed("history", exc, self.replay.path)
+                self.live.replay = None
+            parts.callback(self.replay.close)
+            try:
+                known = self.reader.last_kinds()
+            except (OSError, sqlite3.Error):
+                known = {}  # the history cannot be read: health says so; nodes are new
             with self.lock:
-                self.table.known = self.reader.last_kinds()
+                self.table.known = known
             self.live.start()
             parts.push_async_callback(self.live.close)
             await self.collector.start(self.telemetry())
@@ -124,6 +158,7 @@ class Master:
         except (BrambleError, OSError) as exc:
             log.warning("jobs are not available: %s", exc)
             app.state.jobs_error = str(exc)
+            self.health.failed("jobs", f"not available: {exc}")
             return
         app.state.jobs = service
 
@@ -154,14 +189,21 @@ class Master:
         """Serve on BIND:PORT until SIGTERM or SIGINT, the parts running for as long."""
         import uvicorn
 
+        limits.raise_open_files()
+        logging.getLogger("uvicorn.error").addFilter(limits.QuietStalls())
+        spec = self.cluster.spec
+        names = {spec.master.name, spec.fqdn(spec.master.name), "localhost"}
+        names |= {socket.gethostname(), socket.getfqdn()}
         config = uvicorn.Config(
-            self.app,
+            limits.HostCheck(limits.BodyLimit(self.app), names),
             host=bind,
             port=port,
             log_level="warning",
             access_log=False,
             lifespan="off",  # the lifespan is run here, around the server
             timeout_graceful_shutdown=HTTP_GRACE,
+            http=limits.protocol_with_header_timeout(),
+            backlog=4096,
         )
         server = uvicorn.Server(config)
 

@@ -3,6 +3,11 @@
 A node is `up` while datagrams arrive, `stale` after `stale_after` missed intervals and `down`
 after `down_after`. A new boot id is a `rebooted` event. The table holds at most `max_nodes`
 nodes; a new node past that evicts the longest-down node, or is turned away.
+
+What a key holder cannot do: add a node the policy does not admit (`admit`: the spec's names,
+or None for any), claim an interval longer than `max_interval` (so as to stay `up` for hours
+without sending), replay a datagram older than the last accepted before a restart (`remember`),
+or, unsigned, change a node that has sent a signed datagram.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from bramble.telemetry.wire import Packet, Rejected, Sample
 UP: Literal["up"] = "up"
 STALE: Literal["stale"] = "stale"
 DOWN: Literal["down"] = "down"
+KEEP_WINDOWS = 4096
 
 
 class NodeState:
@@ -73,6 +79,15 @@ def sample_view(sample: Sample, ts: float) -> SampleView:
     }
 
 
+def _check_newer(packet: Packet, boot: int, seq: int, ts: float) -> None:
+    """Rejected("replay") unless PACKET is newer than the window (BOOT, SEQ, TS)."""
+    if packet.boot == boot:
+        if packet.seq <= seq:
+            raise Rejected("replay", f"seq {packet.seq} after {seq}")
+    elif not (packet.boot > boot or packet.ts > ts):
+        raise Rejected("replay", f"boot {packet.boot} before {boot}")
+
+
 class NodeTable:
     """Every node the master has heard from, with liveness decided from the time given."""
 
@@ -83,16 +98,33 @@ class NodeTable:
         down_after: float = 10,
         max_nodes: int = 1024,
         default_interval: float = 1.0,
+        admit: frozenset[str] | None = None,
+        max_interval: float | None = None,
     ) -> None:
         self.stale_after = stale_after
         self.down_after = down_after
         self.max_nodes = max_nodes
         self.default_interval = default_interval
+        self.admit = admit
+        self.max_interval = max_interval or max(10 * default_interval, 2.0)
         self.nodes: dict[str, NodeState] = {}
         self.dirty: set[str] = set()
         # Nodes a previous run of the master knew, with their last change: seen again, they
         # are not `new`, and one last seen stale or down is `up` again.
         self.known: dict[str, str] = {}
+        self.windows: dict[str, tuple[int, int, float]] = {}
+        """The last (boot, seq, ts) accepted from nodes not in the table (since a restart)."""
+
+    def remember(self, windows: dict[str, tuple[int, int, float]]) -> None:
+        """Replay windows saved before a restart: a node's first datagram must be newer."""
+        self.windows.update(windows)
+
+    def window(self, name: str) -> tuple[int, int, float] | None:
+        """NAME's newest (boot, seq, ts) accepted, or None."""
+        state = self.nodes.get(name)
+        if state is not None and state.signed:
+            return state.boot, state.seq, state.last_ts
+        return self.windows.get(name)
 
     def status_at(self, node: NodeState, now: float) -> Status:
         """UP, STALE or DOWN for NODE at NOW."""
@@ -104,13 +136,14 @@ class NodeTable:
         return UP
 
     def _admit(self, name: str, now: float) -> NodeState:
+        if self.admit is not None and name not in self.admit:
+            raise Rejected("unknown_node", f"{name!r} is not in the spec")
         if len(self.nodes) >= self.max_nodes:
             down = [n for n in self.nodes.values() if self.status_at(n, now) == DOWN]
             if not down:
                 raise Rejected("too_many_nodes", f"already tracking {self.max_nodes} nodes")
             oldest = min(down, key=lambda n: n.last_seen)
-            del self.nodes[oldest.name]
-            self.dirty.discard(oldest.name)
+            self.forget(oldest.name)
         state = self.nodes[name] = NodeState(name, now)
         return state
 
@@ -118,12 +151,20 @@ class NodeTable:
         """Take a verified PACKET received at NOW from ADDRESS; return what changed.
 
         Raises Rejected("replay") for a datagram not newer than the last one of its node,
-        and Rejected("too_many_nodes") when the table is full of live nodes.
+        Rejected("unknown_node") for a node the policy does not admit, Rejected("name_taken")
+        for an unsigned datagram in the name of a node that signs, and
+        Rejected("too_many_nodes") when the table is full of live nodes.
         """
         changes: list[Change] = []
         state = self.nodes.get(packet.node)
         if state is None:
+            saved = self.windows.get(packet.node)
+            if saved is not None and packet.signed:
+                _check_newer(packet, *saved)
+            elif saved is not None:
+                raise Rejected("name_taken", f"{packet.node} signs its datagrams")
             state = self._admit(packet.node, now)
+            self.windows.pop(packet.node, None)
             state.boot, state.seq = packet.boot, packet.seq
             last = self.known.pop(packet.node, None)
             if last is None:
@@ -139,6 +180,8 @@ class NodeTable:
                 changes.append(
                     Change(ts=now, node=packet.node, kind=UP, message=f"{packet.node} is up again")
                 )
+        elif not packet.signed and state.signed:
+            raise Rejected("name_taken", f"{packet.node} signs its datagrams")
         elif packet.signed:
             if packet.boot == state.boot:
                 if packet.seq <= state.seq:
@@ -179,24 +222,23 @@ class NodeTable:
         state.seq = packet.seq
         state.last_ts = packet.ts
         state.last_seen = now
-        state.interval = packet.interval or self.default_interval
+        state.interval = min(packet.interval or self.default_interval, self.max_interval)
         state.signed = packet.signed
         state.sample = sample
         if address:
             state.address = address
         self.dirty.add(state.name)
 
-    def rename(self, old: str, new: str) -> None:
-        """Call node OLD by NEW from now on (a legacy sender whose name has been looked up)."""
-        state = self.nodes.pop(old, None)
-        if state is None or new in self.nodes:
-            if state is not None:
-                self.nodes[old] = state
-            return
-        state.name = new
-        self.nodes[new] = state
-        self.dirty.discard(old)
-        self.dirty.add(new)
+    def forget(self, name: str) -> None:
+        """Drop NAME from the table, keeping its replay window."""
+        state = self.nodes.pop(name, None)
+        if state is not None and state.signed:
+            self.windows[name] = (state.boot, state.seq, state.last_ts)
+            if len(self.windows) > KEEP_WINDOWS:  # a flood of names: keep the newest
+                oldest = sorted(self.windows, key=lambda n: self.windows[n][2])
+                for gone in oldest[: len(self.windows) - KEEP_WINDOWS]:
+                    del self.windows[gone]
+        self.dirty.discard(name)
 
     def tick(self, now: float) -> list[Change]:
         """Status changes (stale, down) that the passing of time has caused by NOW."""

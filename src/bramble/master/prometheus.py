@@ -15,18 +15,28 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from bramble.master.views import HealthView
 from bramble.telemetry.metrics import EXPORTED
 
 
 class Source(Protocol):
     """What the exposition reads."""
 
-    def readings(self) -> list[tuple[str, str, Mapping[str, float] | None]]:
-        """Each node's name, status ("up", "stale", "down") and metrics, None before any."""
+    def readings(self) -> list[tuple[str, str, bool, Mapping[str, float] | None]]:
+        """Each node's name, status ("up", "stale", "down"), whether it signs, and metrics
+        (None before any)."""
         ...
 
     def datagrams(self) -> tuple[int, Mapping[str, int]]:
         """Datagrams accepted, and rejected by reason."""
+        ...
+
+    def health_view(self) -> HealthView:
+        """What works in the master, part by part."""
+        ...
+
+    def refused(self) -> Mapping[str, int]:
+        """HTTP requests refused, by reason."""
         ...
 
 
@@ -37,17 +47,43 @@ class _NodeCollector(Collector):
     def collect(self) -> Iterator[Any]:
         readings = self.source.readings()
         up = GaugeMetricFamily("bramble_node_up", "1 if the node is up", labels=["node", "status"])
-        for name, status, _values in readings:
+        signed = GaugeMetricFamily(
+            "bramble_node_signed",
+            "1 if the node signs its datagrams, 0 for a legacy (unsigned) sender",
+            labels=["node"],
+        )
+        for name, status, is_signed, _values in readings:
             up.add_metric([name, status], 1.0 if status == "up" else 0.0)
+            signed.add_metric([name], 1.0 if is_signed else 0.0)
         yield up
+        yield signed
         for metric in EXPORTED:
             family = GaugeMetricFamily(
                 f"bramble_node_{metric.prometheus}", metric.help, labels=["node"]
             )
-            for name, _status, values in readings:
+            for name, _status, _signed, values in readings:
                 if values is not None:
                     family.add_metric([name], float(values[metric.name]))
             yield family
+        health = self.source.health_view()
+        works = GaugeMetricFamily(
+            "bramble_part_up", "1 if this part of the master works (see /api/health)",
+            labels=["part"],
+        )  # fmt: skip
+        errors = CounterMetricFamily(
+            "bramble_errors", "failures of the master's own parts", labels=["part"]
+        )
+        for part, view in sorted(health.parts.items()):
+            works.add_metric([part], 1.0 if view.ok else 0.0)
+            errors.add_metric([part], float(view.errors))
+        yield works
+        yield errors
+        refused = CounterMetricFamily(
+            "bramble_http_refused", "HTTP requests refused by a limit", labels=["reason"]
+        )
+        for reason, count in sorted(self.source.refused().items()):
+            refused.add_metric([reason], float(count))
+        yield refused
         accepted_count, rejected_counts = self.source.datagrams()
         accepted = CounterMetricFamily("bramble_datagrams_accepted", "telemetry datagrams accepted")
         accepted.add_metric([], float(accepted_count))

@@ -94,6 +94,33 @@ class Stats(_View):
     nodes: int = Field(description="nodes in the table")
     started: float = Field(description="when the master started, epoch seconds")
     now: float = Field(description="the master's clock, epoch seconds")
+    errors: dict[str, int] = Field(
+        default={}, description="failures of the master's own parts so far (see /api/health)"
+    )
+    refused: dict[str, int] = Field(
+        default={},
+        description="HTTP requests refused by reason: host, body_too_large, body_stalled, "
+        "header_timeout, stream_stalled, busy_events",
+    )
+    problems: list[str] = Field(
+        default=[], description="what does not work now, one line each (empty when all does)"
+    )
+
+
+class PartView(_View):
+    """One part of the master: whether it works, and why not."""
+
+    ok: bool
+    detail: str = Field(description="why it does not work ('disk full', 'read-only', ...)")
+    errors: int = Field(description="failures so far")
+    since: float = Field(description="since when it works, or fails, epoch seconds")
+
+
+class HealthView(_View):
+    """What works in the master: the collector, the live view's loops, history, jobs."""
+
+    ok: bool = Field(description="whether every part works")
+    parts: dict[str, PartView]
 
 
 class Snapshot(_View):

@@ -91,6 +91,8 @@ def services_for(role: str, paths: Iterable[str]) -> list[list[str]]:
         commands.append(["systemctl", "daemon-reload"])
     if any(p.startswith("etc/sysctl.d/") for p in paths):
         commands.append(["sysctl", "--system"])
+    if any(p.startswith("etc/sysusers.d/") for p in paths):
+        commands.append(["systemd-sysusers"])  # before tmpfiles: they name its user
     if any(p.startswith("etc/tmpfiles.d/") for p in paths):
         commands.append(["systemd-tmpfiles", "--create"])
     if any(p.startswith("etc/systemd/network/") for p in paths):

@@ -157,6 +157,7 @@ def render_master(
     files = {
         "etc/dnsmasq.d/bramble.conf": _render("dnsmasq-bramble.conf", fixed_nodes=fixed, **common),
         "etc/exports.d/bramble.exports": _render("bramble.exports", **common),
+        "etc/sysusers.d/bramble.conf": _render("sysusers-bramble.conf", **common),
         "etc/tmpfiles.d/bramble.conf": _render("tmpfiles-bramble.conf", **common),
         NFT_FILE.lstrip("/"): _render("bramble.nft", cluster_udp=udp, cluster_tcp=tcp, **common),
         "etc/systemd/system/bramble-nftables.service": _render(
@@ -219,6 +220,7 @@ def render_node(
             "10-bramble-cluster.network", **common
         ),
         "etc/chrony/conf.d/bramble.conf": _render("chrony-bramble.conf", **common),
+        "etc/sysusers.d/bramble.conf": _render("sysusers-bramble.conf", **common),
     }
     automounts = [unit_name(s.mount, ".automount") for s in spec.shares]
     for share in spec.shares:

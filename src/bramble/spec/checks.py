@@ -36,12 +36,28 @@ def pydantic_problems(error: ValidationError) -> Iterator[Problem]:
             yield Problem(key, "is required", f"add '{loc[-1]} = ...'")
         else:
             message = str(item["msg"]).removeprefix("Value error, ")
+            # one line, whatever the value quoted in it holds
+            message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
             yield Problem(key, message)
 
 
 def semantic_problems(spec: Spec) -> Iterator[Problem]:
     net = spec.network
     subnet = net.subnet
+    # The subnet is who may mount the shares read-write (and who the firewall trusts).
+    if subnet.prefixlen < 8 or not subnet.is_private:
+        yield Problem(
+            "network.subnet",
+            f"{subnet} is not a private network of at most 16 million addresses: the shares "
+            "are exported read-write to the whole subnet",
+            "use a private subnet such as 10.42.0.0/24 or 192.168.42.0/24",
+        )
+    if net.cluster_interface == net.uplink_interface:
+        yield Problem(
+            "network.uplink_interface",
+            f"the uplink is the cluster interface ({net.cluster_interface})",
+            "the master needs two interfaces: the cluster switch and the way out",
+        )
     if net.master_address not in subnet:
         yield Problem(
             "network.master_address",

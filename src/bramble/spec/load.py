@@ -31,6 +31,7 @@ def parse_spec(text: str, file: str = SPEC_NAME) -> Spec:
     """Parse and validate spec TEXT; FILE names it in errors. Pure: no file access."""
     try:
         data = tomllib.loads(text)
+        return _validate(data, text, file)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise SpecError(
@@ -39,7 +40,12 @@ def parse_spec(text: str, file: str = SPEC_NAME) -> Spec:
             line=int(match.group(1)) if match else None,
             fix="check quotes, brackets and '=' on that line",
         ) from None
-    return _validate(data, text, file)
+    except RecursionError:
+        raise SpecError(
+            "arrays or tables nested too deeply to read",
+            file=file,
+            fix="a spec nests a few levels at most: look for runs of '[' or '{'",
+        ) from None
 
 
 def _validate(data: dict[str, Any], text: str, file: str) -> Spec:

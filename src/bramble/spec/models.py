@@ -6,9 +6,10 @@ address inside the subnet, duplicate MACs) are in `checks`.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
 from typing import Literal
 
@@ -26,12 +27,36 @@ MAX_TELEMETRY_KEY = 1024  # bytes of the telemetry key
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DURATION_RE = re.compile(r"^(infinite|\d+[smhdw]?)$")
+_DURATION_RE = re.compile(r"^(infinite|\d{1,9}[smhdw]?)$")
+# Interface names as the kernel allows them (at most IFNAMSIZ - 1 bytes, no '/', ':' or
+# whitespace), narrowed to what nftables rules and systemd-networkd match without quoting.
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# Paths as config files take them unquoted: exports, tmpfiles, fstab, unit names.
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._@+=/-]*$")
+# Directories of the system itself: never exported nor mounted over, nor anything inside them.
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root",
+                "/run", "/sbin", "/sys", "/usr")  # fmt: skip
+SYSTEM_DIRS = ("/", "/home", "/mnt", "/media", "/opt", "/srv", "/tmp", "/var")
 _HOST_RE = re.compile(rf"^[A-Za-z0-9._-]{{1,{MAX_HOST}}}$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan: every number in a spec is finite (TOML has nan and inf)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        """No string of the spec holds a control character or a quote: each may end up in
+        a config file, where a newline or a quote would start something else."""
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and (
+                not text.isprintable() or any(c in text for c in "\"'\\`")
+            ):
+                raise ValueError(
+                    f"{text!r} holds a control character, quote or backslash: remove it"
+                )
+        return value
 
 
 class NetworkSpec(_Model):
@@ -64,11 +89,14 @@ class NetworkSpec(_Model):
             raise ValueError("must be a DNS domain such as 'cluster' or 'lab.example'")
         return value
 
-    @field_validator("cluster_interface", "uplink_interface")
+    @field_validator("cluster_interface", "uplink_interface", mode="before")
     @classmethod
-    def _ifname(cls, value: str) -> str:
-        if not value or len(value) > 15 or "/" in value or " " in value:
-            raise ValueError("must be a network interface name of 1 to 15 characters")
+    def _ifname(cls, value: object) -> object:
+        if isinstance(value, str) and (not _IFNAME_RE.match(value) or value in (".", "..")):
+            raise ValueError(
+                f"{value!r} is not a network interface name: 1 to 15 letters, digits, '_', "
+                "'.' or '-', as `ip link` shows it"
+            )
         return value
 
 
@@ -116,12 +144,22 @@ class ShareSpec(_Model):
     export: str = "/srv/jobs"
     mount: str = "/mnt/jobs"
 
-    @field_validator("export", "mount")
+    @field_validator("export", "mount", mode="before")
     @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/") or any(c in value for c in " \t\n,#"):
-            raise ValueError("must be an absolute path without spaces, commas or '#'")
-        return value.rstrip("/") or "/"
+    def _directory(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        path = check_path(value)
+        if (
+            path in SYSTEM_DIRS
+            or path.startswith(tuple(t + "/" for t in SYSTEM_TREES))
+            or (path in SYSTEM_TREES)
+        ):
+            raise ValueError(
+                f"{path} is a directory of the system itself: share a directory of its own, "
+                "such as /srv/jobs (exported) and /mnt/jobs (mounted)"
+            )
+        return path
 
 
 class TelemetrySpec(_Model):
@@ -134,18 +172,19 @@ class TelemetrySpec(_Model):
     interface: str = ""
     ttl: int = Field(default=1, ge=1, le=255)
     allow_unsigned: bool = False
-    clock_window: float = Field(default=30.0, gt=0)
-    stale_after: float = Field(default=3, gt=0)
-    down_after: float = Field(default=10, gt=0)
-    max_nodes: int = Field(default=1024, ge=1)
+    clock_window: float = Field(default=30.0, gt=0, le=86400)
+    stale_after: float = Field(default=3, gt=0, le=1000)
+    down_after: float = Field(default=10, gt=0, le=10000)
+    max_nodes: int = Field(default=1024, ge=1, le=65536)
+    admit: Literal["spec", "any"] = "spec"
     engine: Literal["auto", "compiled", "python"] = "auto"
 
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: float) -> float:
-        if not 0 < value <= MAX_INTERVAL:
+        if not 0.01 <= value <= MAX_INTERVAL:
             raise ValueError(
-                f"must be more than 0 and at most {MAX_INTERVAL} seconds "
+                f"must be more than 0 (at least 0.01) and at most {MAX_INTERVAL} seconds "
                 "(the original sends every 1 s)"
             )
         return value
@@ -196,14 +235,34 @@ class DashboardSpec(_Model):
     bind: str = ""
     port: int = Field(default=8080, ge=1, le=65535)
 
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        if value:
+            try:
+                ip_address(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an IP address; give an address of the master, or "
+                    "leave it empty for its cluster address"
+                ) from None
+        return value
+
 
 class HistorySpec(_Model):
     """The master's SQLite history and how long each resolution is kept."""
 
     path: str = "/var/lib/bramble/history.db"
-    raw_hours: float = Field(default=24, gt=0)
-    minute_days: float = Field(default=30, gt=0)
-    hour_days: float = Field(default=365, gt=0)
+    raw_hours: float = Field(default=24, gt=0, le=24 * 366)
+    minute_days: float = Field(default=30, gt=0, le=3660)
+    hour_days: float = Field(default=365, gt=0, le=36600)
+    max_bytes: int = Field(default=2 << 30, ge=1 << 20)
+    max_changes: int = Field(default=100_000, ge=100)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path(cls, value: object) -> object:
+        return check_path(value) if isinstance(value, str) else value
 
 
 class JobsSpec(_Model):
@@ -217,18 +276,21 @@ class JobsSpec(_Model):
     # its tasks are rescheduled at once rather than after Dask's own timeout (minutes).
     remove_down_workers: bool = True
 
+    @field_validator("jobs_dir", mode="before")
+    @classmethod
+    def _jobs_dir(cls, value: object) -> object:
+        return check_path(value) if isinstance(value, str) else value
+
 
 class SoftwareSpec(_Model):
     """What the master serves its nodes to install bramble from (`/dist/` on the dashboard port)."""
 
     wheels_dir: str = "/var/lib/bramble/wheels"
 
-    @field_validator("wheels_dir")
+    @field_validator("wheels_dir", mode="before")
     @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must be an absolute path")
-        return value.rstrip("/") or "/"
+    def _wheels_dir(cls, value: object) -> object:
+        return check_path(value) if isinstance(value, str) else value
 
 
 class Spec(_Model):
@@ -265,6 +327,23 @@ class Secrets:
     telemetry_key_id: str
     telemetry_key: bytes
     admin_token: str
+
+
+def check_path(value: str) -> str:
+    """VALUE as an absolute, normalized path that config files take unquoted (one trailing
+    '/' is dropped); ValueError saying how to write it otherwise."""
+    path = value.rstrip("/") or "/"
+    if not path.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path: start it with '/'")
+    if not _PATH_RE.match(path):
+        raise ValueError(
+            f"{value!r} has characters config files would misread: use letters, digits and "
+            "'._@+=-/' only"
+        )
+    normal = posixpath.normpath(path)
+    if normal != path or "/../" in path + "/":
+        raise ValueError(f"{value!r} is not a plain path: write it as {normal}")
+    return path
 
 
 def check_label(value: str) -> str:

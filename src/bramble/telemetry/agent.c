@@ -61,11 +61,14 @@
 
 static const char *CPUFREQ_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq";
 static const char *THERMAL_PATH = "/sys/class/thermal/thermal_zone0/temp";
-static const char *MEMINFO_KEYS[] = {"MemTotal", "MemFree",   "MemAvailable", "Buffers",
-                                     "Cached",   "SwapTotal", "SwapFree"};
-static const char *MEMINFO_NAMES[] = {"MemTotal:", "MemFree:",   "MemAvailable:", "Buffers:",
-                                      "Cached:",   "SwapTotal:", "SwapFree:"};
-#define N_MEMINFO 7
+/* In the kernel's order; every key the original dashboard reads, and MemAvailable. */
+static const char *MEMINFO_KEYS[] = {"MemTotal",   "MemFree", "MemAvailable", "Buffers",
+                                     "Cached",     "SwapCached", "Active",    "Inactive",
+                                     "SwapTotal",  "SwapFree"};
+static const char *MEMINFO_NAMES[] = {"MemTotal:",   "MemFree:", "MemAvailable:", "Buffers:",
+                                      "Cached:",     "SwapCached:", "Active:",    "Inactive:",
+                                      "SwapTotal:",  "SwapFree:"};
+#define N_MEMINFO 10
 
 static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *format, ...) {

@@ -9,10 +9,14 @@ from __future__ import annotations
 from _operator import _compare_digest as compare_digest  # hmac's, without OpenSSL
 
 from bramble.telemetry.wire import (
+    LEGACY_INTERVAL,
     MAX_CORES,
     MAX_DATAGRAM,
+    MAX_FIELD,
+    MAX_IFNAME,
     MAX_KEY_ID,
     MAX_NAME,
+    RANGES,
     SIG_MARK,
     VERSION,
     Packet,
@@ -28,7 +32,7 @@ except ImportError:  # pragma: no cover - other interpreters
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
 _verifiers: dict[bytes, Signer] = {}
 
@@ -52,7 +56,7 @@ _NUMBER = (int, float)
 
 
 def _no_constant(name: str) -> object:
-    raise Rejected("bad_shape", f"non-finite number {name}")
+    raise Rejected("bad_value", f"non-finite number {name}")
 
 
 def _scanner() -> Callable[[str, int], tuple[object, int]]:
@@ -69,24 +73,62 @@ def _bad(detail: str) -> Rejected:
     return Rejected("bad_shape", detail)
 
 
-def _range(value: object, low: float, high: float, what: str) -> float:
-    # JSON NaN/Infinity are refused by the scanner; a range check also refuses 1e999.
-    if (type(value) is float or type(value) is int) and low <= value <= high:
+def _number(value: object, what: str, name: str | None = None) -> float:
+    """VALUE if it is a number within RANGES[NAME or WHAT]: bad_shape if not a number,
+    bad_value if outside (JSON's 1e999 is a float infinity, 10**400 an int)."""
+    if type(value) is not float and type(value) is not int:
+        raise _bad(f"{what} must be a number")
+    low, high = RANGES[name or what]
+    if low <= value <= high:
         return value
-    raise _bad(f"{what} must be a number within {low:g}..{high:g}")
+    raise Rejected("bad_value", f"{what} must be within {low:g}..{high:g}")
 
 
-def _ints(value: object, limit: int, what: str) -> dict[str, int]:
+# Names already found good, by kind: a node sends the same few every time, so each is
+# checked once.
+_good_names: dict[str, set[str]] = {"interface": set(), "meminfo": set(), "disk": set()}
+
+
+def _names(names: Iterable[str], limit: int, what: str) -> None:
+    """bad_text unless every name is 1..LIMIT printable characters without spaces (and, for
+    interfaces, as the kernel allows them: no '/', not '.' or '..')."""
+    good = _good_names[what]
+    fresh = [n for n in names if n not in good]
+    for name in fresh:
+        if (
+            not 0 < len(name) <= limit
+            or not name.isprintable()
+            or " " in name
+            or (what == "interface" and ("/" in name or name in (".", "..")))
+        ):
+            raise Rejected("bad_text", f"{what} names must be 1 to {limit} printable characters")
+    if fresh and len(good) < 4096:
+        good.update(fresh)
+
+
+def _counts(value: object, limit: int, what: str, *, lenient: bool = False) -> dict[str, int]:
+    """An object of at most LIMIT named counts within RANGES[WHAT].
+
+    LENIENT (the original daemon's meminfo, read with scanf's %d): a count that is not an
+    integer in range is left out instead of refusing the datagram.
+    """
     if type(value) is not dict or len(value) > limit:
         raise _bad(f"{what} must be an object of at most {limit} counts")
-    if value:
-        values = value.values()
-        if set(map(type, values)) != {int} or min(values) < 0:
-            raise _bad(f"{what} values must be non-negative integers")
-    return value
+    if not value:
+        return value
+    _names(value, MAX_FIELD, what)
+    low, high = RANGES[what]
+    values = value.values()
+    if set(map(type, values)) == {int} and low <= min(values) and max(values) <= high:
+        return value
+    if lenient:
+        return {k: v for k, v in value.items() if type(v) is int and low <= v <= high}
+    if set(map(type, values)) != {int}:
+        raise _bad(f"{what} values must be integers")
+    raise Rejected("bad_value", f"{what} values must be within {low:g}..{high:g}")
 
 
-def _sample(obj: dict[str, object]) -> Sample:
+def _sample(obj: dict[str, object], signed: bool) -> Sample:
     load = obj.get("loadavg")
     if type(load) is not list or len(load) != 3:
         raise _bad("loadavg must be a list of 3 numbers")
@@ -95,37 +137,41 @@ def _sample(obj: dict[str, object]) -> Sample:
         cores = obj.get("coreusage", [])
     if type(cores) is not list or len(cores) > MAX_CORES:
         raise _bad(f"cores must be a list of at most {MAX_CORES} fractions")
-    if cores and (not set(map(type, cores)).issubset(_NUMBER) or min(cores) < 0 or max(cores) > 1):
-        raise _bad("cores must be fractions within 0..1")
+    if cores:
+        if not set(map(type, cores)).issubset(_NUMBER):
+            raise _bad("cores must be numbers")
+        if min(cores) < 0 or max(cores) > 1:
+            raise Rejected("bad_value", "cores must be fractions within 0..1")
     net_raw = obj.get("net", {})
     if type(net_raw) is not dict or len(net_raw) > 32:
         raise _bad("net must be an object of at most 32 interfaces")
     net: dict[str, tuple[int, int]] = {}
-    for name, pair in net_raw.items():
-        if (
-            type(pair) is not list
-            or len(pair) != 2
-            or type(pair[0]) is not int
-            or type(pair[1]) is not int
-            or pair[0] < 0
-            or pair[1] < 0
-        ):
-            raise _bad("net values must be [rx bytes, tx bytes]")
-        net[name] = (pair[0], pair[1])
+    if net_raw:
+        _names(net_raw, MAX_IFNAME, "interface")
+        high = RANGES["net"][1]
+        for name, pair in net_raw.items():
+            if type(pair) is not list or len(pair) != 2:
+                raise _bad("net values must be [rx bytes, tx bytes]")
+            rx, tx = pair
+            if type(rx) is not int or type(tx) is not int:
+                raise _bad("net values must be [rx bytes, tx bytes]")
+            if not (0 <= rx <= high and 0 <= tx <= high):
+                raise Rejected("bad_value", f"net counters must be within 0..{high}")
+            net[name] = (rx, tx)
     return Sample(
-        int(_range(obj.get("cpufreq", 0), 0, 1e6, "cpufreq")),
-        float(_range(obj.get("cputemp", 0), -273.15, 1000, "cputemp")),
-        float(_range(obj.get("cpuusage"), 0, 1, "cpuusage")),
+        int(_number(obj.get("cpufreq", 0), "cpufreq")),
+        float(_number(obj.get("cputemp", 0), "cputemp")),
+        float(_number(obj.get("cpuusage"), "cpuusage")),
         (
-            float(_range(load[0], 0, 1e6, "loadavg")),
-            float(_range(load[1], 0, 1e6, "loadavg")),
-            float(_range(load[2], 0, 1e6, "loadavg")),
+            float(_number(load[0], "loadavg")),
+            float(_number(load[1], "loadavg")),
+            float(_number(load[2], "loadavg")),
         ),
-        _ints(obj.get("meminfo"), 64, "meminfo"),
+        _counts(obj.get("meminfo"), 64, "meminfo", lenient=not signed),
         tuple(cores),
-        _ints(obj.get("disk", {}), 8, "disk"),
+        _counts(obj.get("disk", {}), 8, "disk"),
         net,
-        float(_range(obj.get("uptime", 0), 0, 1e10, "uptime")),
+        float(_number(obj.get("uptime", 0), "uptime")),
     )
 
 
@@ -182,24 +228,28 @@ def decode(
         raise Rejected("not_json", "extra data after the object")
     if type(obj) is not dict:
         raise _bad("not a JSON object")
-    sample = _sample(obj)
+    sample = _sample(obj, signed_body is not None)
     if signed_body is None:
-        return Packet(source, 0, 0, now, 0.0, sample, False, None)
+        return Packet(source, 0, 0, now, LEGACY_INTERVAL, sample, False, None)
     node = obj.get("node")
-    if type(node) is not str or not 0 < len(node) <= MAX_NAME or not node.isprintable():
-        raise _bad("node must be a short printable name")
+    if type(node) is not str:
+        raise _bad("node must be a name")
+    if not 0 < len(node) <= MAX_NAME or not node.isprintable():
+        raise Rejected("bad_text", f"node must be 1 to {MAX_NAME} printable characters")
     boot = obj.get("boot")
     seq = obj.get("seq")
-    if type(boot) is not int or type(seq) is not int or boot < 0 or seq < 0:
-        raise _bad("boot and seq must be non-negative integers")
+    if type(boot) is not int or type(seq) is not int:
+        raise _bad("boot and seq must be integers")
+    _number(boot, "boot")
+    _number(seq, "seq")
     if obj.get("v") != VERSION:
         raise _bad("unknown format version")
     return Packet(
         node,
         boot,
         seq,
-        float(_range(obj.get("ts"), 0, 1e11, "ts")),
-        float(_range(obj.get("interval"), 0.001, 3600, "interval")),
+        float(_number(obj.get("ts"), "ts")),
+        float(_number(obj.get("interval"), "interval")),
         sample,
         True,
         key_id,

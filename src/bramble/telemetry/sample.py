@@ -20,12 +20,17 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 Mi
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+# In the kernel's order; every key the original dashboard reads is here (it shows 0 for one
+# that is missing), and MemAvailable.
 MEMINFO_KEYS = (
     "MemTotal",
     "MemFree",
     "MemAvailable",
     "Buffers",
     "Cached",
+    "SwapCached",
+    "Active",
+    "Inactive",
     "SwapTotal",
     "SwapFree",
 )
@@ -143,16 +148,7 @@ def parse_meminfo_at(data: bytes, layout: tuple[int, ...]) -> dict[str, int]:
     """The MEMINFO_KEYS fields of /proc/meminfo, in kB, read at `meminfo_layout`'s places;
     ValueError when one is not what `parse_meminfo` would keep."""
     words = data.split()
-    total, free, available, buffers, cached, swap_total, swap_free = layout
-    fields = (
-        words[total],
-        words[free],
-        words[available],
-        words[buffers],
-        words[cached],
-        words[swap_total],
-        words[swap_free],
-    )
+    fields = [words[at] for at in layout]
     values = list(map(int, fields))
     if max(values) > TOP or not b"".join(fields).isdigit():
         raise ValueError("a /proc/meminfo value parse_meminfo would leave out")

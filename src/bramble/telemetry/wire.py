@@ -34,6 +34,7 @@ MAX_IFACES = 8
 MAX_MEMINFO = 16
 MAX_NAME = 63
 MAX_KEY_ID = 32
+LEGACY_INTERVAL = 2.0  # the original C daemon sends every 2 s
 KEY_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 REASONS = (
@@ -41,11 +42,36 @@ REASONS = (
     "not_utf8",
     "not_json",
     "bad_shape",
+    "bad_value",
+    "bad_text",
     "unsigned",
     "bad_signature",
     "unknown_key",
     "clock_skew",
 )
+
+
+# What each number can be: a datagram with a value outside these (or not finite) is refused
+# as `bad_value`, whatever its signature, so nothing unbounded reaches history, the API,
+# /metrics or the event stream. Counts are what their kernel counters can hold.
+RANGES = {
+    "cpufreq": (0, 1_000_000),  # MHz
+    "cputemp": (-273.15, 1000.0),  # degrees Celsius
+    "cpuusage": (0, 1),  # busy fraction; each of `cores` too
+    "loadavg": (0, 1_000_000),
+    "meminfo": (0, 2**63 - 1),  # kB
+    "disk": (0, 2**64 - 1),  # bytes
+    "net": (0, 2**64 - 1),  # bytes since boot, per direction
+    "uptime": (0, 1e10),  # seconds
+    "ts": (0, 1e11),  # seconds since the epoch
+    "interval": (0.001, 3600),  # seconds
+    "boot": (0, 2**63 - 1),
+    "seq": (0, 2**63 - 1),
+}
+# Strings: node names as MAX_NAME says; interface names as the kernel allows them (IFNAMSIZ);
+# meminfo and disk keys short. All printable: no control characters, no lone surrogates.
+MAX_IFNAME = 15
+MAX_FIELD = 32
 
 
 class Rejected(Exception):

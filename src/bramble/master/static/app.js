@@ -41,7 +41,10 @@ function makeCard(name) {
   const badge = el("span", "badge", "up");
   const reboot = el("span", "badge rebooted", "rebooted");
   reboot.hidden = true;
-  head.append(el("span", "name", name), badge, reboot);
+  const unsigned = el("span", "badge unsigned", "unsigned");
+  unsigned.title = "legacy sender: its datagrams are not signed, anyone on the LAN could send them";
+  unsigned.hidden = true;
+  head.append(el("span", "name", name), badge, reboot, unsigned);
   const vals = el("div", "vals");
   const row = el("div", "gauge-row");
   const gauge = el("div", "gauge");
@@ -55,7 +58,7 @@ function makeCard(name) {
   coresBox.append(cores, el("span", "barlabel", "per core"));
   row.append(gauge, coresBox);
   const kv = el("dl", "kv");
-  const refs = { badge, reboot, gauge, gaugeText, cores, coreBars: [], seen: null };
+  const refs = { badge, reboot, unsigned, gauge, gaugeText, cores, coreBars: [], seen: null };
   for (const [key, label] of [["temp", "temp"], ["freq", "freq"], ["load", "load"],
     ["mem", "memory"], ["net", "net in / out"], ["uptime", "uptime"]]) {
     const dd = el("dd", `v-${key}`, "–");
@@ -91,6 +94,7 @@ function updateCard(card, node) {
   }
   const rebooted = node.rebooted_at && now() - node.rebooted_at < REBOOT_BADGE_FOR;
   refs.reboot.hidden = !rebooted;
+  refs.unsigned.hidden = node.signed !== false;
   if (rebooted) refs.reboot.title = `rebooted at ${clock(node.rebooted_at)}`;
   const cpu = s.cpuusage ?? 0;
   refs.gauge.style.setProperty("--p", (cpu * 100).toFixed(1));
@@ -260,6 +264,10 @@ function setLive(live) {
 function takeStats(stats) {
   state.stats = stats;
   if (stats && stats.now) state.offset = stats.now - Date.now() / 1000;
+  // what does not work in the master itself (history on a full disk, ...): see /api/health
+  const problems = (stats && stats.problems) || [];
+  $("trouble").hidden = problems.length === 0;
+  $("trouble").textContent = problems.length ? `master: ${problems.join("; ")}` : "";
 }
 
 function connect() {
