@@ -2,7 +2,7 @@
 
 Runs the real `bramble agent` on loopback multicast, each way it can run: the compiled
 agent from the wheel (this machine's wheel, installed with no extras into a fresh venv: the
-statically linked program the wheel carries), the compiled agent built on first start (this
+program the wheel carries, linked to glibc), the compiled agent built on first start (this
 checkout's `bramble`, building into a cache directory of its own) and the Python agent
 (`--engine python`).
 
