@@ -2,8 +2,8 @@
 
 A wheel built where a C compiler was found (a platform wheel: x86_64, aarch64, armv7l) carries
 the program beside this module, linked to glibc and tagged for the oldest glibc it runs on;
-it is used when it is safe to run and made for this machine. Without it (a source install, another architecture) the first
-`bramble agent` (or `bramble agent --prepare`, for images) builds it with one `cc` call of a
+it is used when it is safe to run and made for this machine. Without it (a source install,
+another architecture) the first `bramble agent` (or `bramble agent --prepare`, for images) builds it with one `cc` call of a
 few hundred milliseconds and keeps it in a cache directory under a name that holds the
 source's hash, so an upgrade builds afresh. Concurrent starts (a lab booting 32 nodes) wait
 on one lock rather than compile 32 times.
