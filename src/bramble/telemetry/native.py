@@ -1,12 +1,12 @@
 """The compiled agent: the program the wheel carries, else `agent.c` built once per machine.
 
-A wheel built where a C compiler was found (a platform wheel: x86_64, aarch64, armv7l) carries
-the program beside this module, linked to glibc and tagged for the oldest glibc it runs on;
-it is used when it is safe to run and made for this machine. Without it (a source install,
-another architecture) the first `bramble agent` (or `bramble agent --prepare`, for images) builds it with one `cc` call of a
-few hundred milliseconds and keeps it in a cache directory under a name that holds the
-source's hash, so an upgrade builds afresh. Concurrent starts (a lab booting 32 nodes) wait
-on one lock rather than compile 32 times.
+A wheel built where a C compiler was found (a platform wheel: x86_64, aarch64, armv7l)
+carries the program beside this module, linked to glibc and tagged for the oldest glibc it
+runs on; it is used when it is safe to run and made for this machine. Without it (a source
+install, another architecture) the first `bramble agent` (or `bramble agent --prepare`, for
+images) builds it with one `cc` call of a few hundred milliseconds and keeps it in a cache
+directory under a name that holds the source's hash, so an upgrade builds afresh. Concurrent
+starts (a lab booting 32 nodes) wait on one lock rather than compile 32 times.
 
 This module runs in the lean agent process before it execs the compiled program, so it
 imports only small built-in modules: no `subprocess`, `shutil` or `pathlib`.
