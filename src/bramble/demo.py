@@ -209,6 +209,19 @@ def _worker_args(spec_path: Path, name: str, nodes: int) -> list[str]:
     ]
 
 
+def _give_to_jobs(state: Path, jobs_dir: Path) -> None:
+    """As root, jobs run as the user `bramble`: it must reach the jobs directory and write
+    there (the secrets beside it stay the owner's alone)."""
+    from bramble.jobs.account import job_account
+
+    account = job_account()
+    if account is None:
+        return
+    state.chmod(0o755)
+    for path in [jobs_dir, *jobs_dir.iterdir()]:
+        os.chown(path, account.uid, account.gid)
+
+
 def run_local(*, nodes: int, port: int, jobs: bool = True) -> None:
     """The local-process demo: a master, NODES agents and (with JOBS) Dask, on loopback."""
     stopping = False
@@ -245,6 +258,7 @@ def run_local(*, nodes: int, port: int, jobs: bool = True) -> None:
                 examples = examples_dir()
                 for example in sorted(examples.glob("*.py")) if examples else []:
                     shutil.copy(example, jobs_dir / example.name)
+                _give_to_jobs(state, jobs_dir)
                 procs.append(_start(["scheduler", "--spec", str(spec_path)], state / "dask.log"))
             from bramble.telemetry import native
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
-from bramble_testing import JOB_EXAMPLES, Processes, api, free_port, wait_for, write_spec
+from bramble_testing import (
+    JOB_EXAMPLES,
+    Processes,
+    api,
+    free_port,
+    give_to_job_user,
+    wait_for,
+    write_spec,
+)
 
 from bramble.spec import load_secrets, load_spec
 
@@ -54,12 +63,15 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A master with 3 agents, a Dask scheduler and workers node-1, node-2, node-10, one job."""
     root = tmp_path_factory.mktemp("edges")
-    jobs_dir = root / "jobs"
+    public = Path(tempfile.mkdtemp(prefix="bramble-test-"))  # jobs run as an unprivileged user
+    public.chmod(0o755)
+    jobs_dir = public / "jobs"
     shutil.copytree(JOB_EXAMPLES, jobs_dir)
+    give_to_job_user(jobs_dir)
     jobs = (
         f'scheduler_port = {free_port()}\ndashboard_port = {free_port()}\njobs_dir = "{jobs_dir}"'
     )
-    spec_path = write_spec(root / "c", nodes=3, interval=0.3)
+    spec_path = write_spec(root / "c", nodes=10, interval=0.3)  # node-10 is in the spec
     spec_path.write_text(spec_path.read_text().replace("tls = false", f"tls = false\n{jobs}"))
     url = f"http://127.0.0.1:{load_spec(spec_path).dashboard.port}/"
     processes = Processes(root)
@@ -87,6 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(url, processes, spec_path)
     finally:
         processes.stop_all()
+        shutil.rmtree(public, ignore_errors=True)
 
 
 @pytest.fixture

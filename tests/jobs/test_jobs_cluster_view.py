@@ -14,17 +14,24 @@ pytestmark = pytest.mark.slow
 
 
 def _stack(
-    tmp_path: Path, processes: Processes, monkeypatch: pytest.MonkeyPatch, *, bokeh: bool
+    tmp_path: Path,
+    processes: Processes,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    *,
+    bokeh: bool,
 ) -> str:
     jobs = f"scheduler_port = {free_port()}\ndashboard_port = {free_port()}"
     spec_path = write_spec(tmp_path / "c", nodes=1, extra="")
     text = spec_path.read_text().replace("tls = false", f"tls = false\n{jobs}")
     spec_path.write_text(text)
     if not bokeh:  # a scheduler where bokeh cannot be imported, as on a master without it
-        fake = tmp_path / "nobokeh" / "bokeh"
-        fake.mkdir(parents=True)
+        # readable by the user `bramble` the scheduler becomes when started as root
+        public = request.getfixturevalue("public_tmp")
+        fake = public / "bokeh"
+        fake.mkdir()
         (fake / "__init__.py").write_text("raise ImportError('no bokeh here')\n")
-        monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+        monkeypatch.setenv("PYTHONPATH", str(public))
     processes.start("scheduler", "scheduler", "--spec", str(spec_path))
     monkeypatch.delenv("PYTHONPATH", raising=False)
     processes.start("master", "master", "--spec", str(spec_path))
@@ -32,10 +39,13 @@ def _stack(
 
 
 def test_workers_are_in_natural_order_and_the_dashboard_link_is_served(
-    tmp_path: Path, processes: Processes, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    processes: Processes,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     pytest.importorskip("bokeh")
-    base = _stack(tmp_path, processes, monkeypatch, bokeh=True)
+    base = _stack(tmp_path, processes, monkeypatch, request, bokeh=True)
     spec = str(tmp_path / "c" / "bramble.toml")
     for name in ("node-10", "node-2", "node-1"):
         processes.start(
@@ -53,9 +63,12 @@ def test_workers_are_in_natural_order_and_the_dashboard_link_is_served(
 
 
 def test_no_dashboard_link_where_the_scheduler_has_no_bokeh_or_is_down(
-    tmp_path: Path, processes: Processes, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    processes: Processes,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
-    base = _stack(tmp_path, processes, monkeypatch, bokeh=False)
+    base = _stack(tmp_path, processes, monkeypatch, request, bokeh=False)
     view = wait_for(
         lambda: (v := api(base, "/api/jobs/cluster")) and v["error"] is None and v,
         60,
