@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -125,9 +126,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
-    """The wheel installed, no extras, into a fresh venv with no C compiler on PATH."""
-    work = tmp_path_factory.mktemp("user")
+def venv(wheel: Path) -> Iterator[Venv]:
+    """The wheel installed, no extras, into a fresh venv with no C compiler on PATH.
+
+    The venv is where every user may read it, as the README asks: run as root, the demo's
+    jobs run as the user `bramble`, who must be able to run its Python.
+    """
+    work = Path(tempfile.mkdtemp(prefix="bramble-user-"))
+    work.chmod(0o755)
     root = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
     env = user_env(no_compiler_path(work / "shadow-bin", [root / "bin"]), work / "cache")
@@ -136,7 +142,10 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv
     installed = venv.run("python", "-m", "pip", "install", "-q", str(wheel), timeout=600)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     print(f"installed in {time.monotonic() - started:.1f} s")
-    yield venv
+    try:
+        yield venv
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_no_compiler_on_the_user_path(venv: Venv) -> None:
@@ -226,7 +235,9 @@ def test_demo_runs_the_compiled_agent_from_the_wheel(venv: Venv, tmp_path: Path)
                 ("node-2", "up"),
             ]
 
-        wait_for(nodes_up, 60, "both demo nodes up on the master's API")
+        # Up, or ended: a demo that stopped says why in its output.
+        wait_for(lambda: nodes_up() or demo.poll() is not None, 60, "both demo nodes up")
+        assert demo.poll() is None and nodes_up(), out.read_text()
         status = venv.run("bramble", "status", "--url", base)
         assert status.returncode == 0, status.stderr
         assert "node-1" in status.stdout and "node-2" in status.stdout
