@@ -365,8 +365,26 @@ def huge_bodies(count: int = 3) -> None:
             "200 MB bodies",
             f"{count} at once, no token: answers {', '.join(sorted(answers))} in {elapsed:.1f} s; "
             f"RSS {rss_before / 1024:.0f} MiB before, peak +{(hwm - hwm_before) / 1024:.1f} MiB, "
-            f"after {rss / 1024:.0f} MiB; refused {dict(refused)}; {served}",
+            f"after {rss / 1024:.0f} MiB; refused {refused}; {served}",
         )
+
+
+def served_again(base: str, since: float, limit: float = 60) -> str:
+    """How long after SINCE a new client first gets /api/nodes (polling, up to LIMIT s)."""
+    while time.monotonic() - since < limit:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(base + "/api/nodes", timeout=2).status_code == 200:
+                return f"served {time.monotonic() - since:.1f} s after the attack began"
+        time.sleep(0.5)
+    return f"NOT served within {limit:.0f} s"
+
+
+def refusals(m: Master) -> str:
+    """The master's HTTP refusals by reason, or why it could not say."""
+    try:
+        return str(dict(m.stats().get("refused", {})))
+    except httpx.HTTPError as exc:
+        return f"(/api/stats failed: {exc})"
 
 
 def connect_many(m: Master, count: int, request: bytes) -> list[socket.socket]:
@@ -413,7 +431,8 @@ def idle_streams(count: int, hard: int = 0) -> None:
             time.sleep(1)
             fds = len(list(Path(f"/proc/{m.pid}/fd").iterdir()))
             during = latency(m.base, 20)
-            refused = m.stats().get("refused", {})
+            again = served_again(m.base, start) if "failed" in during else ""
+            refused = refusals(m)
         finally:
             for sock in socks:
                 sock.close()
@@ -421,7 +440,7 @@ def idle_streams(count: int, hard: int = 0) -> None:
             "idle event streams" + (f", hard {hard}" if hard else ""),
             f"{len(socks):,} of {count:,} connected in {opened:.1f} s (master's open-files limit "
             f"{limit}, started at {SYSTEMD_NOFILE}); master fds {fds_before} -> {fds}; "
-            f"refused {dict(refused)}; before: {idle}; during: {during}",
+            f"refused {refused}; before: {idle}; during: {during}" + (f"; {again}" * bool(again)),
         )
 
 
@@ -432,11 +451,13 @@ def slowloris(count: int, hard: int = 0) -> None:
         socks = connect_many(m, count, b"GET /api/nodes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ")
         try:
             during = latency(m.base, 10)
-            marks = []
-            for mark in (5.0, 12.0, 20.0):
+            time.sleep(max(0.0, start + 5 - time.monotonic()))
+            marks = [f"{still_open(socks):,} open at 5 s"]
+            again = served_again(m.base, start) if "failed" in during else ""
+            for mark in (12.0, 20.0):
                 time.sleep(max(0.0, start + mark - time.monotonic()))
                 marks.append(f"{still_open(socks):,} open at {mark:.0f} s")
-            refused = m.stats().get("refused", {})
+            refused = refusals(m)
         finally:
             for sock in socks:
                 sock.close()
@@ -444,7 +465,7 @@ def slowloris(count: int, hard: int = 0) -> None:
             "slowloris" + (f", hard {hard}" if hard else ""),
             f"{len(socks):,} half-sent requests (header timeout 10 s, master's open-files "
             f"limit {limit}): {', '.join(marks)}; "
-            f"refused {dict(refused)}; during: {during}",
+            f"refused {refused}; during: {during}" + (f"; {again}" * bool(again)),
         )
 
 
@@ -536,6 +557,7 @@ def name_flood(count: int) -> None:
                 time.sleep(0.02)  # within the socket's receive buffer
         sent_s = time.monotonic() - start
         counted = wait_until(lambda: m.counted() >= count + 1, 120)
+        drops = udp_drops(m.spec.telemetry.port)
         time.sleep(2)
         rss_after, size_after = rss_mib(m.pid), db_bytes(m)
         nodes = [n["name"] for n in m.api("/api/nodes")]
@@ -544,7 +566,8 @@ def name_flood(count: int) -> None:
         report(
             "name flood",
             f"{count:,} signed datagrams from names not in the spec in {sent_s:.1f} s "
-            f"(admit = spec){'' if counted else ', NOT all counted in 120 s'}: unknown_node "
+            f"(admit = spec){'' if counted else ', NOT all counted in 120 s'}, {drops} dropped "
+            f"by the kernel: unknown_node "
             f"{unknown:,}; nodes {nodes}; change rows {changes_before} -> {changes}; "
             f"RSS {rss:.1f} -> {rss_after:.1f} MiB; "
             f"history db {size / 1024:.0f} -> {size_after / 1024:.0f} KiB",
@@ -572,11 +595,23 @@ def db_rows(m: Master) -> dict[str, int]:
         }
 
 
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped for the sockets bound to PORT (receive buffer full)."""
+    drops = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port:
+            drops += int(fields[-1])
+    return drops
+
+
 def any_flood(count: int) -> None:
     """The same flood where the spec admits any name, each claiming `interval = 3600`:
-    bounded by the table's size, and a real node gets in once the fakes are down."""
+    bounded by the table's size; how soon a real node gets in once the flood stops."""
     telemetry = 'interval = 0.2\nstale_after = 3\ndown_after = 8\nadmit = "any"'
     with master(nodes=0, telemetry=telemetry) as m:
+        beat = Heartbeat(m, "real-0", 0.2)  # a node already in the table, sending throughout
+        wait_until(lambda: m.api("/api/nodes"), 5)
         time.sleep(1)
         rss, size = rss_mib(m.pid), db_bytes(m)
         start = time.monotonic()
@@ -585,7 +620,11 @@ def any_flood(count: int) -> None:
             if i % 500 == 499:
                 time.sleep(0.02)
         sent_s = time.monotonic() - start
-        counted = wait_until(lambda: m.counted() >= count, 120)
+        beat.stop()
+        lapses = sum(
+            c["node"] == "real-0" and c["kind"] in ("stale", "down")
+            for c in m.api("/api/changes", limit=1000)
+        )
         flooded = time.monotonic()
         seq = 0
 
@@ -598,17 +637,24 @@ def any_flood(count: int) -> None:
 
         admitted = wait_until(real_node_in, 60)
         took = f"in after {time.monotonic() - flooded:.1f} s" if admitted else "NOT in after 60 s"
-        time.sleep(2)
+        last, counted = -1, m.counted()
+        while counted != last:  # until the master has taken what reached it
+            time.sleep(2)
+            last, counted = counted, m.counted()
+        drops = udp_drops(m.spec.telemetry.port)
         rss_after, size_after = rss_mib(m.pid), db_bytes(m)
         stats = m.stats()
         rejected = {k: v for k, v in stats["rejected"].items() if v}
         rows = db_rows(m)
         report(
             "name flood, any",
-            f"{count:,} invented names with interval = 3600 in {sent_s:.1f} s (admit = any, "
-            f"max_nodes 1024){'' if counted else ', NOT all counted in 120 s'}: accepted "
-            f"{stats['accepted']:,}, rejected {rejected}; nodes in the table {stats['nodes']:,}; "
-            f"a real new node {took}; db rows {rows}; RSS {rss:.1f} -> {rss_after:.1f} MiB; "
+            f"{count:,} invented names with interval = 3600 sent in {sent_s:.1f} s (admit = "
+            f"any, max_nodes 1024): counted {counted:,} ({drops:,} dropped by the kernel, "
+            f"receive buffer full), accepted {stats['accepted']:,}, rejected {rejected}; nodes "
+            f"in the table {stats['nodes']:,}; a node sending every 0.2 s meanwhile: "
+            f"{beat.seq} sent, {lapses} stale/down events; "
+            f"a real new node {took} after the flood; db rows "
+            f"{rows}; RSS {rss:.1f} -> {rss_after:.1f} MiB; "
             f"history db {size / 1024:.0f} -> {size_after / 1024:.0f} KiB",
         )
 
