@@ -1,8 +1,8 @@
 """The attacks of issue 14, each against a real master on loopback, with its figure.
 
 Each attack gets a fresh `bramble master`, started with a soft limit of 1,024 open files
-(systemd's default when a unit sets none) and the spec's own admit policy (the spec's node
-names). One line per attack:
+(systemd's default when a unit sets none; the hard limit left as it is, so the master may
+raise it) and the spec's node names admitted. One line per attack:
 
 - huge values: signed datagrams with a 401-digit `MemTotal` and `disk.used`, while a node
   sends every 0.2 s: refused how, /metrics, /api/health, and whether history keeps growing.
@@ -13,10 +13,14 @@ names). One line per attack:
 - idle event streams: 2,000 connections to /api/events reading nothing; how many the master
   refused, and the median / worst latency of /api/nodes for another client meanwhile.
 - slowloris: 2,000 half-sent requests; how many are still open after the header timeout.
+- both again with a hard limit of 1,024 as well, which the master cannot raise: how long
+  other clients go unserved.
 - long polls: 60 `GET /api/jobs/N/logs?wait=30` on a running job; /api/nodes latency.
 - out-of-range job ids and foreign Host headers: the answers.
 - name flood: NAMES signed datagrams from names the spec does not have: RSS, database size,
-  nodes and change rows; and a node claiming `interval = 3600`: how soon it is down.
+  nodes and change rows; the same with `admit = "any"` and `interval = 3600` (the table's
+  bound, kernel drops, a live node's liveness, how soon a real new node gets in); and a node
+  claiming `interval = 3600`: how soon it is down.
 - replay: datagrams captured 3 s before a restart (SIGTERM, then SIGKILL) sent again.
 
     python bench/hostile.py [--streams 2000] [--names 200000] [--only values,flood,...]
