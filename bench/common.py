@@ -39,8 +39,15 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def write_local_spec(state: Path) -> tuple[Path, str]:
-    """A loopback spec with no nodes, admitting any (random ports), and its secrets in STATE.
+# no node names in the spec: the benchmarks' senders are admitted because it says any may
+ADMIT_ANY = 'interval = 1.0\nadmit = "any"'
+
+
+def write_local_spec(
+    state: Path, *, nodes: int = 0, telemetry: str = ADMIT_ANY, jobs: str = ""
+) -> tuple[Path, str]:
+    """A loopback spec (random ports) and its secrets in STATE: by default no nodes, admitting
+    any; else NODES named node-1..., with TELEMETRY and JOBS lines for those tables.
 
     Returns the spec's path and the master's base URL.
     """
@@ -51,12 +58,14 @@ def write_local_spec(state: Path) -> tuple[Path, str]:
 
     port = free_port()
     spec_path = state / "bramble.toml"
-    # no node names in the spec: the benchmarks' senders are admitted because it says any may
-    telemetry = 'interval = 1.0\nadmit = "any"'
     spec_path.write_text(
-        local_spec_text(0, port, free_port(socket.SOCK_DGRAM), state, telemetry=telemetry)
+        local_spec_text(
+            nodes, port, free_port(socket.SOCK_DGRAM), state, telemetry=telemetry, jobs=jobs
+        )
     )
-    (state / "bramble.secrets.toml").write_text(secrets_text())
+    secrets = state / "bramble.secrets.toml"
+    secrets.write_text(secrets_text())
+    secrets.chmod(0o600)
     return spec_path, f"http://127.0.0.1:{port}"
 
 
