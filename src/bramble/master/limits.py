@@ -304,6 +304,21 @@ def protocol_with_header_timeout(timeout: float = HEADER_TIMEOUT) -> type[asynci
     return Protocol
 
 
+ENOUGH_FILES = 4096
+"""Open files below which a few thousand idle or half-sent connections exhaust the master."""
+
+
+def few_files(limit: int) -> str | None:
+    """What to say when the master may open only LIMIT files (None when it is enough)."""
+    if limit >= ENOUGH_FILES:
+        return None
+    return (
+        f"the master may open only {limit} files (its hard limit): a few hundred idle or "
+        "half-sent connections can keep other clients out; raise it (LimitNOFILE=65536, as "
+        "the rendered unit sets, or `ulimit -Hn 65536` before starting it)"
+    )
+
+
 def raise_open_files() -> int:
     """Raise this process's soft limit on open files to its hard limit; return the limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

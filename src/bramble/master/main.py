@@ -189,7 +189,8 @@ class Master:
         """Serve on BIND:PORT until SIGTERM or SIGINT, the parts running for as long."""
         import uvicorn
 
-        limits.raise_open_files()
+        if (warning := limits.few_files(limits.raise_open_files())) is not None:
+            log.warning("%s", warning)
         logging.getLogger("uvicorn.error").addFilter(limits.QuietStalls())
         spec = self.cluster.spec
         names = {spec.master.name, spec.fqdn(spec.master.name), "localhost"}
