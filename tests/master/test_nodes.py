@@ -104,6 +104,41 @@ def test_bounded_table_evicts_down_nodes_first() -> None:
     assert sorted(table.nodes) == ["b", "c"]
 
 
+def test_a_flood_of_new_names_at_a_full_table_costs_one_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = NodeTable(max_nodes=100)
+    for i in range(100):
+        table.accept(packet(f"n{i}"), T0)
+    looked = 0
+    status_at = table.status_at
+
+    def counted(node: object, now: float) -> str:
+        nonlocal looked
+        looked += 1
+        return status_at(node, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(table, "status_at", counted)
+    for i in range(10_000):
+        with pytest.raises(Rejected, match="already tracking 100 nodes"):
+            table.accept(packet(f"flood-{i}", ts=T0 + 1), T0 + 1 + i / 10_000)
+    assert looked == 100, "one scan of the table, not one per datagram"
+    # Once the earliest node can be down, the next new name looks again and takes its place.
+    assert kinds(table.accept(packet("late", ts=T0 + 11), T0 + 11)) == ["new"]
+
+
+def test_a_node_that_shortens_its_interval_can_be_down_sooner() -> None:
+    table = NodeTable(max_nodes=2)
+    table.accept(packet("a"), T0)
+    table.accept(packet("b"), T0)
+    with pytest.raises(Rejected):  # no node down before T0 + 10
+        table.accept(packet("c", ts=T0 + 1), T0 + 1)
+    short = Packet("a", 100, 2, T0 + 2, 0.1, SAMPLE, True, "k1")
+    table.accept(short, T0 + 2)  # a now misses 10 datagrams in 1 s
+    assert kinds(table.accept(packet("c", ts=T0 + 3.5), T0 + 3.5)) == ["new"]
+    assert sorted(table.nodes) == ["b", "c"]
+
+
 def test_dirty_names_are_drained_once() -> None:
     table = NodeTable()
     table.accept(packet("b"), T0)

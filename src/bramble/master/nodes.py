@@ -107,6 +107,8 @@ class NodeTable:
         self.default_interval = default_interval
         self.admit = admit
         self.max_interval = max_interval or max(10 * default_interval, 2.0)
+        self._none_down_until = 0.0
+        """No node is down until then (a lower bound), found when the table was full."""
         self.nodes: dict[str, NodeState] = {}
         self.dirty: set[str] = set()
         # Nodes a previous run of the master knew, with their last change: seen again, they
@@ -139,11 +141,19 @@ class NodeTable:
         if self.admit is not None and name not in self.admit:
             raise Rejected("unknown_node", f"{name!r} is not in the spec")
         if len(self.nodes) >= self.max_nodes:
+            # A flood of new names at a full table must cost each datagram O(1), not a scan:
+            # once a scan finds no node down, none can be before the earliest time one could.
+            if now <= self._none_down_until:
+                raise Rejected("too_many_nodes", f"already tracking {self.max_nodes} nodes")
             down = [n for n in self.nodes.values() if self.status_at(n, now) == DOWN]
             if not down:
+                self._none_down_until = min(
+                    n.last_seen + self.down_after * n.interval for n in self.nodes.values()
+                )
                 raise Rejected("too_many_nodes", f"already tracking {self.max_nodes} nodes")
             oldest = min(down, key=lambda n: n.last_seen)
             self.forget(oldest.name)
+        self._none_down_until = 0.0  # the new node may go down before the others
         state = self.nodes[name] = NodeState(name, now)
         return state
 
@@ -222,7 +232,10 @@ class NodeTable:
         state.seq = packet.seq
         state.last_ts = packet.ts
         state.last_seen = now
-        state.interval = min(packet.interval or self.default_interval, self.max_interval)
+        interval = min(packet.interval or self.default_interval, self.max_interval)
+        if interval < state.interval:  # it may go down sooner than _admit last worked out
+            self._none_down_until = 0.0
+        state.interval = interval
         state.signed = packet.signed
         state.sample = sample
         if address:
