@@ -102,7 +102,7 @@ class Case:
         out = []
         try:
             for i in range(samples):
-                if i:  # the next sample is an interval (>= 0.3 s) away: time to change the files
+                if i:  # the next sample is an interval (>= 0.6 s) away: time to change the files
                     self.rewrite(between[i - 1])
                 out.append(agent.stdout.readline().rstrip(b"\n"))
             status = agent.wait(timeout=30)
@@ -218,7 +218,7 @@ def random_case(seed: int, root: Path) -> tuple[Case, list[dict[str, str]], floa
         key=rng.randbytes(rng.choice([0, 1, 31, 32, 63, 64, 65, 100, 1000])),
         key_id=rng.choice(["k1", "cluster.key-2024_a", "x" * 32]),
         node=rng.choice(["node-1", "n" * 63, "ñode-ü", "rack 2/slot 7"]),
-        interval=rng.choice([0.3, 0.35]),
+        interval=rng.choice([0.6, 0.65]),
     )
     return case, versions, rng.uniform(1.6e9, 1.9e9)
 
