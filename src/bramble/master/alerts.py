@@ -22,14 +22,11 @@ import hashlib
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from bramble.master.views import AlertState, AlertView
 from bramble.spec.models import BUILTIN_ALERTS, AlertRuleSpec, Comparison, Severity, Spec
 from bramble.telemetry.metrics import ABSENT_AT_ZERO
 
-AlertState = Literal["pending", "firing", "resolved"]
 MASTER_METRICS = frozenset({"history_stopped"})
 """Signals of the master itself: their rules are evaluated once, for the master."""
 KEEP_RESOLVED = 300.0
@@ -103,30 +100,6 @@ def _complete(rule: AlertRuleSpec) -> Rule:
         nodes=rule.nodes or "*",
         summary=rule.summary or "",
     )
-
-
-class AlertView(BaseModel):
-    """One alert: a rule whose condition holds (or held) on a node."""
-
-    model_config = ConfigDict(frozen=True)
-
-    rule: str = Field(description="the rule's name (Alertmanager's `alertname`)")
-    node: str
-    severity: Severity
-    state: AlertState = Field(description="pending (waiting for `for`), firing or resolved")
-    condition: str = Field(description="what the rule tests: 'cputemp > 80'")
-    value: float | None = Field(description="the metric's last value that held the condition")
-    summary: str
-    active_at: float = Field(description="when the condition began to hold, epoch seconds")
-    fired_at: float | None = Field(description="when it began firing, if it did")
-    resolved_at: float | None = Field(description="when it resolved, if it did")
-    fingerprint: str = Field(description="identifies the alert (its rule and node)")
-    silenced: bool = Field(default=False, description="whether a silence matches it")
-
-    @property
-    def labels(self) -> dict[str, str]:
-        """Its labels, as Alertmanager and /metrics name them."""
-        return {"alertname": self.rule, "node": self.node, "severity": self.severity}
 
 
 def fingerprint(rule: str, node: str) -> str:
@@ -211,7 +184,9 @@ class Alerts:
     def forget(self, node: str, now: float) -> list[AlertView]:
         """NODE left the table: its alerts resolve."""
         self._latest.pop(node, None)
-        return self._evaluate(node, {}, now)
+        told = self._evaluate(node, {}, now)
+        self._rules_of.pop(node, None)
+        return told
 
     def _evaluate(
         self,
@@ -263,6 +238,10 @@ class Alerts:
         ]
         for key in gone:
             del self._alerts[key]
+
+    def nodes(self) -> set[str]:
+        """Every node with an alert, or values awaited."""
+        return {node for _rule, node in self._alerts} | self._latest.keys()
 
     def views(self) -> list[AlertView]:
         """Every alert pending, firing, or resolved not long ago: firing first, then by

@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 
 from bramble.master.limits import StreamResponse
 from bramble.master.views import (
+    AlertView,
     Change,
     ClusterSeries,
     HealthView,
@@ -72,6 +73,10 @@ class NodeSource(Protocol):
 
     def health_view(self) -> HealthView:
         """What works in the master, part by part."""
+        ...
+
+    def alert_views(self) -> list[AlertView]:
+        """Alerts pending, firing, or resolved a short while ago: firing first."""
         ...
 
 
@@ -185,8 +190,15 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
         return source.health_view()
 
     @routes.get(
+        "/api/alerts",
+        summary="Alerts pending, firing or resolved lately: firing first, then by severity",
+    )
+    def alerts() -> list[AlertView]:
+        return source.alert_views()
+
+    @routes.get(
         "/api/events",
-        summary="Server-sent events: snapshot, nodes, change, stats",
+        summary="Server-sent events: snapshot, nodes, change, alert, stats",
         response_class=EventStream,
         response_model=None,
         responses={
@@ -194,8 +206,9 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
                 "model": Snapshot,
                 "description": "server-sent events: first `snapshot` (a Snapshot, as here), "
                 "then `nodes` (a list of the NodeViews that changed, every 100 ms), `change` "
-                "(a Change) and `stats` (a Stats, every second); a viewer that falls 2 s "
-                "behind gets a fresh `snapshot`; one that stops reading is dropped",
+                "(a Change), `alert` (an AlertView that fired or resolved) and `stats` (a "
+                "Stats, every second); a viewer that falls 2 s behind gets a fresh "
+                "`snapshot`; one that stops reading is dropped",
             },
             503: {"description": "as many viewers as the master takes are watching"},
         },

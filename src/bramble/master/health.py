@@ -117,6 +117,11 @@ class Health:
         else:
             log.warning("%s still failing: %s (%d errors so far)", part, detail, state.errors)
 
+    def works(self, part: str) -> bool:
+        """Whether PART's last round went well."""
+        with self._lock:
+            return self._parts[part].ok
+
     def view(self) -> HealthView:
         """Each part: whether it works, why not, errors so far, since when."""
         now = time.monotonic()

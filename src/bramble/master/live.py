@@ -22,13 +22,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from bramble.master import limits
+from bramble.master.alerts import Alerts, readings
 from bramble.master.collector import Stats as Counts
 from bramble.master.events import Hub
 from bramble.master.health import Health
 from bramble.master.history import HistoryReader, HistoryWriter, Row
-from bramble.master.nodes import NodeState, NodeTable
+from bramble.master.nodes import DOWN, NodeState, NodeTable
 from bramble.master.replay import ReplayStore, Window
-from bramble.master.views import Change, HealthView, NodeView, Snapshot, Stats
+from bramble.master.views import AlertView, Change, HealthView, NodeView, Snapshot, Stats
 from bramble.telemetry.metrics import stored_values, values
 from bramble.telemetry.wire import Sample
 
@@ -55,6 +56,7 @@ class Live:
         *,
         health: Health | None = None,
         replay: ReplayStore | None = None,
+        alerts: Alerts | None = None,
         max_viewers: int = MAX_VIEWERS,
     ) -> None:
         self.table = table
@@ -76,6 +78,9 @@ class Live:
         # Told every change as it is published, on the loop; each must return at once (the
         # jobs service's liveness follower queues what it needs).
         self.listeners: list[Callable[[list[Change]], None]] = []
+        self.alerts = alerts
+        # Told every alert that fires or resolves, on the loop; each must return at once.
+        self.alert_listeners: list[Callable[[list[AlertView]], None]] = []
 
     # --- on the loop's side ---------------------------------------------------------------
 
@@ -125,6 +130,26 @@ class Live:
         self._samples[key] = (state.last_ts, state.sample, state.net_rx, state.net_tx)
         if state.signed:
             self._moved.add(state.name)
+        if self.alerts is not None:
+            # the sender's clock against ours when it arrived (a signed sender's is checked)
+            offset = state.last_ts - state.last_seen if state.signed else None
+            seen = readings(values(state.sample, state.net_rx, state.net_tx), clock_offset=offset)
+            with self.lock:
+                told = self.alerts.observe(state.name, seen, state.last_seen)
+            if told:
+                self._alerted(told)
+
+    def _alerted(self, told: list[AlertView]) -> None:
+        """Alerts that fired or resolved: to the event stream, the log and the listeners."""
+        for alert in told:
+            self.hub.publish("alert", alert)
+            log.info("alert %s on %s: %s (%s)", alert.rule, alert.node, alert.state,
+                     alert.condition)  # fmt: skip
+        for listener in self.alert_listeners:
+            try:
+                listener(told)
+            except Exception:  # a listener's bug must not stop the live view
+                log.exception("an alert listener failed")
 
     def on_changes(self, changes: list[Change]) -> None:
         """The collector's news (a node joined, came back, rebooted): told at the next flush."""
@@ -168,6 +193,8 @@ class Live:
         if changes:
             self._publish(changes)
             self.writer.put([], changes)
+        if self.alerts is not None:
+            self._tick_alerts(self.alerts, now)
         if now - self._last_second >= 1.0:
             self._last_second = now
             self.counts.mark(now)
@@ -175,6 +202,27 @@ class Live:
             self.hub.publish("stats", self.stats())
             self.writer.put(self._history_rows(), [])
             self._save_windows()
+
+    def _tick_alerts(self, alerts: Alerts, now: float) -> None:
+        """Time passes for the alerts: pending ones reach their `for`, down nodes fire, nodes
+        gone from the table resolve theirs, the master's own signals are tested."""
+        master = {"history_stopped": 0.0 if self.health.works("history") else 1.0}
+        with self.lock:
+            nodes = self.table.nodes
+            down = [s.name for s in nodes.values() if s.status == DOWN]
+            told = []
+            for gone in alerts.nodes() - nodes.keys() - {alerts.master}:
+                told += alerts.forget(gone, now)
+            told += alerts.tick(now, down, master)
+        if told:
+            self._alerted(told)
+
+    def alert_views(self) -> list[AlertView]:
+        """Every alert pending, firing or resolved a short while ago."""
+        if self.alerts is None:
+            return []
+        with self.lock:
+            return self.alerts.views()
 
     def _collector_health(self) -> None:
         """The collector works again once a while has passed with no internal error."""
@@ -248,7 +296,10 @@ class Live:
         """What a new event-stream viewer gets first."""
         # built from values made here, so not validated again (a snapshot of 1,000 nodes)
         return Snapshot.model_construct(
-            nodes=self.nodes(), stats=self.stats(), changes=list(self.recent)[::-1]
+            nodes=self.nodes(),
+            stats=self.stats(),
+            changes=list(self.recent)[::-1],
+            alerts=self.alert_views(),
         )
 
     def events(self) -> AsyncIterator[bytes] | None:

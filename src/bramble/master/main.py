@@ -31,6 +31,7 @@ from bramble import __version__
 from bramble.errors import BrambleError
 from bramble.master import api, limits, prometheus
 from bramble.master.address import check_listen
+from bramble.master.alerts import Alerts, rules
 from bramble.master.collector import Collector, Stats, open_socket
 from bramble.master.health import Health
 from bramble.master.history import History, HistoryReader, HistoryWriter
@@ -97,6 +98,7 @@ class Master:
             self.reader,
             health=self.health,
             replay=self.replay,
+            alerts=Alerts(rules(spec), master=spec.master.name),
         )
         self.collector = Collector(
             self.table,
