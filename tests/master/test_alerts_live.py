@@ -11,10 +11,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from bramble_testing import Master, sample_body, wait_for
+
+from bramble.demo import free_port
 
 pytestmark = [pytest.mark.slow]
 
@@ -114,3 +117,89 @@ def test_a_hot_node_fires_then_going_down_fires_node_down(node: Node) -> None:
     assert down["severity"] == "critical"
     states = {(a["rule"], a["state"]) for a in master.api("/api/alerts")}
     assert states == {("node_down", "firing"), ("hot", "resolved")}
+
+
+class Receiver:
+    """A real HTTP server taking webhook POSTs, keeping each body."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies = self.bodies = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_notifications_go_once_to_each_receiver_and_silences_stop_them(
+    start_master: Callable[..., Master], tmp_path: Path
+) -> None:
+    # About 10 s: it waits out group intervals to show nothing more is sent, and runs the CLI.
+    receiver = Receiver()
+    closed = free_port()  # nothing listens there: a receiver that fails
+    told = tmp_path / "told.jsonl"
+    alerting = (
+        f'webhooks = ["{receiver.url}", "http://127.0.0.1:{closed}/hook"]\n'
+        f'command = ["/bin/sh", "-c", "cat >> {told}; echo >> {told}"]\n'
+        'group_wait = "0.2s"\ngroup_interval = "0.5s"\nrepeat_interval = "1h"'
+    )
+    master = start_master(nodes=1, interval=INTERVAL, extra=RULE, tables={"alerting": alerting})
+    node = Node(master, "node-1")
+    try:
+        wait_for(lambda: master.api("/api/nodes"), 10, "the node")
+        node.temp = 85.0
+        wait_for(lambda: receiver.bodies, 10, "the webhook", every=0.05)
+        time.sleep(1.2)  # two more group intervals, the same alert firing: nothing more
+        (payload,) = receiver.bodies
+        assert payload["version"] == "4" and payload["status"] == "firing"
+        assert payload["groupLabels"] == {"alertname": "hot"} and payload["receiver"] == "bramble"
+        (alert,) = payload["alerts"]
+        assert alert["labels"] == {"alertname": "hot", "node": "node-1", "severity": "warning"}
+        assert alert["status"] == "firing" and alert["endsAt"] == "0001-01-01T00:00:00Z"
+        (by_command,) = [json.loads(line) for line in told.read_text().splitlines() if line]
+        assert by_command == payload
+        health = master.api("/api/health")["parts"]["notifier"]
+        assert not health["ok"] and "ConnectError" in health["detail"]
+
+        node.temp = 45.0  # resolved: told once more
+        wait_for(lambda: len(receiver.bodies) == 2, 10, "the resolved notification")
+        assert receiver.bodies[1]["status"] == "resolved"
+
+        env = {**os.environ, "COLUMNS": "160"}
+        silence = subprocess.run(
+            [sys.executable, "-m", "bramble", "alerts", "silence", "--rule", "hot",
+             "--for", "1h", "--comment", "fan replaced", "--spec", str(master.spec_path)],
+            env=env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert silence.returncode == 0, silence.stderr
+        assert "hot on * for 1h" in silence.stdout
+        denied = httpx.post(master.base + "/api/silences", json={"duration": 60}, timeout=5)
+        assert denied.status_code == 401  # the admin token is needed
+
+        node.temp = 90.0
+        alert = wait_for(lambda: firing(master, "hot"), 10, "firing again", every=0.05)
+        assert alert["silenced"] is True
+        time.sleep(1.2)
+        assert len(receiver.bodies) == 2  # silenced: not told
+        (silenced,) = master.api("/api/silences")
+        assert silenced["comment"] == "fan replaced" and silenced["active"]
+    finally:
+        node.close()
+        receiver.close()

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bramble.cli import jobs, lab, nodes, options, wheels
+from bramble.cli import alerts, jobs, lab, nodes, options, wheels
 from bramble.cli.options import SpecOpt
 from bramble.errors import BrambleError
 
@@ -26,6 +26,7 @@ app = typer.Typer(
 # top-level commands; nodes and lab are groups.
 app.add_typer(jobs.app)
 app.add_typer(nodes.app, name="nodes")
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(lab.app, name="lab")
 app.add_typer(wheels.app, name="wheels")
 

@@ -6,6 +6,7 @@ API knows nothing of how the master is put together (`main` assembles it).
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Protocol, TypeVar
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -24,6 +25,7 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 
 from bramble.master.limits import StreamResponse
+from bramble.master.silences import SilenceRequest
 from bramble.master.views import (
     AlertView,
     Change,
@@ -33,6 +35,7 @@ from bramble.master.views import (
     NodeSeries,
     NodeView,
     Point,
+    SilenceView,
     Snapshot,
     Stats,
 )
@@ -95,6 +98,22 @@ class HistorySource(Protocol):
 
     def cluster_series(self, metric: str, since: float, step: float, now: float) -> list[Point]:
         """METRIC over all nodes since SINCE, per STEP seconds."""
+        ...
+
+
+class SilenceStore(Protocol):
+    """The silences, as the API keeps them."""
+
+    def add(self, request: SilenceRequest, now: float) -> SilenceView:
+        """A new silence from NOW (ValueError when there are too many)."""
+        ...
+
+    def expire(self, silence_id: str, now: float) -> SilenceView | None:
+        """End a silence at NOW; None if there is no such silence."""
+        ...
+
+    def views(self, now: float) -> list[SilenceView]:
+        """Every silence, active ones first."""
         ...
 
 
@@ -220,6 +239,48 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
                 "too many viewers: try again later", 503, headers={"Retry-After": "10"}
             )
         return StreamResponse(stream, on_close=source.leave)
+
+    return routes
+
+
+def silences_router(silences: SilenceStore, token: str) -> APIRouter:
+    """The silences: anyone reads them; adding and ending one needs the admin TOKEN."""
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+    # async: on the event loop, where the notifier reads them
+    routes = APIRouter()
+
+    @routes.get("/api/silences", summary="Silences: active ones first, then those ended lately")
+    async def list_silences() -> list[SilenceView]:
+        return silences.views(time.time())
+
+    @routes.post(
+        "/api/silences",
+        summary="Silence the alerts of some rules on some nodes for a while (admin token)",
+        dependencies=[Depends(admin)],
+    )
+    async def add_silence(request: SilenceRequest) -> SilenceView:
+        try:
+            return silences.add(request, time.time())
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+
+    @routes.delete(
+        "/api/silences/{silence_id}",
+        summary="End a silence now (admin token)",
+        dependencies=[Depends(admin)],
+    )
+    async def end_silence(silence_id: str) -> SilenceView:
+        ended = silences.expire(silence_id, time.time())
+        if ended is None:
+            raise HTTPException(404, f"no silence '{silence_id[:40]}'")
+        return ended
 
     return routes
 

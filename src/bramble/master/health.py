@@ -24,7 +24,7 @@ from bramble.master.views import HealthView, PartView
 
 log = logging.getLogger(__name__)
 
-PARTS = ("collector", "flusher", "ticker", "history", "jobs")
+PARTS = ("collector", "flusher", "ticker", "history", "jobs", "notifier")
 LOOPS = ("flusher", "ticker")
 """Parts that run rounds on their own: one that stops coming round is not working."""
 LOG_EVERY = 60.0

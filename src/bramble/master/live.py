@@ -29,6 +29,7 @@ from bramble.master.health import Health
 from bramble.master.history import HistoryReader, HistoryWriter, Row
 from bramble.master.nodes import DOWN, NodeState, NodeTable
 from bramble.master.replay import ReplayStore, Window
+from bramble.master.silences import Silences
 from bramble.master.views import AlertView, Change, HealthView, NodeView, Snapshot, Stats
 from bramble.telemetry.metrics import stored_values, values
 from bramble.telemetry.wire import Sample
@@ -57,6 +58,7 @@ class Live:
         health: Health | None = None,
         replay: ReplayStore | None = None,
         alerts: Alerts | None = None,
+        silences: Silences | None = None,
         max_viewers: int = MAX_VIEWERS,
     ) -> None:
         self.table = table
@@ -79,6 +81,7 @@ class Live:
         # jobs service's liveness follower queues what it needs).
         self.listeners: list[Callable[[list[Change]], None]] = []
         self.alerts = alerts
+        self.silences = silences
         # Told every alert that fires or resolves, on the loop; each must return at once.
         self.alert_listeners: list[Callable[[list[AlertView]], None]] = []
 
@@ -222,7 +225,14 @@ class Live:
         if self.alerts is None:
             return []
         with self.lock:
-            return self.alerts.views()
+            views = self.alerts.views()
+        silences, now = self.silences, time.time()
+        if silences is None:
+            return views
+        return [
+            v.model_copy(update={"silenced": True}) if silences.matches(v, now) else v
+            for v in views
+        ]
 
     def _collector_health(self) -> None:
         """The collector works again once a while has passed with no internal error."""

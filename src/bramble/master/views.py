@@ -148,6 +148,18 @@ class AlertView(_View):
         return {"alertname": self.rule, "node": self.node, "severity": self.severity}
 
 
+class SilenceView(_View):
+    """A silence: while active, the alerts it matches are not notified (and shown silenced)."""
+
+    id: str
+    rule: str = Field(description="the rules it silences: a name, or a pattern such as 'disk_*'")
+    node: str = Field(description="the nodes it silences: a name, or a pattern such as 'node-*'")
+    starts_at: float = Field(description="epoch seconds")
+    ends_at: float = Field(description="epoch seconds")
+    comment: str
+    active: bool = Field(description="whether it silences now")
+
+
 class Snapshot(_View):
     """The first event of the stream, and again after a viewer fell behind: everything."""
 
