@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -379,6 +380,29 @@ class Master:
         for sock in self._socks.values():
             sock.close()
         self._socks.clear()
+
+
+class Sender:
+    """A node sending a signed datagram to MASTER every INTERVAL seconds from a thread;
+    `temp` is the temperature it reports."""
+
+    def __init__(self, master: Master, name: str, interval: float = 0.2) -> None:
+        self.master, self.name, self.interval = master, name, interval
+        self.temp = 45.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        seq = 0
+        while not self.stop.wait(self.interval):
+            seq += 1
+            body = sample_body(self.name, seq, interval=self.interval, cputemp=self.temp)
+            self.master.send(body)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def let_job_user_run_python(name: str = "bramble") -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bramble_testing import Master, sample_body, wait_for
+from bramble_testing import Master, Sender, wait_for
 
 from bramble.demo import free_port
 
@@ -25,32 +25,10 @@ RULE = '[[alerts]]\nname = "hot"\nmetric = "cputemp"\nthreshold = 70\nfor = "1s"
 INTERVAL = 0.2
 
 
-class Node:
-    """A node sending a signed datagram every INTERVAL from a thread; `temp` is its reading."""
-
-    def __init__(self, master: Master, name: str) -> None:
-        self.master, self.name = master, name
-        self.temp = 45.0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        seq = 0
-        while not self.stop.wait(INTERVAL):
-            seq += 1
-            body = sample_body(self.name, seq, interval=INTERVAL, cputemp=self.temp)
-            self.master.send(body)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 @pytest.fixture
-def node(start_master: Callable[..., Master]) -> Iterator[Node]:
+def node(start_master: Callable[..., Master]) -> Iterator[Sender]:
     master = start_master(nodes=1, interval=INTERVAL, stale_after=3, down_after=8, extra=RULE)
-    sender = Node(master, "node-1")
+    sender = Sender(master, "node-1", INTERVAL)
     try:
         yield sender
     finally:
@@ -64,7 +42,7 @@ def firing(master: Master, rule: str) -> dict[str, object] | None:
     )
 
 
-def test_a_hot_node_fires_then_going_down_fires_node_down(node: Node) -> None:
+def test_a_hot_node_fires_then_going_down_fires_node_down(node: Sender) -> None:
     master = node.master
     wait_for(lambda: master.api("/api/nodes"), 10, "the node")
     assert master.api("/api/alerts") == []
@@ -161,7 +139,7 @@ def test_notifications_go_once_to_each_receiver_and_silences_stop_them(
         'group_wait = "0.2s"\ngroup_interval = "0.5s"\nrepeat_interval = "1h"'
     )
     master = start_master(nodes=1, interval=INTERVAL, extra=RULE, tables={"alerting": alerting})
-    node = Node(master, "node-1")
+    node = Sender(master, "node-1", INTERVAL)
     try:
         wait_for(lambda: master.api("/api/nodes"), 10, "the node")
         node.temp = 85.0

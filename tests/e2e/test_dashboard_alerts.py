@@ -1,0 +1,64 @@
+"""Firing alerts on the dashboard (Debian's chromium through Playwright): a banner, and a badge
+on the card of each node that has any; both go when the alert resolves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from bramble_testing import Master, Sender
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]  # fmt: skip
+RULE = '[[alerts]]\nname = "hot"\nmetric = "cputemp"\nthreshold = 70\nfor = "0.5s"\n'
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_banner_and_badges_of_firing_alerts(
+    start_master: Callable[..., Master], browser: object
+) -> None:
+    master = start_master(nodes=2, interval=0.2, extra=RULE)
+    nodes = [Sender(master, f"node-{i}", 0.2) for i in (1, 2)]
+    try:
+        errors: list[str] = []
+        page = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(master.base + "/")
+        page.wait_for_function("document.querySelectorAll('.card.up').length === 2")
+        assert page.locator("#alerts").is_hidden()
+        assert page.locator(".card .badge.alert:visible").count() == 0
+
+        nodes[1].temp = 88.0
+        page.wait_for_selector("#alerts:visible", timeout=10_000)
+        assert page.inner_text("#alerts") == "1 alert firing: hot on node-2 (cputemp > 70)"
+        badge = page.locator(".card[data-name='node-2'] .badge.alert")
+        assert badge.is_visible() and badge.inner_text().lower() == "hot"
+        assert page.locator(".card[data-name='node-1'] .badge.alert").is_hidden()
+        page.select_option("#status-filter", "problem")  # an alerting node is a problem
+        assert page.locator(".card:visible .name").all_inner_texts() == ["node-2"]
+        page.select_option("#status-filter", "")
+
+        page.reload()  # a new viewer gets the firing alerts in its snapshot
+        page.wait_for_selector("#alerts:visible", timeout=10_000)
+        assert page.locator(".card[data-name='node-2'] .badge.alert").is_visible()
+
+        nodes[1].temp = 40.0
+        page.wait_for_selector("#alerts", state="hidden", timeout=10_000)
+        assert page.locator(".card .badge.alert:visible").count() == 0
+        assert errors == []
+    finally:
+        for node in nodes:
+            node.close()
