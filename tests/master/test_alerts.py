@@ -6,6 +6,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bramble.master.alerts import Alerts, Rule, readings
+from bramble.telemetry.wire import Sample
+
+PI = Sample(1500, 50.0, 0.2, (0.1, 0.1, 0.1), {"MemTotal": 1000, "MemAvailable": 400},
+            disk={"total": 100, "used": 95})  # fmt: skip
+NAMES = ("cputemp", "cpufreq", "mem_used_percent", "mem_used", "disk_used_percent")
+
+
+def seen(**changes: object) -> dict[str, float]:
+    return readings(PI._replace(**changes), 0, 0, NAMES)
+
 
 HOT = Rule("hot", "cputemp", ">", 80, for_=10, severity="warning")
 DOWN = Rule("node_down", "down", "==", 1, severity="critical")
@@ -63,13 +73,13 @@ def test_keep_firing_for_rides_out_a_flap() -> None:
 
 def test_a_node_down_while_firing_resolves_its_metric_alerts_and_fires_node_down() -> None:
     alerts = Alerts([HOT, DOWN])
-    alerts.observe("n1", readings({"cputemp": 90, "mem_total": 1}), 0)
+    alerts.observe("n1", seen(cputemp=90.0), 0)
     (hot,) = alerts.tick(10)
     assert hot.rule == "hot" and hot.state == "firing"
     told = alerts.tick(20, down=["n1"])
     assert {(a.rule, a.state) for a in told} == {("hot", "resolved"), ("node_down", "firing")}
     assert alerts.tick(21, down=["n1"]) == []  # told once
-    told = alerts.observe("n1", readings({"cputemp": 50, "mem_total": 1}), 30)
+    told = alerts.observe("n1", seen(cputemp=50.0), 30)
     assert [(a.rule, a.state) for a in told] == [("node_down", "resolved")]
 
 
@@ -77,10 +87,12 @@ def test_absent_metrics_hold_no_condition() -> None:
     # a board without a sensor reports 0 °C: absent, so `cputemp < 10` never fires for it
     cold = Rule("cold", "cputemp", "<", 10)
     alerts = Alerts([cold])
-    assert alerts.observe("x86", readings({"cputemp": 0.0, "mem_total": 1}), 0) == []
-    assert [a.state for a in alerts.observe("pi", readings({"cputemp": 5.0}), 0)] == ["firing"]
-    seen = readings({"cputemp": 0, "cpufreq": 0, "mem_total": 0, "mem_used": 0}, clock_offset=-2)
-    assert seen == {"down": 0, "clock_offset": 2}
+    assert alerts.observe("x86", seen(cputemp=0.0), 0) == []
+    assert [a.state for a in alerts.observe("pi", seen(cputemp=5.0), 0)] == ["firing"]
+    assert seen() == {"cputemp": 50, "cpufreq": 1500, "mem_used_percent": 60, "mem_used": 600,
+                      "disk_used_percent": 95, "down": 0}  # fmt: skip
+    bare = Sample(0, 0.0, 0.2, (0.1, 0.1, 0.1), {})  # no sensors, no meminfo, no disk
+    assert readings(bare, 0, 0, NAMES, clock_offset=-2) == {"down": 0, "clock_offset": 2}
 
 
 def test_master_signals_are_the_masters_alone() -> None:

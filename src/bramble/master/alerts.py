@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from bramble.master.views import AlertState, AlertView
 from bramble.spec.models import BUILTIN_ALERTS, AlertRuleSpec, Comparison, Severity, Spec
-from bramble.telemetry.metrics import ABSENT_AT_ZERO
+from bramble.telemetry.metrics import ABSENT_AT_ZERO, BY_NAME
+from bramble.telemetry.wire import Sample
 
 MASTER_METRICS = frozenset({"history_stopped"})
 """Signals of the master itself: their rules are evaluated once, for the master."""
@@ -150,6 +151,8 @@ class Alerts:
                  keep_resolved: float = KEEP_RESOLVED) -> None:  # fmt: skip
         every = tuple(rules)
         self.rules = tuple(r for r in every if r.metric not in MASTER_METRICS)
+        self.metrics = frozenset(r.metric for r in self.rules)
+        """The metrics the node rules test."""
         self.master_rules = tuple(r for r in every if r.metric in MASTER_METRICS)
         self.master = master
         self.keep_resolved = keep_resolved
@@ -157,6 +160,7 @@ class Alerts:
         self._latest: dict[str, Mapping[str, float]] = {}
         self._waiting: set[str] = set()  # nodes with a pending (or keep-firing) alert
         self._rules_of: dict[str, tuple[Rule, ...]] = {}
+        self._count: dict[str, int] = {}  # alerts of each node that has any
 
     def observe(self, node: str, readings: Mapping[str, float], now: float) -> list[AlertView]:
         """NODE reported READINGS (absent metrics left out) at NOW."""
@@ -199,6 +203,14 @@ class Alerts:
             chosen = self._rules_of.get(node)
             if chosen is None:
                 chosen = self._rules_of[node] = tuple(r for r in self.rules if r.applies_to(node))
+        if node not in self._count:  # the common case: no alert yet, and none holds
+            for rule in chosen:
+                value = readings.get(rule.metric)
+                if value is not None and rule.holds(value):
+                    break
+            else:
+                self._waiting.discard(node)
+                return []
         out: list[AlertView] = []
         waiting = False
         for rule in chosen:
@@ -206,6 +218,8 @@ class Alerts:
             alert = self._alerts.get(key)
             value = readings.get(rule.metric)
             if value is not None and rule.holds(value):
+                if alert is None:
+                    self._count[node] = self._count.get(node, 0) + 1
                 if alert is None or alert.state == "resolved":
                     alert = self._alerts[key] = _Alert(rule, node, now, value)
                 alert.last_held, alert.value = now, value
@@ -218,7 +232,7 @@ class Alerts:
             elif alert is None or alert.state == "resolved":
                 continue
             elif alert.state == "pending":
-                del self._alerts[key]
+                self._drop(key)
             elif now - alert.last_held >= rule.keep_firing_for:
                 alert.state, alert.resolved_at = "resolved", now
                 out.append(alert.view())
@@ -237,7 +251,16 @@ class Alerts:
             if alert.resolved_at is not None and now - alert.resolved_at > self.keep_resolved
         ]
         for key in gone:
-            del self._alerts[key]
+            self._drop(key)
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        del self._alerts[key]
+        node = key[1]
+        left = self._count[node] - 1
+        if left:
+            self._count[node] = left
+        else:
+            del self._count[node]
 
     def nodes(self) -> set[str]:
         """Every node with an alert, or values awaited."""
@@ -264,14 +287,25 @@ class Alerts:
 
 
 def readings(
-    metrics: Mapping[str, float], *, clock_offset: float | None = None
+    sample: Sample,
+    net_rx: float,
+    net_tx: float,
+    names: Iterable[str],
+    *,
+    clock_offset: float | None = None,
 ) -> dict[str, float]:
-    """What alert rules see of a node: its METRICS (`metrics.values`) without those it does not
-    report, `down` 0, and its CLOCK_OFFSET (seconds, either way) where known."""
-    out = {k: v for k, v in metrics.items() if not (v == 0 and k in ABSENT_AT_ZERO)}
-    if metrics.get("mem_total", 0) == 0:
-        for name in ("mem_used", "mem_total", "mem_available"):
-            out.pop(name, None)
+    """What alert rules see of a node: the metrics NAMES of SAMPLE (and its network rates)
+    that it reports, `down` 0, and its CLOCK_OFFSET (seconds, either way) where known. Only
+    the metrics the rules test are read: this runs for every accepted datagram."""
+    out: dict[str, float] = {}
+    no_memory = sample.meminfo.get("MemTotal", 0) == 0
+    for name in names:
+        metric = BY_NAME.get(name)
+        if metric is None or (no_memory and name.startswith("mem_")):
+            continue
+        value = metric.read(sample, net_rx, net_tx)
+        if not (value == 0 and name in ABSENT_AT_ZERO):
+            out[name] = value
     out["down"] = 0.0
     if clock_offset is not None:
         out["clock_offset"] = abs(clock_offset)

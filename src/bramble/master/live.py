@@ -133,12 +133,14 @@ class Live:
         self._samples[key] = (state.last_ts, state.sample, state.net_rx, state.net_tx)
         if state.signed:
             self._moved.add(state.name)
-        if self.alerts is not None:
+        alerts = self.alerts
+        if alerts is not None:
             # the sender's clock against ours when it arrived (a signed sender's is checked)
             offset = state.last_ts - state.last_seen if state.signed else None
-            seen = readings(values(state.sample, state.net_rx, state.net_tx), clock_offset=offset)
+            seen = readings(state.sample, state.net_rx, state.net_tx, alerts.metrics,
+                            clock_offset=offset)  # fmt: skip
             with self.lock:
-                told = self.alerts.observe(state.name, seen, state.last_seen)
+                told = alerts.observe(state.name, seen, state.last_seen)
             if told:
                 self._alerted(told)
 
