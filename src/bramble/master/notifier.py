@@ -17,14 +17,16 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-
-import httpx
+from typing import TYPE_CHECKING
 
 from bramble.master.health import Health
 from bramble.master.notify import Dispatcher, Notification, webhook_payload
 from bramble.master.silences import Silences
 from bramble.master.views import AlertView
 from bramble.spec.models import AlertingSpec
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 EVERY = 0.25
@@ -74,6 +76,8 @@ class Notifier:
     def start(self) -> None:
         """Look at the groups every EVERY seconds, on the running loop."""
         if self.receivers:
+            import httpx  # only with receivers: 6 MiB the master otherwise does without
+
             self._http = httpx.AsyncClient(timeout=self.spec.timeout)
             self._task = asyncio.create_task(self._loop(), name="notifier")
 
