@@ -1,12 +1,13 @@
 """Firing alerts on the dashboard (Debian's chromium through Playwright): a banner, and a badge
-on the card of each node that has any; both go when the alert resolves."""
+on the card of each node that has any; both go when the alert resolves. Silencing one from the
+banner asks for the admin token once."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
 import pytest
-from bramble_testing import Master, Sender
+from bramble_testing import Master, Sender, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
@@ -43,7 +44,7 @@ def test_banner_and_badges_of_firing_alerts(
 
         nodes[1].temp = 88.0
         page.wait_for_selector("#alerts:visible", timeout=10_000)
-        assert page.inner_text("#alerts") == "1 alert firing: hot on node-2 (cputemp > 70)"
+        assert page.inner_text("#alerts").startswith("1 alert firing: hot on node-2 (cputemp > 70)")
         badge = page.locator(".card[data-name='node-2'] .badge.alert")
         assert badge.is_visible() and badge.inner_text().lower() == "hot"
         assert page.locator(".card[data-name='node-1'] .badge.alert").is_hidden()
@@ -58,6 +59,33 @@ def test_banner_and_badges_of_firing_alerts(
         nodes[1].temp = 40.0
         page.wait_for_selector("#alerts", state="hidden", timeout=10_000)
         assert page.locator(".card .badge.alert:visible").count() == 0
+
+        # silence from the banner: a wrong token is refused, the right one is asked once
+        nodes[0].temp = 90.0
+        page.wait_for_selector("#alerts:visible", timeout=10_000)
+        answers = ["not-the-token", master.secrets.admin_token]
+        told: list[str] = []
+
+        def dialog(d: object) -> None:
+            told.append(d.message)  # type: ignore[attr-defined]
+            if d.type == "prompt":  # type: ignore[attr-defined]
+                d.accept(answers.pop(0))  # type: ignore[attr-defined]
+            else:
+                d.accept()  # type: ignore[attr-defined]
+
+        page.on("dialog", dialog)
+        page.click("#alerts button.silence")
+        wait_for(lambda: "That is not the admin token." in told, 5, "the refusal")
+        page.click("#alerts button.silence")
+        page.wait_for_selector("#alerts", state="hidden", timeout=10_000)
+        badge = page.locator(".card[data-name='node-1'] .badge.alert")
+        assert badge.is_visible() and "silenced" in (badge.get_attribute("class") or "")
+        (made,) = master.api("/api/silences")
+        assert (made["rule"], made["node"], made["comment"]) == (
+            "hot",
+            "node-1",
+            "from the dashboard",
+        )
         assert errors == []
     finally:
         for node in nodes:

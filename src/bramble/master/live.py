@@ -146,6 +146,7 @@ class Live:
 
     def _alerted(self, told: list[AlertView]) -> None:
         """Alerts that fired or resolved: to the event stream, the log and the listeners."""
+        told = self._mark_silenced(told)
         for alert in told:
             self.hub.publish("alert", alert)
             log.info("alert %s on %s: %s (%s)", alert.rule, alert.node, alert.state,
@@ -228,6 +229,9 @@ class Live:
             return []
         with self.lock:
             views = self.alerts.views()
+        return self._mark_silenced(views)
+
+    def _mark_silenced(self, views: list[AlertView]) -> list[AlertView]:
         silences, now = self.silences, time.time()
         if silences is None:
             return views

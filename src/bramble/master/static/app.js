@@ -246,23 +246,62 @@ function renderAlerts() {
   const firing = [...state.alerts.values()].sort((a, b) =>
     SEVERITY_RANK[a.severity] - SEVERITY_RANK[b.severity] || byName(
       { name: a.node }, { name: b.node }));
+  const loud = firing.filter((a) => !a.silenced);
+  const quiet = firing.length - loud.length;
   const banner = $("alerts");
-  banner.hidden = firing.length === 0;
-  banner.className = `banner alerts ${worst(firing)}`;
-  const shown = firing.slice(0, 5).map((a) => `${a.rule} on ${a.node} (${a.condition})`);
-  if (firing.length > 5) shown.push(`and ${firing.length - 5} more`);
-  banner.textContent = firing.length
-    ? `${firing.length} alert${firing.length === 1 ? "" : "s"} firing: ${shown.join("; ")}` : "";
+  banner.hidden = loud.length === 0;
+  banner.className = `banner alerts ${worst(loud)}`;
+  const parts = [el("span", null,
+    `${loud.length} alert${loud.length === 1 ? "" : "s"} firing: `)];
+  loud.slice(0, 5).forEach((a, i) => {
+    const item = el("span", "alert-item", `${a.rule} on ${a.node} (${a.condition})`);
+    const mute = el("button", "silence", "silence 1 h");
+    mute.type = "button";
+    mute.title = `stop notifications of ${a.rule} on ${a.node} for an hour (admin token)`;
+    mute.addEventListener("click", () => silence(a));
+    parts.push(...(i ? [el("span", null, "; ")] : []), item, mute);
+  });
+  if (loud.length > 5) parts.push(el("span", null, `; and ${loud.length - 5} more`));
+  if (quiet) parts.push(el("span", "quiet", ` (${quiet} silenced)`));
+  banner.replaceChildren(...(loud.length ? parts : []));
   for (const [name, card] of state.cards) {
     const mine = alertsOf(name);
     const badge = card.refs.alerting;
     badge.hidden = mine.length === 0;
     if (!mine.length) continue;
-    badge.className = `badge alert ${worst(mine)}`;
+    const muted = mine.every((a) => a.silenced);
+    badge.className = `badge alert ${worst(mine)}${muted ? " silenced" : ""}`;
     badge.textContent = mine.length === 1 ? mine[0].rule.replace(/_/g, " ") : `${mine.length} alerts`;
-    badge.title = mine.map((a) => `${a.severity}: ${a.rule} (${a.condition}) ${a.summary}`)
-      .join("\n");
+    badge.title = mine.map((a) => `${a.severity}: ${a.rule} (${a.condition}) ${a.summary}` +
+      (a.silenced ? " [silenced]" : "")).join("\n");
   }
+}
+
+// Silencing needs the admin token: asked once, kept for this tab only (sessionStorage).
+const TOKEN_KEY = "bramble-admin-token";
+async function silence(alert) {
+  let token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    token = prompt("Admin token ([admin] token in bramble.secrets.toml) to silence alerts:");
+    if (!token) return;
+  }
+  const response = await fetch("/api/silences", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token.trim()}` },
+    body: JSON.stringify({ rule: alert.rule, node: alert.node, duration: "1h",
+      comment: "from the dashboard" }),
+  });
+  if (!response.ok) {
+    if (response.status === 401) sessionStorage.removeItem(TOKEN_KEY);
+    window.alert(response.status === 401 ? "That is not the admin token."
+      : `Could not silence: HTTP ${response.status}`);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token.trim());
+  const alerts = await fetch("/api/alerts").then((r) => r.json());
+  state.alerts.clear();
+  for (const a of alerts) takeAlert(a);
+  renderAlerts();
 }
 
 // --- events list -------------------------------------------------------------------------
