@@ -178,6 +178,19 @@ def test_notifications_go_once_to_each_receiver_and_silences_stop_them(
         assert len(receiver.bodies) == 2  # silenced: not told
         (silenced,) = master.api("/api/silences")
         assert silenced["comment"] == "fan replaced" and silenced["active"]
+
+        def cli(*args: str) -> str:
+            done = subprocess.run(
+                [sys.executable, "-m", "bramble", "alerts", *args, "--spec",
+                 str(master.spec_path)],
+                env=env, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        assert "firing (silenced)" in cli("list")
+        assert f"silence {silenced['id']} ended" in cli("unsilence", silenced["id"])
+        assert firing(master, "hot")["silenced"] is False  # type: ignore[index]
     finally:
         node.close()
         receiver.close()
