@@ -41,6 +41,19 @@ def test_pending_for_its_duration_then_firing_then_resolved() -> None:
     assert alerts.views() == []
 
 
+def test_next_change_says_when_a_pending_alert_reaches_its_for() -> None:
+    alerts = Alerts([HOT, Rule("flappy", "load1", ">", 1, keep_firing_for=5)])
+    assert alerts.next_change("n1") is None
+    alerts.observe("n1", {"cputemp": 85, "load1": 2}, 100)
+    assert alerts.next_change("n1") == 105  # flappy, firing, could resolve 5 s on
+    alerts.observe("n1", {"cputemp": 85, "load1": 2}, 103)
+    assert alerts.next_change("n1") == 108
+    alerts.tick(108)
+    assert alerts.next_change("n1") == 110  # hot's for ends (flappy still holds)
+    alerts.tick(110)
+    assert alerts.next_change("n1") is None  # hot fired
+
+
 def test_no_for_fires_at_once_and_a_node_out_of_its_glob_is_not_watched() -> None:
     rule = Rule("busy", "load1", ">=", 4, nodes="node-*")
     alerts = Alerts([rule])

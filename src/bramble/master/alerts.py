@@ -262,6 +262,20 @@ class Alerts:
         else:
             del self._count[node]
 
+    def next_change(self, node: str) -> float | None:
+        """The earliest time an alert of NODE may change with no new readings (a pending one
+        reaches its `for`, a firing one may end its `keep_firing_for`), if it has such."""
+        if node not in self._waiting:
+            return None
+        times = [
+            a.active_at + a.rule.for_
+            if a.state == "pending"
+            else a.last_held + a.rule.keep_firing_for
+            for (_rule, name), a in self._alerts.items()
+            if name == node and a.state != "resolved"
+        ]
+        return min(times, default=None)
+
     def nodes(self) -> set[str]:
         """Every node with an alert, or values awaited."""
         return {node for _rule, node in self._alerts} | self._latest.keys()

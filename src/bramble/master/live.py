@@ -84,6 +84,7 @@ class Live:
         self.silences = silences
         # Told every alert that fires or resolves, on the loop; each must return at once.
         self.alert_listeners: list[Callable[[list[AlertView]], None]] = []
+        self._wakes: dict[int, asyncio.TimerHandle] = {}  # alert tests due, by 50 ms
 
     # --- on the loop's side ---------------------------------------------------------------
 
@@ -103,6 +104,9 @@ class Live:
 
     async def close(self) -> None:
         """Stop the tasks, hand history the rows not yet written, save the replay windows."""
+        for handle in self._wakes.values():
+            handle.cancel()
+        self._wakes.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -141,8 +145,33 @@ class Live:
                             clock_offset=offset)  # fmt: skip
             with self.lock:
                 told = alerts.observe(state.name, seen, state.last_seen)
+                due = alerts.next_change(state.name)
             if told:
                 self._alerted(told)
+            if due is not None:
+                self._wake_at(due)
+
+    def _wake_at(self, when: float) -> None:
+        """Test the alerts again at WHEN (epoch seconds), not at the next tick: a pending
+        alert fires as its `for` ends. One wake-up per 50 ms at most."""
+        bucket = round(when * 20)
+        if bucket in self._wakes:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop: the ticker will do
+            return
+        delay = max(0.0, when - time.time()) + 0.001
+        self._wakes[bucket] = loop.call_later(delay, self._woken, bucket)
+
+    def _woken(self, bucket: int) -> None:
+        self._wakes.pop(bucket, None)
+        if self.alerts is None:
+            return
+        try:
+            self._tick_alerts(self.alerts, time.time())
+        except Exception as exc:
+            self.health.failed("ticker", exc)
 
     def _alerted(self, told: list[AlertView]) -> None:
         """Alerts that fired or resolved: to the event stream, the log and the listeners."""

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EVERY = 0.25
-"""Seconds between looks at the groups: how late past its time a notification may go."""
+"""Seconds between looks at the groups at most (a group due sooner is looked at then)."""
 MAX_SENDING = 16
 """Notifications being sent at once at most; more wait for the next look."""
 
@@ -62,6 +62,7 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+        self._wake = asyncio.Event()
 
     @property
     def receivers(self) -> bool:
@@ -72,6 +73,7 @@ class Notifier:
         """Alerts that fired or resolved (on the loop; returns at once)."""
         if self.receivers:
             self.dispatcher.add(told, self.clock())
+            self._wake.set()  # a new group may be due at once (group_wait 0)
 
     def start(self) -> None:
         """Look at the groups every EVERY seconds, on the running loop."""
@@ -94,7 +96,12 @@ class Notifier:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(EVERY)
+            # until the next group is due (at most EVERY), or new alerts come
+            due = self.dispatcher.next_due()
+            delay = EVERY if due is None else min(EVERY, max(0.0, due - self.clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
             try:
                 self._round()
             except Exception as exc:  # a bug here must not end the notifications

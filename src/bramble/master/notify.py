@@ -115,6 +115,10 @@ class Dispatcher:
         group.last_sent = self._last_sent[group.key] = now
         return Notification(group.key, firing, resolved)
 
+    def next_due(self) -> float | None:
+        """When the next group is due to be looked at, if any."""
+        return min((g.next_flush for g in self._groups.values()), default=None)
+
     def pending(self) -> int:
         """Groups with alerts waiting or being watched."""
         return len(self._groups)
