@@ -13,7 +13,7 @@ Reported: the master's CPU in each run and the difference (what alerting adds), 
 from a node's first hot datagram leaving this script to the webhook that first tells its
 alert firing, less the rule's `for`: median, p99 and max.
 
-    python bench/alerts.py [--seconds 60] [--group-interval 1]
+    python bench/alerts.py [--seconds 60] [--group-interval 1] [--delays]
 """
 
 from __future__ import annotations
@@ -194,6 +194,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--group-interval", type=float, default=1.0)
+    parser.add_argument("--delays", action="store_true", help="print every delay")
     args = parser.parse_args()
 
     cost = pure_cost()
@@ -224,6 +225,8 @@ def main() -> int:
                 told.setdefault(node, arrived)
     delays = sorted(told[n] - hot_from[n] - FOR for n in told if n in hot_from)
     missed = sorted(set(hot_from) - set(told))
+    if args.delays:
+        print("delays, s:", " ".join(f"{d:.2f}" for d in delays))
     if not delays:
         print("no hot alert was told", file=sys.stderr)
         return 1
