@@ -77,6 +77,8 @@ def test_duplicate_rules_and_bad_receivers() -> None:
     assert err.key == "alerts[1].name" and err.line == 7 and "duplicate" in str(err)
     err = error('[alerting]\nwebhooks = ["ftp://x"]\n')
     assert err.key == "alerting.webhooks" and err.line == 2
+    err = error('[alerting]\nalertmanagers = ["alertmanager:9093"]\n')
+    assert err.key == "alerting.alertmanagers" and "http://" in str(err)
     err = error('[alerting]\ncommand = ["notify"]\n')
     assert err.key == "alerting.command" and "absolute" in str(err)
     err = error("[alerting]\ngroup_wait = -1\n")

@@ -80,6 +80,7 @@ defaults = true                  # the built-in rules: node_down, temperature_hi
                                  # history_stopped; an [[alerts]] of the same name changes one
 webhooks = []                    # URLs POSTed Alertmanager's webhook JSON
 command = []                     # a program given the same JSON on its standard input
+alertmanagers = []               # Alertmanagers (base URLs) to push every alert to
 group_wait = "10s"               # Alertmanager's timing of notifications, per rule
 group_interval = "1m"
 repeat_interval = "4h"

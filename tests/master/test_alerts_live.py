@@ -131,12 +131,14 @@ def test_notifications_go_once_to_each_receiver_and_silences_stop_them(
 ) -> None:
     # About 10 s: it waits out group intervals to show nothing more is sent, and runs the CLI.
     receiver = Receiver()
+    alertmanager = Receiver()  # takes every POST: here, Alertmanager's /api/v2/alerts
     closed = free_port()  # nothing listens there: a receiver that fails
     told = tmp_path / "told.jsonl"
     alerting = (
         f'webhooks = ["{receiver.url}", "http://127.0.0.1:{closed}/hook"]\n'
         f'command = ["/bin/sh", "-c", "cat >> {told}; echo >> {told}"]\n'
-        'group_wait = "0.2s"\ngroup_interval = "0.5s"\nrepeat_interval = "1h"'
+        'group_wait = "0.2s"\ngroup_interval = "0.5s"\nrepeat_interval = "1h"\n'
+        f'alertmanagers = ["{alertmanager.url.removesuffix("/hook")}"]'
     )
     master = start_master(nodes=1, interval=INTERVAL, extra=RULE, tables={"alerting": alerting})
     node = Sender(master, "node-1", INTERVAL)
@@ -153,6 +155,10 @@ def test_notifications_go_once_to_each_receiver_and_silences_stop_them(
         assert alert["status"] == "firing" and alert["endsAt"] == "0001-01-01T00:00:00Z"
         (by_command,) = [json.loads(line) for line in told.read_text().splitlines() if line]
         assert by_command == payload
+        pushed = wait_for(lambda: alertmanager.bodies, 5, "the push to the Alertmanager")
+        assert [(a["labels"]["alertname"], a["endsAt"] > a["startsAt"]) for a in pushed[0]] == [
+            ("hot", True)
+        ]
         health = master.api("/api/health")["parts"]["notifier"]
         assert not health["ok"] and "ConnectError" in health["detail"]
 
@@ -194,3 +200,4 @@ def test_notifications_go_once_to_each_receiver_and_silences_stop_them(
     finally:
         node.close()
         receiver.close()
+        alertmanager.close()

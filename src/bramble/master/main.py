@@ -2,8 +2,8 @@
 closed in reverse by the app's lifespan.
 
     history (SQLite)  ->  its writer thread  ->  its reader  ->  the silences  ->  the live
-        view's tasks  ->  the notifier  ->  the collector on the telemetry socket  ->  the jobs
-        service
+        view's tasks  ->  the notifier and the Alertmanager push  ->  the collector on the
+        telemetry socket  ->  the jobs service
 
 The node table, the live view (with its event hub), the collector and the app are plain
 objects made in `Master.__init__`, which opens nothing; the lifespan opens files, sockets and
@@ -32,6 +32,7 @@ from bramble import __version__
 from bramble.errors import BrambleError
 from bramble.master import api, limits, prometheus
 from bramble.master.address import check_listen
+from bramble.master.alertmanager import AlertmanagerPush
 from bramble.master.alerts import Alerts, rules
 from bramble.master.collector import Collector, Stats, open_socket
 from bramble.master.health import Health
@@ -107,6 +108,14 @@ class Master:
         )
         self.notifier = Notifier(spec.alerting, cluster.master_url, self.silences, self.health)
         self.live.alert_listeners.append(self.notifier.alerts)
+        self.alertmanager = AlertmanagerPush(
+            spec.alerting.alertmanagers,
+            cluster.master_url,
+            self.live.alert_views,
+            self.health,
+            timeout=spec.alerting.timeout,
+        )
+        self.live.alert_listeners.append(self.alertmanager.alerts)
         self.collector = Collector(
             self.table,
             self.lock,
@@ -154,6 +163,8 @@ class Master:
             parts.push_async_callback(self.live.close)
             self.notifier.start()
             parts.push_async_callback(self.notifier.close)
+            self.alertmanager.start()
+            parts.push_async_callback(self.alertmanager.close)
             await self.collector.start(self.telemetry())
             parts.callback(self.collector.close)
             if self.run_jobs:

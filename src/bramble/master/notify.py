@@ -131,7 +131,11 @@ def _time(epoch: float | None) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _alert(alert: AlertView, status: str, base: str) -> dict[str, Any]:
+def alert_json(
+    alert: AlertView, status: str, base: str, ends: float | None = None
+) -> dict[str, Any]:
+    """ALERT as Alertmanager's alert object (in its webhooks, and its API's alerts); ENDS,
+    when a firing alert is to be taken as resolved if not sent again (for its API)."""
     annotations = {"summary": alert.summary, "condition": alert.condition}
     if alert.value is not None:
         annotations["value"] = f"{alert.value:g}"
@@ -140,7 +144,7 @@ def _alert(alert: AlertView, status: str, base: str) -> dict[str, Any]:
         "labels": alert.labels,
         "annotations": annotations,
         "startsAt": _time(alert.fired_at or alert.active_at),
-        "endsAt": _time(alert.resolved_at) if status == "resolved" else ZERO_TIME,
+        "endsAt": _time(alert.resolved_at if status == "resolved" else ends),
         "generatorURL": f"{base}/api/alerts",
         "fingerprint": alert.fingerprint,
     }
@@ -157,8 +161,8 @@ def _common(items: list[dict[str, str]]) -> dict[str, str]:
 
 def webhook_payload(notification: Notification, base: str) -> dict[str, Any]:
     """NOTIFICATION as Alertmanager's webhook JSON (version 4), from the master at BASE."""
-    alerts = [_alert(a, "firing", base) for a in notification.firing]
-    alerts += [_alert(a, "resolved", base) for a in notification.resolved]
+    alerts = [alert_json(a, "firing", base) for a in notification.firing]
+    alerts += [alert_json(a, "resolved", base) for a in notification.resolved]
     kept = alerts[:MAX_ALERTS]
     return {
         "version": "4",

@@ -393,21 +393,24 @@ BUILTIN_ALERTS: tuple[AlertRuleSpec, ...] = (
 class AlertingSpec(_Model):
     """Where alerts are sent, and how often: Alertmanager's grouping (alerts of one rule are
     one notification; the first after GROUP_WAIT, changes at most every GROUP_INTERVAL, the
-    same firing alerts again every REPEAT_INTERVAL)."""
+    same firing alerts again every REPEAT_INTERVAL) for the WEBHOOKS and the COMMAND; every
+    change at once, and all alerts every minute, to ALERTMANAGERS (their base URLs: the
+    alerts go to `/api/v2/alerts`, as Prometheus sends them)."""
 
     defaults: bool = True
     webhooks: list[str] = Field(default_factory=list)
     command: list[str] = Field(default_factory=list)
+    alertmanagers: list[str] = Field(default_factory=list)
     group_wait: Seconds = 10.0
     group_interval: Seconds = 60.0
     repeat_interval: Seconds = 4 * 3600.0
     timeout: Seconds = Field(default=10.0, gt=0, le=300)
 
-    @field_validator("webhooks")
+    @field_validator("webhooks", "alertmanagers")
     @classmethod
     def _webhooks(cls, value: list[str]) -> list[str]:
         if len(value) > MAX_UNICAST:
-            raise ValueError(f"{len(value)} webhooks; at most {MAX_UNICAST}")
+            raise ValueError(f"{len(value)} URLs; at most {MAX_UNICAST}")
         for url in value:
             if not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
                 raise ValueError(
