@@ -73,6 +73,27 @@ remove_down_workers = true       # a node down on the master loses its Dask work
 [software]
 wheels_dir = "/var/lib/bramble/wheels"  # wheels the master serves its nodes (dependencies):
                                  # fill it with `bramble wheels fetch --platform aarch64`
+
+[alerting]
+defaults = true                  # the built-in rules: node_down, temperature_high (80 C),
+                                 # memory_full (95 %), disk_full (90 %), clock_offset (1 s),
+                                 # history_stopped; an [[alerts]] of the same name changes one
+webhooks = []                    # URLs POSTed Alertmanager's webhook JSON
+command = []                     # a program given the same JSON on its standard input
+alertmanagers = []               # Alertmanagers (base URLs) to push every alert to
+group_wait = "10s"               # Alertmanager's timing of notifications, per rule
+group_interval = "1m"
+repeat_interval = "4h"
+
+# Rules of your own: when `metric op threshold` holds on a node for `for`, the alert fires.
+# [[alerts]]
+# name = "busy"
+# metric = "load1"               # any metric in /api/nodes `metrics`
+# op = ">"
+# threshold = 4
+# for = "2m"
+# severity = "warning"           # info, warning or critical
+# nodes = "node-*"
 """
 
 EXAMPLE_NODES = [

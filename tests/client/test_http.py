@@ -74,7 +74,16 @@ def test_status_view_counts_and_colours() -> None:
         "metrics": {"mem_used": 1024.0, "mem_total": 2048.0},
     }  # fmt: skip
     console = Console(file=StringIO(), width=100, color_system=None)
-    console.print(status_view([node, {**node, "name": "n2", "status": "down"}], "http://m", now))
+    alerts = [
+        {"rule": "node_down", "node": "n2", "severity": "critical", "state": "firing",
+         "condition": "down == 1", "fired_at": now - 120},
+        {"rule": "hot", "node": "n1", "severity": "warning", "state": "pending",
+         "condition": "cputemp > 80", "fired_at": None},
+    ]  # fmt: skip
+    nodes = [node, {**node, "name": "n2", "status": "down"}]
+    console.print(status_view(nodes, "http://m", now, alerts))
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert "bramble at http://m" in out and "25.0%" in out and "1/2 MiB" in out
-    assert "1 up, 0 stale, 1 down" in out
+    assert "1 up, 0 stale, 1 down; 1 alert firing" in out
+    assert "critical node_down on n2: down == 1 (since 2 min)" in out
+    assert "hot" not in out  # pending: not firing yet

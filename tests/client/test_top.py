@@ -36,6 +36,22 @@ def test_render_marks_down_nodes_and_lost_connection() -> None:
     assert "connection lost" in console.export_text()
 
 
+def test_render_shows_firing_alerts_per_node() -> None:
+    now = time.time()
+    state = TopState()
+    node = {"name": "n1", "status": "up", "last_seen": now - 1, "sample": {"cpuusage": 0.5}}
+    hot = {"fingerprint": "a1", "rule": "temperature_high", "node": "n1",
+           "severity": "warning", "state": "firing"}  # fmt: skip
+    state.apply("snapshot", {"nodes": [node], "alerts": [hot]})
+    console = Console(width=160, record=True, color_system=None)
+    console.print(render(state, "http://m", now))
+    text = console.export_text()
+    assert "1 alert firing" in text and "temperature_high" in text
+    state.apply("alert", {**hot, "state": "resolved"})
+    console.print(render(state, "http://m", now))
+    assert "temperature_high" not in console.export_text()
+
+
 @pytest.mark.slow
 def test_top_in_a_pty_shows_nodes_and_quits_on_q(tmp_path: Path, processes: Processes) -> None:
     spec_path = write_spec(tmp_path / "cluster", nodes=2, interval=0.3)

@@ -22,6 +22,7 @@ def test_every_metric_read_from_one_sample() -> None:
         "cpuusage": 0.25, "cputemp": 50.0, "cpufreq": 1500, "load1": 1.0, "load5": 0.5,
         "load15": 0.25, "mem_used": 600, "mem_total": 1000, "mem_available": 400,
         "swap_used": 40, "disk_used": 4, "net_rx": 1.5, "net_tx": 2.5, "uptime": 99.5,
+        "mem_used_percent": 60.0, "disk_used_percent": 40.0,
     }  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bramble.cli import jobs, lab, nodes, options, wheels
+from bramble.cli import alerts, jobs, lab, nodes, options, wheels
 from bramble.cli.options import SpecOpt
 from bramble.errors import BrambleError
 
@@ -26,6 +26,7 @@ app = typer.Typer(
 # top-level commands; nodes and lab are groups.
 app.add_typer(jobs.app)
 app.add_typer(nodes.app, name="nodes")
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(lab.app, name="lab")
 app.add_typer(wheels.app, name="wheels")
 
@@ -156,10 +157,11 @@ def status(
     base = options.master_url(spec, url)
     with MasterClient(base, hint=", or pass --url") as master:
         nodes = master.get("/api/nodes", timeout=5)
+        alerts = master.get("/api/alerts", timeout=5)
     if json_out:
         print(json.dumps(nodes, indent=2))
         return
-    Console().print(status_view(nodes, base, time.time()))
+    Console().print(status_view(nodes, base, time.time(), alerts))
 
 
 @app.command()

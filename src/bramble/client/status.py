@@ -1,4 +1,4 @@
-"""`bramble status`: the node table of a running master."""
+"""`bramble status`: the node table of a running master, with its firing alerts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from rich.console import Group
 
 STATUS_STYLE = {"up": "green", "stale": "yellow", "down": "red"}
+SEVERITY_STYLE = {"critical": "red", "warning": "yellow", "info": "blue"}
 
 
 def age(seconds: float) -> str:
@@ -39,22 +40,53 @@ def node_row(node: dict[str, Any], now: float) -> list[str]:
     ]
 
 
-def status_view(nodes: list[dict[str, Any]], base: str, now: float) -> Group:
-    """The node table of the master at BASE, and the count of nodes per status."""
+def firing_by_node(alerts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The firing ALERTS (as /api/alerts gives them) of each node."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for alert in alerts:
+        if alert.get("state") == "firing":
+            out.setdefault(alert["node"], []).append(alert)
+    return out
+
+
+def status_view(
+    nodes: list[dict[str, Any]],
+    base: str,
+    now: float,
+    alerts: list[dict[str, Any]] | None = None,
+) -> Group:
+    """The node table of the master at BASE with each node's firing ALERTS, the count of nodes
+    per status, and a line per firing alert."""
     from rich.console import Group
     from rich.table import Table
 
     table = Table(title=f"bramble at {base}")
-    for header in ("node", "status", "cpu", "temp", "memory", "load", "last seen"):
+    firing = firing_by_node(alerts or [])
+    for header in ("node", "status", "cpu", "temp", "memory", "load", "last seen", "alerts"):
         table.add_column(header, no_wrap=True)
     for node in nodes:
         cells = node_row(node, now)
         style = STATUS_STYLE.get(node["status"], "")
         cells[1] = f"[{style}]{cells[1]}[/{style}]"
+        cells.append(
+            " ".join(
+                f"[{SEVERITY_STYLE.get(a['severity'], '')}]{a['rule']}[/]"
+                for a in firing.get(node["name"], [])
+            )
+            or "-"
+        )
         table.add_row(*cells)
     counts = {s: sum(1 for n in nodes if n["status"] == s) for s in STATUS_STYLE}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     unsigned = [n["name"] for n in nodes if not n.get("signed", True)]
     if unsigned:
         summary += f"; * unsigned (legacy, anyone could send them): {', '.join(unsigned)}"
-    return Group(table, summary)
+    lines = [
+        f"[{SEVERITY_STYLE.get(a['severity'], '')}]{a['severity']}[/] {a['rule']} on "
+        f"{a['node']}: {a['condition']} (since {age(max(0.0, now - (a['fired_at'] or now)))})"
+        for node_alerts in firing.values()
+        for a in node_alerts
+    ]
+    count = len(lines)
+    summary += f"; {count} alert{'s' if count != 1 else ''} firing" if count else "; no alerts"
+    return Group(table, summary, *lines)

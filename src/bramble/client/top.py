@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bramble.client.http import MasterClient
-from bramble.client.status import STATUS_STYLE, age
+from bramble.client.status import SEVERITY_STYLE, STATUS_STYLE, age
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class TopState:
 
     def __init__(self) -> None:
         self.nodes: dict[str, dict[str, Any]] = {}
+        self.alerts: dict[str, dict[str, Any]] = {}  # firing, by fingerprint
         self.stats: dict[str, Any] = {}
         self.connected = False
         self.error = ""
@@ -58,6 +59,9 @@ class TopState:
         with self.lock:
             if event == "snapshot":
                 self.nodes = {n["name"]: n for n in data["nodes"]}
+                self.alerts = {
+                    a["fingerprint"]: a for a in data.get("alerts", []) if a["state"] == "firing"
+                }
                 self.stats = data.get("stats", {})
                 self.connected = True
                 self.error = ""
@@ -66,6 +70,11 @@ class TopState:
                     self.nodes[node["name"]] = node
             elif event == "stats":
                 self.stats = data
+            elif event == "alert":
+                if data["state"] == "firing":
+                    self.alerts[data["fingerprint"]] = data
+                else:
+                    self.alerts.pop(data["fingerprint"], None)
 
 
 def cpu_bar(fraction: float, width: int = BAR_WIDTH) -> Text:
@@ -84,13 +93,19 @@ def render(state: TopState, base: str, now: float) -> Group:
     with state.lock:
         nodes = sorted(state.nodes.values(), key=lambda n: n["name"])
         stats = dict(state.stats)
+        alerts = list(state.alerts.values())
         connected, error = state.connected, state.error
     table = Table(expand=True, pad_edge=False)
     for header, justify in (
         ("node", "left"), ("status", "left"), ("cpu", "left"), ("temp", "right"),
-        ("memory", "right"), ("load", "right"), ("last seen", "right"),
+        ("memory", "right"), ("load", "right"), ("last seen", "right"), ("alerts", "left"),
     ):  # fmt: skip
         table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    firing: dict[str, Text] = {}
+    for alert in sorted(alerts, key=lambda a: a["rule"]):
+        text = firing.setdefault(alert["node"], Text())
+        text.append(("" if not text else " ") + alert["rule"],
+                    style=SEVERITY_STYLE.get(alert["severity"], ""))  # fmt: skip
     for node in nodes:
         sample = node.get("sample") or {}
         metrics = node.get("metrics") or {}
@@ -108,11 +123,15 @@ def render(state: TopState, base: str, now: float) -> Group:
             Text(f"{used / 1024:.0f}/{total / 1024:.0f} MiB" if total else "-", style=dim),
             Text(f"{load[0]:.2f}", style=dim),
             Text(age(max(0.0, now - node["last_seen"])), style="" if live else "bold"),
+            firing.get(node["name"]) or Text("-", style="dim"),
         )
     counts = {s: sum(1 for n in nodes if n["status"] == s) for s in STATUS_STYLE}
     head = Text(f"bramble top  {base}  ", style="bold")
     for status, count in counts.items():
         head.append(f"{count} {status}  ", style=STATUS_STYLE[status])
+    if alerts:
+        head.append(f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''} firing  ",
+                    style="bold red")  # fmt: skip
     if stats:
         head.append(f"{stats.get('rate', 0):.0f} datagrams/s  ")
     head.append("q quits", style="dim")

@@ -6,6 +6,7 @@ API knows nothing of how the master is put together (`main` assembles it).
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Protocol, TypeVar
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -24,7 +25,9 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 
 from bramble.master.limits import StreamResponse
+from bramble.master.silences import SilenceRequest
 from bramble.master.views import (
+    AlertView,
     Change,
     ClusterSeries,
     HealthView,
@@ -32,6 +35,7 @@ from bramble.master.views import (
     NodeSeries,
     NodeView,
     Point,
+    SilenceView,
     Snapshot,
     Stats,
 )
@@ -74,6 +78,10 @@ class NodeSource(Protocol):
         """What works in the master, part by part."""
         ...
 
+    def alert_views(self) -> list[AlertView]:
+        """Alerts pending, firing, or resolved a short while ago: firing first."""
+        ...
+
 
 class HistorySource(Protocol):
     """The stored history, as the API reads it."""
@@ -90,6 +98,22 @@ class HistorySource(Protocol):
 
     def cluster_series(self, metric: str, since: float, step: float, now: float) -> list[Point]:
         """METRIC over all nodes since SINCE, per STEP seconds."""
+        ...
+
+
+class SilenceStore(Protocol):
+    """The silences, as the API keeps them."""
+
+    def add(self, request: SilenceRequest, now: float) -> SilenceView:
+        """A new silence from NOW (ValueError when there are too many)."""
+        ...
+
+    def expire(self, silence_id: str, now: float) -> SilenceView | None:
+        """End a silence at NOW; None if there is no such silence."""
+        ...
+
+    def views(self, now: float) -> list[SilenceView]:
+        """Every silence, active ones first."""
         ...
 
 
@@ -185,8 +209,15 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
         return source.health_view()
 
     @routes.get(
+        "/api/alerts",
+        summary="Alerts pending, firing or resolved lately: firing first, then by severity",
+    )
+    def alerts() -> list[AlertView]:
+        return source.alert_views()
+
+    @routes.get(
         "/api/events",
-        summary="Server-sent events: snapshot, nodes, change, stats",
+        summary="Server-sent events: snapshot, nodes, change, alert, stats",
         response_class=EventStream,
         response_model=None,
         responses={
@@ -194,8 +225,9 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
                 "model": Snapshot,
                 "description": "server-sent events: first `snapshot` (a Snapshot, as here), "
                 "then `nodes` (a list of the NodeViews that changed, every 100 ms), `change` "
-                "(a Change) and `stats` (a Stats, every second); a viewer that falls 2 s "
-                "behind gets a fresh `snapshot`; one that stops reading is dropped",
+                "(a Change), `alert` (an AlertView that fired or resolved) and `stats` (a "
+                "Stats, every second); a viewer that falls 2 s behind gets a fresh "
+                "`snapshot`; one that stops reading is dropped",
             },
             503: {"description": "as many viewers as the master takes are watching"},
         },
@@ -207,6 +239,48 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
                 "too many viewers: try again later", 503, headers={"Retry-After": "10"}
             )
         return StreamResponse(stream, on_close=source.leave)
+
+    return routes
+
+
+def silences_router(silences: SilenceStore, token: str) -> APIRouter:
+    """The silences: anyone reads them; adding and ending one needs the admin TOKEN."""
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+    # async: on the event loop, where the notifier reads them
+    routes = APIRouter()
+
+    @routes.get("/api/silences", summary="Silences: active ones first, then those ended lately")
+    async def list_silences() -> list[SilenceView]:
+        return silences.views(time.time())
+
+    @routes.post(
+        "/api/silences",
+        summary="Silence the alerts of some rules on some nodes for a while (admin token)",
+        dependencies=[Depends(admin)],
+    )
+    async def add_silence(request: SilenceRequest) -> SilenceView:
+        try:
+            return silences.add(request, time.time())
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+
+    @routes.delete(
+        "/api/silences/{silence_id}",
+        summary="End a silence now (admin token)",
+        dependencies=[Depends(admin)],
+    )
+    async def end_silence(silence_id: str) -> SilenceView:
+        ended = silences.expire(silence_id, time.time())
+        if ended is None:
+            raise HTTPException(404, f"no silence '{silence_id[:40]}'")
+        return ended
 
     return routes
 

@@ -24,7 +24,7 @@ from bramble.master.views import HealthView, PartView
 
 log = logging.getLogger(__name__)
 
-PARTS = ("collector", "flusher", "ticker", "history", "jobs")
+PARTS = ("collector", "flusher", "ticker", "history", "jobs", "notifier")
 LOOPS = ("flusher", "ticker")
 """Parts that run rounds on their own: one that stops coming round is not working."""
 LOG_EVERY = 60.0
@@ -116,6 +116,11 @@ class Health:
                       exc_info=error)  # fmt: skip
         else:
             log.warning("%s still failing: %s (%d errors so far)", part, detail, state.errors)
+
+    def works(self, part: str) -> bool:
+        """Whether PART's last round went well."""
+        with self._lock:
+            return self._parts[part].ok
 
     def view(self) -> HealthView:
         """Each part: whether it works, why not, errors so far, since when."""

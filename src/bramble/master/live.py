@@ -22,13 +22,15 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from bramble.master import limits
+from bramble.master.alerts import Alerts, readings
 from bramble.master.collector import Stats as Counts
 from bramble.master.events import Hub
 from bramble.master.health import Health
 from bramble.master.history import HistoryReader, HistoryWriter, Row
-from bramble.master.nodes import NodeState, NodeTable
+from bramble.master.nodes import DOWN, NodeState, NodeTable
 from bramble.master.replay import ReplayStore, Window
-from bramble.master.views import Change, HealthView, NodeView, Snapshot, Stats
+from bramble.master.silences import Silences
+from bramble.master.views import AlertView, Change, HealthView, NodeView, Snapshot, Stats
 from bramble.telemetry.metrics import stored_values, values
 from bramble.telemetry.wire import Sample
 
@@ -55,6 +57,8 @@ class Live:
         *,
         health: Health | None = None,
         replay: ReplayStore | None = None,
+        alerts: Alerts | None = None,
+        silences: Silences | None = None,
         max_viewers: int = MAX_VIEWERS,
     ) -> None:
         self.table = table
@@ -76,6 +80,11 @@ class Live:
         # Told every change as it is published, on the loop; each must return at once (the
         # jobs service's liveness follower queues what it needs).
         self.listeners: list[Callable[[list[Change]], None]] = []
+        self.alerts = alerts
+        self.silences = silences
+        # Told every alert that fires or resolves, on the loop; each must return at once.
+        self.alert_listeners: list[Callable[[list[AlertView]], None]] = []
+        self._wakes: dict[int, asyncio.TimerHandle] = {}  # alert tests due, by 50 ms
 
     # --- on the loop's side ---------------------------------------------------------------
 
@@ -95,6 +104,9 @@ class Live:
 
     async def close(self) -> None:
         """Stop the tasks, hand history the rows not yet written, save the replay windows."""
+        for handle in self._wakes.values():
+            handle.cancel()
+        self._wakes.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -125,6 +137,54 @@ class Live:
         self._samples[key] = (state.last_ts, state.sample, state.net_rx, state.net_tx)
         if state.signed:
             self._moved.add(state.name)
+        alerts = self.alerts
+        if alerts is not None:
+            # the sender's clock against ours when it arrived (a signed sender's is checked)
+            offset = state.last_ts - state.last_seen if state.signed else None
+            seen = readings(state.sample, state.net_rx, state.net_tx, alerts.metrics,
+                            clock_offset=offset)  # fmt: skip
+            with self.lock:
+                told = alerts.observe(state.name, seen, state.last_seen)
+                due = alerts.next_change(state.name)
+            if told:
+                self._alerted(told)
+            if due is not None:
+                self._wake_at(due)
+
+    def _wake_at(self, when: float) -> None:
+        """Test the alerts again at WHEN (epoch seconds), not at the next tick: a pending
+        alert fires as its `for` ends. One wake-up per 50 ms at most."""
+        bucket = round(when * 20)
+        if bucket in self._wakes:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop: the ticker will do
+            return
+        delay = max(0.0, when - time.time()) + 0.001
+        self._wakes[bucket] = loop.call_later(delay, self._woken, bucket)
+
+    def _woken(self, bucket: int) -> None:
+        self._wakes.pop(bucket, None)
+        if self.alerts is None:
+            return
+        try:
+            self._tick_alerts(self.alerts, time.time())
+        except Exception as exc:
+            self.health.failed("ticker", exc)
+
+    def _alerted(self, told: list[AlertView]) -> None:
+        """Alerts that fired or resolved: to the event stream, the log and the listeners."""
+        told = self._mark_silenced(told)
+        for alert in told:
+            self.hub.publish("alert", alert)
+            log.info("alert %s on %s: %s (%s)", alert.rule, alert.node, alert.state,
+                     alert.condition)  # fmt: skip
+        for listener in self.alert_listeners:
+            try:
+                listener(told)
+            except Exception:  # a listener's bug must not stop the live view
+                log.exception("an alert listener failed")
 
     def on_changes(self, changes: list[Change]) -> None:
         """The collector's news (a node joined, came back, rebooted): told at the next flush."""
@@ -168,6 +228,8 @@ class Live:
         if changes:
             self._publish(changes)
             self.writer.put([], changes)
+        if self.alerts is not None:
+            self._tick_alerts(self.alerts, now)
         if now - self._last_second >= 1.0:
             self._last_second = now
             self.counts.mark(now)
@@ -175,6 +237,37 @@ class Live:
             self.hub.publish("stats", self.stats())
             self.writer.put(self._history_rows(), [])
             self._save_windows()
+
+    def _tick_alerts(self, alerts: Alerts, now: float) -> None:
+        """Time passes for the alerts: pending ones reach their `for`, down nodes fire, nodes
+        gone from the table resolve theirs, the master's own signals are tested."""
+        master = {"history_stopped": 0.0 if self.health.works("history") else 1.0}
+        with self.lock:
+            nodes = self.table.nodes
+            down = [s.name for s in nodes.values() if s.status == DOWN]
+            told = []
+            for gone in alerts.nodes() - nodes.keys() - {alerts.master}:
+                told += alerts.forget(gone, now)
+            told += alerts.tick(now, down, master)
+        if told:
+            self._alerted(told)
+
+    def alert_views(self) -> list[AlertView]:
+        """Every alert pending, firing or resolved a short while ago."""
+        if self.alerts is None:
+            return []
+        with self.lock:
+            views = self.alerts.views()
+        return self._mark_silenced(views)
+
+    def _mark_silenced(self, views: list[AlertView]) -> list[AlertView]:
+        silences, now = self.silences, time.time()
+        if silences is None:
+            return views
+        return [
+            v.model_copy(update={"silenced": True}) if silences.matches(v, now) else v
+            for v in views
+        ]
 
     def _collector_health(self) -> None:
         """The collector works again once a while has passed with no internal error."""
@@ -248,7 +341,10 @@ class Live:
         """What a new event-stream viewer gets first."""
         # built from values made here, so not validated again (a snapshot of 1,000 nodes)
         return Snapshot.model_construct(
-            nodes=self.nodes(), stats=self.stats(), changes=list(self.recent)[::-1]
+            nodes=self.nodes(),
+            stats=self.stats(),
+            changes=list(self.recent)[::-1],
+            alerts=self.alert_views(),
         )
 
     def events(self) -> AsyncIterator[bytes] | None:

@@ -1,8 +1,9 @@
 """`bramble master`, assembled in one place: every part created here, started in order and
 closed in reverse by the app's lifespan.
 
-    history (SQLite)  ->  its writer thread  ->  its reader  ->  the live view's tasks
-        ->  the collector on the telemetry socket  ->  the jobs service
+    history (SQLite)  ->  its writer thread  ->  its reader  ->  the silences  ->  the live
+        view's tasks  ->  the notifier and the Alertmanager push  ->  the collector on the
+        telemetry socket  ->  the jobs service
 
 The node table, the live view (with its event hub), the collector and the app are plain
 objects made in `Master.__init__`, which opens nothing; the lifespan opens files, sockets and
@@ -31,12 +32,16 @@ from bramble import __version__
 from bramble.errors import BrambleError
 from bramble.master import api, limits, prometheus
 from bramble.master.address import check_listen
+from bramble.master.alertmanager import AlertmanagerPush
+from bramble.master.alerts import Alerts, rules
 from bramble.master.collector import Collector, Stats, open_socket
 from bramble.master.health import Health
 from bramble.master.history import History, HistoryReader, HistoryWriter
 from bramble.master.live import Live
 from bramble.master.nodes import NodeTable
+from bramble.master.notifier import Notifier
 from bramble.master.replay import ReplayStore
+from bramble.master.silences import Silences
 
 if TYPE_CHECKING:
     from bramble.cluster import Cluster
@@ -89,6 +94,7 @@ class Master:
         self.reader = HistoryReader(db_path, self.history.keep)
         self.replay = ReplayStore(db_path.with_name("replay.db"))
         self.counts = Stats()
+        self.silences = Silences(db_path.with_name("silences.json"))
         self.live = Live(
             self.table,
             self.lock,
@@ -97,7 +103,19 @@ class Master:
             self.reader,
             health=self.health,
             replay=self.replay,
+            alerts=Alerts(rules(spec), master=spec.master.name),
+            silences=self.silences,
         )
+        self.notifier = Notifier(spec.alerting, cluster.master_url, self.silences, self.health)
+        self.live.alert_listeners.append(self.notifier.alerts)
+        self.alertmanager = AlertmanagerPush(
+            spec.alerting.alertmanagers,
+            cluster.master_url,
+            self.live.alert_views,
+            self.health,
+            timeout=spec.alerting.timeout,
+        )
+        self.live.alert_listeners.append(self.alertmanager.alerts)
         self.collector = Collector(
             self.table,
             self.lock,
@@ -140,8 +158,13 @@ class Master:
                 known = {}  # the history cannot be read: health says so; nodes are new
             with self.lock:
                 self.table.known = known
+            self.silences.load()
             self.live.start()
             parts.push_async_callback(self.live.close)
+            self.notifier.start()
+            parts.push_async_callback(self.notifier.close)
+            self.alertmanager.start()
+            parts.push_async_callback(self.alertmanager.close)
             await self.collector.start(self.telemetry())
             parts.callback(self.collector.close)
             if self.run_jobs:
@@ -242,6 +265,7 @@ def create_app(master: Master) -> FastAPI:
         lifespan=master.lifespan,
     )
     app.include_router(api.router(master.live, master.reader))
+    app.include_router(api.silences_router(master.silences, master.cluster.secrets().admin_token))
     app.include_router(prometheus.router(master.live))
     app.include_router(jobs_router)
     app.include_router(software_router(Path(master.cluster.spec.software.wheels_dir)))

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from bramble.master.views import HealthView
+from bramble.master.views import AlertView, HealthView
 from bramble.telemetry.metrics import EXPORTED
 
 
@@ -37,6 +37,10 @@ class Source(Protocol):
 
     def refused(self) -> Mapping[str, int]:
         """HTTP requests refused, by reason."""
+        ...
+
+    def alert_views(self) -> list[AlertView]:
+        """Alerts pending, firing, or resolved lately."""
         ...
 
 
@@ -65,6 +69,15 @@ class _NodeCollector(Collector):
                 if values is not None:
                     family.add_metric([name], float(values[metric.name]))
             yield family
+        alerts = GaugeMetricFamily(
+            "ALERTS",
+            "1 for each alert pending or firing, as Prometheus's own rules export them",
+            labels=["alertname", "alertstate", "node", "severity"],
+        )
+        for alert in self.source.alert_views():
+            if alert.state != "resolved":
+                alerts.add_metric([alert.rule, alert.state, alert.node, alert.severity], 1.0)
+        yield alerts
         health = self.source.health_view()
         works = GaugeMetricFamily(
             "bramble_part_up", "1 if this part of the master works (see /api/health)",

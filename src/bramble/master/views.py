@@ -15,8 +15,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic needs it, not typing's, before Python 3.12
 
+from bramble.spec.models import Severity
+
 Status = Literal["up", "stale", "down"]
 ChangeKind = Literal["new", "up", "stale", "down", "rebooted"]
+AlertState = Literal["pending", "firing", "resolved"]
 Point = tuple[float, float]
 """One point of a series: (bucket start, epoch seconds; the mean value in that bucket)."""
 
@@ -123,12 +126,49 @@ class HealthView(_View):
     parts: dict[str, PartView]
 
 
+class AlertView(_View):
+    """One alert: a rule whose condition holds (or held) on a node."""
+
+    rule: str = Field(description="the rule's name (Alertmanager's `alertname`)")
+    node: str
+    severity: Severity
+    state: AlertState = Field(description="pending (waiting for `for`), firing or resolved")
+    condition: str = Field(description="what the rule tests: 'cputemp > 80'")
+    value: float | None = Field(description="the metric's last value that held the condition")
+    summary: str
+    active_at: float = Field(description="when the condition began to hold, epoch seconds")
+    fired_at: float | None = Field(description="when it began firing, if it did")
+    resolved_at: float | None = Field(description="when it resolved, if it did")
+    fingerprint: str = Field(description="identifies the alert (its rule and node)")
+    silenced: bool = Field(default=False, description="whether a silence matches it")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Its labels, as Alertmanager and /metrics name them."""
+        return {"alertname": self.rule, "node": self.node, "severity": self.severity}
+
+
+class SilenceView(_View):
+    """A silence: while active, the alerts it matches are not notified (and shown silenced)."""
+
+    id: str
+    rule: str = Field(description="the rules it silences: a name, or a pattern such as 'disk_*'")
+    node: str = Field(description="the nodes it silences: a name, or a pattern such as 'node-*'")
+    starts_at: float = Field(description="epoch seconds")
+    ends_at: float = Field(description="epoch seconds")
+    comment: str
+    active: bool = Field(description="whether it silences now")
+
+
 class Snapshot(_View):
     """The first event of the stream, and again after a viewer fell behind: everything."""
 
     nodes: list[NodeView]
     stats: Stats
     changes: list[Change] = Field(description="the newest changes, newest first")
+    alerts: list[AlertView] = Field(
+        default=[], description="alerts pending, firing or resolved lately (as /api/alerts)"
+    )
 
 
 class NodeSeries(_View):

@@ -19,6 +19,7 @@ from bramble.spec.load import (
     secrets_path,
 )
 from bramble.spec.models import (
+    BUILTIN_ALERTS,
     MAX_HOST,
     MAX_INTERVAL,
     MAX_TELEMETRY_KEY,
@@ -26,6 +27,8 @@ from bramble.spec.models import (
     SECRETS_NAME,
     SPEC_NAME,
     SYSTEM_SPEC,
+    AlertingSpec,
+    AlertRuleSpec,
     DashboardSpec,
     HistorySpec,
     JobsSpec,
@@ -40,6 +43,7 @@ from bramble.spec.models import (
 )
 
 __all__ = [
+    "BUILTIN_ALERTS",
     "MAX_HOST",
     "MAX_INTERVAL",
     "MAX_TELEMETRY_KEY",
@@ -47,6 +51,8 @@ __all__ = [
     "SECRETS_NAME",
     "SPEC_NAME",
     "SYSTEM_SPEC",
+    "AlertRuleSpec",
+    "AlertingSpec",
     "DashboardSpec",
     "HistorySpec",
     "JobsSpec",

@@ -12,7 +12,8 @@ from ipaddress import IPv4Address
 from pydantic import ValidationError
 
 from bramble.spec.locate import key_path, model_at
-from bramble.spec.models import Spec
+from bramble.spec.models import BUILTIN_ALERTS, Spec
+from bramble.telemetry.metrics import BY_NAME, CONDITIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,7 @@ def pydantic_problems(error: ValidationError) -> Iterator[Problem]:
         key = key_path(loc)
         if item["type"] == "extra_forbidden":
             parent = model_at(loc[:-1])
-            allowed = sorted(parent.model_fields) if parent else []
+            allowed = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             fix = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
             yield Problem(key, "unknown key", fix)
@@ -159,3 +160,37 @@ def semantic_problems(spec: Spec) -> Iterator[Problem]:
                 "mount each share at its own place",
             )
         mounts.add(share.mount)
+
+    yield from alert_problems(spec)
+
+
+def alert_problems(spec: Spec) -> Iterator[Problem]:
+    """Rules naming a metric that does not exist, missing what they need, or named twice."""
+    builtin = {rule.name for rule in BUILTIN_ALERTS}
+    known = sorted({*BY_NAME, *CONDITIONS})
+    seen: dict[str, str] = {}
+    for index, rule in enumerate(spec.alerts):
+        here = f"alerts[{index}]"
+        if rule.name in seen:
+            yield Problem(
+                f"{here}.name",
+                f"duplicate rule '{rule.name}' (also {seen[rule.name]})",
+                "give every rule its own name",
+            )
+        seen.setdefault(rule.name, f"{here}.name")
+        if rule.metric is not None and rule.metric not in known:
+            close = difflib.get_close_matches(rule.metric, known, n=1)
+            yield Problem(
+                f"{here}.metric",
+                f"unknown metric '{rule.metric}'",
+                f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(known)}",
+            )
+        if rule.name not in builtin:
+            for key in ("metric", "threshold"):
+                if getattr(rule, key) is None:
+                    yield Problem(
+                        f"{here}.{key}",
+                        f"is required (rule '{rule.name}' is not a built-in one)",
+                        f"add '{key} = ...', or name a built-in rule to change it: "
+                        f"{', '.join(sorted(builtin))}",
+                    )

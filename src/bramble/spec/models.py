@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 SPEC_NAME = "bramble.toml"
 SECRETS_NAME = "bramble.secrets.toml"
@@ -293,6 +293,143 @@ class SoftwareSpec(_Model):
         return check_path(value) if isinstance(value, str) else value
 
 
+_SECONDS_RE = re.compile(r"^(\d{1,9}(\.\d{1,6})?)\s*(ms|s|m|h|d)?$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_SECONDS = 366 * 86400
+
+
+def _seconds(value: object) -> object:
+    """A duration as seconds: a number, or text such as '90s', '5m', '1.5h', '2d'."""
+    if isinstance(value, bool):
+        raise ValueError("is a duration: a number of seconds, or text such as '30s' or '5m'")
+    if isinstance(value, str):
+        match = _SECONDS_RE.match(value.strip())
+        if not match:
+            raise ValueError(
+                f"{value[:40]!r} is not a duration: write a number of seconds, or a number "
+                "with a unit (ms, s, m, h, d) such as '30s' or '5m'"
+            )
+        value = float(match.group(1)) * _UNIT_SECONDS[match.group(3) or "s"]
+    if isinstance(value, int | float) and not 0 <= value <= MAX_SECONDS:
+        raise ValueError(f"must be from 0 to {MAX_SECONDS} seconds (a year)")
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+"""A duration in the spec: a number of seconds, or text with a unit ('30s', '5m', '2h')."""
+
+_RULE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_GLOB_RE = re.compile(r"^[A-Za-z0-9_.*?\[\]!-]{1,253}$")
+Severity = Literal["info", "warning", "critical"]
+Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
+
+
+class AlertRuleSpec(_Model):
+    """One alerting rule: when METRIC compared (OP) with THRESHOLD holds on a node for FOR
+    seconds, the alert fires; it resolves once the comparison has not held for
+    KEEP_FIRING_FOR seconds (0: at once). A rule named like a built-in one replaces it, taking
+    the keys it leaves out from it; `enabled = false` turns a rule off."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False,
+                              populate_by_name=True)  # fmt: skip
+
+    name: str
+    metric: str | None = None
+    op: Comparison | None = None
+    threshold: float | None = None
+    for_: Seconds | None = Field(default=None, alias="for")
+    keep_firing_for: Seconds | None = None
+    severity: Severity | None = None
+    nodes: str | None = None
+    summary: str | None = None
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _RULE_NAME_RE.match(value):
+            raise ValueError(
+                f"{value[:80]!r} is not a rule name: lower-case letters, digits and '_', "
+                "starting with a letter, at most 63 (such as 'temperature_high')"
+            )
+        return value
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, value: str | None) -> str | None:
+        if value is not None and not _GLOB_RE.match(value):
+            raise ValueError(
+                f"{value[:80]!r} is not a pattern of node names: letters, digits, '-', '.' "
+                "and the wildcards '*', '?', '[...]', such as 'node-*'"
+            )
+        return value
+
+
+def _builtin(name: str, metric: str, op: str, threshold: float, wait: float, severity: str,
+             summary: str) -> AlertRuleSpec:  # fmt: skip
+    return AlertRuleSpec.model_validate(
+        {"name": name, "metric": metric, "op": op, "threshold": threshold, "for": wait,
+         "keep_firing_for": 0, "severity": severity, "nodes": "*", "summary": summary}
+    )  # fmt: skip
+
+
+BUILTIN_ALERTS: tuple[AlertRuleSpec, ...] = (
+    _builtin("node_down", "down", "==", 1, 0, "critical",
+             "the node stopped sending its heartbeat"),
+    _builtin("temperature_high", "cputemp", ">", 80, 60, "warning",
+             "the CPU is hot: it will throttle soon"),
+    _builtin("memory_full", "mem_used_percent", ">", 95, 60, "warning",
+             "memory is nearly all in use"),
+    _builtin("disk_full", "disk_used_percent", ">", 90, 300, "warning",
+             "the root filesystem is nearly full"),
+    _builtin("clock_offset", "clock_offset", ">", 1, 60, "warning",
+             "the clock of the node is more than a second off the master (no RTC, no NTP?)"),
+    _builtin("history_stopped", "history_stopped", "==", 1, 30, "critical",
+             "the master cannot write its history (disk full or read-only?)"),
+)  # fmt: skip
+"""The rules on with no configuration (`[alerting] defaults = false` turns them all off)."""
+
+
+class AlertingSpec(_Model):
+    """Where alerts are sent, and how often: Alertmanager's grouping (alerts of one rule are
+    one notification; the first after GROUP_WAIT, changes at most every GROUP_INTERVAL, the
+    same firing alerts again every REPEAT_INTERVAL) for the WEBHOOKS and the COMMAND; every
+    change at once, and all alerts every minute, to ALERTMANAGERS (their base URLs: the
+    alerts go to `/api/v2/alerts`, as Prometheus sends them)."""
+
+    defaults: bool = True
+    webhooks: list[str] = Field(default_factory=list)
+    command: list[str] = Field(default_factory=list)
+    alertmanagers: list[str] = Field(default_factory=list)
+    group_wait: Seconds = 10.0
+    group_interval: Seconds = 60.0
+    repeat_interval: Seconds = 4 * 3600.0
+    timeout: Seconds = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("webhooks", "alertmanagers")
+    @classmethod
+    def _webhooks(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_UNICAST:
+            raise ValueError(f"{len(value)} URLs; at most {MAX_UNICAST}")
+        for url in value:
+            if not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+                raise ValueError(
+                    f"{url[:80]!r} is not an http:// or https:// URL, such as "
+                    "'http://alertmanager:9093/api/v2/alerts'"
+                )
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str]) -> list[str]:
+        if value and not value[0].startswith("/"):
+            raise ValueError(
+                f"{value[0][:80]!r} is not an absolute path: the command's program, such as "
+                "['/usr/local/bin/notify', '--to', 'ops']"
+            )
+        return value
+
+
 class Spec(_Model):
     """A whole cluster, as written in `bramble.toml`."""
 
@@ -305,6 +442,8 @@ class Spec(_Model):
     history: HistorySpec = Field(default_factory=HistorySpec)
     jobs: JobsSpec = Field(default_factory=JobsSpec)
     software: SoftwareSpec = Field(default_factory=SoftwareSpec)
+    alerting: AlertingSpec = Field(default_factory=AlertingSpec)
+    alerts: list[AlertRuleSpec] = Field(default_factory=list, max_length=256)
 
     @property
     def dashboard_bind(self) -> str:

@@ -38,6 +38,10 @@ def _available(sample: Sample) -> int:
     return mem.get("MemAvailable", mem.get("MemFree", 0))
 
 
+def _percent(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole > 0 else 0.0
+
+
 # History's columns are the stored metrics in this order: add new ones at the end.
 METRICS: tuple[Metric, ...] = (
     Metric("cpuusage", "ratio", "CPU busy fraction over the last interval",
@@ -69,7 +73,22 @@ METRICS: tuple[Metric, ...] = (
            lambda s, rx, tx: tx, "sum", prometheus="network_transmit_bytes_per_second"),
     Metric("uptime", "s", "seconds since boot",
            lambda s, rx, tx: s.uptime, "max", stored=False, prometheus="uptime_seconds"),
+    Metric("mem_used_percent", "%", "memory in use, per cent of MemTotal (0 when unknown)",
+           lambda s, rx, tx: _percent(s.meminfo.get("MemTotal", 0) - _available(s),
+                                      s.meminfo.get("MemTotal", 0)), "mean", stored=False),
+    Metric("disk_used_percent", "%", "root filesystem used, per cent of its size (0 when "
+           "unknown)", lambda s, rx, tx: _percent(s.disk.get("used", 0), s.disk.get("total", 0)),
+           "mean", stored=False),
 )  # fmt: skip
+
+CONDITIONS: dict[str, str] = {
+    "down": "1 while the node is down (no heartbeat for `down_after` intervals), else 0",
+    "clock_offset": "seconds between the node's clock and the master's, from its datagrams",
+    "history_stopped": "1 while the master cannot write its history, else 0 (the master only)",
+}
+"""What alert rules can test besides the metrics: signals the master derives itself."""
+ABSENT_AT_ZERO = frozenset({"cputemp", "cpufreq", "mem_used_percent", "disk_used_percent"})
+"""Metrics whose 0 means the node does not report them: an alert rule never sees them then."""
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 STORED: tuple[Metric, ...] = tuple(m for m in METRICS if m.stored)

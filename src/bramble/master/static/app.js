@@ -10,7 +10,9 @@ const state = {
   offset: 0,             // server clock minus ours, seconds
   live: false,
   changes: [],
+  alerts: new Map(),     // fingerprint -> AlertView (firing ones; see takeAlert)
 };
+const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
 const REBOOT_BADGE_FOR = 900;   // seconds a "rebooted" badge stays on a card
 const $ = (id) => document.getElementById(id);
 let detail = null;               // the detail module, loaded on first use
@@ -44,7 +46,9 @@ function makeCard(name) {
   const unsigned = el("span", "badge unsigned", "unsigned");
   unsigned.title = "legacy sender: its datagrams are not signed, anyone on the LAN could send them";
   unsigned.hidden = true;
-  head.append(el("span", "name", name), badge, reboot, unsigned);
+  const alerting = el("span", "badge alert", "alert");
+  alerting.hidden = true;
+  head.append(el("span", "name", name), badge, reboot, unsigned, alerting);
   const vals = el("div", "vals");
   const row = el("div", "gauge-row");
   const gauge = el("div", "gauge");
@@ -58,7 +62,7 @@ function makeCard(name) {
   coresBox.append(cores, el("span", "barlabel", "per core"));
   row.append(gauge, coresBox);
   const kv = el("dl", "kv");
-  const refs = { badge, reboot, unsigned, gauge, gaugeText, cores, coreBars: [], seen: null };
+  const refs = { badge, reboot, unsigned, alerting, gauge, gaugeText, cores, coreBars: [], seen: null };
   for (const [key, label] of [["temp", "temp"], ["freq", "freq"], ["load", "load"],
     ["mem", "memory"], ["net", "net in / out"], ["uptime", "uptime"]]) {
     const dd = el("dd", `v-${key}`, "–");
@@ -156,7 +160,7 @@ function visible(node) {
   const text = $("filter").value.trim().toLowerCase();
   const wanted = $("status-filter").value;
   if (text && !node.name.toLowerCase().includes(text)) return false;
-  if (wanted === "problem") return node.status !== "up";
+  if (wanted === "problem") return node.status !== "up" || alertsOf(node.name).length > 0;
   return !wanted || node.status === wanted;
 }
 
@@ -214,12 +218,90 @@ function applyNodes(views) {
     if (!card) {
       card = makeCard(view.name);
       state.cards.set(view.name, card);
+      if (state.alerts.size) queueMicrotask(renderAlerts);
     }
     updateCard(card, view);
   }
   layout();
   summary();
   if (detail) detail.onNodes(views);
+}
+
+// --- alerts: a banner for the firing ones, a badge on each card that has any ----------------
+function alertsOf(name) {
+  return [...state.alerts.values()].filter((a) => a.node === name);
+}
+
+function worst(alerts) {
+  return alerts.reduce((w, a) => (SEVERITY_RANK[a.severity] < SEVERITY_RANK[w] ? a.severity : w),
+    "info");
+}
+
+function takeAlert(alert) {
+  if (alert.state === "firing") state.alerts.set(alert.fingerprint, alert);
+  else state.alerts.delete(alert.fingerprint);
+}
+
+function renderAlerts() {
+  const firing = [...state.alerts.values()].sort((a, b) =>
+    SEVERITY_RANK[a.severity] - SEVERITY_RANK[b.severity] || byName(
+      { name: a.node }, { name: b.node }));
+  const loud = firing.filter((a) => !a.silenced);
+  const quiet = firing.length - loud.length;
+  const banner = $("alerts");
+  banner.hidden = loud.length === 0;
+  banner.className = `banner alerts ${worst(loud)}`;
+  const parts = [el("span", null,
+    `${loud.length} alert${loud.length === 1 ? "" : "s"} firing: `)];
+  loud.slice(0, 5).forEach((a, i) => {
+    const item = el("span", "alert-item", `${a.rule} on ${a.node} (${a.condition})`);
+    const mute = el("button", "silence", "silence 1 h");
+    mute.type = "button";
+    mute.title = `stop notifications of ${a.rule} on ${a.node} for an hour (admin token)`;
+    mute.addEventListener("click", () => silence(a));
+    parts.push(...(i ? [el("span", null, "; ")] : []), item, mute);
+  });
+  if (loud.length > 5) parts.push(el("span", null, `; and ${loud.length - 5} more`));
+  if (quiet) parts.push(el("span", "quiet", ` (${quiet} silenced)`));
+  banner.replaceChildren(...(loud.length ? parts : []));
+  for (const [name, card] of state.cards) {
+    const mine = alertsOf(name);
+    const badge = card.refs.alerting;
+    badge.hidden = mine.length === 0;
+    if (!mine.length) continue;
+    const muted = mine.every((a) => a.silenced);
+    badge.className = `badge alert ${worst(mine)}${muted ? " silenced" : ""}`;
+    badge.textContent = mine.length === 1 ? mine[0].rule.replace(/_/g, " ") : `${mine.length} alerts`;
+    badge.title = mine.map((a) => `${a.severity}: ${a.rule} (${a.condition}) ${a.summary}` +
+      (a.silenced ? " [silenced]" : "")).join("\n");
+  }
+}
+
+// Silencing needs the admin token: asked once, kept for this tab only (sessionStorage).
+const TOKEN_KEY = "bramble-admin-token";
+async function silence(alert) {
+  let token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    token = prompt("Admin token ([admin] token in bramble.secrets.toml) to silence alerts:");
+    if (!token) return;
+  }
+  const response = await fetch("/api/silences", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token.trim()}` },
+    body: JSON.stringify({ rule: alert.rule, node: alert.node, duration: "1h",
+      comment: "from the dashboard" }),
+  });
+  if (!response.ok) {
+    if (response.status === 401) sessionStorage.removeItem(TOKEN_KEY);
+    window.alert(response.status === 401 ? "That is not the admin token."
+      : `Could not silence: HTTP ${response.status}`);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token.trim());
+  const alerts = await fetch("/api/alerts").then((r) => r.json());
+  state.alerts.clear();
+  for (const a of alerts) takeAlert(a);
+  renderAlerts();
 }
 
 // --- events list -------------------------------------------------------------------------
@@ -285,11 +367,19 @@ function connect() {
       }
     }
     applyNodes(snap.nodes);
+    state.alerts.clear();
+    for (const alert of snap.alerts || []) takeAlert(alert);
+    renderAlerts();
     state.changes = snap.changes || [];
     renderChanges();
     refreshClusterCharts();
   });
   source.addEventListener("nodes", (e) => applyNodes(JSON.parse(e.data)));
+  source.addEventListener("alert", (e) => {
+    takeAlert(JSON.parse(e.data));
+    renderAlerts();
+    layout();
+  });
   source.addEventListener("change", (e) => {
     state.changes.unshift(JSON.parse(e.data));
     state.changes.length = Math.min(state.changes.length, 200);
