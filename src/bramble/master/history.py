@@ -1,26 +1,34 @@
-"""The history store: every metric of every node in SQLite, downsampled so it stays bounded.
+"""The history store: every sample of every node, kept in memory for a while, then written
+to SQLite as compressed blocks (`bramble.tsdb.codec`), so an SD card sees few writes.
 
-Three tiers: `raw` keeps at most one row per node per second for `raw_hours`; `minute` and
-`hour` keep averages for `minute_days` and `hour_days`. A year of 1 Hz data from 50 nodes
-with the defaults is at most 50 x (24 x 3600 + 30 x 1440 + 365 x 24) = 6.9 million rows;
-at about 135 bytes per row on disk (four cores per node, primary key and ts index included)
-that is about 0.9 GB.
+Samples accepted by the collector go to the *head*, in memory, one row per sample (its time
+in milliseconds, the stored metrics and per-core usage as integers at each metric's scale).
+Every `flush_seconds` the head is written as one block per node, in one SQLite transaction
+(WAL) that also rolls finished minutes and hours up into their tiers, drops what has expired
+and keeps the store within `max_bytes`. A kill -9 or a power cut loses at most the head,
+never the database; a clean stop flushes it.
+
+Three tiers, each a set of blocks: `raw` keeps every sample for `raw_hours`, `minute` and
+`hour` keep averages for `minute_days` and `hour_days`. Minute blocks are merged into one per
+node and hour once that hour is rolled up, hour blocks into one per node and day.
 
 `History` is used from one thread (`HistoryWriter`'s, off the event loop); `HistoryReader`
-has a read connection of its own, which WAL lets run beside the writer. Each opens its
-database in `open()`, not in its constructor, and closes it in `close()`.
+reads on a connection of its own, beside the writer (WAL), and sees the head through the
+store it is given. Each opens its database in `open()`, not in its constructor.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 from bramble.files import private_database
@@ -28,30 +36,104 @@ from bramble.master.health import Health
 from bramble.master.views import Change, Point
 from bramble.telemetry.metrics import BY_NAME, STORED, stored_values
 from bramble.telemetry.wire import Sample
+from bramble.tsdb.codec import Block, BlockError, encode_block, quantize
 
 log = logging.getLogger(__name__)
 Row = tuple[str, float, tuple[float, ...], tuple[float, ...]]
-"""One history row: node, its sample's time, the stored metrics' values, per-core usage."""
-ROLL_UP_EVERY = 60.0
+"""One sample for history: node, its time (epoch seconds), the stored metrics' values,
+per-core usage."""
+Rows = list[tuple[int, tuple[int, ...]]]
+"""A node's rows as stored: time in ms, then the columns as scaled integers."""
 
 COLUMNS = tuple(m.name for m in STORED)
-"""The history columns: the registry's stored metrics, in its order (the tables' schema)."""
+"""The block columns: the registry's stored metrics in its order, then one per core."""
+SCALES = tuple(m.scale for m in STORED)
+CORE_SCALE = BY_NAME["cpuusage"].scale
 TIERS = (("raw", 1), ("minute", 60), ("hour", 3600))
+TIER_ID = {name: i for i, (name, _) in enumerate(TIERS)}
+MERGE = {"minute": 3600, "hour": 86400}
+"""A tier's blocks are merged into one per node over this many seconds, once rolled up."""
+GRACE = 5.0
+"""Seconds a late datagram has before its minute is rolled up."""
 MAX_POINTS = 2000
-_COMBINE = {"sum": "SUM", "mean": "AVG", "max": "MAX"}
+MAX_BLOCK_ROWS = 4096
+MAX_HEAD = 2_000_000
+"""Rows the head holds at most (a disk that fails for long): past it new rows are dropped."""
+_MS = 1000
 
 
 def metric_row(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
-    """The column values of one sample, in COLUMNS order."""
+    """The stored metrics of one sample, in COLUMNS order."""
     return stored_values(sample, net_rx, net_tx)
 
 
-def _schema(tier: str) -> str:
-    cols = ", ".join(f"{c} REAL" for c in COLUMNS)
+def scale_of(column: int) -> int:
+    """The scale of block column COLUMN (a metric, or a core past them)."""
+    return SCALES[column] if column < len(SCALES) else CORE_SCALE
+
+
+def _column(metric: str) -> int:
+    """The block column of METRIC (`cpuusage`, ..., or `core.N`)."""
+    if metric.startswith("core."):
+        return len(COLUMNS) + int(metric[5:])
+    return COLUMNS.index(metric)
+
+
+def to_row(
+    ts: float, values: Sequence[float], cores: Sequence[float]
+) -> tuple[int, tuple[int, ...]]:
+    """A sample as stored: milliseconds, and every value at its column's scale."""
+    ints = [quantize(v, s) for v, s in zip(values, SCALES, strict=False)]
+    ints += [quantize(c, CORE_SCALE) for c in cores]
+    return round(ts * _MS), tuple(ints)
+
+
+def encode_rows(rows: Rows) -> list[tuple[int, int, int, bytes]]:
+    """ROWS (any order) as blocks: (start, end, rows, data) each; a new block wherever the
+    number of columns changes (a core went offline) or MAX_BLOCK_ROWS is reached."""
+    rows = sorted(rows, key=lambda r: r[0])
+    out = []
+    i = 0
+    while i < len(rows):
+        width = len(rows[i][1])
+        j = i + 1
+        while j < len(rows) and j - i < MAX_BLOCK_ROWS and len(rows[j][1]) == width:
+            j += 1
+        part = rows[i:j]
+        times = [t for t, _ in part]
+        columns = [list(c) for c in zip(*(v for _, v in part), strict=True)] if width else []
+        out.append((times[0], times[-1], len(part), encode_block(times, columns)))
+        i = j
+    return out
+
+
+def decode_rows(data: bytes) -> Rows:
+    """A block's rows."""
+    block = Block(data)
+    columns = block.columns()
     return (
-        f"CREATE TABLE IF NOT EXISTS {tier} (node INTEGER NOT NULL, ts INTEGER NOT NULL, "
-        f"{cols}, cores TEXT, PRIMARY KEY (node, ts)) WITHOUT ROWID"
+        list(zip(block.times, zip(*columns, strict=True), strict=True))
+        if columns
+        else [(t, ()) for t in block.times]
     )
+
+
+def average(rows: Rows, width_ms: int) -> Rows:
+    """ROWS averaged over WIDTH_MS buckets (a column missing from some rows averages over
+    those that have it), each stamped with its bucket's start."""
+    buckets: dict[int, list[tuple[int, ...]]] = defaultdict(list)
+    for t, values in rows:
+        buckets[t // width_ms * width_ms].append(values)
+    out = []
+    for start in sorted(buckets):
+        group = buckets[start]
+        width = max(len(v) for v in group)
+        means = []
+        for k in range(width):
+            have = [v[k] for v in group if len(v) > k]
+            means.append(round(sum(have) / len(have)))
+        out.append((start, tuple(means)))
+    return out
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -60,24 +142,26 @@ def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=10, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)"
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
+        CREATE TABLE IF NOT EXISTS blocks (tier INTEGER NOT NULL, node INTEGER NOT NULL,
+            start INTEGER NOT NULL, end INTEGER NOT NULL, rows INTEGER NOT NULL,
+            data BLOB NOT NULL);
+        CREATE INDEX IF NOT EXISTS blocks_node ON blocks (tier, node, end);
+        CREATE INDEX IF NOT EXISTS blocks_end ON blocks (tier, end);
+        CREATE TABLE IF NOT EXISTS changes (ts REAL NOT NULL, node TEXT NOT NULL,
+            kind TEXT NOT NULL, message TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS changes_ts ON changes (ts);
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
+        """
     )
-    for tier, _ in TIERS:
-        db.execute(_schema(tier))
-        db.execute(f"CREATE INDEX IF NOT EXISTS {tier}_ts ON {tier} (ts)")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS changes (ts REAL NOT NULL, node TEXT NOT NULL, "
-        "kind TEXT NOT NULL, message TEXT NOT NULL)"
-    )
-    db.execute("CREATE INDEX IF NOT EXISTS changes_ts ON changes (ts)")
-    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL)")
     db.commit()
     return db
 
 
 class History:
-    """Writes samples and changes; rolls raw rows up into minutes and hours; prunes."""
+    """The store: the head in memory, blocks on disk; flushes, rolls up, prunes, bounds."""
 
     def __init__(
         self,
@@ -97,9 +181,17 @@ class History:
         }
         self.max_bytes = max_bytes
         self.max_changes = max_changes
+        self.lock = threading.Lock()
+        """Held while a flush commits and leaves the head: a reader holding it sees every
+        row once, in the head or on disk."""
+        self.head: dict[str, Rows] = defaultdict(list)
+        self.head_rows = 0
+        self.dropped = 0
+        self.flushed: float | None = None
+        """When the head was last written (epoch seconds), None before the first time."""
+        self._changes: list[Change] = []
         self._db: sqlite3.Connection | None = None
         self._ids: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def open(self) -> History:
         """Open (creating if need be) the database; this store, for chaining."""
@@ -111,10 +203,15 @@ class History:
         self._ids = dict((name, id_) for id_, name in self.db.execute("SELECT id, name FROM nodes"))
 
     def close(self) -> None:
-        """Close the writer connection."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Write the head, then close the connection."""
+        if self._db is None:
+            return
+        try:
+            self.flush(time.time())
+        except sqlite3.Error as exc:
+            log.warning("history: the last %d rows could not be written: %s", self.head_rows, exc)
+        self._db.close()
+        self._db = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -124,48 +221,66 @@ class History:
         return self._db
 
     def node_id(self, name: str) -> int:
-        """The store's id for node NAME, created on first use."""
+        """The store's id for node NAME, created on first use (inside the caller's
+        transaction)."""
         id_ = self._ids.get(name)
         if id_ is None:
-            cur = self.db.execute("INSERT OR IGNORE INTO nodes (name) VALUES (?)", (name,))
-            if cur.lastrowid and cur.rowcount:
-                id_ = int(cur.lastrowid)
-            else:
-                row = self.db.execute("SELECT id FROM nodes WHERE name = ?", (name,)).fetchone()
-                id_ = int(row[0])
+            self.db.execute("INSERT OR IGNORE INTO nodes (name) VALUES (?)", (name,))
+            row = self.db.execute("SELECT id FROM nodes WHERE name = ?", (name,)).fetchone()
+            id_ = int(row[0])
             self._ids[name] = id_
         return id_
 
-    def write(
-        self,
-        rows: Iterable[Row],
-        changes: Iterable[Change] = (),
-    ) -> int:
-        """Store (node, ts, values, cores) rows, one per node per second, and CHANGES."""
+    def write(self, rows: Iterable[Row], changes: Iterable[Change] = ()) -> int:
+        """Keep (node, ts, values, cores) ROWS and CHANGES in the head, for the next flush."""
+        kept = 0
+        with self.lock:
+            for node, ts, values, cores in rows:
+                if self.head_rows >= MAX_HEAD:
+                    self.dropped += 1
+                    continue
+                self.head[node].append(to_row(ts, values, cores))
+                self.head_rows += 1
+                kept += 1
+            self._changes.extend(changes)
+        return kept
+
+    def flush(self, now: float) -> int:
+        """Write the head as blocks, roll up, prune and bound, in one transaction; rows
+        written. On an error the head is kept for the next try."""
+        with self.lock:
+            head = {node: list(rows) for node, rows in self.head.items()}
+            changes = list(self._changes)
+        blocks = [(node, encode_rows(rows)) for node, rows in head.items() if rows]
+        db = self.db
         try:
-            params = [
-                (self.node_id(node), int(ts), *values, ",".join(f"{c:g}" for c in cores))
-                for node, ts, values, cores in rows
-            ]
+            for node, encoded in blocks:
+                id_ = self.node_id(node)
+                db.executemany(
+                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
+                    [(0, id_, *b) for b in encoded],
+                )
+            db.executemany(
+                "INSERT INTO changes VALUES (?, ?, ?, ?)",
+                [(c.ts, c.node, c.kind, c.message) for c in changes],
+            )
+            self._roll_up(now)
+            with self.lock:
+                db.commit()
+                for node, rows in head.items():  # rows that came in meanwhile stay
+                    del self.head[node][: len(rows)]
+                    if not self.head[node]:
+                        del self.head[node]
+                self.head_rows = sum(len(r) for r in self.head.values())
+                del self._changes[: len(changes)]
+                self.flushed = now
         except sqlite3.Error:
             self._undo()
             raise
-        marks = ", ".join("?" * (len(COLUMNS) + 3))
-        with self._lock:
-            try:
-                self.db.executemany(f"INSERT OR REPLACE INTO raw VALUES ({marks})", params)
-                self.db.executemany(
-                    "INSERT INTO changes VALUES (?, ?, ?, ?)",
-                    [(c.ts, c.node, c.kind, c.message) for c in changes],
-                )
-                self.db.commit()
-            except sqlite3.Error:
-                self._undo()
-                raise
-        return len(params)
+        return sum(len(r) for r in head.values())
 
     def _undo(self) -> None:
-        """Roll back a failed write: node ids made in it are forgotten with it."""
+        """Roll back a failed flush: node ids made in it are forgotten with it."""
         try:
             self.db.rollback()
             self._load_ids()
@@ -173,34 +288,70 @@ class History:
             self._ids = {}
 
     def roll_up(self, now: float) -> None:
-        """Average finished minutes and hours into their tiers, then drop expired rows."""
-        avgs = ", ".join(f"AVG({c})" for c in COLUMNS)
-        with self._lock:
-            for (source, _), (target, width) in itertools.pairwise(TIERS):
-                done = self._meta(f"rolled.{target}")
-                end = int(now // width) * width
-                if end <= done:
+        """Flush, rolling finished minutes and hours up (the writer's flush does it anyway)."""
+        self.flush(now)
+
+    def _roll_up(self, now: float) -> None:
+        """Average finished minutes and hours into their tiers, merge their blocks, drop what
+        has expired and keep within bounds; inside the flush's transaction."""
+        end = int((now - GRACE) // 60 * 60)
+        for (source, _), (target, width) in pairwise(TIERS):
+            done = self._meta(f"rolled.{target}")
+            cut = end // width * width
+            if cut <= done:
+                continue
+            start = max(done, cut - int(self.keep[source]))
+            rolled = []
+            for id_, rows in self._read(source, start * _MS, cut * _MS).items():
+                averaged = average(rows, width * _MS)
+                rolled += [(TIER_ID[target], id_, *b) for b in encode_rows(averaged)]
+            self.db.executemany("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)", rolled)
+            self._set_meta(f"rolled.{target}", cut)
+            if source in MERGE:
+                self._merge(source, done, cut)
+        if "hour" in MERGE:
+            self._merge("hour", self._meta("merged.hour"), end // MERGE["hour"] * MERGE["hour"])
+        for tier, _ in TIERS:
+            self.db.execute(
+                "DELETE FROM blocks WHERE tier = ? AND end < ?",
+                (TIER_ID[tier], (now - self.keep[tier]) * _MS),
+            )
+        self.db.execute("DELETE FROM changes WHERE ts < ?", (now - self.keep["hour"],))
+        self._bound()
+
+    def _merge(self, tier: str, done: int, cut: int) -> None:
+        """Merge TIER's blocks per node in each finished MERGE[tier] window up to CUT."""
+        window = MERGE[tier]
+        first = max(done // window * window, cut - int(self.keep[tier]) // window * window)
+        for lo in range(first, cut - window + 1, window):
+            found = self.db.execute(
+                "SELECT rowid, node, data FROM blocks WHERE tier = ? AND end >= ? AND end < ? "
+                "AND start >= ? ORDER BY node",
+                (TIER_ID[tier], lo * _MS, (lo + window) * _MS, lo * _MS),
+            ).fetchall()
+            per: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+            for rowid, node, data in found:
+                per[node].append((rowid, data))
+            for node, parts in per.items():
+                if len(parts) < 2:
                     continue
-                start = max(done, end - int(self.keep[source]))
-                rows = self.db.execute(
-                    f"SELECT node, (ts / {width}) * {width} AS b, {avgs}, "
-                    f"GROUP_CONCAT(cores, ';') FROM {source} WHERE ts >= ? AND ts < ? "
-                    "GROUP BY node, b",
-                    (start, end),
-                ).fetchall()
-                marks = ", ".join("?" * (len(COLUMNS) + 3))
+                rows = [r for _, data in parts for r in _safe_rows(data)]
+                self.db.executemany("DELETE FROM blocks WHERE rowid = ?", [(r,) for r, _ in parts])
                 self.db.executemany(
-                    f"INSERT OR REPLACE INTO {target} VALUES ({marks})",
-                    [(*r[:-1], _mean_cores(r[-1])) for r in rows],
+                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
+                    [(TIER_ID[tier], node, *b) for b in encode_rows(rows)],
                 )
-                self.db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"rolled.{target}", end)
-                )
-            for tier, _ in TIERS:
-                self.db.execute(f"DELETE FROM {tier} WHERE ts < ?", (now - self.keep[tier],))
-            self.db.execute("DELETE FROM changes WHERE ts < ?", (now - self.keep["hour"],))
-            self._bound()
-            self.db.commit()
+        self._set_meta(f"merged.{tier}", cut)
+
+    def _read(self, tier: str, lo: int, hi: int) -> dict[int, Rows]:
+        """TIER's rows from LO to HI (ms), by node id."""
+        out: dict[int, Rows] = defaultdict(list)
+        for node, data in self.db.execute(
+            "SELECT node, data FROM blocks WHERE tier = ? AND end >= ? AND start < ?",
+            (TIER_ID[tier], lo, hi),
+        ):
+            out[node] += [r for r in _safe_rows(data) if lo <= r[0] < hi]
+        return out
 
     def used_bytes(self) -> int:
         """Bytes of the database in use (pages that are not free)."""
@@ -212,7 +363,7 @@ class History:
 
     def _bound(self) -> None:
         """Keep the store within max_bytes and max_changes, whatever the time limits allow
-        (a flood of node names must not fill the disk): the oldest rows go first, raw before
+        (a flood of node names must not fill the disk): the oldest blocks go first, raw before
         minutes before hours, and names nothing refers to any more."""
         changes = self.db.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
         if changes > self.max_changes:
@@ -223,45 +374,79 @@ class History:
             )
         for tier, _ in TIERS:
             while self.used_bytes() > self.max_bytes:
-                count = self.db.execute(f"SELECT COUNT(*) FROM {tier}").fetchone()[0]
+                count = self.db.execute(
+                    "SELECT COUNT(*) FROM blocks WHERE tier = ?", (TIER_ID[tier],)
+                ).fetchone()[0]
                 if not count:
                     break
-                cut = self.db.execute(
-                    f"SELECT ts FROM {tier} ORDER BY ts LIMIT 1 OFFSET ?", (count // 10,)
-                ).fetchone()[0]
-                self.db.execute(f"DELETE FROM {tier} WHERE ts <= ?", (cut,))
+                self.db.execute(
+                    "DELETE FROM blocks WHERE rowid IN (SELECT rowid FROM blocks WHERE tier = ? "
+                    "ORDER BY end LIMIT ?)",
+                    (TIER_ID[tier], max(1, count // 10)),
+                )
         if len(self._ids) > 4096:
-            self.db.execute(
-                "DELETE FROM nodes WHERE id NOT IN (SELECT DISTINCT node FROM raw) AND id NOT IN "
-                "(SELECT DISTINCT node FROM minute) AND id NOT IN (SELECT DISTINCT node FROM hour)"
-            )
+            self.db.execute("DELETE FROM nodes WHERE id NOT IN (SELECT DISTINCT node FROM blocks)")
             self._load_ids()
 
     def _meta(self, key: str) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
 
+    def _set_meta(self, key: str, value: float) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-def _mean_cores(joined: str | None) -> str:
-    if not joined:
-        return ""
-    lists = [[float(x) for x in part.split(",") if x] for part in joined.split(";")]
-    width = max((len(x) for x in lists), default=0)
-    means = []
-    for i in range(width):
-        values = [x[i] for x in lists if len(x) > i]
-        means.append(sum(values) / len(values))
-    return ",".join(f"{m:.3g}" for m in means)
+
+def _safe_rows(data: bytes) -> Rows:
+    """A block's rows; none, logged, for a damaged block (the rest of history still reads)."""
+    try:
+        return decode_rows(data)
+    except BlockError as exc:
+        log.warning("history: a damaged block is skipped: %s", exc)
+        return []
+
+
+Sums = dict[int, list[float]]
+"""Per bucket (its start in ms over the step), the sum and count of the values in it."""
+
+
+def add_to_buckets(
+    sums: Sums, times: Sequence[int], values: Sequence[int], step_ms: int, lo: int, hi: int
+) -> None:
+    """Add VALUES at TIMES (sorted, ms) from LO to HI into STEP_MS-wide buckets of SUMS."""
+    i, end = bisect_left(times, lo), bisect_left(times, hi)
+    while i < end:
+        bucket = times[i] // step_ms
+        j = bisect_left(times, (bucket + 1) * step_ms, i, end)
+        acc = sums.get(bucket)
+        if acc is None:
+            sums[bucket] = [float(sum(values[i:j])), float(j - i)]
+        else:
+            acc[0] += sum(values[i:j])
+            acc[1] += j - i
+        i = j
 
 
 class HistoryReader:
-    """Read-only queries, on a connection of their own."""
+    """Read-only queries on a connection of their own, merging the blocks on disk with the
+    head of STORE (the writer's `History`) when given. Decoded columns are cached (blocks
+    never change; a merged block is a new one)."""
 
-    def __init__(self, path: Path, keep: dict[str, float]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        keep: dict[str, float],
+        store: History | None = None,
+        *,
+        cache: int = 20_000,
+    ) -> None:
         self.path = path
         self._keep = keep
+        self.store = store
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[int, int, int, int, int], tuple[list[int], list[int]]]
+        self._cache = OrderedDict()
+        self._cache_size = cache
 
     def open(self) -> HistoryReader:
         """Open the database read-only (`History.open` creates it); this reader, for chaining."""
@@ -302,43 +487,114 @@ class HistoryReader:
             chosen = max(chosen, span / 300)
         return start, float(math.ceil(chosen))
 
+    def _ranges(self, tier: str, since: float) -> list[tuple[str, int, int]]:
+        """Where each part of the time from SINCE is read: TIER up to what it has rolled up,
+        the finer tiers after that, the raw tier (and the head) to the end."""
+        names = [t for t, _ in TIERS]
+        rolled = {
+            str(k).removeprefix("rolled."): int(v) * _MS
+            for k, v in self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'rolled.%'")
+        }
+        out, lo = [], int(since * _MS)
+        for name in reversed(names[: names.index(tier) + 1]):
+            hi = rolled.get(name, 0) if name != "raw" else 1 << 62
+            if hi > lo:
+                out.append((name, lo, hi))
+                lo = hi
+        return out
+
+    def _column(
+        self, key: tuple[int, int, int, int], column: int
+    ) -> tuple[list[int], list[int]] | None:
+        """The times and COLUMN of the block KEY (rowid, start, end, rows), or None if it has
+        no such column or is damaged."""
+        cached = self._cache.get((*key, column))
+        if cached is not None:
+            self._cache.move_to_end((*key, column))
+            return cached
+        row = self._db.execute("SELECT data FROM blocks WHERE rowid = ?", (key[0],)).fetchone()
+        try:
+            block = Block(row[0]) if row else None
+            if block is None or column >= block.width:
+                return None
+            found = (block.times, block.column(column))
+        except BlockError as exc:
+            log.warning("history: a damaged block is skipped: %s", exc)
+            return None
+        self._cache[(*key, column)] = found
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return found
+
+    def _sums(
+        self, node: int | None, column: int, ranges: list[tuple[str, int, int]], step_ms: int
+    ) -> dict[int, Sums]:
+        """Bucket sums of COLUMN per node id (all nodes when NODE is None) over RANGES."""
+        out: dict[int, Sums] = defaultdict(dict)
+        for tier, lo, hi in ranges:
+            where = "tier = ? AND end >= ? AND start < ?"
+            args: tuple[int, ...] = (TIER_ID[tier], lo, hi)
+            if node is not None:
+                where += " AND node = ?"
+                args += (node,)
+            found = self._db.execute(
+                f"SELECT rowid, start, end, rows, node FROM blocks WHERE {where}", args
+            ).fetchall()
+            for rowid, start, end, rows, id_ in found:
+                got = self._column((rowid, start, end, rows), column)
+                if got is not None:
+                    add_to_buckets(out[id_], got[0], got[1], step_ms, lo, hi)
+        return out
+
+    def _head(self, names: set[str] | None) -> dict[str, Rows]:
+        """A copy of the store's head (of NAMES only, if given); call with its lock held."""
+        if self.store is None:
+            return {}
+        head = self.store.head
+        chosen = head.keys() if names is None else names & head.keys()
+        return {n: list(head[n]) for n in chosen}
+
+    def _snapshot(self, names: set[str] | None) -> dict[str, Rows]:
+        """Begin a read transaction and copy the head at one instant: each row is seen once,
+        on disk or in the head, never both."""
+        lock = self.store.lock if self.store is not None else threading.Lock()
+        with lock:
+            self._db.execute("BEGIN")
+            self._db.execute("SELECT COUNT(*) FROM meta").fetchone()  # the snapshot starts
+            return self._head(names)
+
+    @staticmethod
+    def _head_sums(rows: Rows, column: int, step_ms: int, lo: int, sums: Sums) -> None:
+        have = sorted((t, v[column]) for t, v in rows if t >= lo and len(v) > column)
+        add_to_buckets(sums, [t for t, _ in have], [v for _, v in have], step_ms, lo, 1 << 62)
+
     def node_series(
         self, node: str, metrics: list[str], since: float, step: float, now: float
     ) -> dict[str, list[Point]]:
         """Each of METRICS for NODE since SINCE, averaged over STEP-second buckets."""
         tier, width = self._tier(since, now, step)
         step = max(step, width)
+        step_ms = int(step * _MS)
+        out: dict[str, list[Point]] = {}
         with self._lock:
-            row = self._db.execute("SELECT id FROM nodes WHERE name = ?", (node,)).fetchone()
-            if row is None:
-                return {m: [] for m in metrics}
-            plain = [m for m in metrics if m in COLUMNS]
-            cores = [m for m in metrics if m.startswith("core.")]
-            out: dict[str, list[Point]] = {}
-            bucket = f"CAST(ts / {step} AS INTEGER) * {step}"
-            if plain:
-                cols = ", ".join(f"AVG({m})" for m in plain)
-                rows = self._db.execute(
-                    f"SELECT {bucket} AS b, {cols} FROM {tier} WHERE node = ? AND ts >= ? "
-                    "GROUP BY b ORDER BY b",
-                    (row[0], since),
-                ).fetchall()
-                for i, m in enumerate(plain):
-                    out[m] = [(r[0], _round(r[i + 1])) for r in rows if r[i + 1] is not None]
-            if cores:
-                rows = self._db.execute(
-                    f"SELECT {bucket} AS b, GROUP_CONCAT(cores, ';') FROM {tier} "
-                    "WHERE node = ? AND ts >= ? GROUP BY b ORDER BY b",
-                    (row[0], since),
-                ).fetchall()
-                for m in cores:
-                    index = int(m.split(".", 1)[1])
-                    series = []
-                    for b, joined in rows:
-                        means = _mean_cores(joined).split(",")
-                        if index < len(means) and means[index]:
-                            series.append((b, float(means[index])))
-                    out[m] = series
+            head = self._snapshot({node})
+            try:
+                row = self._db.execute("SELECT id FROM nodes WHERE name = ?", (node,)).fetchone()
+                ranges = self._ranges(tier, since)
+                for metric in metrics:
+                    column = _column(metric)
+                    sums: Sums = {}
+                    if row is not None:
+                        sums = self._sums(row[0], column, ranges, step_ms).get(row[0], {})
+                    if node in head:
+                        self._head_sums(head[node], column, step_ms, ranges[-1][1], sums)
+                    scale = scale_of(column)
+                    out[metric] = [
+                        (b * step_ms / _MS, _round(s / n / scale))
+                        for b, (s, n) in sorted(sums.items())
+                    ]
+            finally:
+                self._db.rollback()
         return out
 
     def cluster_series(self, metric: str, since: float, step: float, now: float) -> list[Point]:
@@ -346,15 +602,33 @@ class HistoryReader:
         (the mean CPU, the total memory, ...)."""
         tier, width = self._tier(since, now, step)
         step = max(step, width)
-        combine = _COMBINE[BY_NAME[metric].cluster]
-        bucket = f"CAST(ts / {step} AS INTEGER) * {step}"
+        step_ms = int(step * _MS)
+        column = _column(metric)
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT b, {combine}(v) FROM (SELECT node, {bucket} AS b, AVG({metric}) AS v "
-                f"FROM {tier} WHERE ts >= ? GROUP BY node, b) GROUP BY b ORDER BY b",
-                (since,),
-            ).fetchall()
-        return [(b, _round(v)) for b, v in rows if v is not None]
+            head = self._snapshot(None)
+            try:
+                ranges = self._ranges(tier, since)
+                names = {str(n): int(i) for i, n in self._db.execute("SELECT id, name FROM nodes")}
+                per = self._sums(None, column, ranges, step_ms)
+            finally:
+                self._db.rollback()
+        for name, rows in head.items():
+            key = names.get(name, -1 - len(per))
+            self._head_sums(rows, column, step_ms, ranges[-1][1], per.setdefault(key, {}))
+        combine = BY_NAME[metric].cluster
+        buckets: dict[int, list[float]] = defaultdict(list)
+        for sums in per.values():
+            for b, (s, n) in sums.items():
+                buckets[b].append(s / n)
+        scale = scale_of(column)
+        out = []
+        for b in sorted(buckets):
+            means = buckets[b]
+            value = sum(means) if combine == "sum" else max(means)
+            if combine == "mean":
+                value = sum(means) / len(means)
+            out.append((b * step_ms / _MS, _round(value / scale)))
+        return out
 
     def last_kinds(self) -> dict[str, str]:
         """Each node's latest change (new, up, stale, down, rebooted), for a master that
@@ -376,31 +650,39 @@ class HistoryReader:
 
 
 class HistoryWriter:
-    """Writes HISTORY's batches in a thread of its own, off the event loop, and rolls its
-    tiers up once a minute. `put` never blocks: a full queue drops the batch, counted.
+    """Takes the live view's rows into HISTORY's head and flushes it every FLUSH_SECONDS, in
+    a thread of its own, off the event loop. `put` never blocks: a full queue drops the
+    batch, counted.
 
-    A batch that cannot be written (a full or read-only disk) is reported to HEALTH, which
-    says so in /api/health and logs it rarely; the next batch is tried as usual, so history
-    resumes by itself when the disk has room again. A store that could not be opened is
-    opened again before each batch.
+    A flush that fails (a full or read-only disk) is reported to HEALTH, which says so in
+    /api/health and logs it rarely; the head is kept and tried again at the next flush, so
+    history resumes by itself when the disk has room again. A store that could not be opened
+    is opened again before each flush. `close` flushes everything.
     """
 
     def __init__(
-        self, history: History, *, backlog: int = 600, health: Health | None = None
+        self,
+        history: History,
+        *,
+        flush_seconds: float = 60.0,
+        backlog: int = 600,
+        health: Health | None = None,
     ) -> None:
         self.history = history
+        self.flush_seconds = flush_seconds
         self.health = health
         self.queue: queue.Queue[tuple[list[Row], list[Change]] | None] = queue.Queue(backlog)
-        self.last_roll = 0.0
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="bramble-history", daemon=True)
+        if health is not None:
+            health.history_flush_seconds = flush_seconds
 
     def start(self) -> None:
         """Start the writing thread."""
         self._thread.start()
 
     def put(self, rows: list[Row], changes: list[Change]) -> None:
-        """Queue ROWS and CHANGES for writing."""
+        """Queue ROWS and CHANGES for the head."""
         if not rows and not changes:
             return
         try:
@@ -410,7 +692,8 @@ class HistoryWriter:
             self._failed(f"the writer is behind: {self.dropped} rows dropped")
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop the thread (waiting at most TIMEOUT seconds)."""
+        """Flush what is queued and in the head, then stop the thread (waiting at most
+        TIMEOUT seconds)."""
         if not self._thread.is_alive():
             return
         self.queue.put(None)
@@ -423,23 +706,32 @@ class HistoryWriter:
             log.warning("history: %s", error)
 
     def _run(self) -> None:
+        due = time.monotonic() + self.flush_seconds
         while True:
-            item = self.queue.get()
-            if item is None:
-                break
             try:
-                if self.history._db is None:
-                    self.history.open()
-                self.history.write(*item)
-                now = time.time()
-                if now - self.last_roll >= ROLL_UP_EVERY:
-                    self.last_roll = now
-                    self.history.roll_up(now)
-            except Exception as exc:
-                self._failed(exc)
+                item = self.queue.get(timeout=max(0.0, due - time.monotonic()))
+            except queue.Empty:
+                pass
             else:
-                if self.health is not None:
-                    self.health.ok("history")
+                if item is None:
+                    self._flush()
+                    break
+                self.history.write(*item)
+            if time.monotonic() >= due:
+                due = time.monotonic() + self.flush_seconds
+                self._flush()
+
+    def _flush(self) -> None:
+        try:
+            if self.history._db is None:
+                self.history.open()
+            self.history.flush(time.time())
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            if self.health is not None:
+                self.health.ok("history")
+                self.health.history_flushed = self.history.flushed
 
 
 def _round(value: float) -> float:

@@ -1,15 +1,15 @@
 """`bramble master`, assembled in one place: every part created here, started in order and
 closed in reverse by the app's lifespan.
 
-    history (SQLite)  ->  its writer thread  ->  its reader  ->  the live view's tasks
+    history (blocks in SQLite)  ->  its writer thread  ->  its reader  ->  the live view's tasks
         ->  the collector on the telemetry socket  ->  the jobs service
 
 The node table, the live view (with its event hub), the collector and the app are plain
 objects made in `Master.__init__`, which opens nothing; the lifespan opens files, sockets and
 processes, and closes each of them even when a later one fails to start. Shutdown is clean and
 bounded because every part closes: the HTTP server gives event streams 2 s, then the parts
-close in reverse (the jobs service cancels what runs, the collector stops receiving, the last
-history rows are written).
+close in reverse (the jobs service cancels what runs, the collector stops receiving, history
+writes what it holds in memory).
 """
 
 from __future__ import annotations
@@ -85,8 +85,10 @@ class Master:
             max_bytes=hist.max_bytes,
             max_changes=hist.max_changes,
         )
-        self.writer = HistoryWriter(self.history, health=self.health)
-        self.reader = HistoryReader(db_path, self.history.keep)
+        self.writer = HistoryWriter(
+            self.history, flush_seconds=hist.flush_seconds, health=self.health
+        )
+        self.reader = HistoryReader(db_path, self.history.keep, self.history)
         self.replay = ReplayStore(db_path.with_name("replay.db"))
         self.counts = Stats()
         self.live = Live(

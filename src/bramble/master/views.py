@@ -121,6 +121,14 @@ class HealthView(_View):
 
     ok: bool = Field(description="whether every part works")
     parts: dict[str, PartView]
+    history_flushed: float | None = Field(
+        default=None,
+        description="when history last wrote the samples it keeps in memory to disk, epoch "
+        "seconds (null before the first time): a power cut loses what came after",
+    )
+    history_flush_seconds: float | None = Field(
+        default=None, description="how often history writes to disk (history.flush_seconds)"
+    )
 
 
 class Snapshot(_View):
