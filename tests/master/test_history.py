@@ -79,8 +79,8 @@ def test_blocks_roll_up_into_minutes_and_hours(tmp_path: Path) -> None:
     now = T0 + 2 * 3600 + 60
     assert stored_rows(db) == 7260
     assert stored_rows(db, "minute") == 120 and stored_rows(db, "hour") == 2
-    # each finished hour's minutes are merged into one block per node
-    assert blocks(db) == {"raw": 121, "minute": 2, "hour": 2}
+    # merged once rolled up: raw blocks per 10 minutes, minute blocks per hour
+    assert blocks(db) == {"raw": 12 + 1, "minute": 2, "hour": 2}
     reader = HistoryReader(db, history.keep, history).open()
     # 10 minutes ago at 1 s step: raw tier, one point per second
     raw = reader.node_series("n1", ["cpuusage", "core.1"], now - 600, 1, now)

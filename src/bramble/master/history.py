@@ -28,7 +28,7 @@ import time
 from bisect import bisect_left
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from pathlib import Path
 
 from bramble.files import private_database
@@ -51,7 +51,7 @@ SCALES = tuple(m.scale for m in STORED)
 CORE_SCALE = BY_NAME["cpuusage"].scale
 TIERS = (("raw", 1), ("minute", 60), ("hour", 3600))
 TIER_ID = {name: i for i, (name, _) in enumerate(TIERS)}
-MERGE = {"minute": 3600, "hour": 86400}
+MERGE = {"raw": 600, "minute": 3600, "hour": 86400}
 """A tier's blocks are merged into one per node over this many seconds, once rolled up."""
 GRACE = 5.0
 """Seconds a late datagram has before its minute is rolled up."""
@@ -405,25 +405,49 @@ def _safe_rows(data: bytes) -> Rows:
         return []
 
 
-Sums = dict[int, list[float]]
-"""Per bucket (its start in ms over the step), the sum and count of the values in it."""
+class Grid:
+    """Sums and counts of one series' values in STEP-ms buckets, from bucket FIRST on
+    (a bucket's number is its start over STEP); grown when values come later."""
 
+    __slots__ = ("counts", "first", "step", "sums")
 
-def add_to_buckets(
-    sums: Sums, times: Sequence[int], values: Sequence[int], step_ms: int, lo: int, hi: int
-) -> None:
-    """Add VALUES at TIMES (sorted, ms) from LO to HI into STEP_MS-wide buckets of SUMS."""
-    i, end = bisect_left(times, lo), bisect_left(times, hi)
-    while i < end:
-        bucket = times[i] // step_ms
-        j = bisect_left(times, (bucket + 1) * step_ms, i, end)
-        acc = sums.get(bucket)
-        if acc is None:
-            sums[bucket] = [float(sum(values[i:j])), float(j - i)]
-        else:
-            acc[0] += sum(values[i:j])
-            acc[1] += j - i
-        i = j
+    def __init__(self, first: int, size: int, step: int) -> None:
+        self.first, self.step = first, step
+        self.sums = [0] * size
+        self.counts = [0] * size
+
+    def add(self, times: Sequence[int], prefix: Sequence[int], lo: int, hi: int) -> None:
+        """Add the values at TIMES (sorted, ms) from LO to HI; PREFIX holds their running
+        sums (PREFIX[i] is the sum of the first i values)."""
+        step = self.step
+        i = bisect_left(times, max(lo, self.first * step))
+        end = bisect_left(times, hi)
+        if i >= end:
+            return
+        first, last = times[i] // step, times[end - 1] // step
+        bounds = [i]
+        bounds += [bisect_left(times, (b + 1) * step, i, end) for b in range(first, last)]
+        bounds.append(end)
+        k = first - self.first
+        grow = k + len(bounds) - len(self.sums)
+        if grow > 0:
+            self.sums += [0] * grow
+            self.counts += [0] * grow
+        sums, counts = self.sums, self.counts
+        for a, c in pairwise(bounds):
+            if c > a:
+                sums[k] += prefix[c] - prefix[a]
+                counts[k] += c - a
+            k += 1
+
+    def means(self) -> list[tuple[int, float]]:
+        """Each bucket that has values: its number and their mean."""
+        first = self.first
+        return [
+            (first + k, s / n)
+            for k, (s, n) in enumerate(zip(self.sums, self.counts, strict=True))
+            if n
+        ]
 
 
 class HistoryReader:
@@ -506,8 +530,8 @@ class HistoryReader:
     def _column(
         self, key: tuple[int, int, int, int], column: int
     ) -> tuple[list[int], list[int]] | None:
-        """The times and COLUMN of the block KEY (rowid, start, end, rows), or None if it has
-        no such column or is damaged."""
+        """The times and running sums of COLUMN of the block KEY (rowid, start, end, rows),
+        or None if it has no such column or is damaged."""
         cached = self._cache.get((*key, column))
         if cached is not None:
             self._cache.move_to_end((*key, column))
@@ -517,7 +541,7 @@ class HistoryReader:
             block = Block(row[0]) if row else None
             if block is None or column >= block.width:
                 return None
-            found = (block.times, block.column(column))
+            found = (block.times, list(accumulate(block.column(column), initial=0)))
         except BlockError as exc:
             log.warning("history: a damaged block is skipped: %s", exc)
             return None
@@ -526,11 +550,11 @@ class HistoryReader:
             self._cache.popitem(last=False)
         return found
 
-    def _sums(
-        self, node: int | None, column: int, ranges: list[tuple[str, int, int]], step_ms: int
-    ) -> dict[int, Sums]:
-        """Bucket sums of COLUMN per node id (all nodes when NODE is None) over RANGES."""
-        out: dict[int, Sums] = defaultdict(dict)
+    def _grids(
+        self, node: int | None, column: int, ranges: list[tuple[str, int, int]], grid: Grid
+    ) -> dict[int, Grid]:
+        """COLUMN in buckets like GRID's, per node id (all nodes when NODE is None)."""
+        out: dict[int, Grid] = {}
         for tier, lo, hi in ranges:
             where = "tier = ? AND end >= ? AND start < ?"
             args: tuple[int, ...] = (TIER_ID[tier], lo, hi)
@@ -542,8 +566,12 @@ class HistoryReader:
             ).fetchall()
             for rowid, start, end, rows, id_ in found:
                 got = self._column((rowid, start, end, rows), column)
-                if got is not None:
-                    add_to_buckets(out[id_], got[0], got[1], step_ms, lo, hi)
+                if got is None:
+                    continue
+                mine = out.get(id_)
+                if mine is None:
+                    mine = out[id_] = Grid(grid.first, len(grid.sums), grid.step)
+                mine.add(got[0], got[1], lo, hi)
         return out
 
     def _head(self, names: set[str] | None) -> dict[str, Rows]:
@@ -564,17 +592,23 @@ class HistoryReader:
             return self._head(names)
 
     @staticmethod
-    def _head_sums(rows: Rows, column: int, step_ms: int, lo: int, sums: Sums) -> None:
+    def _add_head(rows: Rows, column: int, lo: int, grid: Grid) -> None:
         have = sorted((t, v[column]) for t, v in rows if t >= lo and len(v) > column)
-        add_to_buckets(sums, [t for t, _ in have], [v for _, v in have], step_ms, lo, 1 << 62)
+        prefix = list(accumulate((v for _, v in have), initial=0))
+        grid.add([t for t, _ in have], prefix, lo, 1 << 62)
+
+    @staticmethod
+    def _grid(since: float, now: float, step: float, tier_width: int) -> Grid:
+        step_ms = int(max(step, tier_width) * _MS)
+        first = int(since * _MS) // step_ms
+        return Grid(first, int(now * _MS) // step_ms - first + 1, step_ms)
 
     def node_series(
         self, node: str, metrics: list[str], since: float, step: float, now: float
     ) -> dict[str, list[Point]]:
         """Each of METRICS for NODE since SINCE, averaged over STEP-second buckets."""
         tier, width = self._tier(since, now, step)
-        step = max(step, width)
-        step_ms = int(step * _MS)
+        empty = self._grid(since, now, step, width)
         out: dict[str, list[Point]] = {}
         with self._lock:
             head = self._snapshot({node})
@@ -583,15 +617,14 @@ class HistoryReader:
                 ranges = self._ranges(tier, since)
                 for metric in metrics:
                     column = _column(metric)
-                    sums: Sums = {}
+                    grid = Grid(empty.first, len(empty.sums), empty.step)
                     if row is not None:
-                        sums = self._sums(row[0], column, ranges, step_ms).get(row[0], {})
+                        grid = self._grids(row[0], column, ranges, empty).get(row[0], grid)
                     if node in head:
-                        self._head_sums(head[node], column, step_ms, ranges[-1][1], sums)
+                        self._add_head(head[node], column, ranges[-1][1], grid)
                     scale = scale_of(column)
                     out[metric] = [
-                        (b * step_ms / _MS, _round(s / n / scale))
-                        for b, (s, n) in sorted(sums.items())
+                        (b * grid.step / _MS, _round(mean / scale)) for b, mean in grid.means()
                     ]
             finally:
                 self._db.rollback()
@@ -601,25 +634,27 @@ class HistoryReader:
         """METRIC over all nodes since SINCE, each node's values combined as the registry says
         (the mean CPU, the total memory, ...)."""
         tier, width = self._tier(since, now, step)
-        step = max(step, width)
-        step_ms = int(step * _MS)
+        empty = self._grid(since, now, step, width)
         column = _column(metric)
         with self._lock:
             head = self._snapshot(None)
             try:
                 ranges = self._ranges(tier, since)
                 names = {str(n): int(i) for i, n in self._db.execute("SELECT id, name FROM nodes")}
-                per = self._sums(None, column, ranges, step_ms)
+                per = self._grids(None, column, ranges, empty)
             finally:
                 self._db.rollback()
         for name, rows in head.items():
             key = names.get(name, -1 - len(per))
-            self._head_sums(rows, column, step_ms, ranges[-1][1], per.setdefault(key, {}))
+            grid = per.get(key)
+            if grid is None:
+                grid = per[key] = Grid(empty.first, len(empty.sums), empty.step)
+            self._add_head(rows, column, ranges[-1][1], grid)
         combine = BY_NAME[metric].cluster
         buckets: dict[int, list[float]] = defaultdict(list)
-        for sums in per.values():
-            for b, (s, n) in sums.items():
-                buckets[b].append(s / n)
+        for grid in per.values():
+            for b, mean in grid.means():
+                buckets[b].append(mean)
         scale = scale_of(column)
         out = []
         for b in sorted(buckets):
@@ -627,7 +662,7 @@ class HistoryReader:
             value = sum(means) if combine == "sum" else max(means)
             if combine == "mean":
                 value = sum(means) / len(means)
-            out.append((b * step_ms / _MS, _round(value / scale)))
+            out.append((b * empty.step / _MS, _round(value / scale)))
         return out
 
     def last_kinds(self) -> dict[str, str]:
