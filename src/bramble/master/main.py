@@ -35,6 +35,7 @@ from bramble.master.collector import Collector, Stats, open_socket
 from bramble.master.health import Health
 from bramble.master.history import History, HistoryReader, HistoryWriter
 from bramble.master.live import Live
+from bramble.master.migrate import migrate
 from bramble.master.nodes import NodeTable
 from bramble.master.replay import ReplayStore
 
@@ -120,6 +121,7 @@ class Master:
         async with contextlib.AsyncExitStack() as parts:
             try:
                 self.history.open()
+                migrate(self.history)  # history from before blocks, converted once
             except (OSError, sqlite3.Error) as exc:  # live data serves without it; reported
                 self.health.failed("history", exc, self.history.path)
             parts.callback(self.history.close)
