@@ -60,6 +60,11 @@ def test_kill_9_loses_at_most_the_flush_window(start_master: Callable[..., Maste
             assert master.api("/api/health")["parts"]["history"]["ok"]
         time.sleep(3)
         end = time.time()
+        # when history was last written, for the dashboard and whoever asks
+        health = master.api("/api/health")
+        assert health["history_flush_seconds"] == FLUSH
+        assert end - 2 * FLUSH - 1 <= health["history_flushed"] <= time.time()
+        assert master.stats()["history_flushed"] is not None
     finally:
         load.stop()
     for node in NODES:

@@ -226,6 +226,7 @@ class Live:
                 "errors": self.health.errors(),
                 "refused": dict(limits.refused),
                 "problems": self.health.problems(),
+                "history_flushed": self.health.history_flushed,
             }
         )
 

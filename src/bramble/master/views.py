@@ -105,6 +105,10 @@ class Stats(_View):
     problems: list[str] = Field(
         default=[], description="what does not work now, one line each (empty when all does)"
     )
+    history_flushed: float | None = Field(
+        default=None,
+        description="when history last wrote what it keeps in memory to disk, epoch seconds",
+    )
 
 
 class PartView(_View):
