@@ -135,6 +135,20 @@ def test_every_sample_is_a_row_late_ones_too(tmp_path: Path) -> None:
     reader.close()
 
 
+def test_warming_decodes_the_cluster_charts_blocks_ahead(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.db").open()
+    now = int(time.time())
+    fill(history, now - 600, 600, nodes=("n1", "n2"))
+    reader = HistoryReader(tmp_path / "h.db", history.keep).open()
+    reader.warm(("cpuusage",))
+    assert len(reader._cache) == blocks(tmp_path / "h.db")["raw"] > 0
+    cached = dict(reader._cache)
+    reader.cluster_series("cpuusage", now - 3600.0, 12, time.time())
+    assert dict(reader._cache) == cached  # nothing new to decode
+    reader.close()
+    history.close()
+
+
 def test_tier_choice_follows_the_range(tmp_path: Path) -> None:
     history = History(tmp_path / "h.db", raw_hours=1, minute_days=1, hour_days=30).open()
     reader = HistoryReader(tmp_path / "h.db", history.keep).open()

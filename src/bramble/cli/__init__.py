@@ -156,10 +156,11 @@ def status(
     base = options.master_url(spec, url)
     with MasterClient(base, hint=", or pass --url") as master:
         nodes = master.get("/api/nodes", timeout=5)
+        health = master.get("/api/health", timeout=5) if not json_out else {}
     if json_out:
         print(json.dumps(nodes, indent=2))
         return
-    Console().print(status_view(nodes, base, time.time()))
+    Console().print(status_view(nodes, base, time.time(), health))
 
 
 @app.command()

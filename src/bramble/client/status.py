@@ -39,8 +39,41 @@ def node_row(node: dict[str, Any], now: float) -> list[str]:
     ]
 
 
-def status_view(nodes: list[dict[str, Any]], base: str, now: float) -> Group:
-    """The node table of the master at BASE, and the count of nodes per status."""
+def size(count: float) -> str:
+    """Bytes in a short human unit: '512 B', '3.4 MiB', '2.0 GiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
+
+
+def history_line(health: dict[str, Any], now: float) -> str:
+    """What history holds of its bound, and when it was last written ('' from a master that
+    does not say)."""
+    bound = health.get("history_max_bytes")
+    if bound is None:
+        return ""
+    held = health.get("history_bytes")
+    line = (
+        f"history: {size(held)} of {size(bound)}"
+        if held is not None
+        else f"history: up to {size(bound)}"
+    )
+    flushed, every = health.get("history_flushed"), health.get("history_flush_seconds")
+    line += (
+        f", saved {age(max(0.0, now - flushed))} ago" if flushed is not None else ", not saved yet"
+    )
+    if every:
+        line += f" (every {every:g} s)"
+    return line
+
+
+def status_view(
+    nodes: list[dict[str, Any]], base: str, now: float, health: dict[str, Any] | None = None
+) -> Group:
+    """The node table of the master at BASE, the count of nodes per status, and what its
+    history holds (from its HEALTH)."""
     from rich.console import Group
     from rich.table import Table
 
@@ -57,4 +90,5 @@ def status_view(nodes: list[dict[str, Any]], base: str, now: float) -> Group:
     unsigned = [n["name"] for n in nodes if not n.get("signed", True)]
     if unsigned:
         summary += f"; * unsigned (legacy, anyone could send them): {', '.join(unsigned)}"
-    return Group(table, summary)
+    line = history_line(health or {}, now)
+    return Group(table, summary, line) if line else Group(table, summary)

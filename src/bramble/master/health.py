@@ -85,6 +85,8 @@ class Health:
         self.history_flushed: float | None = None
         """When history last wrote its head to disk (the writer thread sets it)."""
         self.history_flush_seconds: float | None = None
+        self.history_bytes: int | None = None
+        self.history_max_bytes: int | None = None
 
     def ok(self, part: str) -> None:
         """PART just did its work."""
@@ -136,6 +138,8 @@ class Health:
             parts=parts,
             history_flushed=self.history_flushed,
             history_flush_seconds=self.history_flush_seconds,
+            history_bytes=self.history_bytes,
+            history_max_bytes=self.history_max_bytes,
         )
 
     def errors(self) -> dict[str, int]:

@@ -528,27 +528,37 @@ class HistoryReader:
         return out
 
     def _column(
-        self, key: tuple[int, int, int, int], column: int
-    ) -> tuple[list[int], list[int]] | None:
-        """The times and running sums of COLUMN of the block KEY (rowid, start, end, rows),
-        or None if it has no such column or is damaged."""
-        cached = self._cache.get((*key, column))
+        self, key: tuple[int, int, int, int, int], data: bytes | None
+    ) -> tuple[list[int], list[int]]:
+        """The times and running sums of a column of a block: KEY is (rowid, start, end,
+        rows, column), DATA the block (None: cached). Empty for a block that has no such
+        column, or is damaged."""
+        cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end((*key, column))
+            self._cache.move_to_end(key)
             return cached
-        row = self._db.execute("SELECT data FROM blocks WHERE rowid = ?", (key[0],)).fetchone()
+        found: tuple[list[int], list[int]] = ([], [0])
         try:
-            block = Block(row[0]) if row else None
-            if block is None or column >= block.width:
-                return None
-            found = (block.times, list(accumulate(block.column(column), initial=0)))
+            block = Block(data) if data is not None else None
+            if block is not None and key[4] < block.width:
+                found = (block.times, list(accumulate(block.column(key[4]), initial=0)))
         except BlockError as exc:
             log.warning("history: a damaged block is skipped: %s", exc)
-            return None
-        self._cache[(*key, column)] = found
+        self._cache[key] = found
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return found
+
+    def _data(self, rowids: list[int]) -> dict[int, bytes]:
+        """The blocks ROWIDS, read in a few queries rather than one each."""
+        out: dict[int, bytes] = {}
+        for i in range(0, len(rowids), 500):
+            part = rowids[i : i + 500]
+            marks = ", ".join("?" * len(part))
+            out.update(
+                self._db.execute(f"SELECT rowid, data FROM blocks WHERE rowid IN ({marks})", part)
+            )
+        return out
 
     def _grids(
         self, node: int | None, column: int, ranges: list[tuple[str, int, int]], grid: Grid
@@ -564,9 +574,11 @@ class HistoryReader:
             found = self._db.execute(
                 f"SELECT rowid, start, end, rows, node FROM blocks WHERE {where}", args
             ).fetchall()
-            for rowid, start, end, rows, id_ in found:
-                got = self._column((rowid, start, end, rows), column)
-                if got is None:
+            keys = [(rowid, start, end, rows, column) for rowid, start, end, rows, _ in found]
+            data = self._data([k[0] for k in keys if k not in self._cache])
+            for key, (*_, id_) in zip(keys, found, strict=True):
+                got = self._column(key, data.get(key[0]))
+                if not got[0]:
                     continue
                 mine = out.get(id_)
                 if mine is None:
@@ -665,6 +677,21 @@ class HistoryReader:
             out.append((b * empty.step / _MS, _round(value / scale)))
         return out
 
+    def warm(
+        self, metrics: Iterable[str] = ("cpuusage", "mem_used"), seconds: float = 3600
+    ) -> None:
+        """Read METRICS over all nodes for the last SECONDS as the dashboard's cluster charts
+        do, once, so their blocks are decoded and cached before the first viewer asks (at
+        start, in a thread of its own; a failure only leaves the cache cold)."""
+        now = time.time()
+        since, step = self.resolve(-seconds, None, now)
+        for metric in metrics:
+            try:
+                self.cluster_series(metric, since, step, now)
+            except (sqlite3.Error, OSError, RuntimeError) as exc:
+                log.debug("history: the charts could not be read ahead: %s", exc)
+                return
+
     def last_kinds(self) -> dict[str, str]:
         """Each node's latest change (new, up, stale, down, rebooted), for a master that
         starts again: the nodes it knew are not new."""
@@ -711,6 +738,7 @@ class HistoryWriter:
         self._thread = threading.Thread(target=self._run, name="bramble-history", daemon=True)
         if health is not None:
             health.history_flush_seconds = flush_seconds
+            health.history_max_bytes = history.max_bytes
 
     def start(self) -> None:
         """Start the writing thread."""
@@ -767,6 +795,8 @@ class HistoryWriter:
             if self.health is not None:
                 self.health.ok("history")
                 self.health.history_flushed = self.history.flushed
+                self.health.history_bytes = self.history.used_bytes()
+                self.health.history_max_bytes = self.history.max_bytes
 
 
 def _round(value: float) -> float:

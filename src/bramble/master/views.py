@@ -133,6 +133,12 @@ class HealthView(_View):
     history_flush_seconds: float | None = Field(
         default=None, description="how often history writes to disk (history.flush_seconds)"
     )
+    history_bytes: int | None = Field(
+        default=None, description="bytes history holds on disk, as of its last write"
+    )
+    history_max_bytes: int | None = Field(
+        default=None, description="what it may hold (history.max_bytes): the oldest goes first"
+    )
 
 
 class Snapshot(_View):
