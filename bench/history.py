@@ -281,6 +281,23 @@ def prometheus_block(nodes: int, seconds: int) -> None:
     )
 
 
+def replay_writes(nodes: int, seconds: int) -> None:
+    """What the master's replay store alone writes: NODES windows saved once a second, as the
+    live view saves them, for SECONDS (this process's write_bytes)."""
+    from bramble.master.replay import ReplayStore
+
+    with tempfile.TemporaryDirectory(prefix="bramble-bench-replay-") as tmp:
+        store = ReplayStore(Path(tmp) / "replay.db").open()
+        w0, t0 = write_bytes(os.getpid()), time.monotonic()
+        for s in range(seconds):
+            store.save({f"sim-{i:04d}": (1_700_000_000, s + 1, time.time()) for i in range(nodes)})
+            time.sleep(1)
+        os.sync()
+        rate = (write_bytes(os.getpid()) - w0) / (time.monotonic() - t0)
+        store.close()
+    print(f"replay store alone: {nodes} windows saved once a second wrote {rate / 1000:.1f} KB/s")
+
+
 def fill(path: Path, nodes: int, seconds: int, end: int, *, one: int = 0) -> int:
     """NODES boards for SECONDS up to END (and ONE more node for 24 h), as the writer thread
     writes them: one batch a second, rolled up once a minute; samples written."""
@@ -367,6 +384,9 @@ def main() -> int:
     parser.add_argument(
         "--prometheus-block", type=int, metavar="NODES", help="also a compacted Prometheus block"
     )
+    parser.add_argument(
+        "--replay", type=int, metavar="SECONDS", help="also the replay store's writes alone"
+    )
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--skip-offline", action="store_true")
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
@@ -382,6 +402,8 @@ def main() -> int:
         live(args)
     if not args.skip_offline:
         offline(args)
+    if args.replay:
+        replay_writes(args.nodes, args.replay)
     if args.prometheus_block:
         prometheus_block(args.prometheus_block, 3600)
     return 0
