@@ -13,11 +13,11 @@ from bramble.master.history import (
     COLUMNS,
     TIER_ID,
     History,
-    HistoryReader,
     HistoryWriter,
     decode_rows,
     metric_row,
 )
+from bramble.master.history_reader import HistoryReader
 from bramble.master.views import Change
 from bramble.telemetry.wire import Sample
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bramble.master.history import COLUMNS, History, HistoryReader
+from bramble.master.history import COLUMNS, History
+from bramble.master.history_reader import HistoryReader
 from bramble.master.migrate import migrate, old_tables
 
 T0 = 1_800_000_000

@@ -25,7 +25,8 @@ from bramble.master import limits
 from bramble.master.collector import Stats as Counts
 from bramble.master.events import Hub
 from bramble.master.health import Health
-from bramble.master.history import HistoryReader, HistoryWriter, Row
+from bramble.master.history import HistoryWriter, Row
+from bramble.master.history_reader import HistoryReader
 from bramble.master.nodes import NodeState, NodeTable
 from bramble.master.replay import ReplayStore, Window
 from bramble.master.views import Change, HealthView, NodeView, Snapshot, Stats

@@ -33,7 +33,8 @@ from bramble.master import api, limits, prometheus
 from bramble.master.address import check_listen
 from bramble.master.collector import Collector, Stats, open_socket
 from bramble.master.health import Health
-from bramble.master.history import History, HistoryReader, HistoryWriter
+from bramble.master.history import History, HistoryWriter
+from bramble.master.history_reader import HistoryReader
 from bramble.master.live import Live
 from bramble.master.migrate import migrate
 from bramble.master.nodes import NodeTable
