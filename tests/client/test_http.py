@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse
 from rich.console import Console
 
 from bramble.client.http import MasterClient
-from bramble.client.status import status_view
+from bramble.client.status import history_line, status_view
 from bramble.errors import BrambleError, MasterUnreachableError
 
 app = FastAPI()
@@ -87,3 +87,16 @@ def test_status_view_counts_and_colours() -> None:
     assert "1 up, 0 stale, 1 down; 1 alert firing" in out
     assert "critical node_down on n2: down == 1 (since 2 min)" in out
     assert "hot" not in out  # pending: not firing yet
+    assert "history" not in out  # a master that does not say
+
+
+def test_status_says_what_history_holds_of_its_bound() -> None:
+    now = time.time()
+    health = {"history_bytes": 3 << 20, "history_max_bytes": 2 << 30, "history_flushed": now - 12,
+              "history_flush_seconds": 60.0}  # fmt: skip
+    assert history_line(health, now) == "history: 3.0 MiB of 2.0 GiB, saved 12 s ago (every 60 s)"
+    fresh = {**health, "history_bytes": None, "history_flushed": None}
+    assert history_line(fresh, now) == "history: up to 2.0 GiB, not saved yet (every 60 s)"
+    console = Console(file=StringIO(), width=100, color_system=None)
+    console.print(status_view([], "http://m", now, None, health))
+    assert "history: 3.0 MiB of 2.0 GiB" in console.file.getvalue()  # type: ignore[attr-defined]

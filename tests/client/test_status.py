@@ -33,6 +33,7 @@ def test_status_finds_the_spec_through_bramble_spec_like_the_jobs_commands(
     )  # fmt: skip
     assert status.returncode == 0, status.stderr
     assert f"bramble at {base}" in status.stdout and "node-1" in status.stdout
+    assert "history: up to 2.0 GiB, not saved yet (every 60 s)" in status.stdout
     # A $BRAMBLE_SPEC naming nothing is one line saying so, exit 2.
     env["BRAMBLE_SPEC"] = str(tmp_path / "missing.toml")
     missing = subprocess.run(

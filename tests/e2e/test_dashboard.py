@@ -39,7 +39,14 @@ def test_dashboard_live_cards_staleness_and_detail(
     tmp_path: Path, processes: Processes, browser: object
 ) -> None:
     shots = DOCS if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
-    spec_path = write_spec(tmp_path / "c", nodes=3, interval=0.3, stale_after=3, down_after=8)
+    spec_path = write_spec(
+        tmp_path / "c",
+        nodes=3,
+        interval=0.3,
+        stale_after=3,
+        down_after=8,
+        tables={"history": "flush_seconds = 1"},
+    )
     port = load_spec(spec_path).dashboard.port
     url = f"http://127.0.0.1:{port}/"
     processes.start("master", "master", "--spec", str(spec_path))
@@ -70,6 +77,8 @@ def test_dashboard_live_cards_staleness_and_detail(
     page.wait_for_function(
         "Number(document.querySelector('#s-rate').textContent.replace('/s','')) > 0"
     )
+    # when history was last written to disk (every second here)
+    page.wait_for_function("/^[0-3] s ago$/.test(document.querySelector('#s-saved').textContent)")
     page.wait_for_selector("#c-cpu canvas", timeout=20_000)
     time.sleep(1)
     page.screenshot(path=str(shots / "overview-desktop.png"))

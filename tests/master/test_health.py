@@ -67,7 +67,9 @@ class Sender:
 def test_a_full_disk_is_reported_and_history_resumes(
     start_master: Callable[..., Master], small_disk: Path
 ) -> None:
-    master = start_master(interval=0.2, tables={"history": f'path = "{small_disk / "history.db"}"'})
+    master = start_master(
+        interval=0.2, tables={"history": f'path = "{small_disk / "history.db"}"\nflush_seconds = 1'}
+    )
     sender = Sender(master)
     try:
         wait_for(lambda: len(master.api("/api/nodes")) == 2, 10, "two nodes")
@@ -101,7 +103,9 @@ def test_a_full_disk_is_reported_and_history_resumes(
 def test_a_read_only_store_is_reported_and_live_data_serves(
     start_master: Callable[..., Master], small_disk: Path
 ) -> None:
-    master = start_master(interval=0.2, tables={"history": f'path = "{small_disk / "history.db"}"'})
+    master = start_master(
+        interval=0.2, tables={"history": f'path = "{small_disk / "history.db"}"\nflush_seconds = 1'}
+    )
     master.stop()
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     master.start()

@@ -1,13 +1,23 @@
-"""History store: tiers, roll-up, retention, restart, tier choice."""
+"""History store: the head and its flushes, tiers, roll-up, retention, bounds, restart."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
-from bramble.master.history import COLUMNS, TIERS, History, HistoryReader, metric_row
+from bramble.master.health import Health
+from bramble.master.history import (
+    COLUMNS,
+    TIER_ID,
+    History,
+    HistoryWriter,
+    decode_rows,
+    metric_row,
+)
+from bramble.master.history_reader import HistoryReader
 from bramble.master.views import Change
 from bramble.telemetry.wire import Sample
 
@@ -23,20 +33,35 @@ SAMPLE = Sample(
 T0 = 1_800_000_000  # a whole hour
 
 
-def counts(reader: HistoryReader) -> dict[str, int]:
-    """Rows per tier."""
-    with sqlite3.connect(reader.path) as db:
-        return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t, _ in TIERS}
+def blocks(path: Path) -> dict[str, int]:
+    """Blocks per tier."""
+    with sqlite3.connect(path) as db:
+        return {
+            t: db.execute("SELECT COUNT(*) FROM blocks WHERE tier = ?", (i,)).fetchone()[0]
+            for t, i in TIER_ID.items()
+        }
 
 
-def fill(history: History, start: int, seconds: int, nodes: tuple[str, ...] = ("n1",)) -> None:
-    rows = []
+def stored_rows(path: Path, tier: str = "raw") -> int:
+    """Rows in TIER's blocks."""
+    with sqlite3.connect(path) as db:
+        found = db.execute("SELECT data FROM blocks WHERE tier = ?", (TIER_ID[tier],))
+        return sum(len(decode_rows(d)) for (d,) in found)
+
+
+def fill(
+    history: History, start: int, seconds: int, nodes: tuple[str, ...] = ("n1",), every: int = 60
+) -> None:
+    """SECONDS of 1 Hz samples from START, flushed (and rolled up) every EVERY seconds."""
     for t in range(start, start + seconds):
+        rows = []
         for i, node in enumerate(nodes):
             values = list(metric_row(SAMPLE, 100.0, 200.0))
             values[0] = (t - start) % 60 / 100 + i * 0.1  # cpuusage varies over each minute
             rows.append((node, float(t), tuple(values), (0.2, 0.3)))
-    history.write(rows)
+        history.write(rows)
+        if (t + 1) % every == 0:
+            history.flush(t + 1.0)
 
 
 def test_metric_row_derives_memory_and_load() -> None:
@@ -47,22 +72,79 @@ def test_metric_row_derives_memory_and_load() -> None:
     assert (row["net_rx"], row["net_tx"]) == (1.5, 2.5)
 
 
-def test_raw_rows_roll_up_into_minutes_and_hours(tmp_path: Path) -> None:
+def test_blocks_roll_up_into_minutes_and_hours(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     history = History(db).open()
-    fill(history, T0, 2 * 3600)  # two hours of 1 Hz samples
-    history.roll_up(T0 + 2 * 3600)
-    reader = HistoryReader(db, history.keep).open()
-    assert counts(reader) == {"raw": 7200, "minute": 120, "hour": 2}
-    now = T0 + 2 * 3600
+    fill(history, T0, 2 * 3600 + 60)  # two hours of 1 Hz samples, and a minute
+    now = T0 + 2 * 3600 + 60
+    assert stored_rows(db) == 7260
+    assert stored_rows(db, "minute") == 120 and stored_rows(db, "hour") == 2
+    # merged once rolled up: raw blocks per 10 minutes, minute blocks per hour
+    assert blocks(db) == {"raw": 12 + 1, "minute": 2, "hour": 2}
+    reader = HistoryReader(db, history.keep, history).open()
     # 10 minutes ago at 1 s step: raw tier, one point per second
     raw = reader.node_series("n1", ["cpuusage", "core.1"], now - 600, 1, now)
     assert len(raw["cpuusage"]) == 600 and raw["core.1"][0][1] == 0.3
     # minute averages of 0.00 .. 0.59 are 0.295
     minutes = reader.node_series("n1", ["cpuusage"], T0, 60, now)["cpuusage"]
-    assert len(minutes) == 120 and all(abs(v - 0.295) < 1e-3 for _, v in minutes)
+    assert len(minutes) == 121 and all(abs(v - 0.295) < 1e-3 for _, v in minutes)
+    hours = reader.node_series("n1", ["cpuusage"], T0, 3600, now)["cpuusage"]
+    assert [t for t, _ in hours] == [T0, T0 + 3600, T0 + 7200]
     # unknown node: empty series, no error
     assert reader.node_series("nope", ["cpuusage"], T0, 60, now) == {"cpuusage": []}
+    reader.close()
+    history.close()
+
+
+def test_the_head_is_read_before_it_is_written_and_counted_once(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    history = History(db).open()
+    reader = HistoryReader(db, history.keep, history).open()
+    fill(history, T0, 90, nodes=("n1", "n2"))  # one flush at T0 + 60, 30 s in the head
+    assert stored_rows(db) == 120 and history.head_rows == 60
+    now = T0 + 90.0
+
+    def points() -> tuple[int, list[tuple[float, float]]]:
+        series = reader.node_series("n1", ["cpuusage"], T0, 1, now)["cpuusage"]
+        return len(series), reader.cluster_series("mem_used", T0, 30, now)
+
+    before = points()
+    assert before[0] == 90 and before[1] == [(T0, 1200.0), (T0 + 30, 1200.0), (T0 + 60, 1200.0)]
+    history.flush(now)
+    assert history.head_rows == 0 and stored_rows(db) == 180
+    assert points() == before
+    reader.close()
+    history.close()
+
+
+def test_every_sample_is_a_row_late_ones_too(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    history = History(db).open()
+    values = metric_row(SAMPLE, 0.0, 0.0)
+    # two samples in one second, then one that arrives after a later one was written
+    history.write([("n1", T0 + 0.1, values, ()), ("n1", T0 + 0.9, values, ())])
+    history.write([("n1", T0 + 5.0, values, (0.5,))])
+    history.flush(T0 + 6.0)
+    history.write([("n1", T0 + 3.0, values, (0.25,))])
+    history.close()
+    assert stored_rows(db) == 4
+    reader = HistoryReader(db, history.keep).open()
+    series = reader.node_series("n1", ["cpuusage", "core.0"], T0, 1, T0 + 10.0)
+    assert [t for t, _ in series["cpuusage"]] == [T0, T0 + 3, T0 + 5]
+    assert series["core.0"] == [(T0 + 3, 0.25), (T0 + 5, 0.5)]  # rows without cores: none
+    reader.close()
+
+
+def test_warming_decodes_the_cluster_charts_blocks_ahead(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.db").open()
+    now = int(time.time())
+    fill(history, now - 600, 600, nodes=("n1", "n2"))
+    reader = HistoryReader(tmp_path / "h.db", history.keep).open()
+    reader.warm(("cpuusage",))
+    assert len(reader._cache) == blocks(tmp_path / "h.db")["raw"] > 0
+    cached = dict(reader._cache)
+    reader.cluster_series("cpuusage", now - 3600.0, 12, time.time())
+    assert dict(reader._cache) == cached  # nothing new to decode
     reader.close()
     history.close()
 
@@ -82,21 +164,20 @@ def test_tier_choice_follows_the_range(tmp_path: Path) -> None:
 
 
 def test_retention_prunes_each_tier(tmp_path: Path) -> None:
-    history = History(tmp_path / "h.db", raw_hours=1, minute_days=1 / 24 * 2, hour_days=1).open()
+    db = tmp_path / "h.db"
+    history = History(db, raw_hours=1, minute_days=1 / 24 * 2, hour_days=1).open()
     history.write([], [Change(ts=float(T0), node="n1", kind="new", message="n1 appeared")])
-    for hour in range(3):  # as the service does: roll up while samples arrive
-        fill(history, T0 + hour * 3600, 3600, nodes=("n1", "n2"))
-        history.roll_up(T0 + (hour + 1) * 3600)
-    reader = HistoryReader(tmp_path / "h.db", history.keep).open()
-    rows = counts(reader)
-    assert rows["raw"] == 2 * 3600  # the last hour only
-    assert rows["minute"] == 2 * 120  # the last two hours
-    assert rows["hour"] == 2 * 3
+    fill(history, T0, 3 * 3600, nodes=("n1", "n2"))
+    history.flush(T0 + 3 * 3600 + 10.0)  # the last minute has had its grace for late ones
+    assert stored_rows(db) == 2 * 3600  # the last hour only
+    assert stored_rows(db, "minute") >= 2 * 120 - 2  # the last two hours
+    assert stored_rows(db, "hour") == 2 * 3
     # a day later everything but the hour tier is gone, and two days later that too
-    history.roll_up(T0 + 3 * 3600 + 86400 - 3600)
-    assert counts(reader)["raw"] == 0 and counts(reader)["minute"] == 0
-    history.roll_up(T0 + 3 * 86400)
-    assert counts(reader) == {"raw": 0, "minute": 0, "hour": 0}
+    history.flush(T0 + 3 * 3600 + 86400 - 3600)
+    assert blocks(db)["raw"] == 0 and blocks(db)["minute"] == 0
+    history.flush(T0 + 3 * 86400)
+    assert blocks(db) == {"raw": 0, "minute": 0, "hour": 0}
+    reader = HistoryReader(db, history.keep).open()
     assert reader.changes(10) == []
     reader.close()
     history.close()
@@ -104,22 +185,21 @@ def test_retention_prunes_each_tier(tmp_path: Path) -> None:
 
 def test_cluster_aggregate_mean_and_sum(tmp_path: Path) -> None:
     history = History(tmp_path / "h.db").open()
-    fill(history, T0, 60, nodes=("n1", "n2"))
-    history.roll_up(T0 + 60)
+    fill(history, T0, 120, nodes=("n1", "n2"))
     reader = HistoryReader(tmp_path / "h.db", history.keep).open()
-    now = float(T0 + 60)
+    now = float(T0 + 120)
     cpu = reader.cluster_series("cpuusage", T0, 60, now)
     mem = reader.cluster_series("mem_used", T0, 60, now)
-    assert len(cpu) == 1 and abs(cpu[0][1] - (0.295 + 0.395) / 2) < 1e-3
-    assert mem == [(T0, 1200.0)]
+    assert len(cpu) == 2 and abs(cpu[0][1] - (0.295 + 0.395) / 2) < 1e-3
+    assert mem == [(T0, 1200.0), (T0 + 60, 1200.0)]
     reader.close()
     history.close()
 
 
-def test_survives_restart(tmp_path: Path) -> None:
+def test_survives_restart_and_a_clean_close_writes_the_head(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     history = History(db).open()
-    fill(history, T0, 30, nodes=("n1", "n2"))
+    fill(history, T0, 30, nodes=("n1", "n2"))  # never flushed by time: close writes it
     history.write([], [Change(ts=T0 + 5.0, node="n2", kind="rebooted", message="n2 rebooted")])
     history.close()
 
@@ -139,29 +219,62 @@ def test_survives_restart(tmp_path: Path) -> None:
 def test_the_store_stays_within_its_bytes_and_changes(tmp_path: Path) -> None:
     # a flood of node names, of rows and of changes: time limits alone would keep them all
     history = History(tmp_path / "h.db", max_bytes=1 << 20, max_changes=500).open()
-    names = tuple(f"fake-{i}" for i in range(200))
-    fill(history, T0, 60, names)  # 12,000 rows, about 2 MB
+    names = tuple(f"fake-{i}" for i in range(100))
     history.write(
         [], [Change(ts=T0 + i, node=f"fake-{i}", kind="new", message="x") for i in range(2000)]
     )
-    assert history.used_bytes() > 1 << 20
-    history.roll_up(T0 + 60)
-    assert history.used_bytes() <= 1 << 20
+    for minute in range(8):  # large blocks of values that do not compress
+        for t in range(T0 + minute * 60, T0 + minute * 60 + 60):
+            history.write(
+                [
+                    (n, float(t), tuple(float(hash((n, t, k)) % 10**9) for k in range(13)), ())
+                    for n in names
+                ]
+            )
+        history.flush(T0 + minute * 60 + 60.0)
+        assert history.used_bytes() <= 1 << 20
+    assert stored_rows(tmp_path / "h.db") < 8 * 60 * 100  # some had to go
     with sqlite3.connect(tmp_path / "h.db") as db:
         assert db.execute("SELECT COUNT(*) FROM changes").fetchone()[0] <= 500
-        kept = db.execute("SELECT MIN(ts) FROM raw").fetchone()[0]
-    assert kept > T0  # the oldest rows went first
+        kept = db.execute("SELECT MIN(start) FROM blocks WHERE tier = 0").fetchone()[0]
+    assert kept > T0 * 1000  # the oldest blocks went first
     history.close()
 
 
-def test_a_failed_write_loses_only_its_batch(tmp_path: Path) -> None:
-    history = History(tmp_path / "h.db").open()
-    fill(history, T0, 2)
-    broken = [("n2", float(T0), (1.0,), ())]  # too few values: SQLite refuses the batch
+def test_a_failed_flush_keeps_the_head_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "h.db"
+    history = History(db).open()
+    fill(history, T0, 2, every=10**9)
+    monkeypatch.setattr(history, "_roll_up", lambda now: history.db.execute("SELECT nope"))
     with pytest.raises(sqlite3.Error):
-        history.write(broken)
-    fill(history, T0 + 2, 2, ("n1", "n3"))
-    reader = HistoryReader(tmp_path / "h.db", history.keep).open()
-    assert counts(reader)["raw"] == 6
+        history.flush(T0 + 2.0)
+    assert history.head_rows == 2 and stored_rows(db) == 0
+    monkeypatch.undo()
+    fill(history, T0 + 2, 2, ("n1", "n3"), every=10**9)
+    history.flush(T0 + 4.0)
+    assert stored_rows(db) == 6 and history.head_rows == 0
     history.close()
-    reader.close()
+
+
+def test_the_writer_flushes_on_time_and_at_close(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    health = Health()
+    history = History(db).open()
+    writer = HistoryWriter(history, flush_seconds=0.3, health=health)
+    writer.start()
+    now = time.time()
+    writer.put([("n1", now, metric_row(SAMPLE, 0.0, 0.0), ())], [])
+    deadline = time.monotonic() + 5
+    while stored_rows(db) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stored_rows(db) == 1
+    view = health.view()
+    assert view.history_flush_seconds == 0.3 and view.history_flushed is not None
+    assert view.history_flushed >= now - 1
+    writer.put([("n1", now + 1, metric_row(SAMPLE, 0.0, 0.0), ())], [])
+    writer.flush_seconds = 3600.0
+    writer.close()
+    assert stored_rows(db) == 2
+    history.close()

@@ -158,10 +158,11 @@ def status(
     with MasterClient(base, hint=", or pass --url") as master:
         nodes = master.get("/api/nodes", timeout=5)
         alerts = master.get("/api/alerts", timeout=5)
+        health = master.get("/api/health", timeout=5) if not json_out else {}
     if json_out:
         print(json.dumps(nodes, indent=2))
         return
-    Console().print(status_view(nodes, base, time.time(), alerts))
+    Console().print(status_view(nodes, base, time.time(), alerts, health))
 
 
 @app.command()

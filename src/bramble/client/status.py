@@ -49,14 +49,45 @@ def firing_by_node(alerts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
     return out
 
 
+def size(count: float) -> str:
+    """Bytes in a short human unit: '512 B', '3.4 MiB', '2.0 GiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
+
+
+def history_line(health: dict[str, Any], now: float) -> str:
+    """What history holds of its bound, and when it was last written ('' from a master that
+    does not say)."""
+    bound = health.get("history_max_bytes")
+    if bound is None:
+        return ""
+    held = health.get("history_bytes")
+    line = (
+        f"history: {size(held)} of {size(bound)}"
+        if held is not None
+        else f"history: up to {size(bound)}"
+    )
+    flushed, every = health.get("history_flushed"), health.get("history_flush_seconds")
+    line += (
+        f", saved {age(max(0.0, now - flushed))} ago" if flushed is not None else ", not saved yet"
+    )
+    if every:
+        line += f" (every {every:g} s)"
+    return line
+
+
 def status_view(
     nodes: list[dict[str, Any]],
     base: str,
     now: float,
     alerts: list[dict[str, Any]] | None = None,
+    health: dict[str, Any] | None = None,
 ) -> Group:
     """The node table of the master at BASE with each node's firing ALERTS, the count of nodes
-    per status, and a line per firing alert."""
+    per status, a line per firing alert, and what its history holds (from its HEALTH)."""
     from rich.console import Group
     from rich.table import Table
 
@@ -89,4 +120,5 @@ def status_view(
     ]
     count = len(lines)
     summary += f"; {count} alert{'s' if count != 1 else ''} firing" if count else "; no alerts"
-    return Group(table, summary, *lines)
+    history = history_line(health or {}, now)
+    return Group(table, summary, *lines, *([history] if history else []))

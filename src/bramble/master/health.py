@@ -82,6 +82,11 @@ class Health:
         self._parts = {name: _Part(since=now) for name in PARTS}
         self._logged: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
+        self.history_flushed: float | None = None
+        """When history last wrote its head to disk (the writer thread sets it)."""
+        self.history_flush_seconds: float | None = None
+        self.history_bytes: int | None = None
+        self.history_max_bytes: int | None = None
 
     def ok(self, part: str) -> None:
         """PART just did its work."""
@@ -133,7 +138,14 @@ class Health:
                 if ok and name in LOOPS and late:
                     ok, detail = False, f"no round for {now - (state.beat or now):.0f} s"
                 parts[name] = PartView(ok=ok, detail=detail, errors=state.errors, since=state.since)
-        return HealthView(ok=all(p.ok for p in parts.values()), parts=parts)
+        return HealthView(
+            ok=all(p.ok for p in parts.values()),
+            parts=parts,
+            history_flushed=self.history_flushed,
+            history_flush_seconds=self.history_flush_seconds,
+            history_bytes=self.history_bytes,
+            history_max_bytes=self.history_max_bytes,
+        )
 
     def errors(self) -> dict[str, int]:
         """Errors so far by part (those with any)."""

@@ -1,57 +1,138 @@
-"""The history store: every metric of every node in SQLite, downsampled so it stays bounded.
+"""The history store: every sample of every node, kept in memory for a while, then written
+to SQLite as compressed blocks (`bramble.tsdb.codec`), so an SD card sees few writes.
 
-Three tiers: `raw` keeps at most one row per node per second for `raw_hours`; `minute` and
-`hour` keep averages for `minute_days` and `hour_days`. A year of 1 Hz data from 50 nodes
-with the defaults is at most 50 x (24 x 3600 + 30 x 1440 + 365 x 24) = 6.9 million rows;
-at about 135 bytes per row on disk (four cores per node, primary key and ts index included)
-that is about 0.9 GB.
+Samples accepted by the collector go to the *head*, in memory, one row per sample (its time
+in milliseconds, the stored metrics and per-core usage as integers at each metric's scale).
+Every `flush_seconds` the head is written as one block per node, in one SQLite transaction
+(WAL) that also rolls finished minutes and hours up into their tiers, drops what has expired
+and keeps the store within `max_bytes`. A kill -9 or a power cut loses at most the head,
+never the database; a clean stop flushes it.
 
-`History` is used from one thread (`HistoryWriter`'s, off the event loop); `HistoryReader`
-has a read connection of its own, which WAL lets run beside the writer. Each opens its
-database in `open()`, not in its constructor, and closes it in `close()`.
+Three tiers, each a set of blocks: `raw` keeps every sample for `raw_hours`, `minute` and
+`hour` keep averages for `minute_days` and `hour_days`. Minute blocks are merged into one per
+node and hour once that hour is rolled up, hour blocks into one per node and day.
+
+`History` is used from one thread (`HistoryWriter`'s, off the event loop) and opens its
+database in `open()`, not in its constructor; reads are `history_reader.HistoryReader`'s,
+on a connection of their own, beside the writer (WAL).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 from bramble.files import private_database
 from bramble.master.health import Health
-from bramble.master.views import Change, Point
+from bramble.master.views import Change
 from bramble.telemetry.metrics import BY_NAME, STORED, stored_values
 from bramble.telemetry.wire import Sample
+from bramble.tsdb.codec import Block, BlockError, encode_block, quantize
 
 log = logging.getLogger(__name__)
 Row = tuple[str, float, tuple[float, ...], tuple[float, ...]]
-"""One history row: node, its sample's time, the stored metrics' values, per-core usage."""
-ROLL_UP_EVERY = 60.0
+"""One sample for history: node, its time (epoch seconds), the stored metrics' values,
+per-core usage."""
+Rows = list[tuple[int, tuple[int, ...]]]
+"""A node's rows as stored: time in ms, then the columns as scaled integers."""
 
 COLUMNS = tuple(m.name for m in STORED)
-"""The history columns: the registry's stored metrics, in its order (the tables' schema)."""
+"""The block columns: the registry's stored metrics in its order, then one per core."""
+SCALES = tuple(m.scale for m in STORED)
+CORE_SCALE = BY_NAME["cpuusage"].scale
 TIERS = (("raw", 1), ("minute", 60), ("hour", 3600))
+TIER_ID = {name: i for i, (name, _) in enumerate(TIERS)}
+MERGE = {"raw": 600, "minute": 3600, "hour": 86400}
+"""A tier's blocks are merged into one per node over this many seconds, once rolled up."""
+GRACE = 5.0
+"""Seconds a late datagram has before its minute is rolled up."""
 MAX_POINTS = 2000
-_COMBINE = {"sum": "SUM", "mean": "AVG", "max": "MAX"}
+MAX_BLOCK_ROWS = 4096
+MAX_HEAD = 2_000_000
+"""Rows the head holds at most (a disk that fails for long): past it new rows are dropped."""
+MS = 1000
+"""Milliseconds a second: history's times are integer milliseconds."""
 
 
 def metric_row(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
-    """The column values of one sample, in COLUMNS order."""
+    """The stored metrics of one sample, in COLUMNS order."""
     return stored_values(sample, net_rx, net_tx)
 
 
-def _schema(tier: str) -> str:
-    cols = ", ".join(f"{c} REAL" for c in COLUMNS)
+def scale_of(column: int) -> int:
+    """The scale of block column COLUMN (a metric, or a core past them)."""
+    return SCALES[column] if column < len(SCALES) else CORE_SCALE
+
+
+def column_of(metric: str) -> int:
+    """The block column of METRIC (`cpuusage`, ..., or `core.N`)."""
+    if metric.startswith("core."):
+        return len(COLUMNS) + int(metric[5:])
+    return COLUMNS.index(metric)
+
+
+def to_row(
+    ts: float, values: Sequence[float], cores: Sequence[float]
+) -> tuple[int, tuple[int, ...]]:
+    """A sample as stored: milliseconds, and every value at its column's scale."""
+    ints = [quantize(v, s) for v, s in zip(values, SCALES, strict=False)]
+    ints += [quantize(c, CORE_SCALE) for c in cores]
+    return round(ts * MS), tuple(ints)
+
+
+def encode_rows(rows: Rows) -> list[tuple[int, int, int, bytes]]:
+    """ROWS (any order) as blocks: (start, end, rows, data) each; a new block wherever the
+    number of columns changes (a core went offline) or MAX_BLOCK_ROWS is reached."""
+    rows = sorted(rows, key=lambda r: r[0])
+    out = []
+    i = 0
+    while i < len(rows):
+        width = len(rows[i][1])
+        j = i + 1
+        while j < len(rows) and j - i < MAX_BLOCK_ROWS and len(rows[j][1]) == width:
+            j += 1
+        part = rows[i:j]
+        times = [t for t, _ in part]
+        columns = [list(c) for c in zip(*(v for _, v in part), strict=True)] if width else []
+        out.append((times[0], times[-1], len(part), encode_block(times, columns)))
+        i = j
+    return out
+
+
+def decode_rows(data: bytes) -> Rows:
+    """A block's rows."""
+    block = Block(data)
+    columns = block.columns()
     return (
-        f"CREATE TABLE IF NOT EXISTS {tier} (node INTEGER NOT NULL, ts INTEGER NOT NULL, "
-        f"{cols}, cores TEXT, PRIMARY KEY (node, ts)) WITHOUT ROWID"
+        list(zip(block.times, zip(*columns, strict=True), strict=True))
+        if columns
+        else [(t, ()) for t in block.times]
     )
+
+
+def average(rows: Rows, width_ms: int) -> Rows:
+    """ROWS averaged over WIDTH_MS buckets (a column missing from some rows averages over
+    those that have it), each stamped with its bucket's start."""
+    buckets: dict[int, list[tuple[int, ...]]] = defaultdict(list)
+    for t, values in rows:
+        buckets[t // width_ms * width_ms].append(values)
+    out = []
+    for start in sorted(buckets):
+        group = buckets[start]
+        width = max(len(v) for v in group)
+        means = []
+        for k in range(width):
+            have = [v[k] for v in group if len(v) > k]
+            means.append(round(sum(have) / len(have)))
+        out.append((start, tuple(means)))
+    return out
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -60,24 +141,26 @@ def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=10, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)"
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
+        CREATE TABLE IF NOT EXISTS blocks (tier INTEGER NOT NULL, node INTEGER NOT NULL,
+            start INTEGER NOT NULL, end INTEGER NOT NULL, rows INTEGER NOT NULL,
+            data BLOB NOT NULL);
+        CREATE INDEX IF NOT EXISTS blocks_node ON blocks (tier, node, end);
+        CREATE INDEX IF NOT EXISTS blocks_end ON blocks (tier, end);
+        CREATE TABLE IF NOT EXISTS changes (ts REAL NOT NULL, node TEXT NOT NULL,
+            kind TEXT NOT NULL, message TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS changes_ts ON changes (ts);
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
+        """
     )
-    for tier, _ in TIERS:
-        db.execute(_schema(tier))
-        db.execute(f"CREATE INDEX IF NOT EXISTS {tier}_ts ON {tier} (ts)")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS changes (ts REAL NOT NULL, node TEXT NOT NULL, "
-        "kind TEXT NOT NULL, message TEXT NOT NULL)"
-    )
-    db.execute("CREATE INDEX IF NOT EXISTS changes_ts ON changes (ts)")
-    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL)")
     db.commit()
     return db
 
 
 class History:
-    """Writes samples and changes; rolls raw rows up into minutes and hours; prunes."""
+    """The store: the head in memory, blocks on disk; flushes, rolls up, prunes, bounds."""
 
     def __init__(
         self,
@@ -97,9 +180,17 @@ class History:
         }
         self.max_bytes = max_bytes
         self.max_changes = max_changes
+        self.lock = threading.Lock()
+        """Held while a flush commits and leaves the head: a reader holding it sees every
+        row once, in the head or on disk."""
+        self.head: dict[str, Rows] = defaultdict(list)
+        self.head_rows = 0
+        self.dropped = 0
+        self.flushed: float | None = None
+        """When the head was last written (epoch seconds), None before the first time."""
+        self._changes: list[Change] = []
         self._db: sqlite3.Connection | None = None
         self._ids: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def open(self) -> History:
         """Open (creating if need be) the database; this store, for chaining."""
@@ -111,10 +202,15 @@ class History:
         self._ids = dict((name, id_) for id_, name in self.db.execute("SELECT id, name FROM nodes"))
 
     def close(self) -> None:
-        """Close the writer connection."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Write the head, then close the connection."""
+        if self._db is None:
+            return
+        try:
+            self.flush(time.time())
+        except sqlite3.Error as exc:
+            log.warning("history: the last %d rows could not be written: %s", self.head_rows, exc)
+        self._db.close()
+        self._db = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -124,48 +220,66 @@ class History:
         return self._db
 
     def node_id(self, name: str) -> int:
-        """The store's id for node NAME, created on first use."""
+        """The store's id for node NAME, created on first use (inside the caller's
+        transaction)."""
         id_ = self._ids.get(name)
         if id_ is None:
-            cur = self.db.execute("INSERT OR IGNORE INTO nodes (name) VALUES (?)", (name,))
-            if cur.lastrowid and cur.rowcount:
-                id_ = int(cur.lastrowid)
-            else:
-                row = self.db.execute("SELECT id FROM nodes WHERE name = ?", (name,)).fetchone()
-                id_ = int(row[0])
+            self.db.execute("INSERT OR IGNORE INTO nodes (name) VALUES (?)", (name,))
+            row = self.db.execute("SELECT id FROM nodes WHERE name = ?", (name,)).fetchone()
+            id_ = int(row[0])
             self._ids[name] = id_
         return id_
 
-    def write(
-        self,
-        rows: Iterable[Row],
-        changes: Iterable[Change] = (),
-    ) -> int:
-        """Store (node, ts, values, cores) rows, one per node per second, and CHANGES."""
+    def write(self, rows: Iterable[Row], changes: Iterable[Change] = ()) -> int:
+        """Keep (node, ts, values, cores) ROWS and CHANGES in the head, for the next flush."""
+        kept = 0
+        with self.lock:
+            for node, ts, values, cores in rows:
+                if self.head_rows >= MAX_HEAD:
+                    self.dropped += 1
+                    continue
+                self.head[node].append(to_row(ts, values, cores))
+                self.head_rows += 1
+                kept += 1
+            self._changes.extend(changes)
+        return kept
+
+    def flush(self, now: float) -> int:
+        """Write the head as blocks, roll up, prune and bound, in one transaction; rows
+        written. On an error the head is kept for the next try."""
+        with self.lock:
+            head = {node: list(rows) for node, rows in self.head.items()}
+            changes = list(self._changes)
+        blocks = [(node, encode_rows(rows)) for node, rows in head.items() if rows]
+        db = self.db
         try:
-            params = [
-                (self.node_id(node), int(ts), *values, ",".join(f"{c:g}" for c in cores))
-                for node, ts, values, cores in rows
-            ]
+            for node, encoded in blocks:
+                id_ = self.node_id(node)
+                db.executemany(
+                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
+                    [(0, id_, *b) for b in encoded],
+                )
+            db.executemany(
+                "INSERT INTO changes VALUES (?, ?, ?, ?)",
+                [(c.ts, c.node, c.kind, c.message) for c in changes],
+            )
+            self._roll_up(now)
+            with self.lock:
+                db.commit()
+                for node, rows in head.items():  # rows that came in meanwhile stay
+                    del self.head[node][: len(rows)]
+                    if not self.head[node]:
+                        del self.head[node]
+                self.head_rows = sum(len(r) for r in self.head.values())
+                del self._changes[: len(changes)]
+                self.flushed = now
         except sqlite3.Error:
             self._undo()
             raise
-        marks = ", ".join("?" * (len(COLUMNS) + 3))
-        with self._lock:
-            try:
-                self.db.executemany(f"INSERT OR REPLACE INTO raw VALUES ({marks})", params)
-                self.db.executemany(
-                    "INSERT INTO changes VALUES (?, ?, ?, ?)",
-                    [(c.ts, c.node, c.kind, c.message) for c in changes],
-                )
-                self.db.commit()
-            except sqlite3.Error:
-                self._undo()
-                raise
-        return len(params)
+        return sum(len(r) for r in head.values())
 
     def _undo(self) -> None:
-        """Roll back a failed write: node ids made in it are forgotten with it."""
+        """Roll back a failed flush: node ids made in it are forgotten with it."""
         try:
             self.db.rollback()
             self._load_ids()
@@ -173,34 +287,70 @@ class History:
             self._ids = {}
 
     def roll_up(self, now: float) -> None:
-        """Average finished minutes and hours into their tiers, then drop expired rows."""
-        avgs = ", ".join(f"AVG({c})" for c in COLUMNS)
-        with self._lock:
-            for (source, _), (target, width) in itertools.pairwise(TIERS):
-                done = self._meta(f"rolled.{target}")
-                end = int(now // width) * width
-                if end <= done:
+        """Flush, rolling finished minutes and hours up (the writer's flush does it anyway)."""
+        self.flush(now)
+
+    def _roll_up(self, now: float) -> None:
+        """Average finished minutes and hours into their tiers, merge their blocks, drop what
+        has expired and keep within bounds; inside the flush's transaction."""
+        end = int((now - GRACE) // 60 * 60)
+        for (source, _), (target, width) in pairwise(TIERS):
+            done = self._meta(f"rolled.{target}")
+            cut = end // width * width
+            if cut <= done:
+                continue
+            start = max(done, cut - int(self.keep[source]))
+            rolled = []
+            for id_, rows in self._read(source, start * MS, cut * MS).items():
+                averaged = average(rows, width * MS)
+                rolled += [(TIER_ID[target], id_, *b) for b in encode_rows(averaged)]
+            self.db.executemany("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)", rolled)
+            self._set_meta(f"rolled.{target}", cut)
+            if source in MERGE:
+                self._merge(source, done, cut)
+        if "hour" in MERGE:
+            self._merge("hour", self._meta("merged.hour"), end // MERGE["hour"] * MERGE["hour"])
+        for tier, _ in TIERS:
+            self.db.execute(
+                "DELETE FROM blocks WHERE tier = ? AND end < ?",
+                (TIER_ID[tier], (now - self.keep[tier]) * MS),
+            )
+        self.db.execute("DELETE FROM changes WHERE ts < ?", (now - self.keep["hour"],))
+        self._bound()
+
+    def _merge(self, tier: str, done: int, cut: int) -> None:
+        """Merge TIER's blocks per node in each finished MERGE[tier] window up to CUT."""
+        window = MERGE[tier]
+        first = max(done // window * window, cut - int(self.keep[tier]) // window * window)
+        for lo in range(first, cut - window + 1, window):
+            found = self.db.execute(
+                "SELECT rowid, node, data FROM blocks WHERE tier = ? AND end >= ? AND end < ? "
+                "AND start >= ? ORDER BY node",
+                (TIER_ID[tier], lo * MS, (lo + window) * MS, lo * MS),
+            ).fetchall()
+            per: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+            for rowid, node, data in found:
+                per[node].append((rowid, data))
+            for node, parts in per.items():
+                if len(parts) < 2:
                     continue
-                start = max(done, end - int(self.keep[source]))
-                rows = self.db.execute(
-                    f"SELECT node, (ts / {width}) * {width} AS b, {avgs}, "
-                    f"GROUP_CONCAT(cores, ';') FROM {source} WHERE ts >= ? AND ts < ? "
-                    "GROUP BY node, b",
-                    (start, end),
-                ).fetchall()
-                marks = ", ".join("?" * (len(COLUMNS) + 3))
+                rows = [r for _, data in parts for r in _safe_rows(data)]
+                self.db.executemany("DELETE FROM blocks WHERE rowid = ?", [(r,) for r, _ in parts])
                 self.db.executemany(
-                    f"INSERT OR REPLACE INTO {target} VALUES ({marks})",
-                    [(*r[:-1], _mean_cores(r[-1])) for r in rows],
+                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
+                    [(TIER_ID[tier], node, *b) for b in encode_rows(rows)],
                 )
-                self.db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"rolled.{target}", end)
-                )
-            for tier, _ in TIERS:
-                self.db.execute(f"DELETE FROM {tier} WHERE ts < ?", (now - self.keep[tier],))
-            self.db.execute("DELETE FROM changes WHERE ts < ?", (now - self.keep["hour"],))
-            self._bound()
-            self.db.commit()
+        self._set_meta(f"merged.{tier}", cut)
+
+    def _read(self, tier: str, lo: int, hi: int) -> dict[int, Rows]:
+        """TIER's rows from LO to HI (ms), by node id."""
+        out: dict[int, Rows] = defaultdict(list)
+        for node, data in self.db.execute(
+            "SELECT node, data FROM blocks WHERE tier = ? AND end >= ? AND start < ?",
+            (TIER_ID[tier], lo, hi),
+        ):
+            out[node] += [r for r in _safe_rows(data) if lo <= r[0] < hi]
+        return out
 
     def used_bytes(self) -> int:
         """Bytes of the database in use (pages that are not free)."""
@@ -212,7 +362,7 @@ class History:
 
     def _bound(self) -> None:
         """Keep the store within max_bytes and max_changes, whatever the time limits allow
-        (a flood of node names must not fill the disk): the oldest rows go first, raw before
+        (a flood of node names must not fill the disk): the oldest blocks go first, raw before
         minutes before hours, and names nothing refers to any more."""
         changes = self.db.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
         if changes > self.max_changes:
@@ -223,184 +373,72 @@ class History:
             )
         for tier, _ in TIERS:
             while self.used_bytes() > self.max_bytes:
-                count = self.db.execute(f"SELECT COUNT(*) FROM {tier}").fetchone()[0]
+                count = self.db.execute(
+                    "SELECT COUNT(*) FROM blocks WHERE tier = ?", (TIER_ID[tier],)
+                ).fetchone()[0]
                 if not count:
                     break
-                cut = self.db.execute(
-                    f"SELECT ts FROM {tier} ORDER BY ts LIMIT 1 OFFSET ?", (count // 10,)
-                ).fetchone()[0]
-                self.db.execute(f"DELETE FROM {tier} WHERE ts <= ?", (cut,))
+                self.db.execute(
+                    "DELETE FROM blocks WHERE rowid IN (SELECT rowid FROM blocks WHERE tier = ? "
+                    "ORDER BY end LIMIT ?)",
+                    (TIER_ID[tier], max(1, count // 10)),
+                )
         if len(self._ids) > 4096:
-            self.db.execute(
-                "DELETE FROM nodes WHERE id NOT IN (SELECT DISTINCT node FROM raw) AND id NOT IN "
-                "(SELECT DISTINCT node FROM minute) AND id NOT IN (SELECT DISTINCT node FROM hour)"
-            )
+            self.db.execute("DELETE FROM nodes WHERE id NOT IN (SELECT DISTINCT node FROM blocks)")
             self._load_ids()
 
     def _meta(self, key: str) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
 
-
-def _mean_cores(joined: str | None) -> str:
-    if not joined:
-        return ""
-    lists = [[float(x) for x in part.split(",") if x] for part in joined.split(";")]
-    width = max((len(x) for x in lists), default=0)
-    means = []
-    for i in range(width):
-        values = [x[i] for x in lists if len(x) > i]
-        means.append(sum(values) / len(values))
-    return ",".join(f"{m:.3g}" for m in means)
+    def _set_meta(self, key: str, value: float) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
 
-class HistoryReader:
-    """Read-only queries, on a connection of their own."""
-
-    def __init__(self, path: Path, keep: dict[str, float]) -> None:
-        self.path = path
-        self._keep = keep
-        self._connection: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    def open(self) -> HistoryReader:
-        """Open the database read-only (`History.open` creates it); this reader, for chaining."""
-        self._connection = sqlite3.connect(
-            f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
-        )
-        return self
-
-    def close(self) -> None:
-        """Close the reader connection."""
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        if self._connection is None:  # not there at start (a disk that failed): try again
-            self.open()
-        assert self._connection is not None
-        return self._connection
-
-    def _tier(self, since: float, now: float, step: float) -> tuple[str, int]:
-        """The coarsest tier that still covers SINCE and is no coarser than STEP."""
-        covering = [(t, w) for t, w in TIERS if since >= now - self._keep[t]]
-        fitting = [(t, w) for t, w in covering if w <= step]
-        if fitting:
-            return fitting[-1]
-        return covering[0] if covering else TIERS[-1]
-
-    @staticmethod
-    def resolve(since: float | None, step: float | None, now: float) -> tuple[float, float]:
-        """Absolute SINCE (negative means seconds ago; default 15 min) and a sane STEP."""
-        start = now - 900 if since is None else (now + since if since <= 0 else since)
-        span = max(1.0, now - start)
-        least = span / MAX_POINTS
-        chosen = max(step or 0.0, least, 1.0)
-        if step is None:
-            chosen = max(chosen, span / 300)
-        return start, float(math.ceil(chosen))
-
-    def node_series(
-        self, node: str, metrics: list[str], since: float, step: float, now: float
-    ) -> dict[str, list[Point]]:
-        """Each of METRICS for NODE since SINCE, averaged over STEP-second buckets."""
-        tier, width = self._tier(since, now, step)
-        step = max(step, width)
-        with self._lock:
-            row = self._db.execute("SELECT id FROM nodes WHERE name = ?", (node,)).fetchone()
-            if row is None:
-                return {m: [] for m in metrics}
-            plain = [m for m in metrics if m in COLUMNS]
-            cores = [m for m in metrics if m.startswith("core.")]
-            out: dict[str, list[Point]] = {}
-            bucket = f"CAST(ts / {step} AS INTEGER) * {step}"
-            if plain:
-                cols = ", ".join(f"AVG({m})" for m in plain)
-                rows = self._db.execute(
-                    f"SELECT {bucket} AS b, {cols} FROM {tier} WHERE node = ? AND ts >= ? "
-                    "GROUP BY b ORDER BY b",
-                    (row[0], since),
-                ).fetchall()
-                for i, m in enumerate(plain):
-                    out[m] = [(r[0], _round(r[i + 1])) for r in rows if r[i + 1] is not None]
-            if cores:
-                rows = self._db.execute(
-                    f"SELECT {bucket} AS b, GROUP_CONCAT(cores, ';') FROM {tier} "
-                    "WHERE node = ? AND ts >= ? GROUP BY b ORDER BY b",
-                    (row[0], since),
-                ).fetchall()
-                for m in cores:
-                    index = int(m.split(".", 1)[1])
-                    series = []
-                    for b, joined in rows:
-                        means = _mean_cores(joined).split(",")
-                        if index < len(means) and means[index]:
-                            series.append((b, float(means[index])))
-                    out[m] = series
-        return out
-
-    def cluster_series(self, metric: str, since: float, step: float, now: float) -> list[Point]:
-        """METRIC over all nodes since SINCE, each node's values combined as the registry says
-        (the mean CPU, the total memory, ...)."""
-        tier, width = self._tier(since, now, step)
-        step = max(step, width)
-        combine = _COMBINE[BY_NAME[metric].cluster]
-        bucket = f"CAST(ts / {step} AS INTEGER) * {step}"
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT b, {combine}(v) FROM (SELECT node, {bucket} AS b, AVG({metric}) AS v "
-                f"FROM {tier} WHERE ts >= ? GROUP BY node, b) GROUP BY b ORDER BY b",
-                (since,),
-            ).fetchall()
-        return [(b, _round(v)) for b, v in rows if v is not None]
-
-    def last_kinds(self) -> dict[str, str]:
-        """Each node's latest change (new, up, stale, down, rebooted), for a master that
-        starts again: the nodes it knew are not new."""
-        with self._lock:
-            # SQLite takes the bare column `kind` from the row holding MAX(ts).
-            rows = self._db.execute(
-                "SELECT node, kind, MAX(ts) FROM changes GROUP BY node"
-            ).fetchall()
-        return {str(r[0]): str(r[1]) for r in rows}
-
-    def changes(self, limit: int) -> list[Change]:
-        """The newest LIMIT changes, newest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT ts, node, kind, message FROM changes ORDER BY ts DESC LIMIT ?", (limit,)
-            ).fetchall()
-        return [Change(ts=r[0], node=r[1], kind=r[2], message=r[3]) for r in rows]
+def _safe_rows(data: bytes) -> Rows:
+    """A block's rows; none, logged, for a damaged block (the rest of history still reads)."""
+    try:
+        return decode_rows(data)
+    except BlockError as exc:
+        log.warning("history: a damaged block is skipped: %s", exc)
+        return []
 
 
 class HistoryWriter:
-    """Writes HISTORY's batches in a thread of its own, off the event loop, and rolls its
-    tiers up once a minute. `put` never blocks: a full queue drops the batch, counted.
+    """Takes the live view's rows into HISTORY's head and flushes it every FLUSH_SECONDS, in
+    a thread of its own, off the event loop. `put` never blocks: a full queue drops the
+    batch, counted.
 
-    A batch that cannot be written (a full or read-only disk) is reported to HEALTH, which
-    says so in /api/health and logs it rarely; the next batch is tried as usual, so history
-    resumes by itself when the disk has room again. A store that could not be opened is
-    opened again before each batch.
+    A flush that fails (a full or read-only disk) is reported to HEALTH, which says so in
+    /api/health and logs it rarely; the head is kept and tried again at the next flush, so
+    history resumes by itself when the disk has room again. A store that could not be opened
+    is opened again before each flush. `close` flushes everything.
     """
 
     def __init__(
-        self, history: History, *, backlog: int = 600, health: Health | None = None
+        self,
+        history: History,
+        *,
+        flush_seconds: float = 60.0,
+        backlog: int = 600,
+        health: Health | None = None,
     ) -> None:
         self.history = history
+        self.flush_seconds = flush_seconds
         self.health = health
         self.queue: queue.Queue[tuple[list[Row], list[Change]] | None] = queue.Queue(backlog)
-        self.last_roll = 0.0
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="bramble-history", daemon=True)
+        if health is not None:
+            health.history_flush_seconds = flush_seconds
+            health.history_max_bytes = history.max_bytes
 
     def start(self) -> None:
         """Start the writing thread."""
         self._thread.start()
 
     def put(self, rows: list[Row], changes: list[Change]) -> None:
-        """Queue ROWS and CHANGES for writing."""
+        """Queue ROWS and CHANGES for the head."""
         if not rows and not changes:
             return
         try:
@@ -410,7 +448,8 @@ class HistoryWriter:
             self._failed(f"the writer is behind: {self.dropped} rows dropped")
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop the thread (waiting at most TIMEOUT seconds)."""
+        """Flush what is queued and in the head, then stop the thread (waiting at most
+        TIMEOUT seconds)."""
         if not self._thread.is_alive():
             return
         self.queue.put(None)
@@ -423,24 +462,31 @@ class HistoryWriter:
             log.warning("history: %s", error)
 
     def _run(self) -> None:
+        due = time.monotonic() + self.flush_seconds
         while True:
-            item = self.queue.get()
-            if item is None:
-                break
             try:
-                if self.history._db is None:
-                    self.history.open()
-                self.history.write(*item)
-                now = time.time()
-                if now - self.last_roll >= ROLL_UP_EVERY:
-                    self.last_roll = now
-                    self.history.roll_up(now)
-            except Exception as exc:
-                self._failed(exc)
+                item = self.queue.get(timeout=max(0.0, due - time.monotonic()))
+            except queue.Empty:
+                pass
             else:
-                if self.health is not None:
-                    self.health.ok("history")
+                if item is None:
+                    self._flush()
+                    break
+                self.history.write(*item)
+            if time.monotonic() >= due:
+                due = time.monotonic() + self.flush_seconds
+                self._flush()
 
-
-def _round(value: float) -> float:
-    return round(value, 4)
+    def _flush(self) -> None:
+        try:
+            if self.history._db is None:
+                self.history.open()
+            self.history.flush(time.time())
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            if self.health is not None:
+                self.health.ok("history")
+                self.health.history_flushed = self.history.flushed
+                self.health.history_bytes = self.history.used_bytes()
+                self.health.history_max_bytes = self.history.max_bytes

@@ -2,8 +2,8 @@
 counts and the event stream, kept current by two small tasks on the event loop.
 
 Both tasks are supervised: a round that fails is counted and logged (rarely) by `Health`, and
-the next round runs. Every sample the collector takes is kept for history (at most one per
-node and second), not just the latest at each tick; the replay window is saved once a second
+the next round runs. Every sample the collector takes is kept for history, not just the
+latest at each tick; the replay window is saved once a second
 (`replay`) so a restart does not reopen it.
 
 It is what the API (`api.NodeSource`) and `/metrics` (`prometheus.Source`) read. The table
@@ -26,7 +26,8 @@ from bramble.master.alerts import Alerts, readings
 from bramble.master.collector import Stats as Counts
 from bramble.master.events import Hub
 from bramble.master.health import Health
-from bramble.master.history import HistoryReader, HistoryWriter, Row
+from bramble.master.history import HistoryWriter, Row
+from bramble.master.history_reader import HistoryReader
 from bramble.master.nodes import DOWN, NodeState, NodeTable
 from bramble.master.replay import ReplayStore, Window
 from bramble.master.silences import Silences
@@ -72,8 +73,8 @@ class Live:
         self.viewers = limits.Gate("events", max_viewers)
         self.recent: deque[Change] = deque(maxlen=RECENT)
         self._pending: list[Change] = []
-        # the samples taken since the last tick, for history: one per node and second
-        self._samples: dict[tuple[str, int], tuple[float, Sample, float, float]] = {}
+        # the samples taken since the last tick, for history: every one
+        self._samples: list[tuple[str, float, Sample, float, float]] = []
         self._moved: set[str] = set()  # nodes whose replay window moved since the last save
         self._internal = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -130,11 +131,10 @@ class Live:
         """The collector took a sample of STATE's node (on the loop): keep it for history."""
         if state.sample is None:
             return
-        key = (state.name, int(state.last_ts))
-        if len(self._samples) >= MAX_PENDING and key not in self._samples:
+        if len(self._samples) >= MAX_PENDING:
             self.counts.rejected["history_behind"] += 1
             return
-        self._samples[key] = (state.last_ts, state.sample, state.net_rx, state.net_tx)
+        self._samples.append((state.name, state.last_ts, state.sample, state.net_rx, state.net_tx))
         if state.signed:
             self._moved.add(state.name)
         alerts = self.alerts
@@ -277,11 +277,11 @@ class Live:
         self._internal = internal
 
     def _history_rows(self) -> list[Row]:
-        """A row for each sample taken since the last call (one per node and second)."""
-        samples, self._samples = self._samples, {}
+        """A row for each sample taken since the last call."""
+        samples, self._samples = self._samples, []
         return [
             (name, ts, stored_values(sample, rx, tx), sample.cores)
-            for (name, _second), (ts, sample, rx, tx) in samples.items()
+            for name, ts, sample, rx, tx in samples
         ]
 
     def _save_windows(self) -> None:
@@ -320,6 +320,7 @@ class Live:
                 "errors": self.health.errors(),
                 "refused": dict(limits.refused),
                 "problems": self.health.problems(),
+                "history_flushed": self.health.history_flushed,
             }
         )
 

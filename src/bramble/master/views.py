@@ -108,6 +108,10 @@ class Stats(_View):
     problems: list[str] = Field(
         default=[], description="what does not work now, one line each (empty when all does)"
     )
+    history_flushed: float | None = Field(
+        default=None,
+        description="when history last wrote what it keeps in memory to disk, epoch seconds",
+    )
 
 
 class PartView(_View):
@@ -124,6 +128,20 @@ class HealthView(_View):
 
     ok: bool = Field(description="whether every part works")
     parts: dict[str, PartView]
+    history_flushed: float | None = Field(
+        default=None,
+        description="when history last wrote the samples it keeps in memory to disk, epoch "
+        "seconds (null before the first time): a power cut loses what came after",
+    )
+    history_flush_seconds: float | None = Field(
+        default=None, description="how often history writes to disk (history.flush_seconds)"
+    )
+    history_bytes: int | None = Field(
+        default=None, description="bytes history holds on disk, as of its last write"
+    )
+    history_max_bytes: int | None = Field(
+        default=None, description="what it may hold (history.max_bytes): the oldest goes first"
+    )
 
 
 class AlertView(_View):

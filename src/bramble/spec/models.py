@@ -258,6 +258,9 @@ class HistorySpec(_Model):
     hour_days: float = Field(default=365, gt=0, le=36600)
     max_bytes: int = Field(default=2 << 30, ge=1 << 20)
     max_changes: int = Field(default=100_000, ge=100)
+    # Samples are kept in memory and written this often: what a power cut may lose, and
+    # what spares an SD card (one small write a minute rather than one a second).
+    flush_seconds: float = Field(default=60, ge=1, le=3600)
 
     @field_validator("path", mode="before")
     @classmethod

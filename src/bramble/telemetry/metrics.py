@@ -22,7 +22,9 @@ class Metric:
     """One metric: NAME in the API and history, its UNIT, what it is (HELP), how it is READ
     from a sample and the node's network rates (bytes/s in, out), how the CLUSTER aggregates
     the nodes' values; STORED if history keeps it (a column), and its Prometheus gauge name
-    (without the `bramble_node_` prefix) if `/metrics` exports it."""
+    (without the `bramble_node_` prefix) if `/metrics` exports it. History keeps a value as
+    an integer count of 1/SCALE units: the precision of what the agent reads (millidegrees,
+    hundredths of load), or what the API shows (four decimals of a ratio)."""
 
     name: str
     unit: str
@@ -31,6 +33,7 @@ class Metric:
     cluster: Aggregation
     stored: bool = True
     prometheus: str | None = None
+    scale: int = 1
 
 
 def _available(sample: Sample) -> int:
@@ -45,17 +48,17 @@ def _percent(part: float, whole: float) -> float:
 # History's columns are the stored metrics in this order: add new ones at the end.
 METRICS: tuple[Metric, ...] = (
     Metric("cpuusage", "ratio", "CPU busy fraction over the last interval",
-           lambda s, rx, tx: s.cpuusage, "mean", prometheus="cpu_usage_ratio"),
+           lambda s, rx, tx: s.cpuusage, "mean", prometheus="cpu_usage_ratio", scale=10_000),
     Metric("cputemp", "°C", "CPU temperature",
-           lambda s, rx, tx: s.cputemp, "mean", prometheus="cpu_temperature_celsius"),
+           lambda s, rx, tx: s.cputemp, "mean", prometheus="cpu_temperature_celsius", scale=1000),
     Metric("cpufreq", "MHz", "CPU frequency",
            lambda s, rx, tx: s.cpufreq, "mean", prometheus="cpu_frequency_mhz"),
     Metric("load1", "", "1 minute load average",
-           lambda s, rx, tx: s.loadavg[0], "mean", prometheus="load1"),
+           lambda s, rx, tx: s.loadavg[0], "mean", prometheus="load1", scale=100),
     Metric("load5", "", "5 minute load average",
-           lambda s, rx, tx: s.loadavg[1], "mean", prometheus="load5"),
+           lambda s, rx, tx: s.loadavg[1], "mean", prometheus="load5", scale=100),
     Metric("load15", "", "15 minute load average",
-           lambda s, rx, tx: s.loadavg[2], "mean", prometheus="load15"),
+           lambda s, rx, tx: s.loadavg[2], "mean", prometheus="load15", scale=100),
     Metric("mem_used", "kB", "memory in use: MemTotal less MemAvailable (or MemFree)",
            lambda s, rx, tx: s.meminfo.get("MemTotal", 0) - _available(s), "sum"),
     Metric("mem_total", "kB", "MemTotal",
@@ -68,9 +71,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("disk_used", "bytes", "root filesystem bytes used",
            lambda s, rx, tx: s.disk.get("used", 0), "sum", prometheus="disk_used_bytes"),
     Metric("net_rx", "bytes/s", "network receive rate, all interfaces but loopback",
-           lambda s, rx, tx: rx, "sum", prometheus="network_receive_bytes_per_second"),
+           lambda s, rx, tx: rx, "sum", prometheus="network_receive_bytes_per_second", scale=10),
     Metric("net_tx", "bytes/s", "network transmit rate, all interfaces but loopback",
-           lambda s, rx, tx: tx, "sum", prometheus="network_transmit_bytes_per_second"),
+           lambda s, rx, tx: tx, "sum", prometheus="network_transmit_bytes_per_second", scale=10),
     Metric("uptime", "s", "seconds since boot",
            lambda s, rx, tx: s.uptime, "max", stored=False, prometheus="uptime_seconds"),
     Metric("mem_used_percent", "%", "memory in use, per cent of MemTotal (0 when unknown)",

@@ -202,6 +202,9 @@ function summary() {
   $("s-mem").textContent = total ? usedOfTotal(used, total) : "–";
   $("s-hot").textContent = hottest ? `${hottest.name} ${hottest.sample.cputemp.toFixed(1)} °C` : "–";
   $("s-rate").textContent = state.stats ? `${state.stats.rate.toFixed(1)}/s` : "–";
+  // when history was last written to disk: what a power cut would lose comes after it
+  const saved = state.stats && state.stats.history_flushed;
+  $("s-saved").textContent = saved ? `${Math.max(0, Math.round(now() - saved))} s ago` : "not yet";
 }
 
 // "4.5 of 70.6 GiB": memory used of total (kB), in the total's unit.
