@@ -121,11 +121,13 @@ SECRETS = Secrets(
     telemetry_key_id="k1",
     telemetry_key=bytes(range(32)),
     admin_token="golden-admin-token-not-secret-0123456789",
+    join_token="golden-join-token-not-secret-0123456789",
 )
 """Fixed secrets, so rendered files can be compared with the golden trees."""
 SECRETS_TEXT = (
     '[telemetry]\nkey_id = "k1"\nkey = "' + bytes(range(32)).hex() + '"\n'
     '\n[admin]\ntoken = "golden-admin-token-not-secret-0123456789"\n'
+    '\n[join]\ntoken = "golden-join-token-not-secret-0123456789"\n'
 )
 
 

@@ -322,11 +322,13 @@ class Spec(_Model):
 
 @dataclass(frozen=True, slots=True)
 class Secrets:
-    """The cluster's shared secrets, kept beside the spec with mode 0600."""
+    """The cluster's secrets, kept beside the spec on the master with mode 0600."""
 
     telemetry_key_id: str
     telemetry_key: bytes
     admin_token: str
+    join_token: str = ""
+    """The token a node image carries: it can ask to enroll and nothing else ("" if none)."""
 
 
 def check_path(value: str) -> str:
