@@ -172,10 +172,15 @@ def test_user_data_writes_every_node_file(spec: Spec) -> None:
     for path, text in node.items():
         assert written[path]["content"] == text
         assert written[path]["permissions"] == ("0600" if private(path) else "0644")
-    units = ["bramble-install.service", "bramble-agent.service", "bramble-worker.service"]
+    units = [
+        "bramble-install.service",
+        "bramble-enroll.service",
+        "bramble-agent.service",
+        "bramble-worker.service",
+    ]
     enabled = [c for c in data["runcmd"] if c[:2] == ["systemctl", "enable"]][-1]
     started = [c for c in data["runcmd"] if c[:3] == ["systemctl", "start", "--no-block"]][-1]
-    assert enabled[2:5] == units and started[3:6] == units
+    assert enabled[2:6] == units and started[3:7] == units
     # bramble comes from the master, never from a package index, and needs no compiler
     assert not [c for c in data["runcmd"] if "pip" in " ".join(map(str, c))]
     assert "gcc" not in data["packages"] and "python3-venv" in data["packages"]
@@ -193,9 +198,12 @@ def test_node_installs_bramble_from_the_master(spec: Spec) -> None:
     unit = _ini(files["node/etc/systemd/system/bramble-install.service"])
     assert unit["Service"]["ExecStart"] == "/usr/bin/python3 /etc/bramble/bramble-install --restart"
     assert unit["Service"]["Type"] == "oneshot"
-    for name in ("agent", "worker"):
+    for name in ("enroll", "agent", "worker"):
         after = _ini(files[f"node/etc/systemd/system/bramble-{name}.service"])["Unit"]["After"]
         assert "bramble-install.service" in after.split()
+    for name in ("agent", "worker"):
+        after = _ini(files[f"node/etc/systemd/system/bramble-{name}.service"])["Unit"]["After"]
+        assert "bramble-enroll.service" in after.split()
     master_agent = _ini(files["master/etc/systemd/system/bramble-agent.service"])
     assert "bramble-install" not in master_agent["Unit"]["After"]
 

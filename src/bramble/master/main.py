@@ -37,6 +37,13 @@ from bramble.master.history import History, HistoryReader, HistoryWriter
 from bramble.master.live import Live
 from bramble.master.nodes import NodeTable
 from bramble.master.replay import ReplayStore
+from bramble.master.views import Change
+from bramble.trust import api as trust_api
+from bramble.trust.certs import Ca
+from bramble.trust.leases import read_leases
+from bramble.trust.policy import JoinToken
+from bramble.trust.service import Enrollment
+from bramble.trust.store import TrustStore
 
 if TYPE_CHECKING:
     from bramble.cluster import Cluster
@@ -109,6 +116,17 @@ class Master:
             health=self.health,
             on_sample=self.live.on_sample,
         )
+        self.shared_key = {secrets.telemetry_key_id: secrets.telemetry_key}
+        self.spec_names = frozenset(n.name for n in spec.nodes) if tel.admit == "spec" else None
+        lease_file = Path(spec.enroll.lease_file)
+        self.trust = TrustStore(db_path.with_name("trust.db"))
+        self.enrollment = Enrollment(
+            spec,
+            [JoinToken(secrets.join_token)] if secrets.join_token else [],
+            self.trust,
+            leases=lambda now: read_leases(lease_file, now),
+            ca=_read_ca(cluster),
+        )
         self.follower: WorkerFollower | None = None  # with the jobs service, if it follows
         self.app = create_app(self)
 
@@ -135,6 +153,12 @@ class Master:
                 self.live.replay = None
             parts.callback(self.replay.close)
             try:
+                self.trust.open()
+                self.use_credentials()
+            except (OSError, sqlite3.Error) as exc:  # the shared key still works; reported
+                self.health.failed("history", exc, self.trust.path)
+            parts.callback(self.trust.close)
+            try:
                 known = self.reader.last_kinds()
             except (OSError, sqlite3.Error):
                 known = {}  # the history cannot be read: health says so; nodes are new
@@ -147,6 +171,23 @@ class Master:
             if self.run_jobs:
                 await self._start_jobs(app, parts)
             yield
+
+    def use_credentials(self) -> None:
+        """Give the collector the enrolled nodes' keys (and the shared key until it is
+        retired), and admit the enrolled nodes' names (on the event loop)."""
+        creds = self.enrollment.credentials()
+        keys = {**(self.shared_key if creds.shared else {}), **creds.keys}
+        self.collector.use_keys(keys, creds.owners, creds.revoked)
+        if self.spec_names is not None:
+            with self.lock:
+                self.table.admit = self.spec_names | frozenset(creds.owners.values())
+
+    def trust_changed(self, changes: list[Change], credentials: bool) -> None:
+        """Enrollment's news: CHANGES to show; CREDENTIALS, whether the keys changed."""
+        if changes:
+            self.live.on_changes(changes)
+        if credentials:
+            self.use_credentials()
 
     async def _start_jobs(self, app: FastAPI, parts: contextlib.AsyncExitStack) -> None:
         """The jobs service, if it can run here: without it the master serves the rest, and
@@ -243,6 +284,11 @@ def create_app(master: Master) -> FastAPI:
     app.include_router(api.router(master.live, master.reader))
     app.include_router(prometheus.router(master.live))
     app.include_router(jobs_router)
+    app.include_router(
+        trust_api.router(
+            master.enrollment, master.cluster.secrets().admin_token, master.trust_changed
+        )
+    )
     app.include_router(software_router(Path(master.cluster.spec.software.wheels_dir)))
     api.mount_page(app)
     return app
@@ -266,6 +312,16 @@ def run_master(cluster: Cluster, *, bind: str | None, port: int | None, db: Path
         ) from None
     finally:
         loop.close()
+
+
+def _read_ca(cluster: Cluster) -> Ca | None:
+    """The cluster CA beside the spec, to sign the nodes' worker certificates; None if the
+    CA key is not there (the nodes then enroll without one)."""
+    paths = cluster.tls
+    try:
+        return Ca(paths.ca_cert.read_text(), paths.ca_key.read_text())
+    except OSError:
+        return None
 
 
 def _bind_source(cluster: Cluster, bind: str | None) -> str:

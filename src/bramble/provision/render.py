@@ -272,6 +272,9 @@ def render_node(
     files["etc/systemd/system/bramble-install.service"] = _render(
         "bramble-install.service", **install, **common
     )
+    files["etc/systemd/system/bramble-enroll.service"] = _render(
+        "bramble-enroll.service", join_file=JOIN_FILE, **common
+    )
     files["etc/systemd/system/bramble-agent.service"] = _render("bramble-agent.service", **common)
     files["etc/systemd/system/bramble-worker.service"] = _render(
         "bramble-worker.service", automounts=automounts, **common
@@ -287,7 +290,12 @@ def user_data(spec: Spec, node_files: Mapping[str, str]) -> str:
         _File("/" + path, text, "0600" if private(path) else "0644")
         for path, text in sorted(node_files.items())
     ]
-    units = ["bramble-install.service", "bramble-agent.service", "bramble-worker.service"]
+    units = [
+        "bramble-install.service",
+        "bramble-enroll.service",
+        "bramble-agent.service",
+        "bramble-worker.service",
+    ]
     units += [unit_name(s.mount, ".automount") for s in spec.shares]
     return _render("user-data", files=entries, units=units)
 
