@@ -9,10 +9,8 @@ import datetime
 from dataclasses import dataclass
 
 from bramble.errors import BrambleError
+from bramble.jobs.gate import WORKER_OU
 
-WORKER_OU = "bramble worker"
-"""The organizational unit of every node's certificate: how the scheduler tells a worker's
-certificate from the master's client certificate."""
 VALID_DAYS = 3650
 
 
