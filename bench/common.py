@@ -54,7 +54,14 @@ def write_local_spec(state: Path) -> tuple[Path, str]:
     # no node names in the spec: the benchmarks' senders are admitted because it says any may
     telemetry = 'interval = 1.0\nadmit = "any"'
     spec_path.write_text(
-        local_spec_text(0, port, free_port(socket.SOCK_DGRAM), state, telemetry=telemetry)
+        local_spec_text(
+            0,
+            port,
+            free_port(socket.SOCK_DGRAM),
+            state,
+            telemetry=telemetry,
+            extra="[enroll]\nper_minute = 100000",  # the benchmarks' senders enroll at once
+        )
     )
     (state / "bramble.secrets.toml").write_text(secrets_text())
     return spec_path, f"http://127.0.0.1:{port}"

@@ -158,10 +158,11 @@ class Enrollment:
         limited = not self.gate.allow(address, now)
         checked = check_token(token, self.join_tokens, now)
         replayed = not limited and checked == "ok" and self.nonces.seen(body.nonce, now)
-        known = {
-            n.mac: Known(n.name, hashlib.sha256(n.key).hexdigest(), n.revoked is not None)
-            for n in self.store.nodes()
-        }
+        had = self.store.node(body.mac)
+        known = {}
+        if had is not None:
+            digest_had = hashlib.sha256(had.key).hexdigest()
+            known[had.mac] = Known(had.name, digest_had, had.revoked is not None)
         spec_macs = {n.mac: n.name for n in self.spec.nodes}
         leases = self.leases(now) if checked == "ok" and not limited else {}
         decision = decide(

@@ -99,6 +99,16 @@ class TrustStore:
             ).fetchall()
         return [NodeCredentials(*row) for row in rows]
 
+    def node(self, mac: str) -> NodeCredentials | None:
+        """The node enrolled with MAC, revoked or not, if any."""
+        with self._lock:
+            row = self.db.execute(
+                "SELECT mac, name, key_id, key, cert, address, enrolled, revoked FROM node "
+                "WHERE mac = ?",
+                (mac,),
+            ).fetchone()
+        return NodeCredentials(*row) if row is not None else None
+
     def pending(self) -> list[PendingRequest]:
         """Every request waiting for approval, oldest first."""
         with self._lock:
