@@ -302,7 +302,8 @@ def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
                 ],
             ),
         )
-    for name, holder in holders.items():
+    leases: dict[str, tuple[str, str]] = {}
+    for name in holders:
         lease = plan.state / "nodes" / name / "lease"
         if not daemons.wait_for(lease, 30):
             raise BrambleError(
@@ -310,16 +311,69 @@ def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
                 f"(see {run / (name + '.udhcpc.log')})"
             )
         address, _, hostname = lease.read_text().strip().partition(" ")
+        leases[name] = (address, hostname)
+    keys = enroll_nodes(lab, holders, say)
+    for name, holder in holders.items():
+        address, hostname = leases[name]
         boot = next_boot(plan.state / "nodes" / name)
         daemons.start(
             run,
             f"{name}.agent",
             daemons.in_node(
                 holder,
-                daemons.agent_argv(lab.spec, lab.spec_path, hostname, boot),
+                daemons.agent_argv(lab.spec, lab.spec_path, hostname, boot, keys.get(name)),
             ),
         )
-        say(f"  {name}: {address} hostname {hostname}, agent boot {boot}")
+        how = "its own key" if name in keys else "the shared key"
+        say(f"  {name}: {address} hostname {hostname}, agent boot {boot}, {how}")
+
+
+ENROLL_TIMEOUT = 30.0
+
+
+def enroll_nodes(lab: Lab, holders: dict[str, int], say: Say) -> dict[str, Path]:
+    """Enroll each node of HOLDERS with the master as a board does (`bramble enroll` in the
+    node, with the node image's spec and join file): its own key, made in the node. The
+    credentials file of each node enrolled; none when the lab's secrets have no join token
+    (the nodes then sign with the shared key)."""
+    import subprocess
+
+    from bramble.provision.render import join_toml, node_spec_toml
+    from bramble.spec import load_secrets
+    from bramble.trust.node import CREDENTIALS, JOIN, read_identity
+
+    secrets = load_secrets(lab.spec_path)
+    if not secrets.join_token:
+        return {}
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    for name, holder in holders.items():
+        node_dir = lab.plan.state / "nodes" / name
+        (node_dir / "bramble.toml").write_text(node_spec_toml(lab.spec))
+        (node_dir / JOIN).write_text(join_toml(lab.spec, secrets))
+        (node_dir / JOIN).chmod(0o600)
+        argv = daemons.bramble_argv(
+            "enroll", "--spec", str(node_dir / "bramble.toml"), "--mac", lab.plan.node(name).mac
+        )
+        with open(lab.plan.state / "run" / f"{name}.enroll.log", "ab") as log:
+            started[name] = subprocess.Popen(
+                daemons.in_node(holder, argv), stdout=log, stderr=subprocess.STDOUT
+            )
+    deadline = time.monotonic() + ENROLL_TIMEOUT
+    keys: dict[str, Path] = {}
+    for name, proc in started.items():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        path = lab.plan.state / "nodes" / name / CREDENTIALS
+        identity = read_identity(path)
+        if identity is None:
+            say(f"  {name}: not enrolled in {ENROLL_TIMEOUT:.0f} s (see run/{name}.enroll.log)")
+            continue
+        keys[name] = path
+    say(f"enrollment: {len(keys)}/{len(started)} node(s) enrolled with their own keys")
+    return keys
 
 
 def worker_argv(lab: Lab, hostname: str) -> list[str]:

@@ -177,11 +177,17 @@ def builtin_spec(nodes: int) -> Spec:
 
 
 def lab_spec(spec: Spec, state: Path) -> Spec:
-    """SPEC as the lab's master runs it: only the history and the wheels it serves its nodes
-    move into the lab's state."""
+    """SPEC as the lab's master runs it: only the history, the wheels it serves its nodes and
+    the DHCP leases it enrolls them by move into the lab's state."""
     history = spec.history.model_copy(update={"path": str(state / "master" / "history.db")})
     software = spec.software.model_copy(update={"wheels_dir": str(wheels_dir(state))})
-    return spec.model_copy(update={"history": history, "software": software})
+    enroll = spec.enroll.model_copy(update={"lease_file": str(lease_file(state))})
+    return spec.model_copy(update={"history": history, "software": software, "enroll": enroll})
+
+
+def lease_file(state: Path) -> Path:
+    """Where the lab's dnsmasq keeps its leases (and the master reads them to enroll)."""
+    return state / "master" / "dnsmasq.leases"
 
 
 def wheels_dir(state: Path) -> Path:
@@ -210,7 +216,7 @@ def adapt_dnsmasq(text: str, state: Path) -> str:
     The lab changes only paths; interface names match because the lab names the master's
     interfaces as the spec does.
     """
-    lease = state / "master" / "dnsmasq.leases"
+    lease = lease_file(state)
     return re.sub(r"(?m)^dhcp-leasefile=.*$", f"dhcp-leasefile={lease}", text)
 
 
