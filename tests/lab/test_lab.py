@@ -338,6 +338,23 @@ def test_master_restart_keeps_history_and_nodes_come_back(lab: Running) -> None:
     assert after and after[0][0] <= before[0][0] + 1.0
 
 
+def test_a_board_plugged_in_enrolls_or_waits_for_approval(lab: Running) -> None:
+    """`lab add`: a board of the spec enrolls on its own and is up; a stranger waits in
+    `nodes pending` until approved, then boots."""
+    out = bramble("lab", "add", "--prefix", lab.prefix)
+    assert "node-4" in out.stdout and "its own key" in out.stdout, out.stdout
+    lab.wait(lambda: lab.nodes().get("node-4", {}).get("status") == "up", 10)
+    mac = "02:00:00:00:aa:01"
+    out = bramble("lab", "add", "stray", "--mac", mac, "--prefix", lab.prefix)
+    assert "waits for approval" in out.stdout, out.stdout
+    spec = str(commands.load_lab(lab.prefix).spec_path)
+    assert mac in bramble("nodes", "pending", "--spec", spec, "--url", lab.lab.url).stdout
+    assert "stray" not in lab.nodes()
+    bramble("nodes", "approve", mac, "--name", "stray", "--spec", spec, "--url", lab.lab.url)
+    bramble("lab", "start", "stray", "--prefix", lab.prefix)
+    lab.wait(lambda: lab.nodes().get("stray", {}).get("status") == "up", 10)
+
+
 def test_down_after_a_killed_up_leaves_nothing(tmp_path: Path) -> None:
     prefix = "k" + secrets.token_hex(3)
     proc = subprocess.Popen(

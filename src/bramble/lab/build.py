@@ -243,8 +243,12 @@ def start_master_daemons(
         daemons.start(plan.state / "run", name, argv[name])
 
 
-def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
-    """Power on NAMES: first process in fresh UTS and mount namespaces, DHCP, then the agent."""
+def boot_nodes(
+    lab: Lab, names: Sequence[str], say: Say, *, enroll_timeout: float = 30.0
+) -> list[str]:
+    """Power on NAMES: first process in fresh UTS and mount namespaces, DHCP, enrollment,
+    then the agent. The nodes whose agent started (a node still waiting for approval has
+    none: `lab start` it once approved)."""
     plan, run = lab.plan, lab.plan.state / "run"
     say(f"nodes: DHCP (udhcpc) and agents for {len(names)} node(s)")
     if lab.spec.telemetry.engine != "python":
@@ -312,30 +316,40 @@ def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
             )
         address, _, hostname = lease.read_text().strip().partition(" ")
         leases[name] = (address, hostname)
-    keys = enroll_nodes(lab, holders, say)
+    keys = enroll_nodes(lab, holders, say, enroll_timeout)
+    started = []
     for name, holder in holders.items():
         address, hostname = leases[name]
+        key: Path | None = None
+        if keys is not None:
+            if name not in keys:
+                say(
+                    f"  {name}: {address}, waits for approval: `bramble nodes approve "
+                    f"{plan.node(name).mac}`, then `bramble lab start {name}`"
+                )
+                continue
+            key, hostname = keys[name]  # the name the master enrolled it under
         boot = next_boot(plan.state / "nodes" / name)
         daemons.start(
             run,
             f"{name}.agent",
             daemons.in_node(
-                holder,
-                daemons.agent_argv(lab.spec, lab.spec_path, hostname, boot, keys.get(name)),
+                holder, daemons.agent_argv(lab.spec, lab.spec_path, hostname, boot, key)
             ),
         )
-        how = "its own key" if name in keys else "the shared key"
+        how = "its own key" if key is not None else "the shared key"
         say(f"  {name}: {address} hostname {hostname}, agent boot {boot}, {how}")
+        started.append(name)
+    return started
 
 
-ENROLL_TIMEOUT = 30.0
-
-
-def enroll_nodes(lab: Lab, holders: dict[str, int], say: Say) -> dict[str, Path]:
+def enroll_nodes(
+    lab: Lab, holders: dict[str, int], say: Say, timeout: float
+) -> dict[str, tuple[Path, str]] | None:
     """Enroll each node of HOLDERS with the master as a board does (`bramble enroll` in the
-    node, with the node image's spec and join file): its own key, made in the node. The
-    credentials file of each node enrolled; none when the lab's secrets have no join token
-    (the nodes then sign with the shared key)."""
+    node, with the node image's spec and join file): its own key, made in the node. Each
+    enrolled node's credentials file and name; None when the lab's secrets have no join
+    token (the nodes then sign with the shared key)."""
     import subprocess
 
     from bramble.provision.render import join_toml, node_spec_toml
@@ -344,7 +358,7 @@ def enroll_nodes(lab: Lab, holders: dict[str, int], say: Say) -> dict[str, Path]
 
     secrets = load_secrets(lab.spec_path)
     if not secrets.join_token:
-        return {}
+        return None
     started: dict[str, subprocess.Popen[bytes]] = {}
     for name, holder in holders.items():
         node_dir = lab.plan.state / "nodes" / name
@@ -358,8 +372,8 @@ def enroll_nodes(lab: Lab, holders: dict[str, int], say: Say) -> dict[str, Path]
             started[name] = subprocess.Popen(
                 daemons.in_node(holder, argv), stdout=log, stderr=subprocess.STDOUT
             )
-    deadline = time.monotonic() + ENROLL_TIMEOUT
-    keys: dict[str, Path] = {}
+    deadline = time.monotonic() + timeout
+    keys: dict[str, tuple[Path, str]] = {}
     for name, proc in started.items():
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
@@ -369,9 +383,9 @@ def enroll_nodes(lab: Lab, holders: dict[str, int], say: Say) -> dict[str, Path]
         path = lab.plan.state / "nodes" / name / CREDENTIALS
         identity = read_identity(path)
         if identity is None:
-            say(f"  {name}: not enrolled in {ENROLL_TIMEOUT:.0f} s (see run/{name}.enroll.log)")
+            say(f"  {name}: not enrolled in {timeout:.0f} s (see run/{name}.enroll.log)")
             continue
-        keys[name] = path
+        keys[name] = (path, identity.name)
     say(f"enrollment: {len(keys)}/{len(started)} node(s) enrolled with their own keys")
     return keys
 

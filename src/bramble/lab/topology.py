@@ -150,6 +150,16 @@ def plan(spec: Spec, prefix: str, used: set[IPv4Network]) -> LabPlan:
     )
 
 
+def extra_nodes(plan: LabPlan, extra: list[dict[str, str]]) -> tuple[NodePlan, ...]:
+    """The boards plugged into PLAN's lab with a MAC its spec does not know (`lab add
+    --mac`): EXTRA as the lab's state records them, each {"name", "mac"}."""
+    base = plan.master_ns.removesuffix("master")
+    return tuple(
+        NodePlan(name=e["name"], mac=e["mac"], address=None, netns=base + e["name"], port=f"x{i}")
+        for i, e in enumerate(extra)
+    )
+
+
 def builtin_spec_text(nodes: int, *, interval: float = 1.0) -> str:
     """The built-in lab spec: NODES nodes node-1..N with MACs 02:b7:... and fixed addresses."""
     if not 1 <= nodes <= MAX_BUILTIN_NODES:
