@@ -109,3 +109,13 @@ def test_worker_certificate_signed_by_the_ca_with_the_node_name(
     cert.verify_directly_issued_by(ca)
     bad, _ = service.enroll(body(key=b"j" * 32, csr="junk"), TOKEN, "10.42.0.11")
     assert bad.status == "enrolled" and bad.cert == ""
+
+
+def test_a_mac_added_to_the_spec_file_enrolls_without_a_restart(service: Enrollment) -> None:
+    new = "b8:27:eb:00:00:07"
+    assert service.enroll(body(new), TOKEN, "10.42.0.17")[0].status == "pending"
+    service.spec_macs = lambda: {new: "node-7"}
+    leases = {new: "10.42.0.17"}
+    service.leases = lambda now: leases
+    answer, _ = service.enroll(body(new), TOKEN, "10.42.0.17")
+    assert (answer.status, answer.name) == ("enrolled", "node-7")

@@ -2,9 +2,9 @@
 
 As a user plugs in a board: a new namespace cabled to the switch, DHCP from the master, a
 fresh credentials store, `bramble enroll`, the agent and the worker. With no MAC the board is
-one more of the lab's spec (added to it, and the master restarted to read it), so it enrolls
-on its own; with a MAC the spec does not know, the board waits in `bramble nodes pending`
-until approved (then `bramble lab start NAME` boots its agent).
+one more of the lab's spec (added to it; the master reads the spec's MACs again when the
+spec file changes), so it enrolls on its own; with a MAC the spec does not know, the board
+waits in `bramble nodes pending` until approved (then `bramble lab start NAME` boots it).
 """
 
 from __future__ import annotations
@@ -55,14 +55,6 @@ def _plug(lab: Lab, node: NodePlan) -> None:
     netns.batch(["link set lo up", "link set eth0 up"], ns=node.netns)
 
 
-def _restart_master(lab: Lab) -> None:
-    """The lab's master, restarted to read its spec again (the new board's MAC in it)."""
-    run = lab.plan.state / "run"
-    port = int(lab.url.rsplit(":", 1)[1].strip("/"))
-    daemons.stop(run, ["master"])
-    build.start_master_daemons(lab.plan, lab.spec, lab.spec_path, port, ["master"], lab.dask_port)
-
-
 def add(name: str | None, mac: str | None, *, prefix: str | None, say: Say) -> str:
     """Plug a new board into the lab PREFIX: NAME, MAC (default: a free one, added to the
     lab's spec). The board's name."""
@@ -91,10 +83,9 @@ def add(name: str | None, mac: str | None, *, prefix: str | None, say: Say) -> s
             raise BrambleError(f"the lab has a node called {name} already")
         mac = _free_mac(set(plugged))
         text, _ = with_node(lab.spec_path.read_text(), name, mac, None, str(lab.spec_path))
-        lab.spec_path.write_text(text)
+        lab.spec_path.write_text(text)  # the master reads it again when the board asks
         lab = commands.load_lab(prefix)
-        _restart_master(lab)
-        say(f"{name} ({mac}) added to the lab's spec; master restarted to read it")
+        say(f"{name} ({mac}) added to the lab's spec")
     else:
         name = name or "board-" + mac[-5:].replace(":", "")
         if name in {n.name for n in lab.plan.nodes}:

@@ -126,6 +126,7 @@ class Master:
             self.trust,
             leases=lambda now: read_leases(lease_file, now),
             ca=_read_ca(cluster),
+            spec_macs=_spec_macs(cluster),
         )
         self.follower: WorkerFollower | None = None  # with the jobs service, if it follows
         self.app = create_app(self)
@@ -312,6 +313,22 @@ def run_master(cluster: Cluster, *, bind: str | None, port: int | None, db: Path
         ) from None
     finally:
         loop.close()
+
+
+def _spec_macs(cluster: Cluster) -> Callable[[], dict[str, str]]:
+    """The spec's MACs for enrollment, read again when the spec file changes."""
+    last: list[tuple[float, dict[str, str]]] = []
+
+    def macs() -> dict[str, str]:
+        try:
+            mtime = cluster.path.stat().st_mtime if cluster.path is not None else 0.0
+        except OSError:
+            mtime = 0.0
+        if not last or last[0][0] != mtime:
+            last[:] = [(mtime, cluster.spec_macs())]
+        return last[0][1]
+
+    return macs
 
 
 def _read_ca(cluster: Cluster) -> Ca | None:

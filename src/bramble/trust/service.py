@@ -137,6 +137,8 @@ class Enrollment:
     leases: Callable[[float], Mapping[str, str]]
     ca: Ca | None = None
     clock: Callable[[], float] = time.time
+    spec_macs: Callable[[], Mapping[str, str]] | None = None
+    """MAC to node name of the spec now (default: SPEC's nodes, as loaded)."""
     gate: RateLimit = field(init=False)
     nonces: Nonces = field(default_factory=Nonces)
     limited: int = 0
@@ -163,7 +165,7 @@ class Enrollment:
         if had is not None:
             digest_had = hashlib.sha256(had.key).hexdigest()
             known[had.mac] = Known(had.name, digest_had, had.revoked is not None)
-        spec_macs = {n.mac: n.name for n in self.spec.nodes}
+        spec_macs = self._spec_macs()
         leases = self.leases(now) if checked == "ok" and not limited else {}
         decision = decide(
             request,
@@ -206,6 +208,11 @@ class Enrollment:
         message = f"{decision.name} enrolled ({body.mac} from {address})"
         return answer, self._change(now, who, "enrolled", message)
 
+    def _spec_macs(self) -> Mapping[str, str]:
+        if self.spec_macs is not None:
+            return self.spec_macs()
+        return {n.mac: n.name for n in self.spec.nodes}
+
     def _sign(self, csr: str, name: str, now: float) -> str:
         if not csr or self.ca is None:
             return ""
@@ -234,7 +241,7 @@ class Enrollment:
         if not found:
             raise BrambleError(f"no request from {who!r} waits (see `bramble nodes pending`)")
         request = found[-1]
-        spec_name = next((n.name for n in self.spec.nodes if n.mac == request.mac), "")
+        spec_name = self._spec_macs().get(request.mac, "")
         final = name or spec_name or request.name
         if not final:
             raise BrambleError(f"{request.mac} is not in the spec: give it a name (--name)")
