@@ -353,17 +353,15 @@ def enroll_nodes(
     import subprocess
 
     from bramble.provision.render import join_toml, node_spec_toml
-    from bramble.spec import load_secrets
     from bramble.trust.node import CREDENTIALS, JOIN, read_identity
 
-    secrets = load_secrets(lab.spec_path)
-    if not secrets.join_token:
+    if not lab.join_token:
         return None
     started: dict[str, subprocess.Popen[bytes]] = {}
     for name, holder in holders.items():
         node_dir = lab.plan.state / "nodes" / name
         (node_dir / "bramble.toml").write_text(node_spec_toml(lab.spec))
-        (node_dir / JOIN).write_text(join_toml(lab.spec, secrets))
+        (node_dir / JOIN).write_text(join_toml(lab.spec, lab.join_token))
         (node_dir / JOIN).chmod(0o600)
         argv = daemons.bramble_argv(
             "enroll", "--spec", str(node_dir / "bramble.toml"), "--mac", lab.plan.node(name).mac

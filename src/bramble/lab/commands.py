@@ -101,7 +101,9 @@ def load_lab(prefix: str | None) -> Lab:
     except (OSError, ValueError):
         raise BrambleError(f"no lab {name!r} is up (start one with `bramble lab up`)") from None
     spec_path = Path(data["spec"])
-    spec = load_cluster(spec_path).spec
+    cluster = load_cluster(spec_path)
+    spec = cluster.spec
+    secrets = cluster.secrets_if_present()
     used = {IPv4Network(data["uplink"])}
     plan = replace(topology.plan(spec, name, used), uplink_net=next(iter(used)))
     extra = topology.extra_nodes(plan, data.get("extra", []))
@@ -113,6 +115,7 @@ def load_lab(prefix: str | None) -> Lab:
         url=data["url"],
         jobs=data.get("jobs", False),
         dask_port=data.get("dask_port", 0),
+        join_token=secrets.join_token if secrets is not None else "",
     )
 
 
@@ -254,7 +257,15 @@ def up(
         _lab_tls(source, state, say)
     build.build_network(plan, spec, say)
     build.start_master(plan, spec, secrets, path, http_port, say, jobs=jobs, dask_port=dask_port)
-    lab = Lab(plan=plan, spec=spec, spec_path=path, url=url, jobs=jobs, dask_port=dask_port)
+    lab = Lab(
+        plan=plan,
+        spec=spec,
+        spec_path=path,
+        url=url,
+        jobs=jobs,
+        dask_port=dask_port,
+        join_token=secrets.join_token,
+    )
     build.build_nodes(plan, say)
     booted = build.boot_nodes(lab, [n.name for n in plan.nodes], say)
     ok, detail = nfs_check(lab, plan.nodes[0])

@@ -94,6 +94,7 @@ class Lab:
     url: str
     jobs: bool = True
     dask_port: int = 0  # Dask's dashboard, forwarded to the host's loopback (0: none)
+    join_token: str = ""  # what the lab's nodes enroll with ("": they use the shared key)
 
 
 def ns_prefix(prefix: str) -> str:

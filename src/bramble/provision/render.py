@@ -121,14 +121,14 @@ def secrets_toml(secrets: Secrets) -> str:
     return text
 
 
-def join_toml(spec: Spec, secrets: Secrets) -> str:
+def join_toml(spec: Spec, token: str) -> str:
     """The node image's join file: where the master is and the token that can only enroll."""
     return (
         f"# {HEADER}\n"
         "# All a board holds before it enrolls: this token can ask to enroll and nothing else.\n"
         "[join]\n"
         f"master = {json.dumps(master_url(spec))}\n"
-        f"token = {json.dumps(secrets.join_token)}\n"
+        f"token = {json.dumps(token)}\n"
     )
 
 
@@ -163,7 +163,7 @@ def _bramble_files(
         # Never the spec's text (it lists the nodes), never the secrets (the admin token).
         files = {"etc/bramble/bramble.toml": node_spec_toml(spec)}
         if secrets is not None and secrets.join_token:
-            files[JOIN_FILE.lstrip("/")] = join_toml(spec, secrets)
+            files[JOIN_FILE.lstrip("/")] = join_toml(spec, secrets.join_token)
     for name in MASTER_TLS if role == "master" else NODE_TLS:
         if name in tls:
             files[f"etc/bramble/tls/{name}"] = tls[name]
