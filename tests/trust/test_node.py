@@ -102,3 +102,12 @@ def test_worker_key_made_on_the_board_and_certificate_kept(
     assert common_name((tls / "worker.pem").read_text()) == "node-1"
     assert stat.S_IMODE((tls / "worker-key.pem").stat().st_mode) == 0o600
     assert "PRIVATE KEY" not in str(service.store.pending()) + str(service.nodes())
+
+
+def test_rotate_asks_for_a_new_key_with_a_proof(board: Path, service: Enrollment) -> None:
+    first = enroll(board, MAC, post=FakeMaster(service), sleep=lambda _: None)
+    moved = FakeMaster(service, address="10.42.0.99")  # not its lease: the proof decides
+    second = enroll(board, MAC, post=moved, sleep=lambda _: None, rotate=True)
+    assert second.name == first.name and second.key != first.key
+    assert read_identity(board / CREDENTIALS) == second
+    assert len(service.credentials().owners) == 2  # both good during the overlap

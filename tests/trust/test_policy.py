@@ -123,3 +123,12 @@ def test_normal_mac() -> None:
     assert normal_mac("B8-27-EB-00-00-01") == MAC
     with pytest.raises(ValueError):
         normal_mac("nope")
+
+
+def test_a_proven_new_key_is_a_rotation() -> None:
+    known = {MAC: Known("node-1", "bb" * 32)}
+    moved = replace(REQUEST, address="10.42.0.99")
+    assert _decide(moved, known=known, proved=True)[:2] == ("enrolled", "node-1")
+    assert _decide(moved, known=known, proved=False)[0] == "pending"
+    revoked = {MAC: Known("node-1", "bb" * 32, revoked=True)}
+    assert _decide(moved, known=revoked, proved=True)[0] == "pending"

@@ -119,3 +119,26 @@ def test_a_mac_added_to_the_spec_file_enrolls_without_a_restart(service: Enrollm
     service.leases = lambda now: leases
     answer, _ = service.enroll(body(new), TOKEN, "10.42.0.17")
     assert (answer.status, answer.name) == ("enrolled", "node-7")
+
+
+def test_rotation_keeps_the_old_key_good_for_the_overlap(
+    service: Enrollment, tmp_path: Path
+) -> None:
+    from bramble.trust.service import rotation_proof
+
+    old, new = b"o" * 32, b"n" * 32
+    first, _ = service.enroll(body(key=old), TOKEN, "10.42.0.11")
+    nonce = secrets.token_urlsafe(16)
+    bad = EnrollBody(mac=MAC, key=new.hex(), nonce=nonce, proof="00" * 32)
+    assert service.enroll(bad, TOKEN, "10.42.0.99")[0].status == "pending"
+    nonce = secrets.token_urlsafe(16)
+    proof = rotation_proof(old, MAC, new.hex(), nonce)
+    rotated, _ = service.enroll(
+        EnrollBody(mac=MAC, key=new.hex(), nonce=nonce, proof=proof), TOKEN, "10.42.0.99"
+    )
+    assert (rotated.status, rotated.name) == ("enrolled", "node-1")
+    creds = service.credentials()
+    assert creds.owners == {first.key_id: "node-1", rotated.key_id: "node-1"}
+    assert creds.expires == pytest.approx(1000.0 + service.overlap)
+    service.clock = lambda: 1000.0 + service.overlap + 1
+    assert service.credentials().owners == {rotated.key_id: "node-1"}

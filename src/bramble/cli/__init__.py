@@ -154,6 +154,12 @@ def enroll(
     ] = None,
     mac: Annotated[str | None, typer.Option(help="The MAC to enroll with (default: read).")] = None,
     attempts: Annotated[int, typer.Option(help="Give up after this many requests (0: never).")] = 0,
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            help="Enrolled already: ask for a new telemetry key (then restart the agent)."
+        ),
+    ] = False,
 ) -> None:
     """Enroll this board with the master (join.toml beside the spec), once: its own keys,
     made here; asks until enrolled. Does nothing when it has its credentials already."""
@@ -167,7 +173,7 @@ def enroll(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     own = mac or board_mac(interface or cluster.spec.network.cluster_interface)
     tls = cluster.tls.directory if cluster.spec.jobs.tls else None
-    identity = enroll_board(directory, own, tls_dir=tls, attempts=attempts)
+    identity = enroll_board(directory, own, tls_dir=tls, attempts=attempts, rotate=rotate)
     typer.echo(f"enrolled as {identity.name} (key {identity.key_id})")
 
 

@@ -21,6 +21,7 @@ import signal
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -182,6 +183,10 @@ class Master:
         if self.spec_names is not None:
             with self.lock:
                 self.table.admit = self.spec_names | frozenset(creds.owners.values())
+        if creds.expires is not None:  # a rotated-out key ends: drop it then
+            with contextlib.suppress(RuntimeError):  # no loop: the next change does it
+                loop = asyncio.get_running_loop()
+                loop.call_later(max(0.0, creds.expires - time.time()) + 0.1, self.use_credentials)
 
     def trust_changed(self, changes: list[Change], credentials: bool) -> None:
         """Enrollment's news: CHANGES to show; CREDENTIALS, whether the keys changed."""

@@ -156,15 +156,21 @@ def enroll(
     post: Post = http_post,
     sleep: Callable[[float], None] = time.sleep,
     attempts: int = 0,
+    rotate: bool = False,
 ) -> NodeIdentity:
     """This board's identity: from DIRECTORY's credentials file, else by enrolling with its
     join file as MAC, asking until enrolled (ATTEMPTS > 0: at most that many times). With
-    TLS_DIR, a worker key and CSR are made there and the signed certificate written beside."""
+    TLS_DIR, a worker key and CSR are made there and the signed certificate written beside.
+    ROTATE: with credentials already, ask for a new key, proving the request with the
+    current one; the master keeps both good for an overlap, so restarting the agent on the
+    new key loses no heartbeat."""
     path = directory / CREDENTIALS
     have = read_identity(path)
-    if have is not None:
+    if have is not None and not rotate:
         return have
     join = read_join(directory / JOIN)
+    if have is not None:
+        tls_dir = None  # a rotation rolls the telemetry key; the worker keeps its certificate
     asking = _pending(directory, tls_dir)
     wait = FIRST_WAIT
     tried = 0
@@ -173,6 +179,10 @@ def enroll(
         body = {"mac": mac, "key": asking["key"], "nonce": secrets.token_urlsafe(16)}
         if asking["csr"]:
             body["csr"] = asking["csr"]
+        if have is not None:
+            from bramble.trust.service import rotation_proof
+
+            body["proof"] = rotation_proof(have.key, mac, asking["key"], body["nonce"])
         try:
             status, answer = post(join.master + "/api/enroll", body, join.token)
         except OSError as exc:

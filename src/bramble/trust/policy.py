@@ -12,7 +12,8 @@ The rules, in order:
 3. a nonce seen before → refused (replayed);
 4. a MAC whose node was revoked → pending: only an admin brings it back;
 5. a MAC already enrolled with the same key → enrolled again, same name (a retry after a
-   lost answer or a master crash enrolls a board once, never twice);
+   lost answer or a master crash enrolls a board once, never twice); with a new key and a
+   proof made with its current key → enrolled, same name (a key rotation);
 6. policy `auto`, the MAC in the spec, and the request from the address the master's own
    DHCP server leased to that MAC → enrolled with the spec's name;
 7. anything else → pending, with the reason, until `bramble nodes approve`.
@@ -162,10 +163,12 @@ def decide(
     token: TokenCheck,
     limited: bool,
     replayed: bool,
+    proved: bool = False,
 ) -> Decision:
     """The decision on REQUEST (see the module's rules). SPEC_MACS maps MAC to the spec's
     node name, LEASES MAC to the address the master's DHCP server leased it, KNOWN MAC to
-    what the master enrolled; TOKEN, LIMITED and REPLAYED are the gate's checks."""
+    what the master enrolled; TOKEN, LIMITED and REPLAYED are the gate's checks; PROVED,
+    whether the request carries a proof made with the MAC's current key."""
     mac = request.mac
     if limited:
         return Decision("refused", "", f"rate limited: too many requests from {request.address}")
@@ -180,6 +183,8 @@ def decide(
         return Decision("pending", node.name, f"{node.name} was revoked: an admin must approve")
     if node is not None and node.key_digest == request.key_digest:
         return Decision("enrolled", node.name, f"{node.name} is enrolled with this key")
+    if node is not None and proved:
+        return Decision("enrolled", node.name, f"{node.name} rotates its key")
     name = spec_macs.get(mac)
     if policy == "manual":
         return Decision("pending", name or "", "enroll.policy is manual")

@@ -52,6 +52,11 @@ class EnrollBody(BaseModel):
     key: str = Field(description="the board's own telemetry key, made on the board, hex")
     nonce: str = Field(description="fresh for every request: 16 to 64 letters, digits, _ or -")
     csr: str = Field(default="", max_length=8192, description="PEM CSR for its worker cert")
+    proof: str = Field(
+        default="",
+        max_length=64,
+        description="a key rotation: rotation_proof() made with the board's current key",
+    )
 
     @field_validator("mac")
     @classmethod
@@ -110,6 +115,15 @@ class PendingView(BaseModel):
     asked: float
 
 
+def rotation_proof(current: bytes, mac: str, new_key_hex: str, nonce: str) -> str:
+    """What a board sends to rotate its key: HMAC-SHA256 with its CURRENT key over its MAC,
+    the new key and the request's nonce, hex."""
+    import hmac
+
+    message = f"bramble-rotate:{mac}:{new_key_hex}:{nonce}".encode()
+    return hmac.new(current, message, hashlib.sha256).hexdigest()
+
+
 def key_id_of(key: bytes) -> str:
     """The key id of a node's telemetry KEY: named by its hash, so both ends agree on it."""
     return "n-" + hashlib.sha256(key).hexdigest()[:16]
@@ -117,13 +131,16 @@ def key_id_of(key: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """What the collector verifies with: keys by key id, the node each node key is bound
-    to, the key ids revoked, and whether the shared key still works."""
+    """What the collector verifies with: keys by key id (a rotated node's old one too,
+    during the overlap), the node each node key is bound to, the key ids revoked, and
+    whether the shared key still works."""
 
     keys: dict[str, bytes]
     owners: dict[str, str]
     revoked: frozenset[str]
     shared: bool
+    expires: float | None = None
+    """When the first rotated-out key stops being good (read the credentials again then)."""
 
 
 @dataclass
@@ -143,9 +160,14 @@ class Enrollment:
     nonces: Nonces = field(default_factory=Nonces)
     limited: int = 0
     """Requests refused by the rate limit so far."""
+    overlap: float = 0.0
+    """Seconds a rotated-out key stays good beside the new one (default: ten telemetry
+    intervals, at least 30 s), so no heartbeat is lost while the agent switches keys."""
 
     def __post_init__(self) -> None:
         self.gate = RateLimit(self.spec.enroll.per_minute)
+        if not self.overlap:
+            self.overlap = max(30.0, 10 * self.spec.telemetry.interval)
 
     def enroll(
         self, body: EnrollBody, token: str, address: str
@@ -162,9 +184,15 @@ class Enrollment:
         replayed = not limited and checked == "ok" and self.nonces.seen(body.nonce, now)
         had = self.store.node(body.mac)
         known = {}
+        proved = False
         if had is not None:
             digest_had = hashlib.sha256(had.key).hexdigest()
             known[had.mac] = Known(had.name, digest_had, had.revoked is not None)
+            if body.proof and had.revoked is None:
+                import hmac
+
+                expected = rotation_proof(had.key, body.mac, body.key, body.nonce)
+                proved = hmac.compare_digest(expected, body.proof)
         spec_macs = self._spec_macs()
         leases = self.leases(now) if checked == "ok" and not limited else {}
         decision = decide(
@@ -176,6 +204,7 @@ class Enrollment:
             token=checked,
             limited=limited,
             replayed=replayed,
+            proved=proved,
         )
         who = decision.name or body.mac
         if decision.outcome == "refused":
@@ -200,6 +229,7 @@ class Enrollment:
         self.store.enroll(
             NodeCredentials(body.mac, decision.name, key_id, key, cert, address, now),
             take_name=True,
+            overlap=self.overlap if proved else 0.0,  # only a proven rotation keeps the old
         )
         log.info("enrolled %s (%s from %s): %s", decision.name, body.mac, address, decision.reason)
         answer = EnrollAnswer(
@@ -287,14 +317,20 @@ class Enrollment:
         keys: dict[str, bytes] = {}
         owners: dict[str, str] = {}
         revoked: set[str] = set()
+        now = self.clock()
+        expires: float | None = None
         for node in self.store.nodes():
             keys[node.key_id] = node.key
             if node.revoked is not None:
                 revoked.add(node.key_id)
-            else:
-                owners[node.key_id] = node.name
+                continue
+            owners[node.key_id] = node.name
+            if node.old_key_id and node.old_until > now:  # rotated: both keys, for a while
+                keys[node.old_key_id] = node.old_key
+                owners[node.old_key_id] = node.name
+                expires = min(expires or node.old_until, node.old_until)
         shared = self.store.setting(SHARED_KEY, "active") == "active"
-        return Credentials(keys, owners, frozenset(revoked), shared)
+        return Credentials(keys, owners, frozenset(revoked), shared, expires)
 
 
 def _view(node: NodeCredentials) -> NodeTrust:

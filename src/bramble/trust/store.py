@@ -19,11 +19,16 @@ from bramble.files import private_database
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS node (mac TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
     "key_id TEXT NOT NULL UNIQUE, key BLOB NOT NULL, cert TEXT NOT NULL, address TEXT NOT NULL, "
-    "enrolled REAL NOT NULL, revoked REAL)",
+    "enrolled REAL NOT NULL, revoked REAL, old_key_id TEXT NOT NULL DEFAULT '', "
+    "old_key BLOB NOT NULL DEFAULT x'', old_until REAL NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS pending (mac TEXT PRIMARY KEY, name TEXT NOT NULL, "
     "key_id TEXT NOT NULL, key BLOB NOT NULL, csr TEXT NOT NULL, address TEXT NOT NULL, "
     "reason TEXT NOT NULL, asked REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS setting (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+_NODE_COLUMNS = (
+    "SELECT mac, name, key_id, key, cert, address, enrolled, revoked, old_key_id, old_key, "
+    "old_until "
 )
 MAX_PENDING = 1024
 """Requests kept waiting at most (the oldest dropped): a flood of MACs does not grow the file."""
@@ -41,6 +46,10 @@ class NodeCredentials:
     address: str
     enrolled: float
     revoked: float | None = None
+    old_key_id: str = ""
+    """The key it had before it rotated, still good until OLD_UNTIL (the overlap), or ''."""
+    old_key: bytes = b""
+    old_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,18 +102,14 @@ class TrustStore:
     def nodes(self) -> list[NodeCredentials]:
         """Every node enrolled, revoked ones too, by name."""
         with self._lock:
-            rows = self.db.execute(
-                "SELECT mac, name, key_id, key, cert, address, enrolled, revoked FROM node "
-                "ORDER BY name"
-            ).fetchall()
+            rows = self.db.execute(_NODE_COLUMNS + "FROM node ORDER BY name").fetchall()
         return [NodeCredentials(*row) for row in rows]
 
     def node(self, mac: str) -> NodeCredentials | None:
         """The node enrolled with MAC, revoked or not, if any."""
         with self._lock:
             row = self.db.execute(
-                "SELECT mac, name, key_id, key, cert, address, enrolled, revoked FROM node "
-                "WHERE mac = ?",
+                _NODE_COLUMNS + "FROM node WHERE mac = ?",
                 (mac,),
             ).fetchone()
         return NodeCredentials(*row) if row is not None else None
@@ -118,11 +123,18 @@ class TrustStore:
             ).fetchall()
         return [PendingRequest(*row) for row in rows]
 
-    def enroll(self, node: NodeCredentials, *, take_name: bool) -> None:
+    def enroll(self, node: NodeCredentials, *, take_name: bool, overlap: float = 0.0) -> None:
         """Record NODE (replacing what its MAC had, and its pending request) in one
         transaction. TAKE_NAME: a node of another MAC holding the name loses it (the spec
-        gave it to this MAC); otherwise that is an error."""
+        gave it to this MAC); otherwise that is an error. OVERLAP: seconds the key its MAC
+        had stays good beside the new one (a rotation), if it was not revoked."""
         with self._lock, self.db:
+            had = self.db.execute(
+                "SELECT key_id, key, revoked FROM node WHERE mac = ?", (node.mac,)
+            ).fetchone()
+            old: tuple[str, bytes, float] = ("", b"", 0.0)
+            if overlap > 0 and had is not None and had[0] != node.key_id and had[2] is None:
+                old = (had[0], had[1], node.enrolled + overlap)
             holder = self.db.execute(
                 "SELECT mac FROM node WHERE name = ? AND mac <> ?", (node.name, node.mac)
             ).fetchone()
@@ -137,7 +149,7 @@ class TrustStore:
                 "DELETE FROM node WHERE key_id = ? AND mac <> ?", (node.key_id, node.mac)
             )
             self.db.execute(
-                "INSERT OR REPLACE INTO node VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT OR REPLACE INTO node VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
                 (
                     node.mac,
                     node.name,
@@ -146,6 +158,7 @@ class TrustStore:
                     node.cert,
                     node.address,
                     node.enrolled,
+                    *old,
                 ),
             )
             self.db.execute("DELETE FROM pending WHERE mac = ?", (node.mac,))
@@ -179,8 +192,7 @@ class TrustStore:
                 "UPDATE node SET revoked = ? WHERE name = ? AND revoked IS NULL", (now, name)
             ).rowcount
             row = self.db.execute(
-                "SELECT mac, name, key_id, key, cert, address, enrolled, revoked FROM node "
-                "WHERE name = ?",
+                _NODE_COLUMNS + "FROM node WHERE name = ?",
                 (name,),
             ).fetchone()
         if row is None:
