@@ -8,6 +8,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,3 +97,60 @@ def test_enroll_sign_forge_revoke(start_master: Callable[..., Master], tmp_path:
     subprocess.run([*agent, "--interval", "0.1", "--engine", "python"], check=True, timeout=30)
     wait_for(lambda: master.api("/api/nodes/node-2")["seq"] > 0, 5, "node-2's own heartbeats")
     assert master.rejected("wrong_node") == 1
+
+
+def test_master_killed_during_enrollment_enrolls_the_board_once(
+    start_master: Callable[..., Master], tmp_path: Path
+) -> None:
+    """kill -9 the master while boards are asking: each keeps asking with the same key and
+    ends enrolled once, under its name, with the key it made."""
+    import signal
+    import threading
+
+    from bramble.trust.node import enroll, http_post
+
+    leases = tmp_path / "dnsmasq.leases"
+    macs = [f"02:b7:00:00:00:{i:02x}" for i in range(1, 4)]
+    leases.write_text("".join(f"0 {m} 127.0.0.1 node-{i} *\n" for i, m in enumerate(macs, 1)))
+    master = start_master(nodes=3, tables={"enroll": f'lease_file = "{leases}"'})
+    boards = []
+    for mac in macs:
+        board = tmp_path / mac.replace(":", "")
+        board.mkdir()
+        (board / "join.toml").write_text(
+            f'[join]\nmaster = "{master.base}"\ntoken = "{master.secrets.join_token}"\n'
+        )
+        boards.append(board)
+    found: dict[str, object] = {}
+    killed = threading.Event()
+    once = threading.Lock()
+
+    def kill() -> None:
+        time.sleep(0.01)
+        master.stop(signal.SIGKILL)
+        killed.set()
+
+    def post(url: str, body: dict[str, object], token: str) -> tuple[int, dict[str, object]]:
+        if once.acquire(blocking=False):  # the first request reaches a master that dies
+            threading.Thread(target=kill).start()
+        return http_post(url, body, token)  # type: ignore[arg-type]
+
+    def ask(board: Path, mac: str) -> None:
+        identity = enroll(board, mac, post=post, sleep=lambda _: time.sleep(0.2))  # type: ignore[arg-type]
+        found[mac] = identity
+
+    threads = [threading.Thread(target=ask, args=(b, m)) for b, m in zip(boards, macs, strict=True)]
+    for thread in threads:
+        thread.start()
+    assert killed.wait(10)
+    master.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(found) == 3
+    admin = {"Authorization": f"Bearer {master.secrets.admin_token}"}
+    nodes = httpx.get(master.base + "/api/trust/nodes", headers=admin, timeout=5).json()
+    assert sorted(n["name"] for n in nodes) == ["node-1", "node-2", "node-3"]
+    for mac in macs:
+        identity = found[mac]
+        row = next(n for n in nodes if n["mac"] == mac)
+        assert row["key_id"] == identity.key_id  # type: ignore[attr-defined]
