@@ -363,6 +363,10 @@ def enroll_nodes(
         (node_dir / "bramble.toml").write_text(node_spec_toml(lab.spec))
         (node_dir / JOIN).write_text(join_toml(lab.spec, lab.join_token))
         (node_dir / JOIN).chmod(0o600)
+        ca = lab.plan.state / "tls" / "ca.pem"
+        if ca.exists():  # the node image's one TLS file; enrollment adds the worker's own
+            (node_dir / "tls").mkdir(mode=0o700, exist_ok=True)
+            (node_dir / "tls" / "ca.pem").write_bytes(ca.read_bytes())
         argv = daemons.bramble_argv(
             "enroll", "--spec", str(node_dir / "bramble.toml"), "--mac", lab.plan.node(name).mac
         )
@@ -388,19 +392,21 @@ def enroll_nodes(
     return keys
 
 
-def worker_argv(lab: Lab, hostname: str) -> list[str]:
+def worker_argv(lab: Lab, hostname: str, spec_path: Path | None = None) -> list[str]:
     """A lab node's Dask worker: light, one thread, a share of the host's RAM as its limit.
 
     Many nodes share one machine: each gets one thread (a node's own cores are the host's,
     counted once per node otherwise) and RAM / nodes as its memory limit, so Dask pauses
-    and spills a node's work before the host runs out, as on a board.
+    and spills a node's work before the host runs out, as on a board. SPEC_PATH: the node's
+    own spec, beside the TLS files its enrollment left (its own worker certificate), else
+    the lab's (the lab's shared worker certificate).
     """
     _, ram = node_resources()
     share = ram // max(1, len(lab.plan.nodes))
     return daemons.bramble_argv(
         "worker",
         "--spec",
-        str(lab.spec_path),
+        str(spec_path or lab.spec_path),
         "--name",
         hostname,
         "--nthreads",
@@ -414,7 +420,8 @@ def worker_argv(lab: Lab, hostname: str) -> list[str]:
 def start_workers(lab: Lab, names: Sequence[str], say: Say) -> None:
     """Start the Dask worker of each running node in NAMES, named after its hostname.
 
-    Each has the cluster's TLS certificate from the lab's state (see `worker_argv`).
+    Each has its own certificate, from its enrollment, or else the lab's shared one (see
+    `worker_argv`).
     """
     run = lab.plan.state / "run"
     started = []
@@ -424,7 +431,9 @@ def start_workers(lab: Lab, names: Sequence[str], say: Say) -> None:
         if holder is None or not lease.exists():
             continue
         hostname = lease.read_text().strip().partition(" ")[2] or name
-        argv = worker_argv(lab, hostname)
+        node_dir = lab.plan.state / "nodes" / name
+        own = node_dir / "tls" / "worker.pem"
+        argv = worker_argv(lab, hostname, node_dir / "bramble.toml" if own.exists() else None)
         daemons.start(run, f"{name}.worker", daemons.in_node(holder, argv))
         started.append(name)
     if started:
