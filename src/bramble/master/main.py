@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from bramble.cluster import Cluster
     from bramble.jobs.api import JobsService
     from bramble.jobs.liveness import WorkerFollower
+    from bramble.spec import Secrets
 
 log = logging.getLogger(__name__)
 HTTP_GRACE = 2  # seconds event streams get to end when the master stops
@@ -123,7 +124,7 @@ class Master:
         self.trust = TrustStore(db_path.with_name("trust.db"))
         self.enrollment = Enrollment(
             spec,
-            [JoinToken(secrets.join_token)] if secrets.join_token else [],
+            _join_tokens(secrets),
             self.trust,
             leases=lambda now: read_leases(lease_file, now),
             ca=_read_ca(cluster),
@@ -318,6 +319,15 @@ def run_master(cluster: Cluster, *, bind: str | None, port: int | None, db: Path
         ) from None
     finally:
         loop.close()
+
+
+def _join_tokens(secrets: Secrets) -> list[JoinToken]:
+    """The join tokens the master accepts: the current one, and the one before the last
+    rotation until its overlap ends."""
+    tokens = [JoinToken(secrets.join_token)] if secrets.join_token else []
+    if secrets.join_previous:
+        tokens.append(JoinToken(secrets.join_previous, secrets.join_previous_until))
+    return tokens
 
 
 def _spec_macs(cluster: Cluster) -> Callable[[], dict[str, str]]:

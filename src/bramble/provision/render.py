@@ -118,6 +118,12 @@ def secrets_toml(secrets: Secrets) -> str:
     )
     if secrets.join_token:
         text += f"\n[join]\ntoken = {json.dumps(secrets.join_token)}\n"
+    if secrets.join_token and secrets.join_previous:
+        text += (
+            "# the token before the last rotation: boards flashed with it enroll until then\n"
+            f"previous = {json.dumps(secrets.join_previous)}\n"
+            f"previous_until = {secrets.join_previous_until!r}\n"
+        )
     return text
 
 

@@ -347,6 +347,9 @@ class Secrets:
     admin_token: str
     join_token: str = ""
     """The token a node image carries: it can ask to enroll and nothing else ("" if none)."""
+    join_previous: str = ""
+    """The join token before the last rotation, still good until JOIN_PREVIOUS_UNTIL."""
+    join_previous_until: float = 0.0
 
 
 def check_path(value: str) -> str:
