@@ -101,6 +101,7 @@ def test_worker_key_made_on_the_board_and_certificate_kept(
     enroll(board, MAC, tls_dir=tls, post=FakeMaster(service), sleep=lambda _: None)
     assert common_name((tls / "worker.pem").read_text()) == "node-1"
     assert stat.S_IMODE((tls / "worker-key.pem").stat().st_mode) == 0o600
+    assert sorted(p.name for p in tls.iterdir()) == ["worker-key.pem", "worker.pem"]
     assert "PRIVATE KEY" not in str(service.store.pending()) + str(service.nodes())
 
 

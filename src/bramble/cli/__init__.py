@@ -175,6 +175,12 @@ def enroll(
     tls = cluster.tls.directory if cluster.spec.jobs.tls else None
     identity = enroll_board(directory, own, tls_dir=tls, attempts=attempts, rotate=rotate)
     typer.echo(f"enrolled as {identity.name} (key {identity.key_id})")
+    if cluster.found_secrets is not None or cluster.secrets_error is not None:
+        typer.echo(
+            f"warning: {directory / 'bramble.secrets.toml'} is still on this board and holds "
+            "the admin token: delete it (the board signs with its own key now)",
+            err=True,
+        )
 
 
 @app.command()

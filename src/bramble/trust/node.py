@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CREDENTIALS = "node.toml"
 JOIN = "join.toml"
 _PENDING = "node.pending.toml"
+_PENDING_KEY = "worker-key.pending.pem"
 FIRST_WAIT, MAX_WAIT = 1.0, 60.0
 
 
@@ -121,7 +122,8 @@ def _pending(directory: Path, tls_dir: Path | None) -> dict[str, str]:
         from bramble.trust.certs import make_csr
 
         worker_key, csr = make_csr("worker")
-        write_private(tls_dir / "worker-key.pem", worker_key)
+        # beside the one in use (an upgraded board's), until its certificate comes
+        write_private(tls_dir / _PENDING_KEY, worker_key)
     key = secrets.token_hex(32)
     write_private(path, f'key = "{key}"\ncsr = {json.dumps(csr)}\n')
     return {"key": key, "csr": csr}
@@ -192,7 +194,8 @@ def enroll(
                 str(answer["name"]), str(answer["key_id"]), bytes.fromhex(asking["key"])
             )
             cert = str(answer.get("cert") or "")
-            if cert and tls_dir is not None:
+            if cert and tls_dir is not None and (tls_dir / _PENDING_KEY).exists():
+                os.replace(tls_dir / _PENDING_KEY, tls_dir / "worker-key.pem")
                 write_private(tls_dir / "worker.pem", cert)
             write_private(path, identity_text(identity))
             (directory / _PENDING).unlink(missing_ok=True)
