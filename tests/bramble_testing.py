@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -335,6 +336,7 @@ class Master:
         self.base = f"http://127.0.0.1:{self.spec.dashboard.port}"
         self.target = ("127.0.0.1", self.spec.telemetry.port)
         self._socks: dict[str, socket.socket] = {}
+        self._socks_lock = threading.Lock()  # senders in several threads share the sockets
         self.start()
 
     def start(self) -> None:
@@ -371,16 +373,18 @@ class Master:
 
     def send(self, data: bytes | dict[str, Any], *, source: str = "127.0.0.1") -> None:
         """Send DATA (bytes as they are, an object signed) from SOURCE (a loopback address)."""
-        sock = self._socks.get(source)
-        if sock is None:
-            sock = self._socks[source] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((source, 0))
+        with self._socks_lock:
+            sock = self._socks.get(source)
+            if sock is None:
+                sock = self._socks[source] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind((source, 0))
         sock.sendto(data if isinstance(data, bytes) else self.signed(data), self.target)
 
     def close(self) -> None:
-        for sock in self._socks.values():
-            sock.close()
-        self._socks.clear()
+        with self._socks_lock:
+            for sock in self._socks.values():
+                sock.close()
+            self._socks.clear()
 
 
 def let_job_user_run_python(name: str = "bramble") -> None:
