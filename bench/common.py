@@ -60,7 +60,13 @@ def write_local_spec(
     spec_path = state / "bramble.toml"
     spec_path.write_text(
         local_spec_text(
-            nodes, port, free_port(socket.SOCK_DGRAM), state, telemetry=telemetry, jobs=jobs
+            nodes,
+            port,
+            free_port(socket.SOCK_DGRAM),
+            state,
+            telemetry=telemetry,
+            jobs=jobs,
+            extra="[enroll]\nper_minute = 100000",  # the benchmarks' senders enroll at once
         )
     )
     secrets = state / "bramble.secrets.toml"

@@ -5,7 +5,11 @@ its planned send time, so they pass the replay and clock windows), then sent pac
 batches over loopback multicast for the run's length. Reported per rate: datagrams sent,
 the fraction the master accepted (from its /api/stats), and the master's CPU use.
 
-    python bench/ingest.py [--seconds 10] [--rates 1000,5000,10000,20000,50000]
+With `--keys own` every identity first enrolls with the master (join token, then the admin
+approves it under its name) and signs with its own key, bound to its name; with `--keys
+shared` (the default) all sign with the cluster's shared key.
+
+    python bench/ingest.py [--seconds 10] [--rates 1000,5000,10000,20000,50000] [--keys own]
 """
 
 from __future__ import annotations
@@ -27,14 +31,18 @@ from bramble.telemetry.encode import encode
 IDENTITIES = 100
 
 
-def make_datagrams(rate: int, seconds: float, start: float, key: bytes, key_id: str) -> list[bytes]:
-    """RATE x SECONDS datagrams, round-robin over the identities, stamped with their send time."""
+def make_datagrams(
+    rate: int, seconds: float, start: float, keys: list[tuple[bytes, str]]
+) -> list[bytes]:
+    """RATE x SECONDS datagrams, round-robin over the identities (each signing with its entry
+    of KEYS, or all with the one there is), stamped with their send time."""
     total = int(rate * seconds)
     seqs = [0] * IDENTITIES
     out = []
     for i in range(total):
         node = i % IDENTITIES
         seqs[node] += 1
+        key, key_id = keys[node % len(keys)]
         out.append(
             encode(
                 SAMPLE,
@@ -72,6 +80,30 @@ def send_paced(datagrams: list[bytes], rate: int, target: tuple[str, int]) -> fl
     return time.perf_counter() - begin
 
 
+def enroll_identities(base: str, join_token: str, admin_token: str) -> list[tuple[bytes, str]]:
+    """Each identity's own key, enrolled with the master at BASE and bound to its name."""
+    import secrets
+
+    keys = []
+    with httpx.Client(timeout=10) as client:
+        for node in range(IDENTITIES):
+            key = secrets.token_bytes(32)
+            mac = f"02:be:00:00:{node // 256:02x}:{node % 256:02x}"
+            body = {"mac": mac, "key": key.hex(), "nonce": secrets.token_urlsafe(16)}
+            asked = client.post(
+                f"{base}/api/enroll", json=body, headers={"Authorization": f"Bearer {join_token}"}
+            )
+            assert asked.status_code == 202, asked.text
+            approved = client.post(
+                f"{base}/api/trust/approve",
+                json={"who": mac, "name": f"bench-{node:03d}"},
+                headers={"Authorization": f"Bearer {admin_token}"},
+            )
+            approved.raise_for_status()
+            keys.append((key, str(approved.json()["key_id"])))
+    return keys
+
+
 def stats(base: str) -> dict[str, object]:
     response = httpx.get(f"{base}/api/stats", timeout=10)
     response.raise_for_status()
@@ -83,6 +115,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rates", default="1000,5000,10000,20000,50000")
+    parser.add_argument("--keys", choices=("shared", "own"), default="shared")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
 
@@ -102,13 +135,15 @@ def main() -> int:
             if not wait_ready(base, master):
                 print((state / "master.log").read_text(), file=sys.stderr)
                 return 1
+            keys = [(secrets.telemetry_key, secrets.telemetry_key_id)]
+            if args.keys == "own":
+                keys = enroll_identities(base, secrets.join_token, secrets.admin_token)
+            print(f"keys: {args.keys} ({len(keys)})")
             print(f"{'rate/s':>8} {'sent':>8} {'accepted':>9} {'fraction':>9} "
                   f"{'rejected':>9} {'master CPU':>10} {'RSS MiB':>8}")  # fmt: skip
             for rate in rates:
                 start = time.time() + 2 + rate * args.seconds / 60_000  # after making them
-                datagrams = make_datagrams(
-                    rate, args.seconds, start, secrets.telemetry_key, secrets.telemetry_key_id
-                )
+                datagrams = make_datagrams(rate, args.seconds, start, keys)
                 while time.time() < start:
                     time.sleep(0.001)
                 before = stats(base)

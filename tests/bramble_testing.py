@@ -122,11 +122,13 @@ SECRETS = Secrets(
     telemetry_key_id="k1",
     telemetry_key=bytes(range(32)),
     admin_token="golden-admin-token-not-secret-0123456789",
+    join_token="golden-join-token-not-secret-0123456789",
 )
 """Fixed secrets, so rendered files can be compared with the golden trees."""
 SECRETS_TEXT = (
     '[telemetry]\nkey_id = "k1"\nkey = "' + bytes(range(32)).hex() + '"\n'
     '\n[admin]\ntoken = "golden-admin-token-not-secret-0123456789"\n'
+    '\n[join]\ntoken = "golden-join-token-not-secret-0123456789"\n'
 )
 
 
@@ -334,7 +336,7 @@ class Master:
         self.base = f"http://127.0.0.1:{self.spec.dashboard.port}"
         self.target = ("127.0.0.1", self.spec.telemetry.port)
         self._socks: dict[str, socket.socket] = {}
-        self._socks_lock = threading.Lock()  # senders in threads share the sockets
+        self._socks_lock = threading.Lock()  # senders in several threads share the sockets
         self.start()
 
     def start(self) -> None:
@@ -379,9 +381,10 @@ class Master:
         sock.sendto(data if isinstance(data, bytes) else self.signed(data), self.target)
 
     def close(self) -> None:
-        for sock in self._socks.values():
-            sock.close()
-        self._socks.clear()
+        with self._socks_lock:
+            for sock in self._socks.values():
+                sock.close()
+            self._socks.clear()
 
 
 class Sender:

@@ -67,3 +67,15 @@ def test_an_unreadable_spec_says_so(tmp_path: Path) -> None:
         load_cluster(bad)
     with pytest.raises(SpecError, match="no such file"):
         find_cluster(tmp_path / "missing.toml")
+
+
+def test_spec_macs_follow_the_file_else_the_loaded_spec(spec_file: Path) -> None:
+    cluster = load_cluster(spec_file)
+    assert cluster.spec_macs()["b8:27:eb:00:00:01"] == "node-1"
+    spec_file.write_text(
+        spec_file.read_text() + '\n[[nodes]]\nname = "node-9"\nmac = "02:00:00:00:00:09"\n'
+    )
+    assert cluster.spec_macs()["02:00:00:00:00:09"] == "node-9"
+    spec_file.write_text("[[nodes]]\nname = 'bad'\n")
+    assert "02:00:00:00:00:09" not in cluster.spec_macs()
+    assert cluster.spec_macs()["b8:27:eb:00:00:01"] == "node-1"

@@ -169,6 +169,7 @@ def test_init_writes_a_loadable_spec_and_private_secrets(tmp_path: Path) -> None
     assert os.stat(tmp_path / "c" / "bramble.secrets.toml").st_mode & 0o777 == 0o600
     secrets = load_secrets(spec_path)
     assert len(secrets.telemetry_key) == 32 and len(secrets.admin_token) >= 32
+    assert len(secrets.join_token) >= 32 and secrets.join_token != secrets.admin_token
     with pytest.raises(BrambleError, match="--force"):
         init_directory(tmp_path / "c")
     init_directory(tmp_path / "c", force=True)
@@ -181,6 +182,11 @@ def test_secrets_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         parse_secrets('[telemetry]\nkey_id = "k1"\nkey = "abcd"\n[admin]\ntoken = "x"\n')
     assert caught.value.key == "telemetry.key"
+    good = f'[telemetry]\nkey_id = "k1"\nkey = "{"ab" * 32}"\n[admin]\ntoken = "{"t" * 16}"\n'
+    assert parse_secrets(good).join_token == ""
+    with pytest.raises(SpecError) as caught:
+        parse_secrets(good + '[join]\ntoken = "short"\n')
+    assert caught.value.key == "join.token"
 
 
 def test_check_command_prints_one_line_and_exits_2(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ it: a secrets file that cannot be read is an error for `bramble agent`, not for 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,16 @@ class Cluster:
         if self.path is None:
             return TlsPaths(SYSTEM_TLS)
         return TlsPaths(self.path.absolute().parent / "tls")
+
+    def spec_macs(self) -> dict[str, str]:
+        """MAC to node name of the spec as its file holds it now (so boards added with
+        `bramble nodes add` enroll without a restart); the loaded spec's if the file cannot
+        be read or is invalid now."""
+        spec = self.spec
+        if self.path is not None:
+            with contextlib.suppress(SpecError):
+                spec = parse_spec(read_spec_text(self.path), str(self.path))
+        return {n.mac: n.name for n in spec.nodes}
 
     @property
     def master_url(self) -> str:

@@ -116,13 +116,16 @@ def spec_text(nodes: list[tuple[str, str, str | None]] | None = None) -> str:
 
 
 def secrets_text() -> str:
-    """A fresh secrets file: telemetry key and admin token."""
+    """A fresh secrets file: telemetry key, admin token and join token."""
     return (
-        "# bramble secrets: keep this file private (mode 0600) and identical on every board.\n"
+        "# bramble secrets: keep this file private (mode 0600), on the master only.\n"
         "[telemetry]\n"
         'key_id = "k1"\n'
         f'key = "{secrets.token_hex(32)}"\n'
         "\n[admin]\n"
+        f'token = "{secrets.token_urlsafe(32)}"\n'
+        "\n# The node image carries this one: it can ask to enroll, nothing else.\n"
+        "[join]\n"
         f'token = "{secrets.token_urlsafe(32)}"\n'
     )
 

@@ -26,6 +26,7 @@ from bramble_testing import JOB_EXAMPLES
 
 from bramble.lab import commands, netns, topology
 from bramble.spec import load_secrets
+from bramble.trust.certs import common_name
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -121,6 +122,12 @@ def test_every_node_runs_a_light_worker_with_a_share_of_the_machine(jl: JobsLab)
         assert worker["memory_limit"] == ram // len(NODES)
         # Each worker listens on its node's own address, over TLS.
         assert re.fullmatch(r"tls://10\.42\.0\.1[1-3]:\d+", worker["address"]), worker
+        # ... with its own certificate, made at enrollment: CN = the node's name.
+        state = jl.lab.plan.state / "nodes" / worker["name"]
+        assert common_name((state / "tls" / "worker.pem").read_text()) == worker["name"]
+        pid = commands.daemons.running(jl.lab.plan.state / "run", f"{worker['name']}.worker")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert str(state / "bramble.toml").encode() in cmdline
     # With bokeh (bramble-cluster[dask-dashboard]), Dask's own dashboard, reachable on the
     # cluster LAN and, through the lab's forwarder, where the panel links to: the host.
     pytest.importorskip("bokeh", reason="Dask's dashboard needs bokeh")

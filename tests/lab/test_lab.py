@@ -20,6 +20,7 @@ import pytest
 
 from bramble.init import secrets_text
 from bramble.lab import commands, netns
+from bramble.spec import load_secrets
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -137,6 +138,25 @@ def test_every_node_is_up_on_the_api_within_5_s(lab: Running) -> None:
         pid = commands.daemons.running(run, f"{name}.agent")
         assert pid is not None
         assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"bramble-agent"
+
+
+def test_every_node_enrolls_at_up_and_signs_with_its_own_key(lab: Running) -> None:
+    """No step per node: each enrolls from its DHCP lease (auto) and its agent signs with
+    the key it made, bound to its name on the master."""
+    assert "enrollment: 3/3 node(s) enrolled with their own keys" in lab.up_output
+    state = lab.lab.plan.state
+    for name in ("alpha", "beta", "gamma"):
+        own = (state / "nodes" / name / "node.toml").read_text()
+        assert f'name = "{name}"' in own and 'key_id = "n-' in own
+    # with the shared key retired, only the nodes' own keys verify: they stay up
+    token = load_secrets(lab.lab.spec_path).admin_token
+    auth = {"Authorization": f"Bearer {token}"}
+    retired = httpx.post(lab.lab.url + "api/trust/retire-shared-key", headers=auth, timeout=5)
+    assert retired.status_code == 200, retired.text
+    before = lab.nodes()
+    lab.wait(lambda: all(lab.nodes()[n]["seq"] > before[n]["seq"] for n in before), 5)
+    rejected = httpx.get(lab.lab.url + "api/stats", timeout=5).json()["rejected"]
+    assert "unknown_key" not in rejected and "wrong_node" not in rejected
 
 
 def test_up_again_leaves_a_healthy_lab_alone(lab: Running) -> None:
@@ -316,6 +336,23 @@ def test_master_restart_keeps_history_and_nodes_come_back(lab: Running) -> None:
     assert lab.api("/api/stats")["started"] > started
     after = lab.api("/api/nodes/alpha/history?metric=cpuusage&since=-3600&step=1")["points"]
     assert after and after[0][0] <= before[0][0] + 1.0
+
+
+def test_a_board_plugged_in_enrolls_or_waits_for_approval(lab: Running) -> None:
+    """`lab add`: a board of the spec enrolls on its own and is up; a stranger waits in
+    `nodes pending` until approved, then boots."""
+    out = bramble("lab", "add", "--prefix", lab.prefix)
+    assert "node-4" in out.stdout and "its own key" in out.stdout, out.stdout
+    lab.wait(lambda: lab.nodes().get("node-4", {}).get("status") == "up", 10)
+    mac = "02:00:00:00:aa:01"
+    out = bramble("lab", "add", "stray", "--mac", mac, "--prefix", lab.prefix)
+    assert "waits for approval" in out.stdout, out.stdout
+    spec = str(commands.load_lab(lab.prefix).spec_path)
+    assert mac in bramble("nodes", "pending", "--spec", spec, "--url", lab.lab.url).stdout
+    assert "stray" not in lab.nodes()
+    bramble("nodes", "approve", mac, "--name", "stray", "--spec", spec, "--url", lab.lab.url)
+    bramble("lab", "start", "stray", "--prefix", lab.prefix)
+    lab.wait(lambda: lab.nodes().get("stray", {}).get("status") == "up", 10)
 
 
 def test_down_after_a_killed_up_leaves_nothing(tmp_path: Path) -> None:

@@ -106,3 +106,21 @@ def test_start_receives_on_the_socket_it_is_given() -> None:
     asyncio.run(run())
     assert list(table.nodes) == ["n1"] and table.nodes["n1"].address == "127.0.0.1"
     assert sock.fileno() == -1  # closed with the collector
+
+
+def test_per_node_keys_are_bound_to_their_node() -> None:
+    """A node's own key signs for that node only; once a node has its own key, the shared
+    key no longer speaks for it; a revoked key is refused as such."""
+    key_a, key_b = bytes([1]) * 32, bytes([2]) * 32
+    c, table, _ = collector()
+    c.use_keys(
+        {"k1": KEY, "n-a": key_a, "n-b": key_b}, {"n-a": "a", "n-b": "b"}, frozenset({"n-b"})
+    )
+    c.handle(datagram("a", seq=1, key=key_a, key_id="n-a"), "10.42.0.11")
+    c.handle(datagram("b", seq=1, key=key_a, key_id="n-a"), "10.42.0.11")  # A forges B
+    c.handle(datagram("a", seq=2, key=KEY, key_id="k1"), "10.42.0.13")  # shared key for A
+    c.handle(datagram("c", seq=1, key=KEY, key_id="k1"), "10.42.0.13")  # not enrolled yet
+    c.handle(datagram("b", seq=2, key=key_b, key_id="n-b"), "10.42.0.12")  # B, revoked
+    assert dict(c.stats.rejected) == {"wrong_node": 2, "revoked": 1}
+    assert sorted(table.nodes) == ["a", "c"] and c.stats.accepted == 2
+    c.close()

@@ -50,7 +50,9 @@ def test_apply_twice_second_reports_no_changes(
     installed = _snapshot(root)
     assert set(installed) == {c.path for c in first}
     assert "user-data" not in " ".join(installed)
-    assert installed["etc/bramble/bramble.secrets.toml"][1] == 0o600
+    private = "bramble.secrets.toml" if role == "master" else "join.toml"
+    assert installed[f"etc/bramble/{private}"][1] == 0o600
+    assert ("etc/bramble/bramble.secrets.toml" in installed) == (role == "master")
     assert installed["etc/bramble/bramble.toml"][1] == 0o644
     assert not (root / "var").exists(), "nothing replaced, nothing backed up"
 
@@ -221,7 +223,7 @@ def test_secrets_forced_private_even_if_installed_wider(
     secrets.parent.mkdir(parents=True)
     secrets.write_text("old\n")
     os.chmod(secrets, 0o644)
-    apply(spec_dir / "bramble.toml", role="node", root=root, dry_run=False)
+    apply(spec_dir / "bramble.toml", role="master", root=root, dry_run=False)
     assert secrets.stat().st_mode & 0o777 == 0o600
     backup = next((root / "var/backups/bramble").glob("*/etc/bramble/bramble.secrets.toml"))
     assert backup.read_text() == "old\n"
@@ -289,7 +291,7 @@ def _key_material(spec_dir: Path) -> list[str]:
     for pem in (spec_dir / "tls").glob("*-key.pem"):
         lines += [line for line in pem.read_text().splitlines() if "-----" not in line]
     secrets = load_secrets(spec_dir / "bramble.toml")
-    return [*lines, secrets.admin_token, secrets.telemetry_key.hex()]
+    return [*lines, secrets.admin_token, secrets.telemetry_key.hex(), secrets.join_token]
 
 
 @pytest.mark.parametrize("role", ["master", "node"])
@@ -299,7 +301,8 @@ def test_dry_run_prints_no_key_material(
     _with_tls(spec_dir)
     apply(spec_dir / "bramble.toml", role=role, root=tmp_path / "root", dry_run=True)
     out = capsys.readouterr().out
-    assert "+++ /etc/bramble/bramble.secrets.toml" in out  # the file is named, not shown
+    private = "bramble.secrets.toml" if role == "master" else "join.toml"
+    assert f"+++ /etc/bramble/{private}" in out  # the file is named, not shown
     assert "PRIVATE KEY" not in out
     for secret in _key_material(spec_dir):
         assert secret not in out

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from bramble_testing import EXAMPLES, GOLDEN, SECRETS, SPECS
 
 from bramble.cluster import load_cluster
+from bramble.provision.nodes import with_node
 from bramble.provision.render import (
     BRAMBLE,
     USER_DATA,
@@ -65,43 +67,73 @@ def test_render_is_pure_and_deterministic(spec: Spec) -> None:
     assert render(spec, SECRETS) == render(spec, SECRETS)
 
 
+def _node_tree(files: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in files.items() if k.startswith("node/")}
+
+
 def test_node_files_name_no_node(spec: Spec) -> None:
-    """Every node file is the same for every board: no node name or MAC outside the spec."""
+    """Every node file is the same for every board: no node name, MAC or address anywhere."""
     files = render(spec, SECRETS)
-    spec_text = files["node/etc/bramble/bramble.toml"]
-    embedded = "\n".join("      " + line if line else "" for line in spec_text.splitlines())
     needles = [n.name for n in spec.nodes] + [n.mac for n in spec.nodes]
     needles += [str(n.address) for n in spec.nodes if n.address]
     assert needles
     checked = 0
-    for rel, text in files.items():
-        if not rel.startswith("node/") or rel == "node/etc/bramble/bramble.toml":
-            continue
-        if rel == USER_DATA:
-            assert embedded in text
-            text = text.replace(embedded, "")
+    for rel, text in _node_tree(files).items():
         for needle in needles:
             assert not re.search(rf"(?<![\w-]){re.escape(needle)}(?![\w-])", text), (
                 f"{rel} names {needle}"
             )
         checked += 1
-    assert checked >= 6
+    assert checked >= 7
+
+
+def test_node_tree_is_the_same_after_nodes_add(spec_dir: Path) -> None:
+    """One image forever: adding a board changes the master's files, never a node's."""
+    cluster = load_cluster(spec_dir / "bramble.toml")
+    assert cluster.text is not None
+    before = render(cluster.spec, SECRETS, spec_text=cluster.text)
+    text, added = with_node(cluster.text, "node-99", "02:00:00:00:00:99", None, "bramble.toml")
+    after = render(added, SECRETS, spec_text=text)
+    assert _node_tree(before) == _node_tree(after)
+    assert before["master/etc/dnsmasq.d/bramble.conf"] != after["master/etc/dnsmasq.d/bramble.conf"]
+
+
+def test_node_image_holds_only_what_a_stranger_may_see(spec: Spec) -> None:
+    """The master's address, the CA certificate and the join token: no admin token, no
+    telemetry key, no private key, no node list."""
+    tls = {n: f"PEM {n}\n" for n in ("ca.pem", "worker.pem", "worker-key.pem", "client.pem")}
+    tls["worker-key.pem"] = "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"
+    node = _node_tree(render(spec, SECRETS, tls))
+    everything = "\n".join(node.values())
+    assert SECRETS.admin_token not in everything
+    assert SECRETS.telemetry_key.hex() not in everything
+    assert "PRIVATE KEY" not in everything
+    assert not any(k.endswith("secrets.toml") for k in node)
+    assert [k for k in node if "/tls/" in k] == ["node/etc/bramble/tls/ca.pem"]
+    join = tomllib.loads(node["node/etc/bramble/join.toml"])["join"]
+    assert join == {
+        "master": f"http://{spec.network.master_address}:{spec.dashboard.port}",
+        "token": SECRETS.join_token,
+    }
+    assert private("node/etc/bramble/join.toml")
+    assert parse_spec(node["node/etc/bramble/bramble.toml"]).nodes == []
 
 
 def test_embedded_spec_round_trips(spec: Spec) -> None:
     files = render(spec, SECRETS)
-    for role in ("master", "node"):
-        again = parse_spec(files[f"{role}/etc/bramble/bramble.toml"])
-        assert again == spec
+    assert parse_spec(files["master/etc/bramble/bramble.toml"]) == spec
+    node = parse_spec(files["node/etc/bramble/bramble.toml"])
+    assert node == spec.model_copy(update={"nodes": []})
 
 
 def test_secrets_only_when_given(spec: Spec) -> None:
     with_secrets = render(spec, SECRETS)
     without = render(spec, None)
-    key = "node/etc/bramble/bramble.secrets.toml"
-    assert key in with_secrets and "master/etc/bramble/bramble.secrets.toml" in with_secrets
+    key = "master/etc/bramble/bramble.secrets.toml"
+    assert key in with_secrets
     assert SECRETS.telemetry_key.hex() in with_secrets[key]
-    assert not any(k.endswith("secrets.toml") for k in without)
+    assert SECRETS.join_token in with_secrets[key]
+    assert not any(k.endswith("secrets.toml") or k.endswith("join.toml") for k in without)
     assert SECRETS.admin_token not in without[USER_DATA]
 
 
@@ -122,7 +154,7 @@ def test_tls_files_go_to_the_role_that_needs_them(spec: Spec) -> None:
     files = render(spec, SECRETS, tls)
     node_tls = sorted(k for k in files if k.startswith("node/etc/bramble/tls/"))
     master_tls = sorted(k for k in files if k.startswith("master/etc/bramble/tls/"))
-    assert [k.rsplit("/", 1)[1] for k in node_tls] == ["ca.pem", "worker-key.pem", "worker.pem"]
+    assert [k.rsplit("/", 1)[1] for k in node_tls] == ["ca.pem"]
     assert "master/etc/bramble/tls/scheduler-key.pem" in master_tls
     assert not any("ca-key" in k for k in files), "the CA key never leaves the spec directory"
     assert private("node/etc/bramble/tls/worker-key.pem")
@@ -140,10 +172,15 @@ def test_user_data_writes_every_node_file(spec: Spec) -> None:
     for path, text in node.items():
         assert written[path]["content"] == text
         assert written[path]["permissions"] == ("0600" if private(path) else "0644")
-    units = ["bramble-install.service", "bramble-agent.service", "bramble-worker.service"]
+    units = [
+        "bramble-install.service",
+        "bramble-enroll.service",
+        "bramble-agent.service",
+        "bramble-worker.service",
+    ]
     enabled = [c for c in data["runcmd"] if c[:2] == ["systemctl", "enable"]][-1]
     started = [c for c in data["runcmd"] if c[:3] == ["systemctl", "start", "--no-block"]][-1]
-    assert enabled[2:5] == units and started[3:6] == units
+    assert enabled[2:6] == units and started[3:7] == units
     # bramble comes from the master, never from a package index, and needs no compiler
     assert not [c for c in data["runcmd"] if "pip" in " ".join(map(str, c))]
     assert "gcc" not in data["packages"] and "python3-venv" in data["packages"]
@@ -161,9 +198,12 @@ def test_node_installs_bramble_from_the_master(spec: Spec) -> None:
     unit = _ini(files["node/etc/systemd/system/bramble-install.service"])
     assert unit["Service"]["ExecStart"] == "/usr/bin/python3 /etc/bramble/bramble-install --restart"
     assert unit["Service"]["Type"] == "oneshot"
-    for name in ("agent", "worker"):
+    for name in ("enroll", "agent", "worker"):
         after = _ini(files[f"node/etc/systemd/system/bramble-{name}.service"])["Unit"]["After"]
         assert "bramble-install.service" in after.split()
+    for name in ("agent", "worker"):
+        after = _ini(files[f"node/etc/systemd/system/bramble-{name}.service"])["Unit"]["After"]
+        assert "bramble-enroll.service" in after.split()
     master_agent = _ini(files["master/etc/systemd/system/bramble-agent.service"])
     assert "bramble-install" not in master_agent["Unit"]["After"]
 
@@ -356,7 +396,9 @@ def test_render_to_dir(spec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert "rendered" in printed and f"{len(files)} files" in printed
     assert (out / "master/etc/dnsmasq.d/bramble.conf").is_file()
     assert (out / "node/user-data").read_text() == files[USER_DATA]
-    assert (out / "node/etc/bramble/bramble.secrets.toml").stat().st_mode & 0o777 == 0o600
+    assert (out / "master/etc/bramble/bramble.secrets.toml").stat().st_mode & 0o777 == 0o600
+    assert (out / "node/etc/bramble/join.toml").stat().st_mode & 0o777 == 0o600
+    assert not (out / "node/etc/bramble/bramble.secrets.toml").exists()
     assert (out / "node/etc/bramble/bramble.toml").stat().st_mode & 0o777 == 0o644
 
 
@@ -370,11 +412,11 @@ def test_render_to_dir_takes_tls_beside_the_spec(
     out = tmp_path / "out"
     render_to_dir(load_cluster(spec_dir / "bramble.toml"), out)
     capsys.readouterr()
-    assert (out / "node/etc/bramble/tls/worker.pem").read_text() == "PEM worker.pem\n"
-    assert (out / "node/etc/bramble/tls/worker-key.pem").stat().st_mode & 0o777 == 0o600
+    assert (out / "node/etc/bramble/tls/ca.pem").read_text() == "PEM ca.pem\n"
+    assert not (out / "node/etc/bramble/tls/worker-key.pem").exists()
     assert (out / "master/etc/bramble/tls/scheduler.pem").is_file()
     assert not list(out.rglob("ca-key.pem"))
-    assert "/etc/bramble/tls/worker-key.pem" in (out / "node/user-data").read_text()
+    assert "/etc/bramble/tls/worker-key.pem" not in (out / "node/user-data").read_text()
 
 
 def test_units_say_when_jobs_run_without_tls() -> None:

@@ -6,15 +6,19 @@ start fast and small.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bramble.cli import alerts, jobs, lab, nodes, options, wheels
+from bramble.cli import alerts, jobs, keys, lab, nodes, options, wheels
 from bramble.cli.options import SpecOpt
 from bramble.errors import BrambleError
+
+if TYPE_CHECKING:
+    from bramble.cluster import Cluster
 
 app = typer.Typer(
     help="bramble: turn a stack of identical small Linux boards into a working cluster.",
@@ -27,6 +31,7 @@ app = typer.Typer(
 app.add_typer(jobs.app)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(keys.app, name="keys")
 app.add_typer(lab.app, name="lab")
 app.add_typer(wheels.app, name="wheels")
 
@@ -115,15 +120,68 @@ def agent(
         typer.echo(prepare_compiled())
         return
     cluster = options.load(spec)
+    key_id, key, enrolled = _telemetry_key(cluster)
     exec_lean(
         cluster.spec,
-        cluster.secrets(),
-        node_name=node_name,
+        key_id,
+        key,
+        node_name=node_name or enrolled,
         interval=interval,
         count=count,
         boot_id=boot_id,
         engine=engine,
     )
+
+
+def _telemetry_key(cluster: Cluster) -> tuple[str, bytes, str | None]:
+    """The key the agent signs with: the node's own (and its enrolled name) when it has
+    enrolled (`node.toml` beside the spec), else the cluster's shared key."""
+    from bramble.trust.node import CREDENTIALS, read_identity
+
+    if cluster.path is not None:
+        identity = read_identity(cluster.path.parent / CREDENTIALS)
+        if identity is not None:
+            return identity.key_id, identity.key, identity.name
+    secrets = cluster.secrets()
+    return secrets.telemetry_key_id, secrets.telemetry_key, None
+
+
+@app.command()
+def enroll(
+    spec: SpecOpt = None,
+    interface: Annotated[
+        str | None,
+        typer.Option(help="Whose MAC to enroll with (default: network.cluster_interface)."),
+    ] = None,
+    mac: Annotated[str | None, typer.Option(help="The MAC to enroll with (default: read).")] = None,
+    attempts: Annotated[int, typer.Option(help="Give up after this many requests (0: never).")] = 0,
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            help="Enrolled already: ask for a new telemetry key (then restart the agent)."
+        ),
+    ] = False,
+) -> None:
+    """Enroll this board with the master (join.toml beside the spec), once: its own keys,
+    made here; asks until enrolled. Does nothing when it has its credentials already."""
+    from bramble.trust.node import board_mac
+    from bramble.trust.node import enroll as enroll_board
+
+    cluster = options.load(spec)
+    if cluster.path is None:
+        raise BrambleError("enroll needs a spec file: its join.toml is beside it")
+    directory = cluster.path.absolute().parent
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    own = mac or board_mac(interface or cluster.spec.network.cluster_interface)
+    tls = cluster.tls.directory if cluster.spec.jobs.tls else None
+    identity = enroll_board(directory, own, tls_dir=tls, attempts=attempts, rotate=rotate)
+    typer.echo(f"enrolled as {identity.name} (key {identity.key_id})")
+    if cluster.found_secrets is not None or cluster.secrets_error is not None:
+        typer.echo(
+            f"warning: {directory / 'bramble.secrets.toml'} is still on this board and holds "
+            "the admin token: delete it (the board signs with its own key now)",
+            err=True,
+        )
 
 
 @app.command()

@@ -81,6 +81,22 @@ def lab_exec(
     raise typer.Exit(exec_in(node, list(ctx.args), prefix=prefix))
 
 
+@app.command("add")
+def lab_add(
+    name: Annotated[str | None, typer.Argument(help="The new board's name.")] = None,
+    mac: Annotated[
+        str | None,
+        typer.Option(help="Its MAC (default: a new one, added to the lab's spec)."),
+    ] = None,
+    spec: SpecOpt = None,
+    prefix: LabPrefixOpt = None,
+) -> None:
+    """Plug in a new board: it enrolls on its own (a MAC of the spec), or waits for approval."""
+    from bramble.lab.plug import add
+
+    add(name, mac, prefix=prefix, say=typer.echo)
+
+
 @app.command("stop")
 def lab_stop(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> None:
     """Power a lab node off: its processes end and its link goes down."""

@@ -97,7 +97,7 @@ class WorkerFollower:
     def changes(self, changes: Iterable[NodeChange]) -> None:
         """Take the master's CHANGES (from any thread; never blocks)."""
         for change in changes:
-            if change.kind != "down":
+            if change.kind not in ("down", "revoked"):  # a revoked node's worker goes too
                 continue
             try:
                 self._queue.put_nowait(change.node)

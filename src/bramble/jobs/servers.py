@@ -25,6 +25,7 @@ from typing import Any
 from bramble.jobs.account import drop_privileges, job_account
 from bramble.jobs.config import JobsConfig
 from bramble.jobs.dask import security_for
+from bramble.jobs.gate import guard_scheduler
 from bramble.jobs.tls import Role
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def run_scheduler(config: JobsConfig, *, host: str | None, port: int | None) -> 
             security=security,
             dashboard_address=f":{dashboard_port}",
         )
+        guard_scheduler(scheduler)  # a node's certificate is a worker's, never a client's
         await _serve(scheduler)
 
     asyncio.run(main())

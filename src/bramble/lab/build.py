@@ -243,8 +243,12 @@ def start_master_daemons(
         daemons.start(plan.state / "run", name, argv[name])
 
 
-def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
-    """Power on NAMES: first process in fresh UTS and mount namespaces, DHCP, then the agent."""
+def boot_nodes(
+    lab: Lab, names: Sequence[str], say: Say, *, enroll_timeout: float = 30.0
+) -> list[str]:
+    """Power on NAMES: first process in fresh UTS and mount namespaces, DHCP, enrollment,
+    then the agent. The nodes whose agent started (a node still waiting for approval has
+    none: `lab start` it once approved)."""
     plan, run = lab.plan, lab.plan.state / "run"
     say(f"nodes: DHCP (udhcpc) and agents for {len(names)} node(s)")
     if lab.spec.telemetry.engine != "python":
@@ -302,7 +306,8 @@ def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
                 ],
             ),
         )
-    for name, holder in holders.items():
+    leases: dict[str, tuple[str, str]] = {}
+    for name in holders:
         lease = plan.state / "nodes" / name / "lease"
         if not daemons.wait_for(lease, 30):
             raise BrambleError(
@@ -310,31 +315,98 @@ def boot_nodes(lab: Lab, names: Sequence[str], say: Say) -> None:
                 f"(see {run / (name + '.udhcpc.log')})"
             )
         address, _, hostname = lease.read_text().strip().partition(" ")
+        leases[name] = (address, hostname)
+    keys = enroll_nodes(lab, holders, say, enroll_timeout)
+    started = []
+    for name, holder in holders.items():
+        address, hostname = leases[name]
+        key: Path | None = None
+        if keys is not None:
+            if name not in keys:
+                say(
+                    f"  {name}: {address}, waits for approval: `bramble nodes approve "
+                    f"{plan.node(name).mac}`, then `bramble lab start {name}`"
+                )
+                continue
+            key, hostname = keys[name]  # the name the master enrolled it under
         boot = next_boot(plan.state / "nodes" / name)
         daemons.start(
             run,
             f"{name}.agent",
             daemons.in_node(
-                holder,
-                daemons.agent_argv(lab.spec, lab.spec_path, hostname, boot),
+                holder, daemons.agent_argv(lab.spec, lab.spec_path, hostname, boot, key)
             ),
         )
-        say(f"  {name}: {address} hostname {hostname}, agent boot {boot}")
+        how = "its own key" if key is not None else "the shared key"
+        say(f"  {name}: {address} hostname {hostname}, agent boot {boot}, {how}")
+        started.append(name)
+    return started
 
 
-def worker_argv(lab: Lab, hostname: str) -> list[str]:
+def enroll_nodes(
+    lab: Lab, holders: dict[str, int], say: Say, timeout: float
+) -> dict[str, tuple[Path, str]] | None:
+    """Enroll each node of HOLDERS with the master as a board does (`bramble enroll` in the
+    node, with the node image's spec and join file): its own key, made in the node. Each
+    enrolled node's credentials file and name; None when the lab's secrets have no join
+    token (the nodes then sign with the shared key)."""
+    import subprocess
+
+    from bramble.provision.render import join_toml, node_spec_toml
+    from bramble.trust.node import CREDENTIALS, JOIN, read_identity
+
+    if not lab.join_token:
+        return None
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    for name, holder in holders.items():
+        node_dir = lab.plan.state / "nodes" / name
+        (node_dir / "bramble.toml").write_text(node_spec_toml(lab.spec))
+        (node_dir / JOIN).write_text(join_toml(lab.spec, lab.join_token))
+        (node_dir / JOIN).chmod(0o600)
+        ca = lab.plan.state / "tls" / "ca.pem"
+        if ca.exists():  # the node image's one TLS file; enrollment adds the worker's own
+            (node_dir / "tls").mkdir(mode=0o700, exist_ok=True)
+            (node_dir / "tls" / "ca.pem").write_bytes(ca.read_bytes())
+        argv = daemons.bramble_argv(
+            "enroll", "--spec", str(node_dir / "bramble.toml"), "--mac", lab.plan.node(name).mac
+        )
+        with open(lab.plan.state / "run" / f"{name}.enroll.log", "ab") as log:
+            started[name] = subprocess.Popen(
+                daemons.in_node(holder, argv), stdout=log, stderr=subprocess.STDOUT
+            )
+    deadline = time.monotonic() + timeout
+    keys: dict[str, tuple[Path, str]] = {}
+    for name, proc in started.items():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        path = lab.plan.state / "nodes" / name / CREDENTIALS
+        identity = read_identity(path)
+        if identity is None:
+            say(f"  {name}: not enrolled in {timeout:.0f} s (see run/{name}.enroll.log)")
+            continue
+        keys[name] = (path, identity.name)
+    say(f"enrollment: {len(keys)}/{len(started)} node(s) enrolled with their own keys")
+    return keys
+
+
+def worker_argv(lab: Lab, hostname: str, spec_path: Path | None = None) -> list[str]:
     """A lab node's Dask worker: light, one thread, a share of the host's RAM as its limit.
 
     Many nodes share one machine: each gets one thread (a node's own cores are the host's,
     counted once per node otherwise) and RAM / nodes as its memory limit, so Dask pauses
-    and spills a node's work before the host runs out, as on a board.
+    and spills a node's work before the host runs out, as on a board. SPEC_PATH: the node's
+    own spec, beside the TLS files its enrollment left (its own worker certificate), else
+    the lab's (the lab's shared worker certificate).
     """
     _, ram = node_resources()
     share = ram // max(1, len(lab.plan.nodes))
     return daemons.bramble_argv(
         "worker",
         "--spec",
-        str(lab.spec_path),
+        str(spec_path or lab.spec_path),
         "--name",
         hostname,
         "--nthreads",
@@ -348,7 +420,8 @@ def worker_argv(lab: Lab, hostname: str) -> list[str]:
 def start_workers(lab: Lab, names: Sequence[str], say: Say) -> None:
     """Start the Dask worker of each running node in NAMES, named after its hostname.
 
-    Each has the cluster's TLS certificate from the lab's state (see `worker_argv`).
+    Each has its own certificate, from its enrollment, or else the lab's shared one (see
+    `worker_argv`).
     """
     run = lab.plan.state / "run"
     started = []
@@ -358,7 +431,9 @@ def start_workers(lab: Lab, names: Sequence[str], say: Say) -> None:
         if holder is None or not lease.exists():
             continue
         hostname = lease.read_text().strip().partition(" ")[2] or name
-        argv = worker_argv(lab, hostname)
+        node_dir = lab.plan.state / "nodes" / name
+        own = node_dir / "tls" / "worker.pem"
+        argv = worker_argv(lab, hostname, node_dir / "bramble.toml" if own.exists() else None)
         daemons.start(run, f"{name}.worker", daemons.in_node(holder, argv))
         started.append(name)
     if started:

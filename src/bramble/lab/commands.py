@@ -101,9 +101,13 @@ def load_lab(prefix: str | None) -> Lab:
     except (OSError, ValueError):
         raise BrambleError(f"no lab {name!r} is up (start one with `bramble lab up`)") from None
     spec_path = Path(data["spec"])
-    spec = load_cluster(spec_path).spec
+    cluster = load_cluster(spec_path)
+    spec = cluster.spec
+    secrets = cluster.secrets_if_present()
     used = {IPv4Network(data["uplink"])}
     plan = replace(topology.plan(spec, name, used), uplink_net=next(iter(used)))
+    extra = topology.extra_nodes(plan, data.get("extra", []))
+    plan = replace(plan, nodes=plan.nodes + extra)
     return Lab(
         plan=plan,
         spec=spec,
@@ -111,6 +115,7 @@ def load_lab(prefix: str | None) -> Lab:
         url=data["url"],
         jobs=data.get("jobs", False),
         dask_port=data.get("dask_port", 0),
+        join_token=secrets.join_token if secrets is not None else "",
     )
 
 
@@ -252,16 +257,24 @@ def up(
         _lab_tls(source, state, say)
     build.build_network(plan, spec, say)
     build.start_master(plan, spec, secrets, path, http_port, say, jobs=jobs, dask_port=dask_port)
-    lab = Lab(plan=plan, spec=spec, spec_path=path, url=url, jobs=jobs, dask_port=dask_port)
+    lab = Lab(
+        plan=plan,
+        spec=spec,
+        spec_path=path,
+        url=url,
+        jobs=jobs,
+        dask_port=dask_port,
+        join_token=secrets.join_token,
+    )
     build.build_nodes(plan, say)
-    build.boot_nodes(lab, [n.name for n in plan.nodes], say)
+    booted = build.boot_nodes(lab, [n.name for n in plan.nodes], say)
     ok, detail = nfs_check(lab, plan.nodes[0])
     say(f"NFS export read from {plan.nodes[0].name} with nfs-cat: {'ok' if ok else detail}")
     build.start_supervisor(plan)
     count = build.wait_nodes_up(lab, len(plan.nodes), timeout=30)
     say(f"{count}/{len(plan.nodes)} nodes up on the master's API")
     if jobs:
-        build.start_workers(lab, [n.name for n in plan.nodes], say)
+        build.start_workers(lab, booted, say)
     say(f"lab up in {time.monotonic() - started:.1f} s; dashboard: {url}")
     return lab
 
@@ -414,8 +427,7 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
         if daemons.running(run, f"{node}.agent"):
             say(f"{node} is already on")
             return
-        build.boot_nodes(lab, [node], say)
-        if lab.jobs:
+        if build.boot_nodes(lab, [node], say) and lab.jobs:
             build.start_workers(lab, [node], say)
     else:
         raise BrambleError(f"unknown fault {verb!r}: stop, start, cut, heal, freeze or thaw")

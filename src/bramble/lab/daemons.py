@@ -29,20 +29,23 @@ def bramble_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "bramble", *args]
 
 
-def agent_argv(spec: Spec, spec_path: Path, node: str, boot: int) -> list[str]:
+def agent_argv(
+    spec: Spec, spec_path: Path, node: str, boot: int, key_file: Path | None = None
+) -> list[str]:
     """The lean agent's own command line, as `bramble agent --spec SPEC_PATH` would exec it.
 
     `lab up` has validated the spec already, so it starts the lean process directly: a node
     then costs one small interpreter start rather than the CLI's imports too (with 32 nodes
-    booting at once on a small machine, that is most of the wait). The key is read from the
-    lab's secrets file beside the spec.
+    booting at once on a small machine, that is most of the wait). The key is read from
+    KEY_FILE (a node's own credentials, once it has enrolled), else from the lab's secrets
+    file beside the spec.
     """
     from bramble.telemetry.agent import lean_argv
 
     return lean_argv(
         spec,
         node=node,
-        key_args=["--secrets", str(spec_path.parent / SECRETS_NAME)],
+        key_args=["--secrets", str(key_file or spec_path.parent / SECRETS_NAME)],
         boot=boot,
     )
 

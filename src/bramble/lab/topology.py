@@ -94,6 +94,7 @@ class Lab:
     url: str
     jobs: bool = True
     dask_port: int = 0  # Dask's dashboard, forwarded to the host's loopback (0: none)
+    join_token: str = ""  # what the lab's nodes enroll with ("": they use the shared key)
 
 
 def ns_prefix(prefix: str) -> str:
@@ -150,6 +151,16 @@ def plan(spec: Spec, prefix: str, used: set[IPv4Network]) -> LabPlan:
     )
 
 
+def extra_nodes(plan: LabPlan, extra: list[dict[str, str]]) -> tuple[NodePlan, ...]:
+    """The boards plugged into PLAN's lab with a MAC its spec does not know (`lab add
+    --mac`): EXTRA as the lab's state records them, each {"name", "mac"}."""
+    base = plan.master_ns.removesuffix("master")
+    return tuple(
+        NodePlan(name=e["name"], mac=e["mac"], address=None, netns=base + e["name"], port=f"x{i}")
+        for i, e in enumerate(extra)
+    )
+
+
 def builtin_spec_text(nodes: int, *, interval: float = 1.0) -> str:
     """The built-in lab spec: NODES nodes node-1..N with MACs 02:b7:... and fixed addresses."""
     if not 1 <= nodes <= MAX_BUILTIN_NODES:
@@ -177,11 +188,17 @@ def builtin_spec(nodes: int) -> Spec:
 
 
 def lab_spec(spec: Spec, state: Path) -> Spec:
-    """SPEC as the lab's master runs it: only the history and the wheels it serves its nodes
-    move into the lab's state."""
+    """SPEC as the lab's master runs it: only the history, the wheels it serves its nodes and
+    the DHCP leases it enrolls them by move into the lab's state."""
     history = spec.history.model_copy(update={"path": str(state / "master" / "history.db")})
     software = spec.software.model_copy(update={"wheels_dir": str(wheels_dir(state))})
-    return spec.model_copy(update={"history": history, "software": software})
+    enroll = spec.enroll.model_copy(update={"lease_file": str(lease_file(state))})
+    return spec.model_copy(update={"history": history, "software": software, "enroll": enroll})
+
+
+def lease_file(state: Path) -> Path:
+    """Where the lab's dnsmasq keeps its leases (and the master reads them to enroll)."""
+    return state / "master" / "dnsmasq.leases"
 
 
 def wheels_dir(state: Path) -> Path:
@@ -210,7 +227,7 @@ def adapt_dnsmasq(text: str, state: Path) -> str:
     The lab changes only paths; interface names match because the lab names the master's
     interfaces as the spec does.
     """
-    lease = state / "master" / "dnsmasq.leases"
+    lease = lease_file(state)
     return re.sub(r"(?m)^dhcp-leasefile=.*$", f"dhcp-leasefile={lease}", text)
 
 

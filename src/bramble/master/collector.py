@@ -157,6 +157,9 @@ class Collector:
         self.table = table
         self.lock = lock
         self.keys = dict(keys)
+        self.owners: dict[str, str] = {}
+        self.bound: frozenset[str] = frozenset()
+        self.revoked: frozenset[str] = frozenset()
         self.allow_unsigned = allow_unsigned
         self.clock_window = clock_window
         self.on_changes = on_changes
@@ -194,6 +197,19 @@ class Collector:
         self._loop = None
         self._resolver.shutdown(wait=False, cancel_futures=True)
 
+    def use_keys(
+        self, keys: Mapping[str, bytes], owners: Mapping[str, str], revoked: frozenset[str]
+    ) -> None:
+        """Verify with KEYS from now on (on the event loop). OWNERS binds each node's own key
+        id to its node: a datagram signed with it in another node's name, or signed with a
+        key bound to no node (the cluster's shared key) in a name that has its own, is
+        refused as `wrong_node`. A key id in REVOKED (its key still among KEYS, so a forger
+        is told from the revoked node) is refused as `revoked`."""
+        self.keys = dict(keys)
+        self.owners = dict(owners)
+        self.bound = frozenset(owners.values())
+        self.revoked = revoked
+
     def handle(self, data: bytes, address: str) -> None:
         """Decode, verify and apply one datagram from ADDRESS."""
         now = self.clock()
@@ -202,6 +218,8 @@ class Collector:
                 data, self.keys, allow_unsigned=self.allow_unsigned, source=address, now=now
             )
             if packet.signed:
+                if self.owners or self.revoked:
+                    self._check_owner(packet)
                 check_clock(packet, now, self.clock_window)
             else:
                 name = self._legacy_name(address, packet)
@@ -212,6 +230,17 @@ class Collector:
             self._reject(exc, address)
             return
         self._apply(packet, now, address)
+
+    def _check_owner(self, packet: Packet) -> None:
+        key_id = packet.key_id or ""
+        if key_id in self.revoked:
+            raise Rejected("revoked", f"key {key_id} was revoked")
+        owner = self.owners.get(key_id)
+        if owner is None:
+            if packet.node in self.bound:
+                raise Rejected("wrong_node", f"{packet.node} has its own key, not {key_id}")
+        elif owner != packet.node:
+            raise Rejected("wrong_node", f"key {key_id} is {owner}'s, not {packet.node}'s")
 
     def _apply(self, packet: Packet, now: float, address: str) -> None:
         try:

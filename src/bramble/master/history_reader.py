@@ -331,7 +331,8 @@ class HistoryReader:
         with self._lock:
             # SQLite takes the bare column `kind` from the row holding MAX(ts).
             rows = self._db.execute(
-                "SELECT node, kind, MAX(ts) FROM changes GROUP BY node"
+                "SELECT node, kind, MAX(ts) FROM changes "
+                "WHERE kind IN ('new', 'up', 'stale', 'down', 'rebooted') GROUP BY node"
             ).fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
 

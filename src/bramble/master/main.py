@@ -22,6 +22,7 @@ import signal
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,11 +45,19 @@ from bramble.master.nodes import NodeTable
 from bramble.master.notifier import Notifier
 from bramble.master.replay import ReplayStore
 from bramble.master.silences import Silences
+from bramble.master.views import Change
+from bramble.trust import api as trust_api
+from bramble.trust.certs import Ca
+from bramble.trust.leases import read_leases
+from bramble.trust.policy import JoinToken
+from bramble.trust.service import Enrollment
+from bramble.trust.store import TrustStore
 
 if TYPE_CHECKING:
     from bramble.cluster import Cluster
     from bramble.jobs.api import JobsService
     from bramble.jobs.liveness import WorkerFollower
+    from bramble.spec import Secrets
 
 log = logging.getLogger(__name__)
 HTTP_GRACE = 2  # seconds event streams get to end when the master stops
@@ -131,6 +140,18 @@ class Master:
             health=self.health,
             on_sample=self.live.on_sample,
         )
+        self.shared_key = {secrets.telemetry_key_id: secrets.telemetry_key}
+        self.spec_names = frozenset(n.name for n in spec.nodes) if tel.admit == "spec" else None
+        lease_file = Path(spec.enroll.lease_file)
+        self.trust = TrustStore(db_path.with_name("trust.db"))
+        self.enrollment = Enrollment(
+            spec,
+            _join_tokens(secrets),
+            self.trust,
+            leases=lambda now: read_leases(lease_file, now),
+            ca=_read_ca(cluster),
+            spec_macs=_spec_macs(cluster),
+        )
         self.follower: WorkerFollower | None = None  # with the jobs service, if it follows
         self.app = create_app(self)
 
@@ -163,6 +184,12 @@ class Master:
                 self.live.replay = None
             parts.callback(self.replay.close)
             try:
+                self.trust.open()
+                self.use_credentials()
+            except (OSError, sqlite3.Error) as exc:  # the shared key still works; reported
+                self.health.failed("history", exc, self.trust.path)
+            parts.callback(self.trust.close)
+            try:
                 known = self.reader.last_kinds()
             except (OSError, sqlite3.Error):
                 known = {}  # the history cannot be read: health says so; nodes are new
@@ -180,6 +207,27 @@ class Master:
             if self.run_jobs:
                 await self._start_jobs(app, parts)
             yield
+
+    def use_credentials(self) -> None:
+        """Give the collector the enrolled nodes' keys (and the shared key until it is
+        retired), and admit the enrolled nodes' names (on the event loop)."""
+        creds = self.enrollment.credentials()
+        keys = {**(self.shared_key if creds.shared else {}), **creds.keys}
+        self.collector.use_keys(keys, creds.owners, creds.revoked)
+        if self.spec_names is not None:
+            with self.lock:
+                self.table.admit = self.spec_names | frozenset(creds.owners.values())
+        if creds.expires is not None:  # a rotated-out key ends: drop it then
+            with contextlib.suppress(RuntimeError):  # no loop: the next change does it
+                loop = asyncio.get_running_loop()
+                loop.call_later(max(0.0, creds.expires - time.time()) + 0.1, self.use_credentials)
+
+    def trust_changed(self, changes: list[Change], credentials: bool) -> None:
+        """Enrollment's news: CHANGES to show; CREDENTIALS, whether the keys changed."""
+        if changes:
+            self.live.on_changes(changes)
+        if credentials:
+            self.use_credentials()
 
     async def _start_jobs(self, app: FastAPI, parts: contextlib.AsyncExitStack) -> None:
         """The jobs service, if it can run here: without it the master serves the rest, and
@@ -278,6 +326,11 @@ def create_app(master: Master) -> FastAPI:
     app.include_router(api.silences_router(master.silences, master.cluster.secrets().admin_token))
     app.include_router(prometheus.router(master.live))
     app.include_router(jobs_router)
+    app.include_router(
+        trust_api.router(
+            master.enrollment, master.cluster.secrets().admin_token, master.trust_changed
+        )
+    )
     app.include_router(software_router(Path(master.cluster.spec.software.wheels_dir)))
     api.mount_page(app)
     return app
@@ -301,6 +354,41 @@ def run_master(cluster: Cluster, *, bind: str | None, port: int | None, db: Path
         ) from None
     finally:
         loop.close()
+
+
+def _join_tokens(secrets: Secrets) -> list[JoinToken]:
+    """The join tokens the master accepts: the current one, and the one before the last
+    rotation until its overlap ends."""
+    tokens = [JoinToken(secrets.join_token)] if secrets.join_token else []
+    if secrets.join_previous:
+        tokens.append(JoinToken(secrets.join_previous, secrets.join_previous_until))
+    return tokens
+
+
+def _spec_macs(cluster: Cluster) -> Callable[[], dict[str, str]]:
+    """The spec's MACs for enrollment, read again when the spec file changes."""
+    last: list[tuple[float, dict[str, str]]] = []
+
+    def macs() -> dict[str, str]:
+        try:
+            mtime = cluster.path.stat().st_mtime if cluster.path is not None else 0.0
+        except OSError:
+            mtime = 0.0
+        if not last or last[0][0] != mtime:
+            last[:] = [(mtime, cluster.spec_macs())]
+        return last[0][1]
+
+    return macs
+
+
+def _read_ca(cluster: Cluster) -> Ca | None:
+    """The cluster CA beside the spec, to sign the nodes' worker certificates; None if the
+    CA key is not there (the nodes then enroll without one)."""
+    paths = cluster.tls
+    try:
+        return Ca(paths.ca_cert.read_text(), paths.ca_key.read_text())
+    except OSError:
+        return None
 
 
 def _bind_source(cluster: Cluster, bind: str | None) -> str:

@@ -18,7 +18,11 @@ from typing_extensions import TypedDict  # pydantic needs it, not typing's, befo
 from bramble.spec.models import Severity
 
 Status = Literal["up", "stale", "down"]
-ChangeKind = Literal["new", "up", "stale", "down", "rebooted"]
+ChangeKind = Literal[
+    "new", "up", "stale", "down", "rebooted", "enrolled", "pending", "refused", "revoked"
+]
+"""Liveness changes (new .. rebooted) and enrollment decisions (enrolled .. revoked)."""
+LIVENESS_KINDS = ("new", "up", "stale", "down", "rebooted")
 AlertState = Literal["pending", "firing", "resolved"]
 Point = tuple[float, float]
 """One point of a series: (bucket start, epoch seconds; the mean value in that bucket)."""
@@ -80,7 +84,8 @@ class NodeView(TypedDict):
 
 
 class Change(_View):
-    """Something that happened to a node: it joined, went stale or down, came up, rebooted."""
+    """Something that happened to a node: it joined, went stale or down, came up, rebooted;
+    or the master enrolled it, made it wait for approval, refused or revoked it."""
 
     ts: float = Field(description="epoch seconds, master's clock")
     node: str

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLES = ("master", "node")
-ONCE_UNITS = ("bramble-nftables.service", "bramble-install.service")
+ONCE_UNITS = ("bramble-nftables.service", "bramble-install.service", "bramble-enroll.service")
 """Units apply does not restart with the rest (the firewall has its own step above)."""
 BACKUPS = "var/backups/bramble"
 """Where replaced files are kept, under the root: never in a directory a daemon reads whole
@@ -124,6 +124,10 @@ def services_for(role: str, paths: Iterable[str]) -> list[list[str]]:
     # The installer runs at boot and when asked (it may wait for the master): enabled only.
     if "bramble-install.service" in units:
         commands.append(["systemctl", "enable", "bramble-install.service"])
+    # Enrolling may wait for an admin's approval: started without waiting, never restarted.
+    if "bramble-enroll.service" in units:
+        commands.append(["systemctl", "enable", "bramble-enroll.service"])
+        commands.append(["systemctl", "start", "--no-block", "bramble-enroll.service"])
     restart = sorted(set(restart))
     if restart:
         commands.append(["systemctl", "enable", *restart])

@@ -36,8 +36,15 @@ INSTALLER = f"{ETC}/bramble-install"
 USER_DATA = "node/user-data"
 """The cloud-init file for flashing node images; rendered, never applied."""
 
+JOIN_FILE = f"{ETC}/join.toml"
+"""The node image's join token and the master's address: all a stranger may see."""
+CREDENTIALS_FILE = f"{ETC}/node.toml"
+"""A node's own credentials, written on the board at enrollment (never rendered)."""
+
 MASTER_TLS = ("ca.pem", "scheduler.pem", "scheduler-key.pem", "client.pem", "client-key.pem")
-NODE_TLS = ("ca.pem", "worker.pem", "worker-key.pem")
+NODE_TLS = ("ca.pem",)
+"""The node image's TLS files: the CA certificate only; its worker key is made on the board."""
+_PRIVATE = ("bramble.secrets.toml", "join.toml", "node.toml")
 
 # Cluster-side ports the master serves: DNS, DHCP, NTP, NFSv4, ssh, API, scheduler.
 _UDP_FIXED = (53, 67, 123)
@@ -63,7 +70,7 @@ class _File:
 def private(path: str) -> bool:
     """Whether the rendered file at PATH holds secrets (installed with mode 0600)."""
     name = path.rsplit("/", 1)[-1]
-    return name == "bramble.secrets.toml" or name.endswith("-key.pem")
+    return name in _PRIVATE or name.endswith("-key.pem")
 
 
 def unit_name(path: str, suffix: str) -> str:
@@ -86,18 +93,51 @@ def unit_name(path: str, suffix: str) -> str:
 def spec_toml(spec: Spec) -> str:
     """The spec as TOML text (what `/etc/bramble/bramble.toml` holds on every board)."""
     data = spec.model_dump(mode="json", exclude_none=True)
+    if not data.get("alerts"):  # no rules of the spec's own: not a bare `alerts = []` on top
+        data.pop("alerts", None)
     return f"# {HEADER}\n" + tomlkit.dumps(data)
 
 
-def secrets_toml(secrets: Secrets) -> str:
-    """The secrets file text for SECRETS."""
+def node_spec_toml(spec: Spec) -> str:
+    """The spec as a node image holds it: without the node list, so adding or removing a
+    board changes nothing on the boards (a node learns its name by DHCP and enrollment), and
+    without the master's alert rules and receivers (a webhook address may hold a token)."""
+    data = spec.model_dump(mode="json", exclude_none=True, exclude={"nodes", "alerts", "alerting"})
     return (
-        "# bramble secrets: keep this file private (mode 0600) and identical on every board.\n"
+        f"# {HEADER}\n# No node list: a board learns its name from DHCP and enrollment.\n"
+        + tomlkit.dumps(data)
+    )
+
+
+def secrets_toml(secrets: Secrets) -> str:
+    """The secrets file text for SECRETS (the master's: it holds the admin token)."""
+    text = (
+        "# bramble secrets: keep this file private (mode 0600), on the master only.\n"
         "[telemetry]\n"
         f"key_id = {json.dumps(secrets.telemetry_key_id)}\n"
         f'key = "{secrets.telemetry_key.hex()}"\n'
         "\n[admin]\n"
         f"token = {json.dumps(secrets.admin_token)}\n"
+    )
+    if secrets.join_token:
+        text += f"\n[join]\ntoken = {json.dumps(secrets.join_token)}\n"
+    if secrets.join_token and secrets.join_previous:
+        text += (
+            "# the token before the last rotation: boards flashed with it enroll until then\n"
+            f"previous = {json.dumps(secrets.join_previous)}\n"
+            f"previous_until = {secrets.join_previous_until!r}\n"
+        )
+    return text
+
+
+def join_toml(spec: Spec, token: str) -> str:
+    """The node image's join file: where the master is and the token that can only enroll."""
+    return (
+        f"# {HEADER}\n"
+        "# All a board holds before it enrolls: this token can ask to enroll and nothing else.\n"
+        "[join]\n"
+        f"master = {json.dumps(master_url(spec))}\n"
+        f"token = {json.dumps(token)}\n"
     )
 
 
@@ -124,9 +164,15 @@ def _ports(spec: Spec) -> tuple[list[int], list[int | str]]:
 def _bramble_files(
     spec: Spec, secrets: Secrets | None, tls: Mapping[str, str], role: str, text: str | None
 ) -> dict[str, str]:
-    files = {"etc/bramble/bramble.toml": spec_toml(spec) if text is None else text}
-    if secrets is not None:
-        files["etc/bramble/bramble.secrets.toml"] = secrets_toml(secrets)
+    if role == "master":
+        files = {"etc/bramble/bramble.toml": spec_toml(spec) if text is None else text}
+        if secrets is not None:
+            files["etc/bramble/bramble.secrets.toml"] = secrets_toml(secrets)
+    else:
+        # Never the spec's text (it lists the nodes), never the secrets (the admin token).
+        files = {"etc/bramble/bramble.toml": node_spec_toml(spec)}
+        if secrets is not None and secrets.join_token:
+            files[JOIN_FILE.lstrip("/")] = join_toml(spec, secrets.join_token)
     for name in MASTER_TLS if role == "master" else NODE_TLS:
         if name in tls:
             files[f"etc/bramble/tls/{name}"] = tls[name]
@@ -191,12 +237,17 @@ def _share_units(spec: Spec, share: ShareSpec, common: dict[str, Any]) -> dict[s
     }
 
 
-def dist_url(spec: Spec) -> str:
-    """Where the nodes install bramble from: the master's /dist/ on the cluster side."""
+def master_url(spec: Spec) -> str:
+    """The master's HTTP base URL as the nodes reach it, on the cluster side."""
     bind = spec.dashboard.bind
     wildcard = bind in ("", "0.0.0.0") or bind.startswith("127.")
     host = str(spec.network.master_address) if wildcard else bind
-    return f"http://{host}:{spec.dashboard.port}/dist/"
+    return f"http://{host}:{spec.dashboard.port}"
+
+
+def dist_url(spec: Spec) -> str:
+    """Where the nodes install bramble from: the master's /dist/ on the cluster side."""
+    return master_url(spec) + "/dist/"
 
 
 def render_node(
@@ -206,7 +257,8 @@ def render_node(
     *,
     spec_text: str | None = None,
 ) -> dict[str, str]:
-    """The node image's files, keyed by path under the root; the same for every node."""
+    """The node image's files, keyed by path under the root; the same for every node, and
+    the same before and after a node is added (SPEC_TEXT, which lists the nodes, is unused)."""
     common: dict[str, Any] = {
         "spec": spec,
         "net": spec.network,
@@ -229,6 +281,9 @@ def render_node(
     files["etc/systemd/system/bramble-install.service"] = _render(
         "bramble-install.service", **install, **common
     )
+    files["etc/systemd/system/bramble-enroll.service"] = _render(
+        "bramble-enroll.service", join_file=JOIN_FILE, **common
+    )
     files["etc/systemd/system/bramble-agent.service"] = _render("bramble-agent.service", **common)
     files["etc/systemd/system/bramble-worker.service"] = _render(
         "bramble-worker.service", automounts=automounts, **common
@@ -244,7 +299,12 @@ def user_data(spec: Spec, node_files: Mapping[str, str]) -> str:
         _File("/" + path, text, "0600" if private(path) else "0644")
         for path, text in sorted(node_files.items())
     ]
-    units = ["bramble-install.service", "bramble-agent.service", "bramble-worker.service"]
+    units = [
+        "bramble-install.service",
+        "bramble-enroll.service",
+        "bramble-agent.service",
+        "bramble-worker.service",
+    ]
     units += [unit_name(s.mount, ".automount") for s in spec.shares]
     return _render("user-data", files=entries, units=units)
 

@@ -163,7 +163,29 @@ def parse_secrets(text: str, file: str = SECRETS_NAME) -> Secrets:
         raise SpecError(
             "must be a string of at least 16 characters", file=file, key="admin.token", fix=fix
         )
-    return Secrets(telemetry_key_id=key_id, telemetry_key=key, admin_token=token)
+    join = data.get("join", {})
+    join_token = join.get("token", "") if isinstance(join, dict) else None
+    if not isinstance(join_token, str) or 0 < len(join_token) < 16:
+        raise SpecError(
+            "must be a string of at least 16 characters", file=file, key="join.token", fix=fix
+        )
+    previous = join.get("previous", "") if isinstance(join, dict) else ""
+    until = join.get("previous_until", 0.0) if isinstance(join, dict) else 0.0
+    if not isinstance(previous, str) or not isinstance(until, int | float):
+        raise SpecError(
+            "previous must be a string and previous_until a time (epoch seconds)",
+            file=file,
+            key="join.previous",
+            fix=fix,
+        )
+    return Secrets(
+        telemetry_key_id=key_id,
+        telemetry_key=key,
+        admin_token=token,
+        join_token=join_token,
+        join_previous=previous,
+        join_previous_until=float(until),
+    )
 
 
 def load_secrets(spec_path: Path) -> Secrets:

@@ -162,6 +162,23 @@ class ShareSpec(_Model):
         return path
 
 
+class EnrollSpec(_Model):
+    """How the master admits a board that asks to enroll with the join token."""
+
+    policy: Literal["auto", "manual"] = "auto"
+    """auto: a board whose MAC is in the spec, asking from the address the master's DHCP
+    server leased to that MAC, is enrolled at once; anything else waits for approval."""
+    lease_file: str = "/var/lib/misc/dnsmasq.leases"
+    """dnsmasq's lease file on the master (the rendered dnsmasq config writes it there)."""
+    per_minute: int = Field(default=30, ge=1, le=100000)
+    """Requests a minute the master answers from one address (and 10 times that in all)."""
+
+    @field_validator("lease_file")
+    @classmethod
+    def _lease_file(cls, value: str) -> str:
+        return check_path(value)
+
+
 class TelemetrySpec(_Model):
     """The agents' heartbeat: where it goes, how often, and what the master accepts."""
 
@@ -441,6 +458,7 @@ class Spec(_Model):
     nodes: list[NodeSpec] = Field(default_factory=list)
     shares: list[ShareSpec] = Field(default_factory=lambda: [ShareSpec()])
     telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
+    enroll: EnrollSpec = Field(default_factory=EnrollSpec)
     dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
     history: HistorySpec = Field(default_factory=HistorySpec)
     jobs: JobsSpec = Field(default_factory=JobsSpec)
@@ -464,11 +482,16 @@ class Spec(_Model):
 
 @dataclass(frozen=True, slots=True)
 class Secrets:
-    """The cluster's shared secrets, kept beside the spec with mode 0600."""
+    """The cluster's secrets, kept beside the spec on the master with mode 0600."""
 
     telemetry_key_id: str
     telemetry_key: bytes
     admin_token: str
+    join_token: str = ""
+    """The token a node image carries: it can ask to enroll and nothing else ("" if none)."""
+    join_previous: str = ""
+    """The join token before the last rotation, still good until JOIN_PREVIOUS_UNTIL."""
+    join_previous_until: float = 0.0
 
 
 def check_path(value: str) -> str:

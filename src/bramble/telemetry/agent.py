@@ -24,7 +24,7 @@ from bramble.telemetry.sample import Sampler
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:
-    from bramble.spec import Secrets, Spec
+    from bramble.spec import Spec
 
 BOOT_ENV = "BRAMBLE_BOOT_ID"
 ENGINES = ("auto", "compiled", "python")
@@ -128,7 +128,8 @@ def lean_argv(
 
 def exec_lean(
     spec: Spec,
-    secrets: Secrets,
+    key_id: str,
+    key: bytes,
     *,
     node_name: str | None,
     interval: float | None,
@@ -136,7 +137,8 @@ def exec_lean(
     boot_id: int | None = None,
     engine: str | None = None,
 ) -> None:
-    """Become the lean agent for SPEC (`bramble agent`, once it has loaded and checked the spec)."""
+    """Become the lean agent for SPEC, signing with KEY_ID and KEY (`bramble agent`, once it
+    has loaded and checked the spec)."""
     from bramble.errors import BrambleError
     from bramble.spec import MAX_INTERVAL
 
@@ -145,7 +147,7 @@ def exec_lean(
         raise BrambleError(f"--interval must be more than 0 and at most {MAX_INTERVAL} seconds")
     if engine is not None and engine not in ENGINES:
         raise BrambleError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    read_end = key_pipe(secrets.telemetry_key_id, secrets.telemetry_key)
+    read_end = key_pipe(key_id, key)
     argv = lean_argv(
         spec,
         node=node_name or _socket.gethostname(),

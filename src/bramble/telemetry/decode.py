@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
 _verifiers: dict[bytes, Signer] = {}
+MAX_VERIFIERS = 4096
+"""Keys whose HMAC states are kept: every enrolled node has its own key, and a cluster of
+more nodes than this would build them again on every datagram."""
 
 
 def _verifier(key: bytes) -> Signer:
@@ -45,7 +48,7 @@ def _verifier(key: bytes) -> Signer:
             from _hashlib import openssl_sha256 as constructor
         except ImportError:  # pragma: no cover - Python without OpenSSL
             constructor = sha256
-        if len(_verifiers) > 64:
+        if len(_verifiers) >= MAX_VERIFIERS:
             _verifiers.clear()
         signer = _verifiers[key] = Signer(key, constructor)
     return signer

@@ -1,0 +1,91 @@
+"""The trust commands' calls to the master: waiting requests, approve, revoke, retire the
+shared key. Each needs the admin token."""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING, Any
+
+from bramble.errors import BrambleError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from bramble.client.http import MasterClient
+    from bramble.spec import Spec
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def pending_table(master: MasterClient) -> Table:
+    """The requests waiting for approval: MAC, the spec's name, address, why, since when."""
+    from rich.table import Table
+
+    rows: list[dict[str, Any]] = master.get("/api/trust/pending")
+    table = Table(title=f"{len(rows)} waiting for `bramble nodes approve NAME|MAC`")
+    for column in ("MAC", "name", "address", "why", "asked"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["mac"], row["name"] or "-", row["address"], row["reason"], _when(row["asked"])
+        )
+    return table
+
+
+def enrolled_table(master: MasterClient) -> Table:
+    """The enrolled nodes: name, MAC, key id, address, since when, revoked when."""
+    from rich.table import Table
+
+    rows: list[dict[str, Any]] = master.get("/api/trust/nodes")
+    table = Table(title=f"{len(rows)} enrolled")
+    for column in ("name", "MAC", "key id", "address", "enrolled", "revoked", "cert"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["mac"],
+            row["key_id"],
+            row["address"],
+            _when(row["enrolled"]),
+            _when(row["revoked"]),
+            "yes" if row["cert"] else "no",
+        )
+    return table
+
+
+def approve(master: MasterClient, who: str, name: str | None) -> str:
+    """Enroll the request waiting from WHO (MAC or name); a line saying what happened."""
+    node: dict[str, Any] = master.post("/api/trust/approve", {"who": who, "name": name})
+    return f"approved {node['mac']} as {node['name']} (key {node['key_id']})"
+
+
+def revoke(master: MasterClient, name: str) -> str:
+    """End NAME's credentials now; a line saying what happened."""
+    node: dict[str, Any] = master.post("/api/trust/revoke", {"name": name})
+    return (
+        f"revoked {node['name']} ({node['mac']}): its heartbeats are refused from now on and "
+        "it waits for approval if it asks again"
+    )
+
+
+def retire_shared_key(master: MasterClient, spec: Spec, *, force: bool) -> str:
+    """Stop the master accepting the shared telemetry key, once every node of SPEC has its
+    own (FORCE: even if some have not enrolled; they go unheard until they do)."""
+    rows: list[dict[str, Any]] = master.get("/api/trust/nodes")
+    enrolled = {r["name"] for r in rows if r["revoked"] is None}
+    missing = [n.name for n in spec.nodes if n.name not in enrolled]
+    if missing and not force:
+        raise BrambleError(
+            f"{len(missing)} nodes of the spec have not enrolled ({', '.join(missing[:5])}"
+            f"{', ...' if len(missing) > 5 else ''}): their heartbeats still use the shared "
+            "key; enroll them first, or pass --force"
+        )
+    master.post("/api/trust/retire-shared-key")
+    return (
+        "the shared telemetry key is retired: only enrolled nodes' own keys verify from now on "
+        "(remove [telemetry] key from the nodes' secrets files)"
+    )

@@ -1,0 +1,211 @@
+"""The board's side of enrollment: make its own keys, ask the master, keep the answer.
+
+`bramble enroll` runs before the agent and the worker. With credentials already there it does
+nothing. Otherwise it makes a telemetry key and a worker key with its CSR, keeps them (mode
+0600) before it asks, so every retry sends the same key and the master enrolls the board once
+however often the answer is lost, and asks until the master enrolls it: backing off (with
+jitter) while it waits for approval, is rate limited or cannot reach the master.
+
+The credentials file (`/etc/bramble/node.toml`, 0600) has the shape of the secrets file's
+`[telemetry]` table, which the agent (and the compiled agent, `--secrets FILE`) reads, plus
+the node's name: `[node] name`, `[telemetry] key_id, key`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bramble.errors import BrambleError
+
+log = logging.getLogger(__name__)
+
+CREDENTIALS = "node.toml"
+JOIN = "join.toml"
+_PENDING = "node.pending.toml"
+_PENDING_KEY = "worker-key.pending.pem"
+FIRST_WAIT, MAX_WAIT = 1.0, 60.0
+
+
+class EnrollError(BrambleError):
+    """The board cannot enroll (a refusal, or nothing to enroll with)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """What a board holds after enrolling."""
+
+    name: str
+    key_id: str
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """The node image's join file: where the master is and the join token."""
+
+    master: str
+    token: str
+
+
+def read_join(path: Path) -> Join:
+    """The join file at PATH; EnrollError if it is missing or bad."""
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))["join"]
+        return Join(str(data["master"]).rstrip("/"), str(data["token"]))
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
+        raise EnrollError(f"{path}: no join file to enroll with ({exc})") from None
+
+
+def read_identity(path: Path) -> NodeIdentity | None:
+    """The credentials at PATH, or None if there are none (or they are unreadable)."""
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+        return NodeIdentity(
+            str(data["node"]["name"]),
+            str(data["telemetry"]["key_id"]),
+            bytes.fromhex(data["telemetry"]["key"]),
+        )
+    except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
+        return None
+
+
+def identity_text(identity: NodeIdentity) -> str:
+    """The credentials file's text for IDENTITY."""
+    return (
+        "# This board's own credentials, made on it at enrollment: keep private (0600).\n"
+        f"[node]\nname = {json.dumps(identity.name)}\n\n"
+        f"[telemetry]\nkey_id = {json.dumps(identity.key_id)}\n"
+        f'key = "{identity.key.hex()}"\n'
+    )
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write TEXT to PATH atomically, mode 0600 from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def board_mac(interface: str, sys_class_net: Path = Path("/sys/class/net")) -> str:
+    """The MAC of INTERFACE (the cluster interface), as the kernel shows it."""
+    try:
+        return (sys_class_net / interface / "address").read_text().strip()
+    except OSError as exc:
+        raise EnrollError(f"cannot read the MAC of {interface}: {exc.strerror}") from None
+
+
+def _pending(directory: Path, tls_dir: Path | None) -> dict[str, str]:
+    """The keys this board asks with: made once and kept, so a retry sends the same ones."""
+    path = directory / _PENDING
+    try:
+        kept = tomllib.loads(path.read_text("utf-8"))
+        return {"key": str(kept["key"]), "csr": str(kept.get("csr", ""))}
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        pass
+    csr = ""
+    if tls_dir is not None:
+        from bramble.trust.certs import make_csr
+
+        worker_key, csr = make_csr("worker")
+        # beside the one in use (an upgraded board's), until its certificate comes
+        write_private(tls_dir / _PENDING_KEY, worker_key)
+    key = secrets.token_hex(32)
+    write_private(path, f'key = "{key}"\ncsr = {json.dumps(csr)}\n')
+    return {"key": key, "csr": csr}
+
+
+Post = Callable[[str, dict[str, Any], str], tuple[int, dict[str, Any]]]
+"""(url, body, join token) -> (HTTP status, answer); OSError when the master is unreachable."""
+
+
+def http_post(url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
+    """POST BODY as JSON with TOKEN; the status and the JSON answer ({} if none)."""
+    import httpx
+
+    try:
+        response = httpx.post(
+            url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+    except httpx.HTTPError as exc:
+        raise OSError(str(exc)) from None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    return response.status_code, answer if isinstance(answer, dict) else {}
+
+
+def enroll(
+    directory: Path,
+    mac: str,
+    *,
+    tls_dir: Path | None = None,
+    post: Post = http_post,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: int = 0,
+    rotate: bool = False,
+) -> NodeIdentity:
+    """This board's identity: from DIRECTORY's credentials file, else by enrolling with its
+    join file as MAC, asking until enrolled (ATTEMPTS > 0: at most that many times). With
+    TLS_DIR, a worker key and CSR are made there and the signed certificate written beside.
+    ROTATE: with credentials already, ask for a new key, proving the request with the
+    current one; the master keeps both good for an overlap, so restarting the agent on the
+    new key loses no heartbeat."""
+    path = directory / CREDENTIALS
+    have = read_identity(path)
+    if have is not None and not rotate:
+        return have
+    join = read_join(directory / JOIN)
+    if have is not None:
+        tls_dir = None  # a rotation rolls the telemetry key; the worker keeps its certificate
+    asking = _pending(directory, tls_dir)
+    wait = FIRST_WAIT
+    tried = 0
+    while True:
+        tried += 1
+        body = {"mac": mac, "key": asking["key"], "nonce": secrets.token_urlsafe(16)}
+        if asking["csr"]:
+            body["csr"] = asking["csr"]
+        if have is not None:
+            from bramble.trust.service import rotation_proof
+
+            body["proof"] = rotation_proof(have.key, mac, asking["key"], body["nonce"])
+        try:
+            status, answer = post(join.master + "/api/enroll", body, join.token)
+        except OSError as exc:
+            status, answer = 0, {"reason": f"master unreachable: {exc}"}
+        if status == 200 and answer.get("status") == "enrolled":
+            identity = NodeIdentity(
+                str(answer["name"]), str(answer["key_id"]), bytes.fromhex(asking["key"])
+            )
+            cert = str(answer.get("cert") or "")
+            if cert and tls_dir is not None and (tls_dir / _PENDING_KEY).exists():
+                os.replace(tls_dir / _PENDING_KEY, tls_dir / "worker-key.pem")
+                write_private(tls_dir / "worker.pem", cert)
+            write_private(path, identity_text(identity))
+            (directory / _PENDING).unlink(missing_ok=True)
+            log.info("enrolled as %s (key %s)", identity.name, identity.key_id)
+            return identity
+        reason = str(answer.get("reason", f"HTTP {status}"))
+        if status == 403 and "join token" in reason:
+            raise EnrollError(f"the master refused the join token: {reason}")
+        if attempts and tried >= attempts:
+            raise EnrollError(f"not enrolled after {tried} requests: {reason}")
+        log.info("not enrolled yet (%s); asking again in %.0f s", reason, wait)
+        sleep(wait * random.uniform(0.5, 1.0))
+        wait = min(MAX_WAIT, wait * 2)

@@ -1,0 +1,345 @@
+"""Enrollment on the master: requests decided by `policy`, credentials kept in the `store`,
+each decision logged and told as a change (an event on the dashboard).
+
+The service is plain and synchronous (the API calls it off the event loop); what the
+collector needs, the telemetry keys by key id and the node each is bound to, it reads with
+`credentials()` after every change.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bramble.errors import BrambleError
+from bramble.master.views import Change, ChangeKind
+from bramble.spec import Spec
+from bramble.trust.certs import Ca, CsrError, sign_worker
+from bramble.trust.policy import (
+    JoinToken,
+    Known,
+    Nonces,
+    RateLimit,
+    Request,
+    check_token,
+    decide,
+    normal_mac,
+)
+from bramble.trust.store import NodeCredentials, PendingRequest, TrustStore
+
+log = logging.getLogger(__name__)
+
+SHARED_KEY = "shared_key"
+"""The store's setting that says whether the cluster's shared telemetry key still works."""
+MIN_KEY, MAX_KEY = 16, 64
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class EnrollBody(BaseModel):
+    """What a board sends to enroll (the join token goes in `Authorization: Bearer`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mac: str = Field(description="the board's MAC on the cluster interface")
+    key: str = Field(description="the board's own telemetry key, made on the board, hex")
+    nonce: str = Field(description="fresh for every request: 16 to 64 letters, digits, _ or -")
+    csr: str = Field(default="", max_length=8192, description="PEM CSR for its worker cert")
+    proof: str = Field(
+        default="",
+        max_length=64,
+        description="a key rotation: rotation_proof() made with the board's current key",
+    )
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str) -> str:
+        return normal_mac(value)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise ValueError("the key must be hex") from None
+        if not MIN_KEY <= len(raw) <= MAX_KEY:
+            raise ValueError(f"the key must be {MIN_KEY} to {MAX_KEY} bytes")
+        return raw.hex()
+
+    @field_validator("nonce")
+    @classmethod
+    def _nonce(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", value):
+            raise ValueError("the nonce must be 16 to 64 letters, digits, '_' or '-'")
+        return value
+
+
+class EnrollAnswer(BaseModel):
+    """The master's answer: enrolled (with the name and key id to sign with), pending or
+    refused, and why."""
+
+    status: Literal["enrolled", "pending", "refused"]
+    name: str = ""
+    key_id: str = ""
+    cert: str = Field(default="", description="the worker certificate (PEM), when a CSR came")
+    reason: str
+
+
+class NodeTrust(BaseModel):
+    """An enrolled node, as `bramble nodes pending` shows it (never its key)."""
+
+    name: str
+    mac: str
+    key_id: str
+    address: str
+    enrolled: float
+    revoked: float | None
+    cert: bool
+
+
+class PendingView(BaseModel):
+    """A request waiting for approval."""
+
+    mac: str
+    name: str
+    address: str
+    reason: str
+    asked: float
+
+
+def rotation_proof(current: bytes, mac: str, new_key_hex: str, nonce: str) -> str:
+    """What a board sends to rotate its key: HMAC-SHA256 with its CURRENT key over its MAC,
+    the new key and the request's nonce, hex."""
+    import hmac
+
+    message = f"bramble-rotate:{mac}:{new_key_hex}:{nonce}".encode()
+    return hmac.new(current, message, hashlib.sha256).hexdigest()
+
+
+def key_id_of(key: bytes) -> str:
+    """The key id of a node's telemetry KEY: named by its hash, so both ends agree on it."""
+    return "n-" + hashlib.sha256(key).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the collector verifies with: keys by key id (a rotated node's old one too,
+    during the overlap), the node each node key is bound to, the key ids revoked, and
+    whether the shared key still works."""
+
+    keys: dict[str, bytes]
+    owners: dict[str, str]
+    revoked: frozenset[str]
+    shared: bool
+    expires: float | None = None
+    """When the first rotated-out key stops being good (read the credentials again then)."""
+
+
+@dataclass
+class Enrollment:
+    """Enrollment for the cluster of SPEC: JOIN_TOKENS accepted, STORE (open), LEASES (a
+    function of the time giving MAC to leased address), CA (to sign worker certificates)."""
+
+    spec: Spec
+    join_tokens: list[JoinToken]
+    store: TrustStore
+    leases: Callable[[float], Mapping[str, str]]
+    ca: Ca | None = None
+    clock: Callable[[], float] = time.time
+    spec_macs: Callable[[], Mapping[str, str]] | None = None
+    """MAC to node name of the spec now (default: SPEC's nodes, as loaded)."""
+    gate: RateLimit = field(init=False)
+    nonces: Nonces = field(default_factory=Nonces)
+    limited: int = 0
+    """Requests refused by the rate limit so far."""
+    overlap: float = 0.0
+    """Seconds a rotated-out key stays good beside the new one (default: ten telemetry
+    intervals, at least 30 s), so no heartbeat is lost while the agent switches keys."""
+
+    def __post_init__(self) -> None:
+        self.gate = RateLimit(self.spec.enroll.per_minute)
+        if not self.overlap:
+            self.overlap = max(30.0, 10 * self.spec.telemetry.interval)
+
+    def enroll(
+        self, body: EnrollBody, token: str, address: str
+    ) -> tuple[EnrollAnswer, Change | None]:
+        """Decide BODY, sent with TOKEN from ADDRESS; record it; the answer and the change
+        to tell (None for a rate-limited request: a flood is counted, not shown)."""
+        now = self.clock()
+        key = bytes.fromhex(body.key)
+        key_id = key_id_of(key)
+        digest = hashlib.sha256(key).hexdigest()
+        request = Request(body.mac, address, key_id, digest, token, body.nonce)
+        limited = not self.gate.allow(address, now)
+        checked = check_token(token, self.join_tokens, now)
+        replayed = not limited and checked == "ok" and self.nonces.seen(body.nonce, now)
+        had = self.store.node(body.mac)
+        known = {}
+        proved = False
+        if had is not None:
+            digest_had = hashlib.sha256(had.key).hexdigest()
+            known[had.mac] = Known(had.name, digest_had, had.revoked is not None)
+            if body.proof and had.revoked is None:
+                import hmac
+
+                expected = rotation_proof(had.key, body.mac, body.key, body.nonce)
+                proved = hmac.compare_digest(expected, body.proof)
+        spec_macs = self._spec_macs()
+        leases = self.leases(now) if checked == "ok" and not limited else {}
+        decision = decide(
+            request,
+            policy=self.spec.enroll.policy,
+            spec_macs=spec_macs,
+            leases=leases,
+            known=known,
+            token=checked,
+            limited=limited,
+            replayed=replayed,
+            proved=proved,
+        )
+        who = decision.name or body.mac
+        if decision.outcome == "refused":
+            answer = EnrollAnswer(status="refused", reason=decision.reason)
+            if limited:
+                self.limited += 1
+                return answer, None
+            log.warning("enrollment of %s from %s refused: %s", body.mac, address, decision.reason)
+            message = f"{body.mac} from {address} refused: {decision.reason}"
+            return answer, self._change(now, who, "refused", message)
+        if decision.outcome == "pending":
+            self.store.wait(
+                PendingRequest(
+                    body.mac, decision.name, key_id, key, body.csr, address, decision.reason, now
+                )
+            )
+            log.info("enrollment of %s from %s waits: %s", body.mac, address, decision.reason)
+            answer = EnrollAnswer(status="pending", name=decision.name, reason=decision.reason)
+            message = f"{body.mac} from {address} waits for approval: {decision.reason}"
+            return answer, self._change(now, who, "pending", message)
+        cert = self._sign(body.csr, decision.name, now)
+        self.store.enroll(
+            NodeCredentials(body.mac, decision.name, key_id, key, cert, address, now),
+            take_name=True,
+            overlap=self.overlap if proved else 0.0,  # only a proven rotation keeps the old
+        )
+        log.info("enrolled %s (%s from %s): %s", decision.name, body.mac, address, decision.reason)
+        answer = EnrollAnswer(
+            status="enrolled", name=decision.name, key_id=key_id, cert=cert, reason=decision.reason
+        )
+        message = f"{decision.name} enrolled ({body.mac} from {address})"
+        return answer, self._change(now, who, "enrolled", message)
+
+    def _spec_macs(self) -> Mapping[str, str]:
+        if self.spec_macs is not None:
+            return self.spec_macs()
+        return {n.mac: n.name for n in self.spec.nodes}
+
+    def _sign(self, csr: str, name: str, now: float) -> str:
+        if not csr or self.ca is None:
+            return ""
+        hosts = [name, self.spec.fqdn(name)]
+        stamp = datetime.datetime.fromtimestamp(now, datetime.UTC)
+        try:
+            return sign_worker(csr, name, hosts, self.ca, stamp)
+        except CsrError as exc:
+            log.warning("no worker certificate for %s: %s", name, exc)
+            return ""
+
+    @staticmethod
+    def _change(now: float, node: str, kind: ChangeKind, message: str) -> Change:
+        return Change(ts=now, node=node, kind=kind, message=message)
+
+    def approve(self, who: str, name: str | None = None) -> tuple[NodeTrust, Change]:
+        """Enroll the waiting request of WHO (a MAC, or the name it waits under) as NAME (by
+        default the spec's name for its MAC); BrambleError if none waits."""
+        now = self.clock()
+        waiting = self.store.pending()
+        try:
+            mac = normal_mac(who)
+            found = [p for p in waiting if p.mac == mac]
+        except ValueError:
+            found = [p for p in waiting if p.name == who]
+        if not found:
+            raise BrambleError(f"no request from {who!r} waits (see `bramble nodes pending`)")
+        request = found[-1]
+        spec_name = self._spec_macs().get(request.mac, "")
+        final = name or spec_name or request.name
+        if not final:
+            raise BrambleError(f"{request.mac} is not in the spec: give it a name (--name)")
+        if not _LABEL.match(final):
+            raise BrambleError(f"{final!r} is not a host name: letters, digits and '-'")
+        cert = self._sign(request.csr, final, now)
+        node = NodeCredentials(
+            request.mac, final, request.key_id, request.key, cert, request.address, now
+        )
+        self.store.enroll(node, take_name=False)
+        log.info("approved %s as %s", request.mac, final)
+        change = self._change(now, final, "enrolled", f"{final} approved ({request.mac})")
+        return _view(node), change
+
+    def revoke(self, name: str) -> tuple[NodeTrust, Change]:
+        """End the credentials of the node NAME at once."""
+        now = self.clock()
+        node = self.store.revoke(name, now)
+        log.warning(
+            "revoked %s (%s): its key %s is refused from now on", name, node.mac, node.key_id
+        )
+        return _view(node), self._change(now, name, "revoked", f"{name} revoked ({node.mac})")
+
+    def retire_shared_key(self) -> None:
+        """Stop accepting the cluster's shared telemetry key (every node has its own)."""
+        self.store.set_setting(SHARED_KEY, "retired")
+        log.warning("the shared telemetry key is retired: only enrolled nodes' keys verify")
+
+    def nodes(self) -> list[NodeTrust]:
+        """Every enrolled node, revoked ones too."""
+        return [_view(n) for n in self.store.nodes()]
+
+    def pending(self) -> list[PendingView]:
+        """Every request waiting for approval."""
+        return [
+            PendingView(mac=p.mac, name=p.name, address=p.address, reason=p.reason, asked=p.asked)
+            for p in self.store.pending()
+        ]
+
+    def credentials(self) -> Credentials:
+        """The node keys the collector verifies with, as the store has them now (revoked
+        ones too, so their datagrams are told from forgeries)."""
+        keys: dict[str, bytes] = {}
+        owners: dict[str, str] = {}
+        revoked: set[str] = set()
+        now = self.clock()
+        expires: float | None = None
+        for node in self.store.nodes():
+            keys[node.key_id] = node.key
+            if node.revoked is not None:
+                revoked.add(node.key_id)
+                continue
+            owners[node.key_id] = node.name
+            if node.old_key_id and node.old_until > now:  # rotated: both keys, for a while
+                keys[node.old_key_id] = node.old_key
+                owners[node.old_key_id] = node.name
+                expires = min(expires or node.old_until, node.old_until)
+        shared = self.store.setting(SHARED_KEY, "active") == "active"
+        return Credentials(keys, owners, frozenset(revoked), shared, expires)
+
+
+def _view(node: NodeCredentials) -> NodeTrust:
+    return NodeTrust(
+        name=node.name,
+        mac=node.mac,
+        key_id=node.key_id,
+        address=node.address,
+        enrolled=node.enrolled,
+        revoked=node.revoked,
+        cert=bool(node.cert),
+    )

@@ -1,0 +1,156 @@
+"""Enrollment against a real `bramble master`: a board enrolls with the join token, signs its
+heartbeats with its own key; a forgery in another node's name and a revoked node's heartbeats
+are refused and counted; the admin's commands list, approve and revoke."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from bramble_testing import Master, sample_body, wait_for
+
+from bramble.telemetry.encode import sign
+
+MAC = "02:b7:00:00:00:01"
+
+
+def _enroll(master: Master, key: bytes, mac: str = MAC, token: str | None = None) -> httpx.Response:
+    body = {"mac": mac, "key": key.hex(), "nonce": secrets.token_urlsafe(16)}
+    auth = {"Authorization": f"Bearer {token or master.secrets.join_token}"}
+    return httpx.post(master.base + "/api/enroll", json=body, headers=auth, timeout=10)
+
+
+def _heartbeat(master: Master, node: str, seq: int, key: bytes, key_id: str) -> None:
+    import json
+
+    data = json.dumps(sample_body(node, seq), separators=(",", ":")).encode()
+    master.send(sign(data, key, key_id))
+
+
+def _bramble(master: Master, *args: str) -> str:
+    return _bramble_at(str(master.spec_path), *args)
+
+
+def _bramble_at(spec: str, *args: str) -> str:
+    from typer.testing import CliRunner
+
+    from bramble.cli import app
+
+    run = CliRunner().invoke(app, [*args, "--spec", spec], env={"COLUMNS": "200"})
+    assert run.exit_code == 0, run.output
+    return run.output
+
+
+def test_enroll_sign_forge_revoke(start_master: Callable[..., Master], tmp_path: Path) -> None:
+    leases = tmp_path / "dnsmasq.leases"
+    leases.write_text(f"0 {MAC} 127.0.0.1 node-1 *\n0 02:b7:00:00:00:02 127.0.0.1 node-2 *\n")
+    master = start_master(nodes=2, tables={"enroll": f'lease_file = "{leases}"'})
+    key = bytes.fromhex(secrets.token_hex(32))
+    assert _enroll(master, key, token="not-the-join-token").status_code == 403
+    answer = _enroll(master, key)
+    assert answer.status_code == 200, answer.text
+    enrolled = answer.json()
+    assert enrolled["status"] == "enrolled" and enrolled["name"] == "node-1"
+    key_id = enrolled["key_id"]
+
+    _heartbeat(master, "node-1", 1, key, key_id)
+    wait_for(lambda: master.api("/api/nodes/node-1"), 5, "node-1 in the table")
+    _heartbeat(master, "node-2", 1, key, key_id)  # node-1 forging node-2
+    wait_for(lambda: master.rejected("wrong_node") == 1, 5, "the forgery counted")
+
+    # an unknown board waits; the admin approves it under a name
+    stranger = bytes.fromhex(secrets.token_hex(32))
+    assert _enroll(master, stranger, mac="02:00:00:00:00:09").status_code == 202
+    assert "02:00:00:00:00:09" in _bramble(master, "nodes", "pending")
+    assert "as extra-1" in _bramble(
+        master, "nodes", "approve", "02:00:00:00:00:09", "--name", "extra-1"
+    )
+    assert _enroll(master, stranger, mac="02:00:00:00:00:09").json()["name"] == "extra-1"
+
+    assert "revoked node-1" in _bramble(master, "nodes", "revoke", "node-1")
+    _heartbeat(master, "node-1", 2, key, key_id)  # refused at once: no interval to wait
+    wait_for(lambda: master.rejected("revoked") == 1, 5, "the revoked heartbeat counted")
+    told = {"enrolled", "pending", "refused", "revoked"}
+    wait_for(
+        lambda: told <= {c["kind"] for c in master.api("/api/changes")}, 5, "every decision told"
+    )
+    assert "node-1" in _bramble(master, "nodes", "enrolled")
+
+    # a board as the node image leaves it: the spec without secrets, the join file; it
+    # enrolls, and its agent signs with its own key under its enrolled name
+    board = tmp_path / "board"
+    board.mkdir()
+    shutil.copy(master.spec_path, board / "bramble.toml")
+    (board / "join.toml").write_text(
+        f'[join]\nmaster = "{master.base}"\ntoken = "{master.secrets.join_token}"\n'
+    )
+    spec = str(board / "bramble.toml")
+    assert "enrolled as node-2" in _bramble_at(spec, "enroll", "--mac", "02:b7:00:00:00:02")
+    assert not (board / "bramble.secrets.toml").exists()
+    agent = [sys.executable, "-m", "bramble", "agent", "--spec", spec, "--count", "3"]
+    subprocess.run([*agent, "--interval", "0.1", "--engine", "python"], check=True, timeout=30)
+    wait_for(lambda: master.api("/api/nodes/node-2")["seq"] > 0, 5, "node-2's own heartbeats")
+    assert master.rejected("wrong_node") == 1
+
+
+def test_master_killed_during_enrollment_enrolls_the_board_once(
+    start_master: Callable[..., Master], tmp_path: Path
+) -> None:
+    """kill -9 the master while boards are asking: each keeps asking with the same key and
+    ends enrolled once, under its name, with the key it made."""
+    import signal
+    import threading
+
+    from bramble.trust.node import enroll, http_post
+
+    leases = tmp_path / "dnsmasq.leases"
+    macs = [f"02:b7:00:00:00:{i:02x}" for i in range(1, 4)]
+    leases.write_text("".join(f"0 {m} 127.0.0.1 node-{i} *\n" for i, m in enumerate(macs, 1)))
+    master = start_master(nodes=3, tables={"enroll": f'lease_file = "{leases}"'})
+    boards = []
+    for mac in macs:
+        board = tmp_path / mac.replace(":", "")
+        board.mkdir()
+        (board / "join.toml").write_text(
+            f'[join]\nmaster = "{master.base}"\ntoken = "{master.secrets.join_token}"\n'
+        )
+        boards.append(board)
+    found: dict[str, object] = {}
+    killed = threading.Event()
+    once = threading.Lock()
+
+    def kill() -> None:
+        time.sleep(0.01)
+        master.stop(signal.SIGKILL)
+        killed.set()
+
+    def post(url: str, body: dict[str, object], token: str) -> tuple[int, dict[str, object]]:
+        if once.acquire(blocking=False):  # the first request reaches a master that dies
+            threading.Thread(target=kill).start()
+        return http_post(url, body, token)  # type: ignore[arg-type]
+
+    def ask(board: Path, mac: str) -> None:
+        identity = enroll(board, mac, post=post, sleep=lambda _: time.sleep(0.2))  # type: ignore[arg-type]
+        found[mac] = identity
+
+    threads = [threading.Thread(target=ask, args=(b, m)) for b, m in zip(boards, macs, strict=True)]
+    for thread in threads:
+        thread.start()
+    assert killed.wait(10)
+    master.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(found) == 3
+    admin = {"Authorization": f"Bearer {master.secrets.admin_token}"}
+    nodes = httpx.get(master.base + "/api/trust/nodes", headers=admin, timeout=5).json()
+    assert sorted(n["name"] for n in nodes) == ["node-1", "node-2", "node-3"]
+    for mac in macs:
+        identity = found[mac]
+        row = next(n for n in nodes if n["mac"] == mac)
+        assert row["key_id"] == identity.key_id  # type: ignore[attr-defined]

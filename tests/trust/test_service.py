@@ -1,0 +1,144 @@
+"""Enrollment on the master with a real credentials file: decisions recorded once, approval,
+revocation, worker certificates signed by the cluster CA; time and leases injected."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bramble.errors import BrambleError
+from bramble.jobs.tls import create_cluster_tls
+from bramble.spec import parse_spec
+from bramble.trust.certs import Ca, common_name, make_csr
+from bramble.trust.policy import JoinToken
+from bramble.trust.service import EnrollBody, Enrollment, key_id_of
+from bramble.trust.store import TrustStore
+
+MAC = "b8:27:eb:00:00:01"
+SPEC = parse_spec(
+    '[[nodes]]\nname = "node-1"\nmac = "b8:27:eb:00:00:01"\n'
+    '[[nodes]]\nname = "node-2"\nmac = "b8:27:eb:00:00:02"\n'
+)
+TOKEN = "join-token-0123456789"
+LEASES = {MAC: "10.42.0.11", "b8:27:eb:00:00:02": "10.42.0.12"}
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Enrollment]:
+    store = TrustStore(tmp_path / "trust.db").open()
+    clock = [1000.0]
+    enrollment = Enrollment(
+        SPEC, [JoinToken(TOKEN)], store, leases=lambda now: LEASES, clock=lambda: clock[0]
+    )
+    yield enrollment
+    store.close()
+
+
+def body(mac: str = MAC, key: bytes = b"k" * 32, csr: str = "") -> EnrollBody:
+    return EnrollBody(mac=mac, key=key.hex(), nonce=secrets.token_urlsafe(16), csr=csr)
+
+
+def test_auto_enrolls_once_however_often_the_board_asks(service: Enrollment) -> None:
+    for _ in range(3):  # the answer lost, the master restarted: the board asks again
+        answer, change = service.enroll(body(), TOKEN, "10.42.0.11")
+        assert answer.status == "enrolled" and answer.name == "node-1"
+        assert answer.key_id == key_id_of(b"k" * 32)
+        assert change is not None and change.kind == "enrolled"
+    assert [n.name for n in service.nodes()] == ["node-1"]
+    creds = service.credentials()
+    assert creds.keys == {answer.key_id: b"k" * 32} and creds.owners == {answer.key_id: "node-1"}
+    assert creds.shared
+
+
+def test_a_stranger_waits_until_approved(service: Enrollment) -> None:
+    stranger = "02:00:00:00:00:09"
+    answer, change = service.enroll(body(stranger), TOKEN, "10.42.0.150")
+    assert answer.status == "pending" and change is not None and change.kind == "pending"
+    assert [p.mac for p in service.pending()] == [stranger]
+    assert service.credentials().keys == {}
+    with pytest.raises(BrambleError, match="give it a name"):
+        service.approve(stranger)
+    view, change = service.approve(stranger, "node-9")
+    assert view.name == "node-9" and change.kind == "enrolled"
+    assert service.pending() == []
+    again, _ = service.enroll(body(stranger), TOKEN, "10.42.0.150")
+    assert (again.status, again.name) == ("enrolled", "node-9")
+
+
+def test_wrong_address_waits_and_bad_token_is_refused(service: Enrollment) -> None:
+    assert service.enroll(body(), TOKEN, "10.42.0.99")[0].status == "pending"
+    answer, change = service.enroll(body(), "not-the-token", "10.42.0.11")
+    assert answer.status == "refused" and change is not None and change.kind == "refused"
+    assert service.nodes() == []
+
+
+def test_revoked_is_refused_by_the_collector_and_waits_to_come_back(service: Enrollment) -> None:
+    answer, _ = service.enroll(body(), TOKEN, "10.42.0.11")
+    view, change = service.revoke("node-1")
+    assert view.revoked is not None and change.kind == "revoked"
+    creds = service.credentials()
+    assert creds.revoked == {answer.key_id} and creds.owners == {}
+    assert service.enroll(body(), TOKEN, "10.42.0.11")[0].status == "pending"
+    with pytest.raises(BrambleError, match="revoked already"):
+        service.revoke("node-1")
+    service.approve("node-1")
+    assert service.credentials().owners == {answer.key_id: "node-1"}
+
+
+def test_rate_limited_requests_are_counted_not_shown(service: Enrollment) -> None:
+    answers = [service.enroll(body(), "x", "10.0.0.1") for _ in range(35)]
+    assert sum(1 for a, c in answers if c is None) == 5 and service.limited == 5
+    assert answers[-1][0].reason.startswith("rate limited")
+
+
+def test_worker_certificate_signed_by_the_ca_with_the_node_name(
+    service: Enrollment, tmp_path: Path
+) -> None:
+    from cryptography import x509
+
+    tls = create_cluster_tls(tmp_path / "tls")
+    service.ca = Ca(tls.ca_cert.read_text(), tls.ca_key.read_text())
+    _key, csr = make_csr("whoever")
+    answer, _ = service.enroll(body(csr=csr), TOKEN, "10.42.0.11")
+    assert common_name(answer.cert) == "node-1"
+    cert = x509.load_pem_x509_certificate(answer.cert.encode())
+    ca = x509.load_pem_x509_certificate(tls.ca_cert.read_bytes())
+    cert.verify_directly_issued_by(ca)
+    bad, _ = service.enroll(body(key=b"j" * 32, csr="junk"), TOKEN, "10.42.0.11")
+    assert bad.status == "enrolled" and bad.cert == ""
+
+
+def test_a_mac_added_to_the_spec_file_enrolls_without_a_restart(service: Enrollment) -> None:
+    new = "b8:27:eb:00:00:07"
+    assert service.enroll(body(new), TOKEN, "10.42.0.17")[0].status == "pending"
+    service.spec_macs = lambda: {new: "node-7"}
+    leases = {new: "10.42.0.17"}
+    service.leases = lambda now: leases
+    answer, _ = service.enroll(body(new), TOKEN, "10.42.0.17")
+    assert (answer.status, answer.name) == ("enrolled", "node-7")
+
+
+def test_rotation_keeps_the_old_key_good_for_the_overlap(
+    service: Enrollment, tmp_path: Path
+) -> None:
+    from bramble.trust.service import rotation_proof
+
+    old, new = b"o" * 32, b"n" * 32
+    first, _ = service.enroll(body(key=old), TOKEN, "10.42.0.11")
+    nonce = secrets.token_urlsafe(16)
+    bad = EnrollBody(mac=MAC, key=new.hex(), nonce=nonce, proof="00" * 32)
+    assert service.enroll(bad, TOKEN, "10.42.0.99")[0].status == "pending"
+    nonce = secrets.token_urlsafe(16)
+    proof = rotation_proof(old, MAC, new.hex(), nonce)
+    rotated, _ = service.enroll(
+        EnrollBody(mac=MAC, key=new.hex(), nonce=nonce, proof=proof), TOKEN, "10.42.0.99"
+    )
+    assert (rotated.status, rotated.name) == ("enrolled", "node-1")
+    creds = service.credentials()
+    assert creds.owners == {first.key_id: "node-1", rotated.key_id: "node-1"}
+    assert creds.expires == pytest.approx(1000.0 + service.overlap)
+    service.clock = lambda: 1000.0 + service.overlap + 1
+    assert service.credentials().owners == {rotated.key_id: "node-1"}
