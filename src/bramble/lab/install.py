@@ -100,11 +100,17 @@ def start_agent_from_venv(lab: Lab, name: str, *, engine: str | None = None) -> 
     """Replace NAME's agent by `/opt/bramble/bin/bramble agent`, as its unit runs it; the
     boot id it reports (a new one, so the master takes it for a reboot, not a replay)."""
     from bramble.lab.build import next_boot
+    from bramble.trust.node import CREDENTIALS
 
     holder = _holder(lab, name)
     run = lab.plan.state / "run"
     boot = next_boot(lab.plan.state / "nodes" / name)
-    argv = ["/opt/bramble/bin/bramble", "agent", "--spec", str(lab.spec_path)]
+    # The node's own spec, beside the credentials its enrollment left (its own key and name),
+    # as on a board; the lab's spec and shared key for a lab without a join token.
+    node_spec = lab.plan.state / "nodes" / name / "bramble.toml"
+    enrolled = (node_spec.parent / CREDENTIALS).exists()
+    spec_path = node_spec if enrolled else lab.spec_path
+    argv = ["/opt/bramble/bin/bramble", "agent", "--spec", str(spec_path)]
     argv += ["--boot-id", str(boot), *(["--engine", engine] if engine else [])]
     with daemons.locked(run):
         daemons.stop(run, [f"{name}.agent"])
