@@ -27,6 +27,7 @@ from bramble.errors import BrambleError
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def _issue(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import NameOID
 
     key = _key()
     subject = x509.Name(
@@ -154,13 +155,28 @@ def _issue(
             x509.NameAttribute(NameOID.COMMON_NAME, f"bramble-{role}"),
         ]
     )
-    # Every Dask party both listens and connects (workers talk to each other), so each
-    # certificate is good for both ends of a connection.
-    builder = (
+    builder = leaf_builder(subject, ca_cert.subject, key.public_key(), hosts, now)
+    return builder.sign(ca_key, hashes.SHA256()), key
+
+
+def leaf_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    hosts: list[str],
+    now: datetime.datetime,
+) -> x509.CertificateBuilder:
+    """A certificate for SUBJECT's PUBLIC_KEY, issued by ISSUER, named for HOSTS (addresses or
+    names), valid VALID_DAYS from NOW, to be signed. Every Dask party both listens and
+    connects (workers talk to each other), so each is good for both ends of a connection."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .issuer_name(issuer)
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
@@ -173,7 +189,6 @@ def _issue(
         )
         .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
     )
-    return builder.sign(ca_key, hashes.SHA256()), key
 
 
 def create_cluster_tls(

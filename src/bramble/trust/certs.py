@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bramble.errors import BrambleError
 from bramble.jobs.gate import WORKER_OU
+from bramble.jobs.tls import leaf_builder
 
 VALID_DAYS = 3650
 
@@ -54,7 +55,7 @@ def sign_worker(csr_pem: str, name: str, hosts: list[str], ca: Ca, now: datetime
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import NameOID
 
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
@@ -73,26 +74,8 @@ def sign_worker(csr_pem: str, name: str, hosts: list[str], ca: Ca, now: datetime
         ]
     )
     # Workers listen (for the scheduler and each other) and connect: both uses.
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(csr.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    builder = leaf_builder(subject, ca_cert.subject, csr.public_key(), hosts, now)
+    cert = builder.sign(ca_key, hashes.SHA256())
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
