@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -21,3 +23,15 @@ def private_database(path: Path) -> None:
                 os.chmod(name, 0o600)
         except FileNotFoundError:
             pass
+
+
+def open_private_database(path: Path, schema: Iterable[str] = ()) -> sqlite3.Connection:
+    """PATH as a private SQLite database (mode 0600, see `private_database`) in WAL mode,
+    shared by threads, with the SCHEMA statements run and committed."""
+    private_database(path)
+    db = sqlite3.connect(path, timeout=10, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    for statement in schema:
+        db.execute(statement)
+    db.commit()
+    return db

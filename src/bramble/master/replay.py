@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from bramble.files import private_database
+from bramble.files import open_private_database
 
 Window = tuple[int, int, float]
 """(boot, seq, sender's ts) of the newest datagram accepted from a node."""
@@ -32,16 +32,14 @@ class ReplayStore:
 
     def open(self) -> ReplayStore:
         """Open (creating if need be) the file; this store, for chaining."""
-        private_database(self.path)
-        db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS window (node TEXT PRIMARY KEY, boot INTEGER NOT NULL, "
-            "seq INTEGER NOT NULL, ts REAL NOT NULL)"
+        self._db = open_private_database(
+            self.path,
+            [
+                "PRAGMA synchronous=NORMAL",
+                "CREATE TABLE IF NOT EXISTS window (node TEXT PRIMARY KEY, boot INTEGER NOT NULL, "
+                "seq INTEGER NOT NULL, ts REAL NOT NULL)",
+            ],
         )
-        db.commit()
-        self._db = db
         return self
 
     @property

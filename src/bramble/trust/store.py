@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bramble.errors import BrambleError
-from bramble.files import private_database
+from bramble.files import open_private_database
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS node (mac TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
@@ -76,13 +76,7 @@ class TrustStore:
 
     def open(self) -> TrustStore:
         """Open (creating if need be) the file; this store, for chaining."""
-        private_database(self.path)
-        db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        for statement in _SCHEMA:
-            db.execute(statement)
-        db.commit()
-        self._db = db
+        self._db = open_private_database(self.path, _SCHEMA)
         return self
 
     @property
