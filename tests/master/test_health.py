@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from bramble_testing import Master, sample_body, wait_for
+from bramble_testing import Master, Sender, wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -41,26 +40,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-class Sender:
-    """Node-1 and node-2 sending every 0.2 s until stopped."""
-
-    def __init__(self, master: Master) -> None:
-        self.master = master
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self) -> None:
-        seq = 0
-        while not self.stopped.is_set():
-            seq += 1
-            for node in ("node-1", "node-2"):
-                self.master.send(sample_body(node, seq, interval=0.2))
-            self.stopped.wait(0.2)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join(5)
+def _two_nodes(master: Master) -> list[Sender]:
+    """Node-1 and node-2 sending every 0.2 s until closed."""
+    return [Sender(master, name, 0.2) for name in ("node-1", "node-2")]
 
 
 @pytest.mark.root
@@ -70,7 +52,7 @@ def test_a_full_disk_is_reported_and_history_resumes(
     master = start_master(
         interval=0.2, tables={"history": f'path = "{small_disk / "history.db"}"\nflush_seconds = 1'}
     )
-    sender = Sender(master)
+    senders = _two_nodes(master)
     try:
         wait_for(lambda: len(master.api("/api/nodes")) == 2, 10, "two nodes")
         filler = small_disk / "filler"
@@ -96,7 +78,8 @@ def test_a_full_disk_is_reported_and_history_resumes(
         filler.unlink()
         wait_for(lambda: master.api("/api/health")["ok"], 15, "history writing again")
     finally:
-        sender.stop()
+        for sender in senders:
+            sender.close()
 
 
 @pytest.mark.root
@@ -109,14 +92,15 @@ def test_a_read_only_store_is_reported_and_live_data_serves(
     master.stop()
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     master.start()
-    sender = Sender(master)
+    senders = _two_nodes(master)
     try:
         wait_for(lambda: len(master.api("/api/nodes")) == 2, 10, "two nodes, live")
         health = master.api("/api/health")
         assert health["parts"]["history"]["ok"] is False
         assert "read-only" in health["parts"]["history"]["detail"]
     finally:
-        sender.stop()
+        for sender in senders:
+            sender.close()
 
 
 def test_a_failing_loop_goes_on_is_counted_and_logged_once_with_its_traceback(
