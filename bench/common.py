@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bramble.telemetry.wire import Sample
@@ -88,3 +90,34 @@ def wait_ready(base: str, master: subprocess.Popen[bytes], timeout: float = 30) 
             if time.monotonic() > deadline or master.poll() is not None:
                 return False
             time.sleep(0.2)
+
+
+def send_paced(
+    spec_path: Path, nodes: int, seconds: float, sample: Callable[[int], Sample], seq0: int
+) -> None:
+    """One signed datagram per node per second, spread over the second, for SECONDS: node N
+    (named sim-NNNN) sends SAMPLE(N), stamped with its send time, its seq counting from SEQ0."""
+    from bramble.spec import load_secrets, load_spec
+    from bramble.telemetry.encode import encode
+
+    spec = load_spec(spec_path)
+    secrets = load_secrets(spec_path)
+    target = (str(spec.telemetry.group), spec.telemetry.port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        begin = time.time()
+        i = 0
+        while (due := begin + i / nodes) <= begin + seconds:
+            delay = due - time.time()
+            if delay > 0.002:
+                time.sleep(delay)
+            node = i % nodes
+            sock.sendto(
+                encode(
+                    sample(node), node=f"sim-{node:04d}", boot=1_700_000_000,
+                    seq=seq0 + i // nodes, ts=time.time(), interval=1.0,
+                    key=secrets.telemetry_key, key_id=secrets.telemetry_key_id,
+                ),
+                target,
+            )  # fmt: skip
+            i += 1

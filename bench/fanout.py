@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,41 +25,14 @@ import time
 from pathlib import Path
 
 import httpx
-from common import SAMPLE, cpu_seconds, rss_mib, wait_ready, write_local_spec
-
-from bramble.spec import load_secrets, load_spec
-from bramble.telemetry.encode import encode
+from common import SAMPLE, cpu_seconds, rss_mib, send_paced, wait_ready, write_local_spec
 
 TS = re.compile(rb'"ts":([0-9.]+)')
 
 
 def sender(spec_path: Path, nodes: int, seconds: float) -> None:
     """Send one signed datagram per node per second, each stamped with its send time."""
-    spec = load_spec(spec_path)
-    secrets = load_secrets(spec_path)
-    target = (str(spec.telemetry.group), spec.telemetry.port)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-    begin = time.time()
-    seq0 = int(begin * 1000)
-    i = 0
-    while True:
-        due = begin + i / nodes
-        if due > begin + seconds:
-            break
-        delay = due - time.time()
-        if delay > 0.002:
-            time.sleep(delay)
-        node = i % nodes
-        sock.sendto(
-            encode(
-                SAMPLE, node=f"sim-{node:04d}", boot=1_700_000_000, seq=seq0 + i // nodes,
-                ts=time.time(), interval=1.0, key=secrets.telemetry_key,
-                key_id=secrets.telemetry_key_id,
-            ),
-            target,
-        )  # fmt: skip
-        i += 1
+    send_paced(spec_path, nodes, seconds, lambda node: SAMPLE, int(time.time() * 1000))
 
 
 async def _viewer(host: str, port: int, start: float, until: float, out: dict[str, object]) -> None:

@@ -25,7 +25,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import cpu_seconds, wait_ready, write_local_spec
+from common import cpu_seconds, send_paced, wait_ready, write_local_spec
 
 from bramble.master import history as engine
 
@@ -42,8 +41,6 @@ try:  # the block engine reads in a module of its own; the row engine in history
     from bramble.master.history_reader import HistoryReader
 except ImportError:
     HistoryReader = engine.HistoryReader  # type: ignore[attr-defined,misc,assignment]
-from bramble.spec import load_secrets, load_spec
-from bramble.telemetry.encode import encode
 from bramble.telemetry.metrics import STORED
 from bramble.telemetry.wire import Sample
 
@@ -97,32 +94,8 @@ class Board:
 
 def sender(spec_path: Path, nodes: int, seconds: float) -> None:
     """One signed datagram per node per second, spread over the second."""
-    spec = load_spec(spec_path)
-    secrets = load_secrets(spec_path)
-    target = (str(spec.telemetry.group), spec.telemetry.port)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
     boards = [Board(random.Random(i)) for i in range(nodes)]
-    begin = time.time()
-    i = 0
-    while True:
-        due = begin + i / nodes
-        if due > begin + seconds:
-            break
-        delay = due - time.time()
-        if delay > 0.002:
-            time.sleep(delay)
-        node = i % nodes
-        sock.sendto(
-            encode(
-                boards[node].step(), node=f"sim-{node:04d}", boot=1_700_000_000,
-                seq=1 + i // nodes, ts=time.time(), interval=1.0, key=secrets.telemetry_key,
-                key_id=secrets.telemetry_key_id,
-            ),
-            target,
-        )  # fmt: skip
-        i += 1
-    sock.close()
+    send_paced(spec_path, nodes, seconds, lambda node: boards[node].step(), 1)
 
 
 def write_bytes(pid: int) -> int:
