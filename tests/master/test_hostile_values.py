@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from bramble_testing import Master, sample_body, wait_for
+from bramble_testing import Master, Sender, sample_body, wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -52,27 +52,6 @@ def event_stream(master: Master) -> Iterator[list[str]]:
         reader.join(5)
 
 
-class Heartbeat:
-    """A well-behaved node sending every INTERVAL seconds in a thread."""
-
-    def __init__(self, master: Master, node: str, interval: float) -> None:
-        self.master, self.node, self.interval = master, node, interval
-        self.seq = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.seq += 1
-            self.master.send(sample_body(self.node, self.seq, interval=self.interval))
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
 def history_points(master: Master, node: str) -> int:
     return len(
         master.api(f"/api/nodes/{node}/history", metric="cpuusage", since=-300, step=1)["points"]
@@ -93,8 +72,8 @@ def test_a_huge_value_is_refused_and_the_ticker_keeps_running(
     start_master: Callable[..., Master], field: Callable[[dict[str, Any]], None]
 ) -> None:
     master = start_master(interval=0.2, stale_after=3, down_after=8)
-    steady = Heartbeat(master, "node-1", 0.2)
-    leaving = Heartbeat(master, "node-2", 0.2)
+    steady = Sender(master, "node-1", 0.2)
+    leaving = Sender(master, "node-2", 0.2)
     try:
         wait_for(lambda: history_points(master, "node-1") >= 2, 10, "node-1 in history")
         body = sample_body("node-3", 1, interval=0.2)
@@ -112,7 +91,7 @@ def test_a_huge_value_is_refused_and_the_ticker_keeps_running(
         assert all(n["name"] != "node-3" for n in master.api("/api/nodes"))
 
         # the ticker still runs: a node that stops goes stale, and history keeps growing
-        leaving.stop()
+        leaving.close()
         wait_for(
             lambda: any(
                 c["node"] == "node-2" and c["kind"] == "stale" for c in master.api("/api/changes")
@@ -123,8 +102,8 @@ def test_a_huge_value_is_refused_and_the_ticker_keeps_running(
         before = history_points(master, "node-1")
         wait_for(lambda: history_points(master, "node-1") > before + 1, 10, "more history rows")
     finally:
-        steady.stop()
-        leaving.stop()
+        steady.close()
+        leaving.close()
 
 
 def test_a_counter_jump_is_refused_and_every_answer_stays_json(
