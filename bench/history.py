@@ -265,7 +265,7 @@ def replay_writes(nodes: int, seconds: int) -> None:
     from bramble.master.replay import ReplayStore
 
     with tempfile.TemporaryDirectory(prefix="bramble-bench-replay-") as tmp:
-        store = ReplayStore(Path(tmp) / "replay.db").open()
+        store = ReplayStore(Path(tmp) / "replay.windows").open()
         w0, t0 = write_bytes(os.getpid()), time.monotonic()
         for s in range(seconds):
             store.save({f"sim-{i:04d}": (1_700_000_000, s + 1, time.time()) for i in range(nodes)})

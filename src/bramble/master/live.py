@@ -285,7 +285,7 @@ class Live:
         ]
 
     def _save_windows(self) -> None:
-        """Save the replay windows that moved (a small SQLite write, once a second)."""
+        """Save the replay windows that moved (a small write in place, once a second)."""
         if self.replay is None or not self._moved:
             return
         moved, self._moved = self._moved, set()

@@ -105,7 +105,7 @@ class Master:
             self.history, flush_seconds=hist.flush_seconds, health=self.health
         )
         self.reader = HistoryReader(db_path, self.history.keep, self.history)
-        self.replay = ReplayStore(db_path.with_name("replay.db"))
+        self.replay = ReplayStore(db_path.with_name("replay.windows"))
         self.counts = Stats()
         self.silences = Silences(db_path.with_name("silences.json"))
         self.live = Live(
