@@ -153,12 +153,25 @@ def fixture_bytes(machine: str, name: str) -> bytes:
 
 
 def proc_tree(machine: str, root: Path) -> Path:
-    """A /proc-like directory holding MACHINE's captured files, for the Sampler."""
+    """A /proc-like directory holding MACHINE's captured files, for the Sampler (and beside
+    it, ROOT/sys, the /sys files it has)."""
     proc = root / "proc"
     (proc / "net").mkdir(parents=True)
     for name in ("stat", "meminfo", "loadavg", "uptime"):
         shutil.copy(FIXTURES / machine / name, proc / name)
     shutil.copy(FIXTURES / machine / "net_dev", proc / "net" / "dev")
+    # What only some boards have: each where the kernel puts it.
+    for name, where in (
+        ("vmstat", "vmstat"),
+        ("diskstats", "diskstats"),
+        ("mountinfo", "self/mountinfo"),
+        ("model", "device-tree/model"),
+    ):
+        if (FIXTURES / machine / name).exists():
+            (proc / where).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(FIXTURES / machine / name, proc / where)
+    if (FIXTURES / machine / "sys").is_dir():
+        shutil.copytree(FIXTURES / machine / "sys", root / "sys")
     return proc
 
 

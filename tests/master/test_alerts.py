@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bramble.master.alerts import Alerts, Rule, readings
+from bramble.master.alerts import Alerts, Rule, readings, rules
+from bramble.spec import parse_spec
 from bramble.telemetry.wire import Sample
 
 PI = Sample(1500, 50.0, 0.2, (0.1, 0.1, 0.1), {"MemTotal": 1000, "MemAvailable": 400},
@@ -146,3 +147,43 @@ def test_fires_only_after_holding_for_its_duration(steps: list[tuple[float, bool
     assert [a.state for a in told] == ["firing", "resolved"] * (len(told) // 2) + (
         ["firing"] if len(told) % 2 else []
     )
+
+
+def _builtin(name: str) -> Rule:
+    (rule,) = [r for r in rules(parse_spec("")) if r.name == name]
+    return rule
+
+
+def _flags(flags: int | None) -> dict[str, float]:
+    return readings(PI._replace(throttled=flags), 0, 0, ("throttled", "undervoltage"))
+
+
+def test_builtin_undervoltage_fires_at_once_on_the_now_flag_only() -> None:
+    rule = _builtin("undervoltage")
+    assert (rule.metric, rule.severity, rule.for_) == ("undervoltage", "critical", 0)
+    alerts = Alerts([rule])
+    assert alerts.observe("pi", _flags(0x50000), 0) == []  # since boot only: not now
+    (fired,) = alerts.observe("pi", _flags(0x50005), 1)
+    assert (fired.rule, fired.state, fired.value) == ("undervoltage", "firing", 1)
+    (resolved,) = alerts.observe("pi", _flags(0x50000), 2)
+    assert resolved.state == "resolved"
+
+
+def test_builtin_throttled_fires_after_its_for() -> None:
+    rule = _builtin("throttled")
+    assert (rule.metric, rule.severity, rule.for_) == ("throttled", "warning", 30)
+    alerts = Alerts([rule])
+    assert alerts.observe("pi", _flags(0x4), 0) == []
+    assert states(alerts) == {("throttled", "pi"): "pending"}
+    assert alerts.observe("pi", _flags(0x80008), 10) == []  # soft limit, not throttled
+    assert states(alerts) == {}
+    alerts.observe("pi", _flags(0x50005), 20)
+    (fired,) = alerts.tick(50)
+    assert (fired.rule, fired.state) == ("throttled", "firing")
+
+
+def test_a_board_without_the_firmware_flags_never_fires_them() -> None:
+    alerts = Alerts([_builtin("throttled"), _builtin("undervoltage")])
+    assert _flags(None) == {"down": 0}
+    assert alerts.observe("x86", _flags(None), 0) == []
+    assert alerts.tick(1000) == []

@@ -49,7 +49,15 @@ def test_every_route_of_the_contract(tmp_path: Path, processes: Processes) -> No
     for seq in range(1, 11):
         net = {"eth0": (1000 + seq * 200, 2000 + seq * 100), "lo": (5, 5)}
         data = encode(
-            SAMPLE._replace(net=net),
+            # a Raspberry Pi that reports every signal: its disk reads 512 B per 0.2 s
+            SAMPLE._replace(
+                net=net,
+                model="Raspberry Pi 4 Model B Rev 1.4",
+                throttled=0x50005,
+                swap=(7, 7),
+                diskio=(512 * seq, 0),
+                fs={"/": (100, 40, 60), "/boot/firmware": (50, 5, 45)},
+            ),
             node="api-1",
             boot=boot,
             seq=seq,
@@ -82,6 +90,11 @@ def test_every_route_of_the_contract(tmp_path: Path, processes: Processes) -> No
     assert set(node["metrics"]) == set(BY_NAME)
     assert node["metrics"]["mem_used"] == 750 and node["metrics"]["load5"] == 0.4
     assert node["metrics"]["net_rx"] == node["rates"]["net_rx"]
+    assert node["rates"]["disk_read"] == pytest.approx(2560, rel=0.05)
+    assert node["metrics"]["undervoltage"] == 1 and node["metrics"]["fs_used_percent_max"] == 40
+    assert node["sample"]["model"] == "Raspberry Pi 4 Model B Rev 1.4"
+    assert node["sample"]["throttled"] == 0x50005 and node["sample"]["swap"] == [7, 7]
+    assert node["sample"]["fs"] == {"/": [100, 40, 60], "/boot/firmware": [50, 5, 45]}
 
     missing = httpx.get(f"{base}/api/nodes/nope", timeout=5)
     assert missing.status_code == 404 and "detail" in missing.json()
@@ -114,6 +127,10 @@ def test_every_route_of_the_contract(tmp_path: Path, processes: Processes) -> No
     assert 'node="api-1"' in metrics and "bramble_datagrams_accepted" in metrics
     for metric in EXPORTED:  # every exported metric of the registry, per node
         assert f'bramble_node_{metric.prometheus}{{node="api-1"}}' in metrics
+    assert 'bramble_node_info{model="Raspberry Pi 4 Model B Rev 1.4",node="api-1"} 1.0' in metrics
+    assert 'bramble_node_filesystem_used_bytes{mountpoint="/boot/firmware",node="api-1"} 5.0' in (
+        metrics
+    )
     assert httpx.get(f"{base}/docs", timeout=5).status_code == 200
     assert httpx.get(f"{base}/", timeout=5).status_code == 200
 

@@ -92,6 +92,32 @@ def test_network_rates_from_consecutive_samples() -> None:
     assert table.view("n1", T0 + 3)["rates"] == {"net_rx": 0.0, "net_tx": 0.0}  # type: ignore[index]
 
 
+def test_disk_and_swap_rates_where_the_node_reports_the_counters() -> None:
+    table = NodeTable()
+    pi = SAMPLE._replace(diskio=(0, 1000), swap=(5, 5), throttled=0x50005, model="Pi 4")
+    table.accept(packet(sample=pi), T0)
+    view = table.view("n1", T0)
+    assert view is not None and "disk_read" not in view["rates"]  # one sample: no rate yet
+    assert view["metrics"]["throttled"] == 1 and "disk_read" not in view["metrics"]
+    later = pi._replace(diskio=(4096, 3000), swap=(9, 5))
+    table.accept(packet(seq=2, ts=T0 + 2, sample=later), T0 + 2)
+    view = table.view("n1", T0 + 2)
+    assert view is not None
+    assert view["rates"] == {"net_rx": 0.0, "net_tx": 0.0, "disk_read": 2048.0,
+                             "disk_write": 1000.0, "swap_in": 2.0, "swap_out": 0.0}  # fmt: skip
+    assert view["metrics"]["disk_read"] == 2048.0 and view["metrics"]["swap_in"] == 2.0
+    assert view["sample"] is not None and view["sample"]["model"] == "Pi 4"
+    # a board that stops reporting them (the disk went): absent again, not 0
+    table.accept(packet(seq=3, ts=T0 + 3, sample=SAMPLE), T0 + 3)
+    view = table.view("n1", T0 + 3)
+    assert view is not None and set(view["rates"]) == {"net_rx", "net_tx"}
+    assert not {"disk_read", "throttled", "undervoltage"} & set(view["metrics"])
+    # counters start again after a reboot: no rate across it
+    table.accept(packet(boot=200, seq=1, ts=T0 + 4, sample=pi), T0 + 4)
+    table.accept(packet(boot=200, seq=2, ts=T0 + 5, sample=pi), T0 + 5)
+    assert table.view("n1", T0 + 5)["rates"]["disk_read"] == 0.0  # type: ignore[index,typeddict-item]
+
+
 def test_bounded_table_evicts_down_nodes_first() -> None:
     table = NodeTable(max_nodes=2)
     table.accept(packet("a"), T0)

@@ -33,8 +33,12 @@ class Case:
         key_id: str = "k1",
         node: str = "node-1",
         interval: float = 1.0,
+        sys: str = "/nonexistent",
+        fs_root: str = "/nonexistent",
     ) -> None:
         self.proc = proc
+        self.sys = sys
+        self.fs_root = fs_root
         self.freq = freq
         self.temp = temp
         self.key = key
@@ -48,7 +52,7 @@ class Case:
         """The Python agent's datagrams: Sampler and encode, files rewritten between samples."""
         sampler = Sampler(
             proc=str(self.proc), cpufreq_path=self.freq, thermal_path=self.temp,
-            disk_path="/nonexistent",
+            disk_path="/nonexistent", sysfs=self.sys, fs_root=self.fs_root,
         )  # fmt: skip
         out = []
         try:
@@ -92,6 +96,7 @@ class Case:
             [*program, "--node", self.node, "--group", "224.0.0.251", "--port", "1",
              "--interval", repr(self.interval), "--key-fd", str(read_end),
              "--proc", str(self.proc), "--cpufreq", self.freq, "--thermal", self.temp,
+             "--sys", self.sys, "--fs-root", self.fs_root,
              "--disk", "/nonexistent", "--stdout", "--count", str(samples),
              "--seq", str(seq), "--ts", repr(ts)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=[read_end],
@@ -128,6 +133,8 @@ def fixture_case(machine: str, tmp_path: Path, **settings: object) -> Case:
     proc = proc_tree(machine, tmp_path)
     freq = FIXTURES / machine / "scaling_cur_freq"
     temp = FIXTURES / machine / "thermal_zone0_temp"
+    sys = tmp_path / "sys"
+    settings.setdefault("sys", str(sys) if sys.exists() else "/nonexistent")
     return Case(
         proc,
         freq=str(freq) if freq.exists() else "/nonexistent",

@@ -45,7 +45,39 @@ def test_names_units_and_aggregations() -> None:
     assert len(BY_NAME) == len(METRICS)
     assert {m.name for m in METRICS if m.cluster == "sum"} == {
         "mem_used", "mem_total", "mem_available", "swap_used", "disk_used", "net_rx", "net_tx",
+        "disk_read", "disk_write", "swap_in", "swap_out",
     }  # fmt: skip
     assert BY_NAME["cpuusage"].cluster == "mean" and BY_NAME["mem_used"].unit == "kB"
     names = [m.prometheus for m in EXPORTED]
     assert len(set(names)) == len(names) and "cpu_usage_ratio" in names
+
+
+PI = SAMPLE._replace(
+    model="Raspberry Pi 4 Model B Rev 1.4",
+    throttled=0x50005,
+    swap=(10, 20),
+    diskio=(512, 1024),
+    fs={"/": (100, 91, 9), "/boot/firmware": (50, 10, 40)},
+)
+BOARD = (
+    "undervoltage", "freq_capped", "throttled", "soft_temp_limit", "undervoltage_since_boot",
+    "freq_capped_since_boot", "throttled_since_boot", "soft_temp_limit_since_boot",
+    "disk_read", "disk_write", "swap_in", "swap_out", "fs_used_percent_max",
+)  # fmt: skip
+
+
+def test_board_signals_are_absent_where_the_board_lacks_them() -> None:
+    assert not set(BOARD) & set(values(SAMPLE, 0, 0))
+    assert not set(BOARD) & set(values(SAMPLE, 0, 0, {}))
+
+
+def test_firmware_flags_each_bit_and_the_fullest_filesystem() -> None:
+    got = values(PI, 0, 0, {"disk_read": 5.0, "swap_out": 1.0})
+    assert {k: got[k] for k in BOARD if k in got} == {
+        "undervoltage": 1.0, "freq_capped": 0.0, "throttled": 1.0, "soft_temp_limit": 0.0,
+        "undervoltage_since_boot": 1.0, "freq_capped_since_boot": 0.0,
+        "throttled_since_boot": 1.0, "soft_temp_limit_since_boot": 0.0,
+        "disk_read": 5.0, "swap_out": 1.0, "fs_used_percent_max": 91.0,
+    }  # fmt: skip
+    assert values(PI._replace(throttled=0x80008), 0, 0)["soft_temp_limit"] == 1.0
+    assert stored_values(PI, 0, 0) == stored_values(SAMPLE, 0, 0)  # no new columns

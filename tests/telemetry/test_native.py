@@ -50,7 +50,7 @@ def program(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ[native.CACHE_ENV] = old
 
 
-@pytest.mark.parametrize("machine", ["x86_64", "raspberrypi"])
+@pytest.mark.parametrize("machine", ["x86_64", "raspberrypi", "raspberrypi4", "raspberrypi5"])
 @pytest.mark.parametrize(
     ("key", "node"),
     [(KEY, "node-1"), (b"", "n"), (b"\x01" * 64, "pi-é-3"), (bytes(range(200)), 'a"b\\c ☃ 𝄞')],
@@ -61,6 +61,43 @@ def test_same_bytes_as_the_python_agent_on_captured_files(
     case = fixture_case(machine, tmp_path, key=key, node=node, interval=0.05)
     ts = 1764060000.1235
     assert case.compiled([program], 1, [], 41, ts) == case.python(1, [], 41, ts)
+
+
+@pytest.mark.parametrize("machine", ["raspberrypi4", "raspberrypi5"])
+@pytest.mark.parametrize("flags", ["0\n", "50005\n", "80008\n", "0x5\n", "fffffffff\n", ""])
+def test_same_bytes_with_the_firmware_flags_set_clear_or_unreadable(
+    program: str, tmp_path: Path, machine: str, flags: str
+) -> None:
+    # The root filesystem measured is /dev (its use does not move while the test runs).
+    case = fixture_case(machine, tmp_path, fs_root="/dev")
+    for path in (tmp_path / "sys").rglob("get_throttled"):
+        path.write_text(flags)
+    ts = 1764060000.25
+    compiled = case.compiled([program], 2, [{}], 9, ts)
+    assert compiled == case.python(2, [{}], 9, ts)
+    model = b"Raspberry Pi 4" if machine == "raspberrypi4" else b"Raspberry Pi 5"
+    assert b'"model":"' + model in compiled[0]
+    assert b'"fs":{"/":[' in compiled[0] and b'"diskio":[' in compiled[0]
+    assert (b'"throttled":' in compiled[0]) == (flags in ("0\n", "50005\n", "80008\n"))
+
+
+def test_same_bytes_with_odd_board_files(program: str, tmp_path: Path) -> None:
+    case = fixture_case("raspberrypi5", tmp_path, fs_root="/dev")
+    (case.proc / "device-tree" / "model").write_bytes(b"  Pi \0\0")
+    (case.proc / "vmstat").write_text("pswpout 7\npswpin 18446744073709551615\n")
+    mounts = (case.proc / "self" / "mountinfo").read_text()
+    (case.proc / "self" / "mountinfo").write_text(
+        mounts.replace("259:2 / /", "259:2 / / extra:1", 1)  # an optional field
+        + "40 22 8:33 / /pts rw - ext4 /dev/sdc1 rw\n"  # /dev/pts: no size, left out
+        + "41 22 8:34 / /"
+        + "x" * 49
+        + " rw - ext4 /dev/sdc2 rw\n"
+    )
+    ts = 1764060000.25
+    compiled = case.compiled([program], 1, [], 9, ts)
+    assert compiled == case.python(1, [], 9, ts)
+    assert b'"model":"Pi","throttled":0,"swap":[18446744073709551615,7]' in compiled[0]
+    assert b'"fs":{"/":[' in compiled[0] and b'"/pts"' not in compiled[0]
 
 
 def test_same_bytes_with_an_interface_name_that_is_not_utf8(program: str, tmp_path: Path) -> None:

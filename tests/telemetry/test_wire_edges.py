@@ -70,6 +70,29 @@ def test_later_c_daemon_packet_with_nul_padding() -> None:
         ("disk", {"us\ud800ed": 1}, "bad_text"),
         ("meminfo", {"MemTotal": 1, "M" * 33: 1}, "bad_text"),
         ("meminfo", [1, 2], "bad_shape"),
+        ("throttled", -1, "bad_value"),
+        ("throttled", 2**32, "bad_value"),
+        ("throttled", "50005", "bad_shape"),
+        ("throttled", 5.0, "bad_shape"),
+        ("throttled", True, "bad_shape"),
+        ("model", 4, "bad_shape"),
+        ("model", "", "bad_text"),
+        ("model", "Pi\n4", "bad_text"),
+        ("model", "P" * 65, "bad_text"),
+        ("swap", [1, -1], "bad_value"),
+        ("swap", [1, 2**64], "bad_value"),
+        ("swap", [1], "bad_shape"),
+        ("swap", [1, 2.5], "bad_shape"),
+        ("diskio", [2**64, 0], "bad_value"),
+        ("diskio", {"read": 1}, "bad_shape"),
+        ("fs", {"/": [1, 2]}, "bad_shape"),
+        ("fs", {"/": [1, 2, -3]}, "bad_value"),
+        ("fs", {"/": [1, 2, 10**400]}, "bad_value"),
+        ("fs", {"/": [1, 2, True]}, "bad_shape"),
+        ("fs", {f"/d{i}": [1, 1, 0] for i in range(5)}, "bad_shape"),
+        ("fs", {"/mnt/usb stick": [1, 1, 0]}, "bad_text"),
+        ("fs", {"/" + "x" * 48: [1, 1, 0]}, "bad_text"),
+        ("fs", [["/", 1, 1, 0]], "bad_shape"),
     ],
 )
 def test_unsigned_bad_values_are_refused(field: str, value: object, why: str) -> None:
@@ -171,3 +194,35 @@ def test_the_original_daemons_real_datagrams(capture: Path) -> None:
     assert meminfo.get("VmallocTotal", 0) >= 0  # -256 from a 64-bit build reads as absent
     assert len(meminfo) >= 32
     assert reason(data, allow_unsigned=False) == "unsigned"
+
+
+def test_board_signals_round_trip_and_are_absent_when_not_sent() -> None:
+    board = SAMPLE._replace(
+        model="Raspberry Pi 5 Model B Rev 1.0",
+        throttled=0x50005,
+        swap=(1, 2),
+        diskio=(512, 0),
+        fs={"/": (10, 4, 6), "/boot/firmware": (5, 1, 4)},
+    )
+    data = encode(board, node="n", boot=1, seq=1, ts=1e9, interval=1.0, key=KEY, key_id="k1")
+    packet = decode(data, {"k1": KEY}, allow_unsigned=False, source="x")
+    assert packet.sample == board
+    plain = encode(SAMPLE, node="n", boot=1, seq=1, ts=1e9, interval=1.0, key=KEY, key_id="k1")
+    got = decode(plain, {"k1": KEY}, allow_unsigned=False, source="x").sample
+    assert (got.model, got.throttled, got.swap, got.diskio, got.fs) == (None,) * 4 + ({},)
+    for key in (b'"model"', b'"throttled"', b'"swap"', b'"diskio"', b'"fs"'):
+        assert key not in plain
+
+
+def test_filesystems_go_before_the_original_keys_when_a_datagram_must_shrink() -> None:
+    crowded = SAMPLE._replace(
+        cores=(0.123456,) * 128,
+        fs={f"/{c * 47}": (2**64 - 1,) * 3 for c in "abcd"},
+        model="M" * 64,
+        throttled=2**32 - 1,
+    )
+    data = encode(crowded, node="n" * 63, boot=1, seq=1, ts=1e9, interval=1.0, key=KEY,
+                  key_id="k" * 32)  # fmt: skip
+    assert len(data) <= MAX_DATAGRAM
+    sample = decode(data, {"k" * 32: KEY}, allow_unsigned=False, source="x").sample
+    assert sample.throttled == 2**32 - 1 and sample.model == "M" * 64

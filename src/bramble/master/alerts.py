@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from bramble.master.views import AlertState, AlertView
 from bramble.spec.models import BUILTIN_ALERTS, AlertRuleSpec, Comparison, Severity, Spec
-from bramble.telemetry.metrics import ABSENT_AT_ZERO, BY_NAME
+from bramble.telemetry.metrics import ABSENT_AT_ZERO, BY_NAME, read
 from bramble.telemetry.wire import Sample
 
 MASTER_METRICS = frozenset({"history_stopped"})
@@ -307,18 +307,19 @@ def readings(
     names: Iterable[str],
     *,
     clock_offset: float | None = None,
+    rates: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """What alert rules see of a node: the metrics NAMES of SAMPLE (and its network rates)
-    that it reports, `down` 0, and its CLOCK_OFFSET (seconds, either way) where known. Only
-    the metrics the rules test are read: this runs for every accepted datagram."""
+    """What alert rules see of a node: the metrics NAMES of SAMPLE (and its network and
+    other RATES) that it reports, `down` 0, and its CLOCK_OFFSET (seconds, either way) where
+    known. Only the metrics the rules test are read: this runs for every accepted datagram."""
     out: dict[str, float] = {}
     no_memory = sample.meminfo.get("MemTotal", 0) == 0
     for name in names:
         metric = BY_NAME.get(name)
         if metric is None or (no_memory and name.startswith("mem_")):
             continue
-        value = metric.read(sample, net_rx, net_tx)
-        if not (value == 0 and name in ABSENT_AT_ZERO):
+        value = read(metric, sample, net_rx, net_tx, rates)
+        if value is not None and not (value == 0 and name in ABSENT_AT_ZERO):
             out[name] = value
     out["down"] = 0.0
     if clock_offset is not None:

@@ -142,7 +142,7 @@ class Live:
             # the sender's clock against ours when it arrived (a signed sender's is checked)
             offset = state.last_ts - state.last_seen if state.signed else None
             seen = readings(state.sample, state.net_rx, state.net_tx, alerts.metrics,
-                            clock_offset=offset)  # fmt: skip
+                            clock_offset=offset, rates=state.rates)  # fmt: skip
             with self.lock:
                 told = alerts.observe(state.name, seen, state.last_seen)
                 due = alerts.next_change(state.name)
@@ -370,9 +370,18 @@ class Live:
                     s.name,
                     self.table.status_at(s, now),
                     s.signed,
-                    values(s.sample, s.net_rx, s.net_tx) if s.sample else None,
+                    values(s.sample, s.net_rx, s.net_tx, s.rates) if s.sample else None,
                 )
                 for s in self.table.nodes.values()
+            ]
+
+    def boards(self) -> list[tuple[str, str | None, Mapping[str, tuple[int, int, int]]]]:
+        """Each node's name, board model and real filesystems, from its latest sample."""
+        with self.lock:
+            return [
+                (s.name, s.sample.model, s.sample.fs)
+                for s in self.table.nodes.values()
+                if s.sample is not None
             ]
 
     def refused(self) -> Mapping[str, int]:

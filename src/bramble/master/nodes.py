@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Literal
 
 from bramble.master.views import Change, NodeView, SampleView, Status
-from bramble.telemetry.metrics import values
+from bramble.telemetry.metrics import RATES, values
 from bramble.telemetry.wire import Packet, Rejected, Sample
 
 UP: Literal["up"] = "up"
@@ -30,6 +30,7 @@ class NodeState:
     __slots__ = (
         "address",
         "boot",
+        "counters",
         "first_seen",
         "interval",
         "last_seen",
@@ -38,6 +39,7 @@ class NodeState:
         "net_rx",
         "net_totals",
         "net_tx",
+        "rates",
         "rebooted_at",
         "sample",
         "seq",
@@ -61,6 +63,20 @@ class NodeState:
         self.net_totals: tuple[int, int] | None = None
         self.net_rx = 0.0
         self.net_tx = 0.0
+        self.counters: tuple[int | None, ...] | None = None
+        """The last disk read, written, swap in, out counters (those it reports, in RATES
+        order; None across a reboot)."""
+        self.rates: dict[str, float] = {}
+        """disk_read, disk_write, swap_in, swap_out: those its last two samples had."""
+
+
+def _counters(sample: Sample) -> tuple[int | None, ...]:
+    """A sample's counters behind RATES: disk bytes read, written, swap pages in, out."""
+    diskio, swap = sample.diskio, sample.swap
+    return (
+        *((None, None) if diskio is None else diskio),
+        *((None, None) if swap is None else swap),
+    )
 
 
 def sample_view(sample: Sample, ts: float) -> SampleView:
@@ -76,6 +92,11 @@ def sample_view(sample: Sample, ts: float) -> SampleView:
         "net": sample.net,
         "uptime": sample.uptime,
         "ts": ts,
+        "model": sample.model,
+        "throttled": sample.throttled,
+        "swap": sample.swap,
+        "diskio": sample.diskio,
+        "fs": sample.fs,
     }
 
 
@@ -201,6 +222,7 @@ class NodeTable:
                 # real-time clock): the node restarted.
                 state.rebooted_at = now
                 state.net_totals = None
+                state.counters = None
                 changes.append(
                     Change(
                         ts=now, node=packet.node, kind="rebooted", message=f"{packet.node} rebooted"
@@ -228,6 +250,17 @@ class NodeTable:
             state.net_rx = d_rx / dt if d_rx >= 0 else 0.0
             state.net_tx = d_tx / dt if d_tx >= 0 else 0.0
         state.net_totals = (rx, tx)
+        counters = _counters(sample)
+        if state.counters is not None and packet.ts > state.last_ts:
+            dt = packet.ts - state.last_ts
+            state.rates = {
+                name: max(after - before, 0) / dt
+                for name, before, after in zip(RATES, state.counters, counters, strict=True)
+                if before is not None and after is not None
+            }
+        elif state.counters is None:
+            state.rates = {}
+        state.counters = counters
         state.boot = packet.boot
         state.seq = packet.seq
         state.last_ts = packet.ts
@@ -293,6 +326,7 @@ class NodeTable:
     def _view(self, state: NodeState, now: float) -> NodeView:
         sample = state.sample
         rx, tx = round(state.net_rx, 1), round(state.net_tx, 1)
+        rates = {name: round(rate, 1) for name, rate in state.rates.items()}
         return {
             "name": state.name,
             "address": state.address,
@@ -305,6 +339,6 @@ class NodeTable:
             "interval": state.interval,
             "signed": state.signed,
             "sample": sample_view(sample, state.last_ts) if sample else None,
-            "rates": {"net_rx": rx, "net_tx": tx},
-            "metrics": values(sample, rx, tx) if sample else {},
+            "rates": {"net_rx": rx, "net_tx": tx, **rates},  # type: ignore[typeddict-item]
+            "metrics": values(sample, rx, tx, rates) if sample else {},
         }

@@ -31,6 +31,11 @@ class Source(Protocol):
         """Datagrams accepted, and rejected by reason."""
         ...
 
+    def boards(self) -> list[tuple[str, str | None, Mapping[str, tuple[int, int, int]]]]:
+        """Each node's name, board model (None where it has none) and real filesystems
+        (mount point: total, used, free bytes), from its latest sample."""
+        ...
+
     def health_view(self) -> HealthView:
         """What works in the master, part by part."""
         ...
@@ -66,9 +71,10 @@ class _NodeCollector(Collector):
                 f"bramble_node_{metric.prometheus}", metric.help, labels=["node"]
             )
             for name, _status, _signed, values in readings:
-                if values is not None:
+                if values is not None and metric.name in values:  # absent: no series
                     family.add_metric([name], float(values[metric.name]))
             yield family
+        yield from self._boards()
         alerts = GaugeMetricFamily(
             "ALERTS",
             "1 for each alert pending or firing, as Prometheus's own rules export them",
@@ -107,6 +113,29 @@ class _NodeCollector(Collector):
         for reason, count in sorted(rejected_counts.items()):
             rejected.add_metric([reason], float(count))
         yield rejected
+
+    def _boards(self) -> Iterator[Any]:
+        boards = self.source.boards()
+        info = GaugeMetricFamily(
+            "bramble_node_info", "1, labelled with the board model (device tree)",
+            labels=["node", "model"],
+        )  # fmt: skip
+        families = [
+            GaugeMetricFamily(
+                f"bramble_node_filesystem_{what}_bytes",
+                f"{what} bytes of each real filesystem (ext4, vfat, btrfs, xfs, f2fs, ...)",
+                labels=["node", "mountpoint"],
+            )
+            for what in ("size", "used", "free")
+        ]
+        for name, model, filesystems in boards:
+            if model is not None:
+                info.add_metric([name, model], 1.0)
+            for point, row in filesystems.items():
+                for family, value in zip(families, row, strict=True):
+                    family.add_metric([name, point], float(value))
+        yield info
+        yield from families
 
 
 def exposition(source: Source) -> tuple[bytes, str]:

@@ -10,7 +10,7 @@ stream's frames carry the same values as the JSON routes, so the dashboard, `bra
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic needs it, not typing's, before Python 3.12
@@ -47,13 +47,47 @@ class SampleView(TypedDict):
     ]
     uptime: Annotated[float, Field(description="seconds since boot")]
     ts: Annotated[float, Field(description="the sender's clock when it sampled, epoch seconds")]
+    model: Annotated[
+        str | None, Field(description="the board model (device tree), null where it has none")
+    ]
+    throttled: Annotated[
+        int | None,
+        Field(
+            description="the Raspberry Pi firmware's flags (get_throttled): bit 0 under-voltage, "
+            "1 ARM frequency capped, 2 throttled, 3 soft temperature limit, now; bits 16-19 the "
+            "same since boot. Null off a Raspberry Pi"
+        ),
+    ]
+    swap: Annotated[
+        tuple[int, int] | None,
+        Field(description="pages swapped [in, out] since boot, null where unknown"),
+    ]
+    diskio: Annotated[
+        tuple[int, int] | None,
+        Field(
+            description="bytes [read, written] since boot on the root filesystem's device, "
+            "null where it has none (an overlay, a network root)"
+        ),
+    ]
+    fs: Annotated[
+        dict[str, tuple[int, int, int]],
+        Field(description="real filesystems (at most 4) by mount point: [total, used, free] bytes"),
+    ]
 
 
 class Rates(TypedDict):
-    """A node's network rates, from its last two samples."""
+    """A node's rates, from its last two samples; those it does not report are left out."""
 
     net_rx: Annotated[float, Field(description="bytes/s received, all interfaces but loopback")]
     net_tx: Annotated[float, Field(description="bytes/s sent, all interfaces but loopback")]
+    disk_read: NotRequired[
+        Annotated[float, Field(description="bytes/s read from the root filesystem's device")]
+    ]
+    disk_write: NotRequired[
+        Annotated[float, Field(description="bytes/s written to the root filesystem's device")]
+    ]
+    swap_in: NotRequired[Annotated[float, Field(description="pages/s swapped in")]]
+    swap_out: NotRequired[Annotated[float, Field(description="pages/s swapped out")]]
 
 
 class NodeView(TypedDict):

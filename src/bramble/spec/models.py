@@ -402,6 +402,11 @@ BUILTIN_ALERTS: tuple[AlertRuleSpec, ...] = (
              "memory is nearly all in use"),
     _builtin("disk_full", "disk_used_percent", ">", 90, 300, "warning",
              "the root filesystem is nearly full"),
+    _builtin("undervoltage", "undervoltage", "==", 1, 0, "critical",
+             "the power supply is too weak: the board is under-voltage now (it throttles, and "
+             "the SD card is at risk)"),
+    _builtin("throttled", "throttled", "==", 1, 30, "warning",
+             "the firmware is throttling the CPU now (heat, or a weak supply)"),
     _builtin("clock_offset", "clock_offset", ">", 1, 60, "warning",
              "the clock of the node is more than a second off the master (no RTC, no NTP?)"),
     _builtin("history_stopped", "history_stopped", "==", 1, 30, "critical",

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <sys/time.h>
@@ -46,6 +47,11 @@
 #define MAX_DATAGRAM 1400
 #define MAX_CORES 128   /* per-core figures sent; more cores are counted, not kept */
 #define MAX_IFACES 8    /* interfaces sent: the busiest, when there are more */
+#define MAX_FS 4        /* filesystems sent: the first real ones of the mount table */
+#define MAX_MOUNT 48    /* characters of a mount point sent */
+#define MAX_MODEL 64    /* characters of the board model sent */
+#define MAX_SEEN 64     /* real mounts looked at in the mount table */
+#define MAX_BUSES 256   /* entries of devices/platform looked at for the firmware */
 #define MAX_NAME 63     /* characters of the node name */
 #define MAX_KEY_ID 32   /* characters of the key id */
 #define MAX_KEY 1024    /* bytes of the telemetry key */
@@ -56,11 +62,19 @@
 #define FILE_LIMIT (16u << 20) /* bytes read of one /proc file: a /proc/net/dev of 100,000 interfaces */
 #define EXACT ((uint64_t)1 << 53) /* jiffies of a cpu line: beyond, busy fractions are inexact */
 #define TOP ((uint64_t)INT64_MAX) /* the largest count kept where the Python agent keeps any int */
+#define PATH_ROOM 4096
 #define DISK_EVERY 10
 #define SIG_SCHEME "hmac-sha256"
 
 static const char *CPUFREQ_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq";
 static const char *THERMAL_PATH = "/sys/class/thermal/thermal_zone0/temp";
+/* The Raspberry Pi firmware driver's flags ("%x\n"), where Raspberry Pi OS has them, else
+   under the first devices/platform/<bus>/<bus>:firmware/ that has them. */
+static const char *THROTTLED_PATH = "devices/platform/soc/soc:firmware/get_throttled";
+/* Filesystems on a block device: no network, virtual or memory ones (statvfs of a dead NFS
+   server would hang the agent). */
+static const char *REAL_FS[] = {"ext2", "ext3", "ext4", "vfat", "exfat", "btrfs", "xfs", "f2fs"};
+#define N_REAL_FS 8
 /* In the kernel's order; every key the original dashboard reads, and MemAvailable. */
 static const char *MEMINFO_KEYS[] = {"MemTotal",   "MemFree", "MemAvailable", "Buffers",
                                      "Cached",     "SwapCached", "Active",    "Inactive",
@@ -595,11 +609,22 @@ typedef struct {
     uint64_t disk[3];
     int n_net;
     iface_t net[MAX_IFACES]; /* in the file's order, or the busiest first when there are more */
+    /* What a board may lack: each sent only where it has it. */
+    int has_throttled, has_swap, has_diskio;
+    uint64_t throttled, swap[2], diskio[2];
 } sample_t;
 
 static struct {
     int stat, meminfo, loadavg, netdev, uptime, freq, temp;
-    const char *disk_path;
+    int throttled, vmstat, diskstats, mountinfo; /* -1 where the board has none */
+    const char *disk_path, *fs_root;
+    int has_model;
+    char model[MAX_MODEL + 1];
+    int has_root; /* the root filesystem's device, for its disk I/O */
+    unsigned root_major, root_minor;
+    int n_fs; /* the filesystems measured last, kept between their readings */
+    char fs_name[MAX_FS][MAX_MOUNT + 1];
+    uint64_t fs[MAX_FS][3];
     size_t meminfo_size;
     long long samples;
     int n_last;
@@ -785,14 +810,240 @@ static void parse_net_dev(sample_t *s, const char *text) {
     if (seen > MAX_IFACES) memcpy(s->net, top, sizeof top);
 }
 
-static int open_under(const char *proc, const char *name) {
-    char path[4096];
-    int n = snprintf(path, sizeof path, "%s/%s", proc, name);
-    if (n < 0 || (size_t)n >= sizeof path) fail("--proc path is too long");
-    return open_or(path, -2);
+/* Whether S (N bytes) is 1..LIMIT printable ASCII characters without a quote or a backslash
+   (nor a space unless SPACE): what both agents send as it is. */
+static int clean(const char *s, size_t n, size_t limit, int allow_space) {
+    if (n == 0 || n > limit) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || (c == ' ' && !allow_space)) return 0;
+    }
+    return 1;
 }
 
-static void sampler_open(const char *proc, const char *freq, const char *temp, const char *disk) {
+/* The board model from the device tree (NUL-terminated): trailing NULs, then whitespace
+   around, taken off; 0 unless what is left is clean. */
+static int parse_model(const char *text, size_t n, char *out) {
+    while (n && text[n - 1] == 0) n--;
+    while (n && space(text[n - 1])) n--;
+    size_t start = 0;
+    while (start < n && space(text[start])) start++;
+    if (!clean(text + start, n - start, MAX_MODEL, 1)) return 0;
+    memcpy(out, text + start, n - start);
+    out[n - start] = 0;
+    return 1;
+}
+
+/* The firmware's flags: 1 to 8 hex digits, whitespace around; 0 in *OK for anything else. */
+static uint64_t parse_throttled(const char *text, size_t n, int *ok) {
+    const char *s = text, *end = text + n;
+    while (s < end && space(*s)) s++;
+    while (end > s && space(end[-1])) end--;
+    *ok = end > s && end - s <= 8;
+    uint64_t value = 0;
+    for (; *ok && s < end; s++) {
+        const char *at = strchr("0123456789abcdef0123456789ABCDEF", *s);
+        if (!*s || !at) *ok = 0;
+        else value = value * 16 + (uint64_t)((at - "0123456789abcdef0123456789ABCDEF") % 16);
+    }
+    return *ok ? value : 0;
+}
+
+/* The count after NAME (which starts with a newline) in TEXT, as the first word after it;
+   0 in *OK when absent, or not digits within 0 .. 2^64 - 1. */
+static uint64_t counter_after(const char *text, const char *name, int *ok) {
+    size_t len = strlen(name);
+    const char *at = text + len - 1;
+    *ok = 0;
+    if (strncmp(text, name + 1, len - 1) != 0) {
+        at = strstr(text, name);
+        if (!at) return 0;
+        at += len;
+    }
+    while (space(*at)) at++;
+    const char *p = at;
+    int over = 0;
+    uint64_t value = digits(&p, &over);
+    *ok = p > at && !over && (!*p || space(*p));
+    return *ok ? value : 0;
+}
+
+/* Pages swapped in and out since boot from /proc/vmstat; 0 when either cannot be read. */
+static int parse_vmstat(const char *text, uint64_t swap[2]) {
+    int in_ok, out_ok;
+    swap[0] = counter_after(text, "\npswpin ", &in_ok);
+    swap[1] = counter_after(text, "\npswpout ", &out_ok);
+    return in_ok && out_ok;
+}
+
+/* Whether the word S..END is the decimal text of X, as Python's "%d" writes it. */
+static int is_number_text(const char *s, const char *end, unsigned x) {
+    char text[16];
+    int n = snprintf(text, sizeof text, "%u", x);
+    return n > 0 && end - s == n && !memcmp(s, text, (size_t)n);
+}
+
+/* Bytes read and written since boot by the device MAJOR:MINOR, from the first line of
+   /proc/diskstats that names it (sectors are 512 bytes); 0 when there is none, or its
+   counts are not digits whose bytes fit in 0 .. 2^64 - 1. */
+static int parse_diskstats(const char *text, unsigned major, unsigned minor, uint64_t io[2]) {
+    for (const char *line = text, *eol; line; line = eol ? eol + 1 : NULL) {
+        eol = strchr(line, '\n');
+        const char *stop = eol ? eol : line + strlen(line), *p = line;
+        const char *word[10], *word_end[10];
+        int words = 0;
+        while (words < 10) {
+            while (p < stop && space(*p)) p++;
+            if (p == stop) break;
+            word[words] = p;
+            while (p < stop && !space(*p)) p++;
+            word_end[words++] = p;
+        }
+        if (words < 10 || !is_number_text(word[0], word_end[0], major) ||
+            !is_number_text(word[1], word_end[1], minor))
+            continue;
+        for (int k = 0; k < 2; k++) {
+            const char *at = word[k ? 9 : 5];
+            int over = 0;
+            uint64_t sectors = digits(&at, &over);
+            if (over || at == word[k ? 9 : 5] || at != word_end[k ? 9 : 5] ||
+                sectors > UINT64_MAX / 512)
+                return 0;
+            io[k] = sectors * 512;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* MAJOR:MINOR from a mount table's device word (1 to 9 digits each); 0 if it is not that. */
+static int parse_device(const char *s, const char *end, unsigned *major, unsigned *minor) {
+    const char *colon = memchr(s, ':', (size_t)(end - s));
+    if (!colon || colon == s || colon - s > 9 || end - colon - 1 < 1 || end - colon - 1 > 9) return 0;
+    unsigned value[2] = {0, 0};
+    for (const char *p = s; p < end; p++) {
+        if (p == colon) continue;
+        if (*p < '0' || *p > '9') return 0;
+        value[p > colon] = value[p > colon] * 10 + (unsigned)(*p - '0');
+    }
+    *major = value[0];
+    *minor = value[1];
+    return 1;
+}
+
+static int is_real_fs(const char *s, size_t n) {
+    for (int k = 0; k < N_REAL_FS; k++)
+        if (strlen(REAL_FS[k]) == n && !memcmp(REAL_FS[k], s, n)) return 1;
+    return 0;
+}
+
+/* From /proc/self/mountinfo (its words split at single spaces): the root filesystem's
+   device (the last "/" line; none when its major is 0, as an overlay's), and each real
+   filesystem's use, one per device, the first MAX_FS that statvfs reads under the root
+   --fs-root names. At most MAX_SEEN real mounts are looked at. */
+static void read_mounts(const char *text) {
+    const char *seen[MAX_SEEN], *point[MAX_SEEN];
+    size_t seen_len[MAX_SEEN], point_len[MAX_SEEN];
+    int n_seen = 0, n_points = 0;
+    sampler.has_root = 0;
+    for (const char *line = text, *eol; line; line = eol ? eol + 1 : NULL) {
+        eol = strchr(line, '\n');
+        const char *stop = eol ? eol : line + strlen(line);
+        const char *word[5] = {0}, *word_end[5] = {0}, *kind = NULL, *kind_end = NULL;
+        int n = 0, dash = -1;
+        for (const char *p = line;; n++) {
+            const char *end = memchr(p, ' ', (size_t)(stop - p));
+            if (!end) end = stop;
+            if (n < 5) {
+                word[n] = p;
+                word_end[n] = end;
+            }
+            if (dash < 0 && n >= 6 && end - p == 1 && *p == '-') dash = n;
+            else if (dash >= 0 && n == dash + 1) {
+                kind = p;
+                kind_end = end;
+            }
+            if (end == stop) break;
+            p = end + 1;
+        }
+        n++; /* words in the line */
+        if (n < 10 || dash < 0 || !kind) continue;
+        if (word_end[4] - word[4] == 1 && word[4][0] == '/') {
+            unsigned major = 0, minor = 0;
+            int ok = parse_device(word[2], word_end[2], &major, &minor);
+            sampler.has_root = ok && major != 0;
+            sampler.root_major = major;
+            sampler.root_minor = minor;
+        }
+        size_t device_len = (size_t)(word_end[2] - word[2]);
+        if (!is_real_fs(kind, (size_t)(kind_end - kind)) || n_seen == MAX_SEEN) continue;
+        int known = 0;
+        for (int i = 0; i < n_seen && !known; i++)
+            known = seen_len[i] == device_len && !memcmp(seen[i], word[2], device_len);
+        if (known) continue;
+        seen[n_seen] = word[2];
+        seen_len[n_seen++] = device_len;
+        size_t len = (size_t)(word_end[4] - word[4]);
+        if (clean(word[4], len, MAX_MOUNT, 0)) {
+            point[n_points] = word[4];
+            point_len[n_points++] = len;
+        }
+    }
+    sampler.n_fs = 0;
+    for (int i = 0; i < n_points && sampler.n_fs < MAX_FS; i++) {
+        char path[PATH_ROOM];
+        int n = snprintf(path, sizeof path, "%s%.*s", sampler.fs_root, (int)point_len[i], point[i]);
+        struct statvfs fs;
+        if (n < 0 || (size_t)n >= sizeof path || statvfs(path, &fs) != 0) continue;
+        uint64_t blocks = (uint64_t)fs.f_blocks, size = (uint64_t)fs.f_frsize, total;
+        if (!blocks || (uint64_t)fs.f_bfree > blocks || (uint64_t)fs.f_bavail > blocks ||
+            __builtin_mul_overflow(blocks, size, &total))
+            continue;
+        memcpy(sampler.fs_name[sampler.n_fs], point[i], point_len[i]);
+        sampler.fs_name[sampler.n_fs][point_len[i]] = 0;
+        sampler.fs[sampler.n_fs][0] = total;
+        sampler.fs[sampler.n_fs][1] = (blocks - (uint64_t)fs.f_bfree) * size;
+        sampler.fs[sampler.n_fs][2] = (uint64_t)fs.f_bavail * size;
+        sampler.n_fs++;
+    }
+}
+
+static int no_dot(const struct dirent *entry) { return entry->d_name[0] != '.'; }
+
+/* The firmware's get_throttled under SYS, opened; -1 on a board without it. */
+static int open_throttled(const char *sys) {
+    char path[PATH_ROOM];
+    int n = snprintf(path, sizeof path, "%s/%s", sys, THROTTLED_PATH);
+    int fd = n > 0 && (size_t)n < sizeof path ? open_or(path, -1) : -1;
+    if (fd != -1) return fd;
+    char platform[PATH_ROOM];
+    n = snprintf(platform, sizeof platform, "%s/devices/platform", sys);
+    if (n < 0 || (size_t)n >= sizeof platform) return -1;
+    struct dirent **buses;
+    int count = scandir(platform, &buses, no_dot, alphasort);
+    if (count < 0) return -1;
+    for (int i = 0; i < count; i++) {
+        const char *bus = buses[i]->d_name;
+        n = snprintf(path, sizeof path, "%s/%s/%s:firmware/get_throttled", platform, bus, bus);
+        if (fd == -1 && i < MAX_BUSES && n > 0 && (size_t)n < sizeof path) fd = open_or(path, -1);
+        free(buses[i]);
+    }
+    free(buses);
+    return fd;
+}
+
+/* PROC/NAME opened, or MISSING (-2: /dev/null) where there is none. */
+static int open_in(const char *proc, const char *name, int missing) {
+    char path[PATH_ROOM];
+    int n = snprintf(path, sizeof path, "%s/%s", proc, name);
+    if (n < 0 || (size_t)n >= sizeof path) fail("--proc path is too long");
+    return open_or(path, missing);
+}
+
+static int open_under(const char *proc, const char *name) { return open_in(proc, name, -2); }
+
+static void sampler_open(const char *proc, const char *freq, const char *temp, const char *disk,
+                         const char *sys, const char *fs_root) {
     sampler.stat = open_under(proc, "stat");
     sampler.meminfo = open_under(proc, "meminfo");
     sampler.loadavg = open_under(proc, "loadavg");
@@ -803,6 +1054,18 @@ static void sampler_open(const char *proc, const char *freq, const char *temp, c
     sampler.freq = open_or(freq, -1);
     sampler.temp = open_or(temp, -1);
     sampler.disk_path = disk;
+    /* What a board lacks is never read and never sent, rather than sent as 0. */
+    sampler.throttled = open_throttled(sys);
+    sampler.vmstat = open_in(proc, "vmstat", -1);
+    sampler.diskstats = open_in(proc, "diskstats", -1);
+    sampler.mountinfo = open_in(proc, "self/mountinfo", -1);
+    sampler.fs_root = fs_root;
+    int model = open_in(proc, "device-tree/model", -1);
+    if (model != -1) {
+        size_t n = read_file(&file_text, model, FILE_LIMIT);
+        sampler.has_model = parse_model(file_text.text, n, sampler.model);
+        close(model);
+    }
     /* Read /proc/meminfo only as far as the wanted lines, and a margin for longer numbers. */
     size_t n = read_file(&file_text, sampler.meminfo, FILE_LIMIT);
     sampler.meminfo_size = FILE_LIMIT;
@@ -847,6 +1110,26 @@ static void sample(sample_t *s) {
             s->disk[1] = (uint64_t)(fs.f_blocks - fs.f_bfree) * fs.f_frsize;
             s->disk[2] = (uint64_t)fs.f_bavail * fs.f_frsize;
         }
+        if (sampler.mountinfo != -1) { /* mounts come and go (a USB disk) */
+            read_file(&file_text, sampler.mountinfo, FILE_LIMIT);
+            read_mounts(file_text.text);
+        }
+    }
+    s->has_diskio = 0;
+    if (sampler.diskstats != -1 && sampler.has_root) {
+        read_file(&file_text, sampler.diskstats, FILE_LIMIT);
+        s->has_diskio = parse_diskstats(file_text.text, sampler.root_major, sampler.root_minor,
+                                        s->diskio);
+    }
+    s->has_throttled = 0;
+    if (sampler.throttled != -1) {
+        size_t n = read_file(&file_text, sampler.throttled, 32);
+        s->throttled = parse_throttled(file_text.text, n, &s->has_throttled);
+    }
+    s->has_swap = 0;
+    if (sampler.vmstat != -1) {
+        read_file(&file_text, sampler.vmstat, FILE_LIMIT);
+        s->has_swap = parse_vmstat(file_text.text, s->swap);
     }
     s->cpufreq = 0;
     if (sampler.freq != -1) {
@@ -894,7 +1177,7 @@ static void put_counts(out_t *o, const char *const *keys, const uint64_t *values
 }
 
 static size_t body(char *buf, size_t size, const sample_t *s, long long seq, double ts,
-                   int core_places, int n_net, int meminfo_limit, int keep_cores) {
+                   int core_places, int n_net, int meminfo_limit, int keep_cores, int keep_fs) {
     out_t o = {buf, buf + size, 0};
     puts_(&o, "{\"cpufreq\":");
     put_int(&o, s->cpufreq);
@@ -944,6 +1227,40 @@ static size_t body(char *buf, size_t size, const sample_t *s, long long seq, dou
     }
     puts_(&o, "},\"uptime\":");
     put_num(&o, s->uptime, 1);
+    /* What the board may lack, each only where it has it; the texts are clean (see clean). */
+    if (sampler.has_model) {
+        puts_(&o, ",\"model\":\"");
+        puts_(&o, sampler.model);
+        put(&o, "\"", 1);
+    }
+    if (s->has_throttled) {
+        puts_(&o, ",\"throttled\":");
+        put_uint(&o, s->throttled);
+    }
+    static const char *const pair_keys[2] = {",\"swap\":[", ",\"diskio\":["};
+    const uint64_t *pairs[2] = {s->has_swap ? s->swap : NULL, s->has_diskio ? s->diskio : NULL};
+    for (int k = 0; k < 2; k++) {
+        if (!pairs[k]) continue;
+        puts_(&o, pair_keys[k]);
+        put_uint(&o, pairs[k][0]);
+        put(&o, ",", 1);
+        put_uint(&o, pairs[k][1]);
+        put(&o, "]", 1);
+    }
+    if (keep_fs && sampler.n_fs) {
+        puts_(&o, ",\"fs\":{");
+        for (int i = 0; i < sampler.n_fs; i++) {
+            put(&o, i ? ",\"" : "\"", i ? 2 : 1);
+            puts_(&o, sampler.fs_name[i]);
+            put(&o, "\":[", 3);
+            for (int k = 0; k < 3; k++) {
+                if (k) put(&o, ",", 1);
+                put_uint(&o, sampler.fs[i][k]);
+            }
+            put(&o, "]", 1);
+        }
+        put(&o, "}", 1);
+    }
     put(&o, "}", 1);
     return o.full ? size + 1 : (size_t)(o.at - buf);
 }
@@ -951,14 +1268,15 @@ static size_t body(char *buf, size_t size, const sample_t *s, long long seq, dou
 /* One signed datagram for S into OUT (at least MAX_DATAGRAM bytes); its length, or 0 when
    it cannot fit. As wire.encode: shrink step by step until it fits. */
 static size_t encode(char *out, const sample_t *s, long long seq, double ts) {
-    static const int steps[5][4] = {
-        {3, MAX_IFACES, 16, 1}, {2, MAX_IFACES, 16, 1}, {2, 2, 16, 1}, {2, 2, 16, 0}, {2, 0, 8, 0}};
+    static const int steps[6][5] = {{3, MAX_IFACES, 16, 1, 1}, {2, MAX_IFACES, 16, 1, 1},
+                                    {2, 2, 16, 1, 1},          {2, 2, 16, 0, 1},
+                                    {2, 0, 8, 0, 1},           {2, 0, 8, 0, 0}};
     static const char mark[] = ",\"sig\":\"" SIG_SCHEME ":";
     size_t room = MAX_DATAGRAM - (strlen(SIG_SCHEME) + strlen(fixed.key_id) + 77);
-    for (int step = 0; step < 5; step++) {
+    for (int step = 0; step < 6; step++) {
         int n_net = steps[step][1] < s->n_net ? steps[step][1] : s->n_net;
         size_t n = body(out, room, s, seq, ts, steps[step][0], n_net, steps[step][2],
-                        steps[step][3]);
+                        steps[step][3], steps[step][4]);
         if (n > room) continue;
         char hex[65];
         hmac_hex(out, n, hex);
@@ -1124,7 +1442,8 @@ static double monotonic(void) {
 static const char USAGE[] =
     "usage: bramble-agent --node NAME --group ADDR --port N --interval S --key-fd FD "
     "[--ttl N] [--interface ADDR] [--unicast HOST:PORT]... [--count N] [--boot N] "
-    "[--proc DIR] [--cpufreq FILE] [--thermal FILE] [--disk PATH] [--stdout] [--seq N] [--ts T]"
+    "[--proc DIR] [--sys DIR] [--fs-root DIR] [--cpufreq FILE] [--thermal FILE] [--disk PATH] "
+    "[--stdout] [--seq N] [--ts T]"
     "; or bramble-agent --selftest";
 
 /* A whole number 0 .. MOST from an argument; exit 2 for anything else. */
@@ -1185,7 +1504,7 @@ static const char *read_key(int fd) {
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "--selftest")) return selftest();
     const char *node = NULL, *group = NULL, *interface = "", *proc = "/proc";
-    const char *freq = CPUFREQ_PATH, *temp = THERMAL_PATH, *disk = "/";
+    const char *freq = CPUFREQ_PATH, *temp = THERMAL_PATH, *disk = "/", *sys = "/sys", *fs_root = "";
     const char *unicast[MAX_TARGETS];
     int n_unicast = 0, port = -1, ttl = 1, key_fd = -1, to_stdout = 0, fixed_ts = 0;
     double interval = 0, ts_value = 0;
@@ -1208,6 +1527,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(flag, "--count")) count = number(flag, value, MAX_COUNT);
         else if (!strcmp(flag, "--boot")) boot = number(flag, value, INT64_MAX);
         else if (!strcmp(flag, "--proc")) proc = value;
+        else if (!strcmp(flag, "--sys")) sys = value;
+        else if (!strcmp(flag, "--fs-root")) fs_root = value;
         else if (!strcmp(flag, "--cpufreq")) freq = value;
         else if (!strcmp(flag, "--thermal")) temp = value;
         else if (!strcmp(flag, "--disk")) disk = value;
@@ -1238,7 +1559,7 @@ int main(int argc, char **argv) {
     }
 
     fixed.key_id = read_key(key_fd);
-    sampler_open(proc, freq, temp, disk);
+    sampler_open(proc, freq, temp, disk, sys, fs_root);
     read_file(&file_text, sampler.stat, FILE_LIMIT);
     fixed.node = node;
     fixed.boot = boot ? boot : parse_btime(file_text.text);

@@ -13,8 +13,11 @@ from bramble.telemetry.wire import (
     MAX_CORES,
     MAX_DATAGRAM,
     MAX_FIELD,
+    MAX_FS,
     MAX_IFNAME,
     MAX_KEY_ID,
+    MAX_MODEL,
+    MAX_MOUNT,
     MAX_NAME,
     RANGES,
     SIG_MARK,
@@ -89,7 +92,12 @@ def _number(value: object, what: str, name: str | None = None) -> float:
 
 # Names already found good, by kind: a node sends the same few every time, so each is
 # checked once.
-_good_names: dict[str, set[str]] = {"interface": set(), "meminfo": set(), "disk": set()}
+_good_names: dict[str, set[str]] = {
+    "interface": set(),
+    "meminfo": set(),
+    "disk": set(),
+    "mount": set(),
+}
 
 
 def _names(names: Iterable[str], limit: int, what: str) -> None:
@@ -129,6 +137,56 @@ def _counts(value: object, limit: int, what: str, *, lenient: bool = False) -> d
     if set(map(type, values)) != {int}:
         raise _bad(f"{what} values must be integers")
     raise Rejected("bad_value", f"{what} values must be within {low:g}..{high:g}")
+
+
+def _integers(value: object, count: int, what: str) -> tuple[int, ...]:
+    """A list of COUNT integers within RANGES[WHAT]."""
+    if type(value) is not list or len(value) != count or {type(v) for v in value} != {int}:
+        raise _bad(f"{what} must be a list of {count} integers")
+    low, high = RANGES[what]
+    if not (low <= min(value) and max(value) <= high):
+        raise Rejected("bad_value", f"{what} values must be within {low:g}..{high:g}")
+    return tuple(value)
+
+
+def _board(
+    obj: dict[str, object],
+) -> tuple[
+    str | None,
+    int | None,
+    tuple[int, int] | None,
+    tuple[int, int] | None,
+    dict[str, tuple[int, int, int]],
+]:
+    """What only some boards send (model, throttled, swap, diskio, fs): each None (or empty)
+    when absent, never 0."""
+    model = obj.get("model")
+    if model is not None:
+        if type(model) is not str:
+            raise _bad("model must be a string")
+        if not 0 < len(model) <= MAX_MODEL or not model.isprintable():
+            raise Rejected("bad_text", f"model must be 1 to {MAX_MODEL} printable characters")
+    throttled = obj.get("throttled")
+    if throttled is not None:
+        if type(throttled) is not int:
+            raise _bad("throttled must be an integer")
+        _number(throttled, "throttled")
+    swap = obj.get("swap")
+    diskio = obj.get("diskio")
+    fs_raw = obj.get("fs", {})
+    if type(fs_raw) is not dict or len(fs_raw) > MAX_FS:
+        raise _bad(f"fs must be an object of at most {MAX_FS} filesystems")
+    fs: dict[str, tuple[int, int, int]] = {}
+    if fs_raw:
+        _names(fs_raw, MAX_MOUNT, "mount")
+        for point, row in fs_raw.items():
+            total, used, free = _integers(row, 3, "fs")
+            fs[point] = (total, used, free)
+    pairs: list[tuple[int, int] | None] = []
+    for what, value in (("swap", swap), ("diskio", diskio)):
+        pair = None if value is None else _integers(value, 2, what)
+        pairs.append(None if pair is None else (pair[0], pair[1]))
+    return model, throttled, pairs[0], pairs[1], fs
 
 
 def _sample(obj: dict[str, object], signed: bool) -> Sample:
@@ -175,6 +233,7 @@ def _sample(obj: dict[str, object], signed: bool) -> Sample:
         _counts(obj.get("disk", {}), 8, "disk"),
         net,
         float(_number(obj.get("uptime", 0), "uptime")),
+        *_board(obj),
     )
 
 

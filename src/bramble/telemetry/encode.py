@@ -15,6 +15,7 @@ from bramble.telemetry.wire import (
     KEY_ID_CHARS,
     MAX_CORES,
     MAX_DATAGRAM,
+    MAX_FS,
     MAX_IFACES,
     MAX_KEY_ID,
     MAX_MEMINFO,
@@ -61,12 +62,32 @@ def _counts(values: dict[str, int], limit: int) -> str:
     return ",".join(f"{_quote(k)}:{_count(v)}" for k, v in list(values.items())[:limit])
 
 
+def _extra(sample: Sample, keep_fs: bool) -> str:
+    """The keys a board has or lacks, after `uptime`, each only where the board has it."""
+    model, throttled, swap, diskio, fs = sample[9:]
+    text = "" if model is None else f',"model":{_quote(model)}'
+    if throttled is not None:
+        text += f',"throttled":{_count(throttled)}'
+    if swap is not None:
+        text += f',"swap":[{_count(swap[0])},{_count(swap[1])}]'
+    if diskio is not None:
+        text += f',"diskio":[{_count(diskio[0])},{_count(diskio[1])}]'
+    if fs and keep_fs:
+        rows = ",".join(
+            f"{_quote(k)}:[{_count(v[0])},{_count(v[1])},{_count(v[2])}]"
+            for k, v in list(fs.items())[:MAX_FS]
+        )
+        text += f',"fs":{{{rows}}}'
+    return text
+
+
 def _body(
     sample: Sample,
     head: str,
     core_places: int,
     net: list[tuple[str, tuple[int, int]]],
     meminfo_limit: int,
+    keep_fs: bool = True,
 ) -> bytes:
     load = sample.loadavg
     cores = ",".join([_num(c, core_places) for c in sample.cores[:MAX_CORES]])
@@ -77,7 +98,7 @@ def _body(
         f'"loadavg":[{_num(load[0], 2)},{_num(load[1], 2)},{_num(load[2], 2)}],'
         f'"meminfo":{{{_counts(sample.meminfo, meminfo_limit)}}},{head}'
         f'"cores":[{cores}],"disk":{{{_counts(sample.disk, 8)}}},"net":{{{ifaces}}},'
-        f'"uptime":{_num(sample.uptime, 1)}}}'
+        f'"uptime":{_num(sample.uptime, 1)}{_extra(sample, keep_fs)}}}'
     )
     return text.encode("ascii")
 
@@ -124,17 +145,18 @@ def encode(
     )
     room = MAX_DATAGRAM - (len(SIG_SCHEME) + len(key_id) + 77 if key is not None else 0)
     # Shrink step by step until it fits: coarser per-core figures, fewer interfaces, then
-    # no per-core detail; the original five keys always stay.
+    # no per-core detail, then no filesystems; the original five keys always stay.
     net = _busiest(sample.net, MAX_IFACES)
-    for core_places, iface_limit, meminfo_limit, keep_cores in (
-        (3, MAX_IFACES, MAX_MEMINFO, True),
-        (2, MAX_IFACES, MAX_MEMINFO, True),
-        (2, 2, MAX_MEMINFO, True),
-        (2, 2, MAX_MEMINFO, False),
-        (2, 0, 8, False),
+    for core_places, iface_limit, meminfo_limit, keep_cores, keep_fs in (
+        (3, MAX_IFACES, MAX_MEMINFO, True, True),
+        (2, MAX_IFACES, MAX_MEMINFO, True, True),
+        (2, 2, MAX_MEMINFO, True, True),
+        (2, 2, MAX_MEMINFO, False, True),
+        (2, 0, 8, False, True),
+        (2, 0, 8, False, False),
     ):
         smaller = sample if keep_cores else sample._replace(cores=())
-        body = _body(smaller, head, core_places, net[:iface_limit], meminfo_limit)
+        body = _body(smaller, head, core_places, net[:iface_limit], meminfo_limit, keep_fs)
         if len(body) <= room:
             return sign(body, key, key_id) if key is not None else body
     raise ValueError(f"telemetry sample does not fit in {MAX_DATAGRAM} bytes")
@@ -184,13 +206,13 @@ class Encoder:
             '{"cpufreq":%d,"cputemp":%r,"cpuusage":%r,"loadavg":[%r,%r,%r],'
             f'"meminfo":{{{_template(meminfo, ":%d")}}},{self._head}'
             f'"cores":[{",".join(["%r"] * cores)}],"disk":{{{_template(disk, ":%d")}}},'
-            f'"net":{{{_template(net, ":[%d,%d]")}}},"uptime":%r}}'
+            f'"net":{{{_template(net, ":[%d,%d]")}}},"uptime":%r%s}}'
         ).encode("ascii")
         return template
 
     def encode(self, sample: Sample, seq: int, ts: float) -> bytes:
         """One datagram for SAMPLE: what `encode(sample, seq=SEQ, ts=TS, ...)` returns."""
-        cpufreq, cputemp, cpuusage, load, meminfo, cores, disk, net, uptime = sample
+        cpufreq, cputemp, cpuusage, load, meminfo, cores, disk, net, uptime = sample[:9]
         shape: _Shape = (tuple(meminfo), tuple(disk), tuple(net), len(cores))
         template = self._formats.get(shape)
         if template is None:
@@ -218,6 +240,7 @@ class Encoder:
                 *disk.values(),
                 *sum(net.values(), ()),
                 round(uptime, 1),
+                _extra(sample, True).encode("ascii"),
             )
         except TypeError:  # a value of another type than the sampler's
             return self._encode(sample, seq, ts)

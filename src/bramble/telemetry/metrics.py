@@ -8,7 +8,7 @@ computed here once, on the master, and sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,16 +24,21 @@ class Metric:
     the nodes' values; STORED if history keeps it (a column), and its Prometheus gauge name
     (without the `bramble_node_` prefix) if `/metrics` exports it. History keeps a value as
     an integer count of 1/SCALE units: the precision of what the agent reads (millidegrees,
-    hundredths of load), or what the API shows (four decimals of a ratio)."""
+    hundredths of load), or what the API shows (four decimals of a ratio).
+
+    READ gives None where the node does not report the metric (a board without the
+    firmware's flags): it is then absent, never 0. A RATE metric is not read from one sample
+    but from the node's last two (the master's `rates`, by name)."""
 
     name: str
     unit: str
     help: str
-    read: Callable[[Sample, float, float], float]
+    read: Callable[[Sample, float, float], float | None]
     cluster: Aggregation
     stored: bool = True
     prometheus: str | None = None
     scale: int = 1
+    rate: bool = False
 
 
 def _available(sample: Sample) -> int:
@@ -43,6 +48,24 @@ def _available(sample: Sample) -> int:
 
 def _percent(part: float, whole: float) -> float:
     return 100.0 * part / whole if whole > 0 else 0.0
+
+
+def _flag(bit: int) -> Callable[[Sample, float, float], float | None]:
+    """A bit of the Raspberry Pi firmware's throttling flags: 1.0 or 0.0, None off a Pi."""
+    return lambda s, rx, tx: None if s.throttled is None else float(s.throttled >> bit & 1)
+
+
+def _fullest(sample: Sample) -> float | None:
+    used = [_percent(used, total) for total, used, _free in sample.fs.values()]
+    return max(used) if used else None
+
+
+def _no_read(sample: Sample, rx: float, tx: float) -> None:
+    return None
+
+
+RATES = ("disk_read", "disk_write", "swap_in", "swap_out")
+"""The rate metrics the master derives from a node's counters, beside net_rx and net_tx."""
 
 
 # History's columns are the stored metrics in this order: add new ones at the end.
@@ -82,6 +105,42 @@ METRICS: tuple[Metric, ...] = (
     Metric("disk_used_percent", "%", "root filesystem used, per cent of its size (0 when "
            "unknown)", lambda s, rx, tx: _percent(s.disk.get("used", 0), s.disk.get("total", 0)),
            "mean", stored=False),
+    # What only some boards report (absent elsewhere, never 0). Not stored: history's blocks
+    # keep per-core columns right after the stored metrics, so a new column needs a new
+    # block layout first.
+    Metric("undervoltage", "", "1 while the supply is under-voltage now (Raspberry Pi "
+           "firmware flag, bit 0), else 0", _flag(0), "max", stored=False,
+           prometheus="undervoltage"),
+    Metric("freq_capped", "", "1 while the ARM frequency is capped now (bit 1), else 0",
+           _flag(1), "max", stored=False, prometheus="frequency_capped"),
+    Metric("throttled", "", "1 while the firmware throttles the CPU now (bit 2), else 0",
+           _flag(2), "max", stored=False, prometheus="throttled"),
+    Metric("soft_temp_limit", "", "1 while the soft temperature limit is active now (bit 3), "
+           "else 0", _flag(3), "max", stored=False, prometheus="soft_temperature_limit"),
+    Metric("undervoltage_since_boot", "", "1 if the supply has been under-voltage since boot "
+           "(bit 16), else 0", _flag(16), "max", stored=False,
+           prometheus="undervoltage_since_boot"),
+    Metric("freq_capped_since_boot", "", "1 if the ARM frequency has been capped since boot "
+           "(bit 17), else 0", _flag(17), "max", stored=False,
+           prometheus="frequency_capped_since_boot"),
+    Metric("throttled_since_boot", "", "1 if the firmware has throttled the CPU since boot "
+           "(bit 18), else 0", _flag(18), "max", stored=False,
+           prometheus="throttled_since_boot"),
+    Metric("soft_temp_limit_since_boot", "", "1 if the soft temperature limit has been active "
+           "since boot (bit 19), else 0", _flag(19), "max", stored=False,
+           prometheus="soft_temperature_limit_since_boot"),
+    Metric("disk_read", "bytes/s", "bytes read from the root filesystem's device",
+           _no_read, "sum", stored=False, prometheus="disk_read_bytes_per_second", rate=True),
+    Metric("disk_write", "bytes/s", "bytes written to the root filesystem's device",
+           _no_read, "sum", stored=False, prometheus="disk_write_bytes_per_second", rate=True),
+    Metric("swap_in", "pages/s", "pages swapped in (the kernel's page size: 4 KiB on most "
+           "boards, 16 KiB on a Pi 5)", _no_read, "sum", stored=False,
+           prometheus="swap_in_pages_per_second", rate=True),
+    Metric("swap_out", "pages/s", "pages swapped out", _no_read, "sum", stored=False,
+           prometheus="swap_out_pages_per_second", rate=True),
+    Metric("fs_used_percent_max", "%", "the fullest real filesystem (ext4, vfat, btrfs, xfs, "
+           "f2fs, ...), per cent of its size", lambda s, rx, tx: _fullest(s), "max",
+           stored=False, prometheus="filesystem_used_percent_max"),
 )  # fmt: skip
 
 CONDITIONS: dict[str, str] = {
@@ -98,11 +157,32 @@ STORED: tuple[Metric, ...] = tuple(m for m in METRICS if m.stored)
 EXPORTED: tuple[Metric, ...] = tuple(m for m in METRICS if m.prometheus)
 
 
-def values(sample: Sample, net_rx: float, net_tx: float) -> dict[str, float]:
-    """Every metric of SAMPLE (and the node's network rates), by name."""
-    return {m.name: m.read(sample, net_rx, net_tx) for m in METRICS}
+def read(
+    metric: Metric,
+    sample: Sample,
+    net_rx: float,
+    net_tx: float,
+    rates: Mapping[str, float] | None = None,
+) -> float | None:
+    """METRIC of SAMPLE (with the node's network RATES, and the others): None if absent."""
+    if metric.rate:
+        return None if rates is None else rates.get(metric.name)
+    return metric.read(sample, net_rx, net_tx)
+
+
+def values(
+    sample: Sample, net_rx: float, net_tx: float, rates: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Every metric SAMPLE has (with the node's network rates, and the other RATES), by name;
+    those it does not report are left out."""
+    out = {}
+    for m in METRICS:
+        value = read(m, sample, net_rx, net_tx, rates)
+        if value is not None:
+            out[m.name] = value
+    return out
 
 
 def stored_values(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
-    """The stored metrics of SAMPLE, in history's column order."""
-    return tuple(float(m.read(sample, net_rx, net_tx)) for m in STORED)
+    """The stored metrics of SAMPLE, in history's column order (every one always read)."""
+    return tuple(float(m.read(sample, net_rx, net_tx) or 0.0) for m in STORED)

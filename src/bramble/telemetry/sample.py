@@ -2,7 +2,9 @@
 
 The parsers are pure functions of the files' bytes, tested on captured files. `Sampler` is the
 edge: it keeps the files open and re-reads them with `os.pread`, which is the cheapest way to
-sample every interval. A missing sensor (no cpufreq, no thermal zone) reads as 0, never an error.
+sample every interval. A missing sensor (no cpufreq, no thermal zone) reads as 0, never an error;
+the signals added later (firmware flags, board model, swap and disk I/O counters, filesystems)
+read as absent (None, or left out) where the board lacks them.
 
 The agent samples every second for months on small boards, and most of its cost is the
 interpreter running cold code after each sleep, so each parser is a few whole-buffer passes
@@ -14,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from bramble.telemetry.wire import Sample
+from bramble.telemetry.wire import MAX_FS, MAX_MODEL, MAX_MOUNT, Sample
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:
@@ -36,6 +38,13 @@ MEMINFO_KEYS = (
 )
 CPUFREQ_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"
 THERMAL_PATH = "/sys/class/thermal/thermal_zone0/temp"
+# The Raspberry Pi firmware driver's flags (raspberrypi.c: "%x\n"): where Raspberry Pi OS
+# has them, else under the first `devices/platform/<bus>/<bus>:firmware/` that has them.
+THROTTLED_PATH = "devices/platform/soc/soc:firmware/get_throttled"
+# Filesystems on a block device; network, virtual and memory filesystems are left out
+# (statvfs of a dead NFS server would hang the agent).
+REAL_FS = frozenset([b"ext2", b"ext3", b"ext4", b"vfat", b"exfat", b"btrfs", b"xfs", b"f2fs"])
+MAX_SEEN = 64  # real mounts looked at in the mount table: a bound on each pass
 DISK_EVERY = 10
 # What both agents keep (the compiled one in 64 bits, on 32-bit boards too); a reading past
 # it is refused on purpose, alike by both, as each parser says.
@@ -233,6 +242,148 @@ def parse_khz_as_mhz(data: bytes) -> int:
     return khz // 1000 if -TOP <= khz <= TOP else 0
 
 
+def _clean(text: bytes, limit: int, space: bool) -> str | None:
+    """TEXT as a str if it is 1..LIMIT printable ASCII characters without a quote or a
+    backslash (nor a space unless SPACE): what both agents send without escaping."""
+    if not 0 < len(text) <= limit:
+        return None
+    for c in text:
+        if c < 0x20 or c > 0x7E or c == 0x22 or c == 0x5C or (c == 0x20 and not space):
+            return None
+    return text.decode("ascii")
+
+
+def parse_model(data: bytes) -> str | None:
+    """The board model from the device tree's `model` (NUL-terminated); None when there is
+    none, or it is not 1..MAX_MODEL printable ASCII characters."""
+    return _clean(data.rstrip(b"\0").strip(b" \t\n\r\v\f"), MAX_MODEL, True)
+
+
+def parse_throttled(data: bytes) -> int | None:
+    """The firmware's throttling flags from get_throttled (hex, as the kernel prints them,
+    whitespace around); None unless 1 to 8 hex digits."""
+    word = data.strip(b" \t\n\r\v\f")
+    if not 0 < len(word) <= 8 or word.strip(b"0123456789abcdefABCDEF"):
+        return None
+    return int(word, 16)
+
+
+def _counter(data: bytes, name: bytes) -> int | None:
+    start = data.find(name)
+    if start == -1:
+        return None
+    word = data[start + len(name) :].split(None, 1)
+    if not word or not word[0].isdigit() or not word[0].isascii():
+        return None
+    value = int(word[0])
+    return value if value <= COUNTER_TOP else None
+
+
+def parse_vmstat(data: bytes) -> tuple[int, int] | None:
+    """Pages swapped in and out since boot (pswpin, pswpout) from /proc/vmstat; None when
+    either is missing or not a count within 0 .. 2^64 - 1."""
+    data = b"\n" + data
+    swap_in = _counter(data, b"\npswpin ")
+    swap_out = _counter(data, b"\npswpout ")
+    return None if swap_in is None or swap_out is None else (swap_in, swap_out)
+
+
+def parse_diskstats(data: bytes, device: tuple[int, int]) -> tuple[int, int] | None:
+    """Bytes read and written since boot by DEVICE (major, minor) from /proc/diskstats
+    (sectors of 512 bytes, whatever the disk's own); None when it has no line, or a count
+    is not a number whose bytes fit in 0 .. 2^64 - 1."""
+    key = b"%d %d " % device
+    for line in data.split(b"\n"):
+        words = line.split()
+        if len(words) < 10 or b"%s %s " % (words[0], words[1]) != key:
+            continue
+        read, written = words[5], words[9]
+        if not (read.isdigit() and written.isdigit() and (read + written).isascii()):
+            return None
+        reads, writes = int(read) * 512, int(written) * 512
+        return (reads, writes) if max(reads, writes) <= COUNTER_TOP else None
+    return None
+
+
+def _device(text: bytes) -> tuple[int, int] | None:
+    major, colon, minor = text.partition(b":")
+    if not (colon and major.isdigit() and minor.isdigit() and (major + minor).isascii()):
+        return None
+    if len(major) > 9 or len(minor) > 9:
+        return None
+    return int(major), int(minor)
+
+
+def parse_mountinfo(data: bytes) -> tuple[tuple[int, int] | None, list[tuple[str, bytes]]]:
+    """From /proc/self/mountinfo: the root filesystem's device (major, minor; None when it
+    has none, as an overlay or a btrfs subvolume), and the real filesystems to measure:
+    mount point and device text of each, in the table's order, one per device, at most
+    MAX_SEEN looked at. A mount point that is not plain printable ASCII of at most
+    MAX_MOUNT characters (the kernel writes a space as \\040) is left out."""
+    root: tuple[int, int] | None = None
+    mounts: list[tuple[str, bytes]] = []
+    seen: list[bytes] = []
+    for line in data.split(b"\n"):
+        words = line.split(b" ")
+        if len(words) < 10:
+            continue
+        try:
+            dash = words.index(b"-", 6)
+        except ValueError:
+            continue
+        if dash + 1 >= len(words):
+            continue
+        device, point, kind = words[2], words[4], words[dash + 1]
+        if point == b"/":
+            found = _device(device)
+            root = found if found is not None and found[0] != 0 else None
+        if kind not in REAL_FS or len(seen) == MAX_SEEN or device in seen:
+            continue
+        seen.append(device)
+        name = _clean(point, MAX_MOUNT, False)
+        if name is not None:
+            mounts.append((name, device))
+    return root, mounts
+
+
+def read_fs(
+    mounts: Sequence[tuple[str, bytes]], prefix: str = ""
+) -> dict[str, tuple[int, int, int]]:
+    """Total, used and free bytes of each mount point (under PREFIX) that statvfs reads and
+    that has a size, the first MAX_FS of them."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for point, _device_text in mounts:
+        if len(out) == MAX_FS:
+            break
+        try:
+            fs = os.statvfs(prefix + point)
+        except OSError:
+            continue
+        if fs.f_blocks <= 0 or fs.f_bfree > fs.f_blocks or fs.f_bavail > fs.f_blocks:
+            continue  # no size (a pseudo filesystem), or counts that cannot be
+        total = fs.f_blocks * fs.f_frsize
+        if total <= COUNTER_TOP:
+            used = (fs.f_blocks - fs.f_bfree) * fs.f_frsize
+            out[point] = (total, used, fs.f_bavail * fs.f_frsize)
+    return out
+
+
+def open_throttled(sysfs: str) -> int:
+    """The firmware's get_throttled under SYSFS, opened; -1 on a board without it."""
+    paths = [f"{sysfs}/{THROTTLED_PATH}"]
+    platform = f"{sysfs}/devices/platform"
+    try:
+        buses = sorted(os.listdir(platform))[:256]
+    except OSError:
+        buses = []
+    paths += [f"{platform}/{bus}/{bus}:firmware/get_throttled" for bus in buses if bus[0] != "."]
+    for path in paths:
+        fd = _open(path, missing=-1)
+        if fd != -1:
+            return fd
+    return -1
+
+
 def read_disk(path: str) -> dict[str, int]:
     """Total, used and free bytes of the filesystem holding PATH; empty if unreadable."""
     try:
@@ -277,6 +428,8 @@ class Sampler:
         cpufreq_path: str = CPUFREQ_PATH,
         thermal_path: str = THERMAL_PATH,
         disk_path: str = "/",
+        sysfs: str = "/sys",
+        fs_root: str = "",
     ) -> None:
         self._stat = _open(f"{proc}/stat")
         self._meminfo = _open(f"{proc}/meminfo")
@@ -289,6 +442,19 @@ class Sampler:
         self._temp = _open(thermal_path, missing=-1)
         self._disk_path = disk_path
         self._disk: dict[str, int] = {}
+        # What a board lacks (no firmware flags off a Raspberry Pi, no swap counters in a
+        # container) is never read and never sent, rather than sent as 0.
+        self._throttled = open_throttled(sysfs)
+        self._vmstat = _open(f"{proc}/vmstat", missing=-1)
+        self._diskstats = _open(f"{proc}/diskstats", missing=-1)
+        self._mountinfo = _open(f"{proc}/self/mountinfo", missing=-1)
+        self._fs_root = fs_root
+        self._root_device: tuple[int, int] | None = None
+        self._fs: dict[str, tuple[int, int, int]] = {}
+        model = _open(f"{proc}/device-tree/model", missing=-1)
+        self.model = parse_model(_read_all(model)) if model != -1 else None
+        if model != -1:
+            os.close(model)
         self._samples = 0
         stat = _read_all(self._stat)
         self.boot = parse_btime(stat)
@@ -323,6 +489,12 @@ class Sampler:
         self._samples += 1
         if self._samples % DISK_EVERY == 1:  # disk use moves slowly; spare the syscall
             self._disk = read_disk(self._disk_path)
+            if self._mountinfo != -1:  # mounts come and go (a USB disk)
+                self._root_device, mounts = parse_mountinfo(_read_all(self._mountinfo))
+                self._fs = read_fs(mounts, self._fs_root)
+        diskio = None
+        if self._diskstats != -1 and self._root_device is not None:
+            diskio = parse_diskstats(_read_all(self._diskstats), self._root_device)
         return Sample(
             parse_khz_as_mhz(pread(self._freq, 32, 0)) if self._freq != -1 else 0,
             parse_millidegrees(pread(self._temp, 32, 0)) if self._temp != -1 else 0.0,
@@ -337,6 +509,11 @@ class Sampler:
                 if self._uptime == -1
                 else parse_uptime(pread(self._uptime, 128, 0))
             ),
+            self.model,
+            parse_throttled(pread(self._throttled, 32, 0)) if self._throttled != -1 else None,
+            parse_vmstat(_read_all(self._vmstat)) if self._vmstat != -1 else None,
+            diskio,
+            self._fs,
         )
 
     def _sample_again(self) -> Sample:
@@ -365,8 +542,13 @@ class Sampler:
             self._uptime,
             self._freq,
             self._temp,
+            self._throttled,
+            self._vmstat,
+            self._diskstats,
+            self._mountinfo,
         ):
             if fd != -1:
                 os.close(fd)
         self._stat = self._meminfo = self._loadavg = self._netdev = -1
         self._uptime = self._freq = self._temp = -1
+        self._throttled = self._vmstat = self._diskstats = self._mountinfo = -1

@@ -34,6 +34,9 @@ MAX_IFACES = 8
 MAX_MEMINFO = 16
 MAX_NAME = 63
 MAX_KEY_ID = 32
+MAX_FS = 4  # filesystems sent: the first real ones of the mount table
+MAX_MOUNT = 48  # characters of a mount point sent (printable ASCII, no space, quote or backslash)
+MAX_MODEL = 64  # characters of the board model sent (printable ASCII, no quote or backslash)
 LEGACY_INTERVAL = 2.0  # the original C daemon sends every 2 s
 KEY_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -67,6 +70,10 @@ RANGES = {
     "interval": (0.001, 3600),  # seconds
     "boot": (0, 2**63 - 1),
     "seq": (0, 2**63 - 1),
+    "throttled": (0, 2**32 - 1),  # the firmware's flags, a 32-bit word
+    "swap": (0, 2**64 - 1),  # pages swapped in, out since boot
+    "diskio": (0, 2**64 - 1),  # bytes read, written since boot
+    "fs": (0, 2**64 - 1),  # bytes
 }
 # Strings: node names as MAX_NAME says; interface names as the kernel allows them (IFNAMSIZ);
 # meminfo and disk keys short. All printable: no control characters, no lone surrogates.
@@ -97,6 +104,11 @@ if TYPE_CHECKING:
         disk: dict[str, int] = {}  # noqa: RUF012
         net: dict[str, tuple[int, int]] = {}  # noqa: RUF012
         uptime: float = 0.0
+        model: str | None = None
+        throttled: int | None = None
+        swap: tuple[int, int] | None = None
+        diskio: tuple[int, int] | None = None
+        fs: dict[str, tuple[int, int, int]] = {}  # noqa: RUF012
 
     class Packet(NamedTuple):
         """A decoded, verified datagram."""
@@ -113,8 +125,9 @@ if TYPE_CHECKING:
 else:  # the same tuples without importing `typing` (2 MiB) into the agent
     Sample = namedtuple(
         "Sample",
-        "cpufreq cputemp cpuusage loadavg meminfo cores disk net uptime",
-        defaults=((), {}, {}, 0.0),
+        "cpufreq cputemp cpuusage loadavg meminfo cores disk net uptime "
+        "model throttled swap diskio fs",
+        defaults=((), {}, {}, 0.0, None, None, None, None, {}),
     )
     Sample.__doc__ = "What a node measured in one interval."
     Packet = namedtuple("Packet", "node boot seq ts interval sample signed key_id")
