@@ -31,6 +31,7 @@ from bramble.master.views import (
     Change,
     ClusterSeries,
     HealthView,
+    MetricInfo,
     NodeMetric,
     NodeSeries,
     NodeView,
@@ -39,12 +40,32 @@ from bramble.master.views import (
     Snapshot,
     Stats,
 )
-from bramble.telemetry.metrics import STORED
+from bramble.telemetry.metrics import ABSENT_AT_ZERO, METRICS, STORED
 
 STATIC = Path(str(resources.files("bramble.master") / "static"))
 PLACEHOLDER = "<!doctype html><title>bramble</title><p>bramble master: see <a href=/docs>/docs</a>"
 HISTORY_METRICS = tuple(m.name for m in STORED)
+MAX_RANGE = 400 * 86400
+"""The longest range a history query may span, seconds (beyond what any tier keeps)."""
+SINCE = Query(
+    allow_inf_nan=False,
+    description="epoch seconds, or negative: seconds ago (default 15 min before until)",
+)
+UNTIL = Query(
+    allow_inf_nan=False, description="epoch seconds, or negative: seconds ago (default now)"
+)
 T = TypeVar("T")
+REGISTRY = [
+    MetricInfo(
+        name=m.name,
+        unit=m.unit,
+        help=m.help,
+        cluster=m.cluster,
+        stored=m.stored,
+        absent_at_zero=m.name in ABSENT_AT_ZERO,
+    )
+    for m in METRICS
+]
 
 
 class NodeSource(Protocol):
@@ -86,18 +107,28 @@ class NodeSource(Protocol):
 class HistorySource(Protocol):
     """The stored history, as the API reads it."""
 
-    def resolve(self, since: float | None, step: float | None, now: float) -> tuple[float, float]:
-        """Absolute SINCE and the step to use."""
+    def resolve(
+        self, since: float | None, step: float | None, now: float, until: float | None = None
+    ) -> tuple[float, float]:
+        """Absolute SINCE and the step to use for the range up to UNTIL (default NOW)."""
         ...
 
     def node_series(
-        self, node: str, metrics: list[str], since: float, step: float, now: float
+        self,
+        node: str,
+        metrics: list[str],
+        since: float,
+        step: float,
+        now: float,
+        until: float | None = None,
     ) -> dict[str, list[Point]]:
-        """Each of METRICS for NODE since SINCE, per STEP seconds."""
+        """Each of METRICS for NODE from SINCE to UNTIL (default NOW), per STEP seconds."""
         ...
 
-    def cluster_series(self, metric: str, since: float, step: float, now: float) -> list[Point]:
-        """METRIC over all nodes since SINCE, per STEP seconds."""
+    def cluster_series(
+        self, metric: str, since: float, step: float, now: float, until: float | None = None
+    ) -> list[Point]:
+        """METRIC over all nodes from SINCE to UNTIL (default NOW), per STEP seconds."""
         ...
 
 
@@ -136,6 +167,21 @@ def _metric_names(metric: str) -> list[str]:
     return names
 
 
+def _window(
+    history: HistorySource, since: float | None, until: float | None, step: float | None, now: float
+) -> tuple[float, float, float | None]:
+    """The absolute start, step and end (None: up to now) of a history query; 422 unless
+    UNTIL comes after SINCE and the range is at most MAX_RANGE."""
+    end = None if until is None else (now + until if until <= 0 else until)
+    start, width = history.resolve(since, step, now, end)
+    stop = now if end is None else end
+    if stop <= start:
+        raise HTTPException(422, "until must come after since (until is now when not given)")
+    if stop - start > MAX_RANGE:
+        raise HTTPException(422, f"give a range of at most {MAX_RANGE // 86400} days")
+    return start, width, end
+
+
 def _stored(read: Callable[[], T]) -> T:
     """READ from history; 503 saying why when history cannot be read (see /api/health)."""
     try:
@@ -165,15 +211,14 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
         metric: Annotated[str, Query(description="metric, or several separated by commas")] = (
             "cpuusage"
         ),
-        since: Annotated[
-            float | None, Query(description="epoch seconds, or negative: seconds ago")
-        ] = None,
+        since: Annotated[float | None, SINCE] = None,
+        until: Annotated[float | None, UNTIL] = None,
         step: Annotated[float | None, Query(gt=0, description="seconds per point")] = None,
     ) -> NodeSeries | NodeMetric:
         names = _metric_names(metric)
         now = time.time()
-        start, width = history.resolve(since, step, now)
-        series = _stored(lambda: history.node_series(name, names, start, width, now))
+        start, width, end = _window(history, since, until, step, now)
+        series = _stored(lambda: history.node_series(name, names, start, width, now, end))
         if source.node(name) is None and not any(series.values()):
             raise HTTPException(404, f"no node called '{name}'")
         if "," in metric:
@@ -183,7 +228,8 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
     @routes.get("/api/cluster/history", summary="A metric over all nodes (mean or sum)")
     def cluster_history(
         metric: str = "cpuusage",
-        since: float | None = None,
+        since: Annotated[float | None, SINCE] = None,
+        until: Annotated[float | None, UNTIL] = None,
         step: Annotated[float | None, Query(gt=0)] = None,
     ) -> ClusterSeries:
         if metric not in HISTORY_METRICS:
@@ -191,9 +237,13 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
                 422, f"unknown metric '{metric}': use one of {', '.join(HISTORY_METRICS)}"
             )
         now = time.time()
-        start, width = history.resolve(since, step, now)
-        points = _stored(lambda: history.cluster_series(metric, start, width, now))
+        start, width, end = _window(history, since, until, step, now)
+        points = _stored(lambda: history.cluster_series(metric, start, width, now, end))
         return ClusterSeries(metric=metric, step=width, points=points)
+
+    @routes.get("/api/registry", summary="Every metric of the registry: name, unit, what it is")
+    def registry() -> list[MetricInfo]:
+        return REGISTRY
 
     @routes.get("/api/changes", summary="Recent node events, newest first")
     async def changes(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Change]:

@@ -134,31 +134,37 @@ class HistoryReader:
         return covering[0] if covering else TIERS[-1]
 
     @staticmethod
-    def resolve(since: float | None, step: float | None, now: float) -> tuple[float, float]:
-        """Absolute SINCE (negative means seconds ago; default 15 min) and a sane STEP."""
-        start = now - 900 if since is None else (now + since if since <= 0 else since)
-        span = max(1.0, now - start)
+    def resolve(
+        since: float | None, step: float | None, now: float, until: float | None = None
+    ) -> tuple[float, float]:
+        """Absolute SINCE (negative means seconds ago; default 15 min before UNTIL) and a sane
+        STEP for the range up to UNTIL (epoch seconds; default NOW)."""
+        end = now if until is None else until
+        start = end - 900 if since is None else (now + since if since <= 0 else since)
+        span = max(1.0, end - start)
         least = span / MAX_POINTS
         chosen = max(step or 0.0, least, 1.0)
         if step is None:
             chosen = max(chosen, span / 300)
         return start, float(math.ceil(chosen))
 
-    def _ranges(self, tier: str, since: float) -> list[tuple[str, int, int]]:
-        """Where each part of the time from SINCE is read: TIER up to what it has rolled up,
-        the finer tiers after that, the raw tier (and the head) to the end."""
+    def _ranges(self, tier: str, since: float, until: float | None) -> list[tuple[str, int, int]]:
+        """Where each part of the time from SINCE to UNTIL (None: whatever came last, a
+        node's clock a little ahead included) is read: TIER up to what it has rolled up, the
+        finer tiers after that, the raw tier (and the head) to the end."""
         names = [t for t, _ in TIERS]
         rolled = {
             str(k).removeprefix("rolled."): int(v) * MS
             for k, v in self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'rolled.%'")
         }
         out, lo = [], int(since * MS)
+        end = 1 << 62 if until is None else int(until * MS)
         for name in reversed(names[: names.index(tier) + 1]):
-            hi = rolled.get(name, 0) if name != "raw" else 1 << 62
+            hi = min(rolled.get(name, 0) if name != "raw" else end, end)
             if hi > lo:
                 out.append((name, lo, hi))
                 lo = hi
-        return out
+        return out or [("raw", lo, max(lo, end))]
 
     def _column(
         self, key: tuple[int, int, int, int, int], data: bytes | None
@@ -237,10 +243,10 @@ class HistoryReader:
             return self._head(names)
 
     @staticmethod
-    def _add_head(rows: Rows, column: int, lo: int, grid: Grid) -> None:
-        have = sorted((t, v[column]) for t, v in rows if t >= lo and len(v) > column)
+    def _add_head(rows: Rows, column: int, lo: int, hi: int, grid: Grid) -> None:
+        have = sorted((t, v[column]) for t, v in rows if lo <= t < hi and len(v) > column)
         prefix = list(accumulate((v for _, v in have), initial=0))
-        grid.add([t for t, _ in have], prefix, lo, 1 << 62)
+        grid.add([t for t, _ in have], prefix, lo, hi)
 
     @staticmethod
     def _grid(since: float, now: float, step: float, tier_width: int) -> Grid:
@@ -249,24 +255,32 @@ class HistoryReader:
         return Grid(first, int(now * MS) // step_ms - first + 1, step_ms)
 
     def node_series(
-        self, node: str, metrics: list[str], since: float, step: float, now: float
+        self,
+        node: str,
+        metrics: list[str],
+        since: float,
+        step: float,
+        now: float,
+        until: float | None = None,
     ) -> dict[str, list[Point]]:
-        """Each of METRICS for NODE since SINCE, averaged over STEP-second buckets."""
+        """Each of METRICS for NODE from SINCE to UNTIL (default NOW), averaged over
+        STEP-second buckets."""
+        end = now if until is None else min(until, now)
         tier, width = self._tier(since, now, step)
-        empty = self._grid(since, now, step, width)
+        empty = self._grid(since, end, step, width)
         out: dict[str, list[Point]] = {}
         with self._lock:
             head = self._snapshot({node})
             try:
                 row = self._db.execute("SELECT id FROM nodes WHERE name = ?", (node,)).fetchone()
-                ranges = self._ranges(tier, since)
+                ranges = self._ranges(tier, since, None if until is None else end)
                 for metric in metrics:
                     column = column_of(metric)
                     grid = Grid(empty.first, len(empty.sums), empty.step)
                     if row is not None:
                         grid = self._grids(row[0], column, ranges, empty).get(row[0], grid)
                     if node in head:
-                        self._add_head(head[node], column, ranges[-1][1], grid)
+                        self._add_head(head[node], column, ranges[-1][1], ranges[-1][2], grid)
                     scale = scale_of(column)
                     out[metric] = [
                         (b * grid.step / MS, _round(mean / scale)) for b, mean in grid.means()
@@ -275,16 +289,19 @@ class HistoryReader:
                 self._db.rollback()
         return out
 
-    def cluster_series(self, metric: str, since: float, step: float, now: float) -> list[Point]:
-        """METRIC over all nodes since SINCE, each node's values combined as the registry says
-        (the mean CPU, the total memory, ...)."""
+    def cluster_series(
+        self, metric: str, since: float, step: float, now: float, until: float | None = None
+    ) -> list[Point]:
+        """METRIC over all nodes from SINCE to UNTIL (default NOW), each node's values
+        combined as the registry says (the mean CPU, the total memory, ...)."""
+        end = now if until is None else min(until, now)
         tier, width = self._tier(since, now, step)
-        empty = self._grid(since, now, step, width)
+        empty = self._grid(since, end, step, width)
         column = column_of(metric)
         with self._lock:
             head = self._snapshot(None)
             try:
-                ranges = self._ranges(tier, since)
+                ranges = self._ranges(tier, since, None if until is None else end)
                 names = {str(n): int(i) for i, n in self._db.execute("SELECT id, name FROM nodes")}
                 per = self._grids(None, column, ranges, empty)
             finally:
@@ -294,7 +311,7 @@ class HistoryReader:
             grid = per.get(key)
             if grid is None:
                 grid = per[key] = Grid(empty.first, len(empty.sums), empty.step)
-            self._add_head(rows, column, ranges[-1][1], grid)
+            self._add_head(rows, column, ranges[-1][1], ranges[-1][2], grid)
         combine = BY_NAME[metric].cluster
         buckets: dict[int, list[float]] = defaultdict(list)
         for grid in per.values():

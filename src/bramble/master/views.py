@@ -228,6 +228,17 @@ class Snapshot(_View):
     )
 
 
+class MetricInfo(_View):
+    """One metric of the registry, as the dashboard names, labels and charts it."""
+
+    name: str
+    unit: str = Field(description="'%', '°C', 'kB', 'bytes/s', 'ratio' (0..1), '' ...")
+    help: str
+    cluster: Literal["sum", "mean", "max"] = Field(description="how the cluster combines nodes")
+    stored: bool = Field(description="whether history keeps it (the history routes serve it)")
+    absent_at_zero: bool = Field(description="whether 0 means the node does not report it")
+
+
 class NodeSeries(_View):
     """Several metrics of one node over time (`metric` named several, separated by commas)."""
 
