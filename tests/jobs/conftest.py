@@ -23,6 +23,8 @@ from bramble.jobs.tls import create_cluster_tls
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """Scheduler + workers node-1 and node-2 on 127.0.0.1 with the cluster's TLS."""
     root = tmp_path_factory.mktemp("cluster")
+    # the scheduler (cwd: root) runs as the job user and reads the master's revocations there
+    root.chmod(0o711)
     tls = create_cluster_tls(root / "tls")
     port = free_port()
     dashboard = f"http://127.0.0.1:{free_port()}/status"

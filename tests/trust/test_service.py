@@ -142,3 +142,37 @@ def test_rotation_keeps_the_old_key_good_for_the_overlap(
     assert creds.expires == pytest.approx(1000.0 + service.overlap)
     service.clock = lambda: 1000.0 + service.overlap + 1
     assert service.credentials().owners == {rotated.key_id: "node-1"}
+
+
+def test_revoked_certificates_stay_refused_until_they_expire(
+    service: Enrollment, tmp_path: Path
+) -> None:
+    from cryptography import x509
+
+    from bramble.jobs.gate import parse_revocations
+
+    tls = create_cluster_tls(tmp_path / "tls")
+    service.ca = Ca(tls.ca_cert.read_text(), tls.ca_key.read_text())
+    first = service.enroll(body(csr=make_csr("node-1")[1]), TOKEN, "10.42.0.11")[0].cert
+    serial = x509.load_pem_x509_certificate(first.encode()).serial_number
+    path = tmp_path / "state" / "revoked-certs.txt"
+    assert service.write_revocations(path) and parse_revocations(path.read_text()) == set()
+    service.revoke("node-1")
+    assert service.write_revocations(path) and parse_revocations(path.read_text()) == {serial}
+    assert path.stat().st_mode & 0o777 == 0o644  # no secret: the scheduler's user reads it
+    # the board comes back, approved with a new certificate: the old one stays refused
+    service.enroll(body(csr=make_csr("node-1")[1]), TOKEN, "10.42.0.11")
+    service.approve("node-1")
+    assert not service.write_revocations(path)
+    assert service.store.revoked_certificates(1000.0) == [(serial, "node-1")]
+    # the spec gives node-1's name to another board: the certificate naming node-1 goes too
+    second = service.store.node(MAC)
+    assert second is not None
+    service.spec_macs = lambda: {"b8:27:eb:00:00:07": "node-1"}
+    service.leases = lambda now: {"b8:27:eb:00:00:07": "10.42.0.17"}
+    moved = body("b8:27:eb:00:00:07", csr=make_csr("node-1")[1])
+    assert service.enroll(moved, TOKEN, "10.42.0.17")[0].status == "enrolled"
+    serials = {s for s, _ in service.store.revoked_certificates(1000.0)}
+    assert serials == {serial, x509.load_pem_x509_certificate(second.cert.encode()).serial_number}
+    expired = x509.load_pem_x509_certificate(first.encode()).not_valid_after_utc.timestamp()
+    assert service.store.revoked_certificates(expired + 1) == []  # expired: forgotten

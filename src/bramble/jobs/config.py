@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bramble.jobs.gate import REVOKED_FILE
 from bramble.jobs.tls import TlsPaths
 
 if TYPE_CHECKING:
@@ -41,6 +42,11 @@ class JobsConfig:
     db_path: Path
     dashboard_url: str  # Dask's dashboard, where the master reaches it
     dashboard_link: str = ""  # the same for the dashboard's viewers, when it differs
+
+    @property
+    def revoked_path(self) -> Path:
+        """The revoked certificates' serials the master writes (beside the history)."""
+        return self.db_path.with_name(REVOKED_FILE)
 
 
 def jobs_config(cluster: Cluster) -> JobsConfig:

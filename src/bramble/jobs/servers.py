@@ -25,7 +25,7 @@ from typing import Any
 from bramble.jobs.account import drop_privileges, job_account
 from bramble.jobs.config import JobsConfig
 from bramble.jobs.dask import security_for
-from bramble.jobs.gate import guard_scheduler
+from bramble.jobs.gate import Revocations, guard_scheduler
 from bramble.jobs.tls import Role
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,8 @@ def run_scheduler(config: JobsConfig, *, host: str | None, port: int | None) -> 
             security=security,
             dashboard_address=f":{dashboard_port}",
         )
-        guard_scheduler(scheduler)  # a node's certificate is a worker's, never a client's
+        # a node's certificate is a worker's, never a client's; a revoked one is nothing
+        guard_scheduler(scheduler, Revocations(config.revoked_path))
         await _serve(scheduler)
 
     asyncio.run(main())

@@ -31,6 +31,7 @@ from fastapi import FastAPI
 
 from bramble import __version__
 from bramble.errors import BrambleError
+from bramble.jobs.gate import REVOKED_FILE
 from bramble.master import api, limits, prometheus
 from bramble.master.address import check_listen
 from bramble.master.alertmanager import AlertmanagerPush
@@ -144,6 +145,7 @@ class Master:
         self.spec_names = frozenset(n.name for n in spec.nodes) if tel.admit == "spec" else None
         lease_file = Path(spec.enroll.lease_file)
         self.trust = TrustStore(db_path.with_name("trust.db"))
+        self.revoked_path = db_path.with_name(REVOKED_FILE)  # the scheduler reads it
         self.enrollment = Enrollment(
             spec,
             _join_tokens(secrets),
@@ -212,6 +214,10 @@ class Master:
         """Give the collector the enrolled nodes' keys (and the shared key until it is
         retired), and admit the enrolled nodes' names (on the event loop)."""
         creds = self.enrollment.credentials()
+        try:  # the scheduler refuses these certificates from its next connection on
+            self.enrollment.write_revocations(self.revoked_path)
+        except (OSError, sqlite3.Error) as exc:
+            self.health.failed("history", exc, self.revoked_path)
         keys = {**(self.shared_key if creds.shared else {}), **creds.keys}
         self.collector.use_keys(keys, creds.owners, creds.revoked)
         if self.spec_names is not None:

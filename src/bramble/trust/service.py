@@ -11,15 +11,18 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bramble.errors import BrambleError
+from bramble.jobs.gate import format_revocations
 from bramble.master.views import Change, ChangeKind
 from bramble.spec import Spec
 from bramble.trust.certs import Ca, CsrError, sign_worker
@@ -310,6 +313,22 @@ class Enrollment:
             PendingView(mac=p.mac, name=p.name, address=p.address, reason=p.reason, asked=p.asked)
             for p in self.store.pending()
         ]
+
+    def write_revocations(self, path: Path) -> bool:
+        """Write the revoked worker certificates' serials to PATH (mode 0644: they are no
+        secret) for the scheduler, atomically, if they changed; whether they did."""
+        text = format_revocations(self.store.revoked_certificates(self.clock()))
+        try:
+            if path.read_text() == text:
+                return False
+        except (OSError, UnicodeDecodeError):
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = path.with_name(path.name + ".new")
+        fresh.write_text(text)
+        fresh.chmod(0o644)
+        os.replace(fresh, path)
+        return True
 
     def credentials(self) -> Credentials:
         """The node keys the collector verifies with, as the store has them now (revoked

@@ -3,7 +3,10 @@
 
 A node is one row keyed by its MAC: enrolling again replaces the row in one transaction, so a
 board that retries after a master crash is enrolled once, never twice. Revoking keeps the row
-(marked) so its key id stays refused and its MAC waits for approval.
+(marked) so its key id stays refused and its MAC waits for approval, and records its worker
+certificate's serial (`revoked_certificates`) until the certificate expires: the scheduler
+refuses it, even after the board enrolled again with a new one. A node whose name the spec
+gives to another MAC loses its certificate the same way (it names the node).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ _SCHEMA = (
     "key_id TEXT NOT NULL, key BLOB NOT NULL, csr TEXT NOT NULL, address TEXT NOT NULL, "
     "reason TEXT NOT NULL, asked REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS setting (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS revoked_cert (serial TEXT PRIMARY KEY, name TEXT NOT NULL, "
+    "revoked REAL NOT NULL, not_after REAL NOT NULL)",
 )
 _NODE_COLUMNS = (
     "SELECT mac, name, key_id, key, cert, address, enrolled, revoked, old_key_id, old_key, "
@@ -64,6 +69,19 @@ class PendingRequest:
     address: str
     reason: str
     asked: float
+
+
+def _certificate(cert_pem: str) -> tuple[int, float] | None:
+    """The serial and expiry (Unix time) of the PEM certificate CERT_PEM, if it is one."""
+    if not cert_pem:
+        return None
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    except ValueError:
+        return None
+    return cert.serial_number, cert.not_valid_after_utc.timestamp()
 
 
 class TrustStore:
@@ -138,6 +156,7 @@ class TrustStore:
                         f"the name {node.name} is {holder[0]}'s: revoke it first, or give "
                         "another name"
                     )
+                self._revoke_cert(holder[0], node.enrolled)
                 self.db.execute("DELETE FROM node WHERE mac = ?", (holder[0],))
             self.db.execute(
                 "DELETE FROM node WHERE key_id = ? AND mac <> ?", (node.key_id, node.mac)
@@ -189,11 +208,39 @@ class TrustStore:
                 _NODE_COLUMNS + "FROM node WHERE name = ?",
                 (name,),
             ).fetchone()
+            if done and row is not None:
+                self._revoke_cert(row[0], now)
         if row is None:
             raise BrambleError(f"no enrolled node called {name!r} (see `bramble nodes pending`)")
         if not done:
             raise BrambleError(f"{name} is revoked already")
         return NodeCredentials(*row)
+
+    def _revoke_cert(self, mac: str, now: float) -> None:
+        """Record the worker certificate of the node MAC as revoked (in a transaction)."""
+        row = self.db.execute("SELECT name, cert FROM node WHERE mac = ?", (mac,)).fetchone()
+        found = _certificate(row[1]) if row is not None else None
+        if found is not None:
+            self.db.execute(
+                "INSERT OR REPLACE INTO revoked_cert VALUES (?, ?, ?, ?)",
+                (f"{found[0]:X}", row[0], now, found[1]),
+            )
+
+    def revoked_certificates(self, now: float) -> list[tuple[int, str]]:
+        """The (serial, node name) of every worker certificate revoked and not expired at
+        NOW (those expired are forgotten: the scheduler refuses them anyway)."""
+        with self._lock, self.db:
+            self.db.execute("DELETE FROM revoked_cert WHERE not_after < ?", (now,))
+            rows = self.db.execute("SELECT serial, name FROM revoked_cert").fetchall()
+            marked = self.db.execute(  # revoked before the serials were kept
+                "SELECT name, cert FROM node WHERE revoked IS NOT NULL"
+            ).fetchall()
+        found = {int(serial, 16): str(name) for serial, name in rows}
+        for name, cert in marked:
+            got = _certificate(cert)
+            if got is not None and got[1] >= now:
+                found[got[0]] = name
+        return sorted(found.items())
 
     def setting(self, name: str, default: str = "") -> str:
         """The setting NAME, or DEFAULT."""
