@@ -150,3 +150,25 @@ def test_failures_say_why_in_words_a_user_can_act_on() -> None:
     )
     assert describe(OSError(errno.EROFS, "Read-only file system")) == "read-only"
     assert describe(PermissionError(13, "Permission denied")) == "permission denied"
+
+
+def test_one_reason_is_one_kind_of_failure_whatever_raised_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full disk fails SQLite and a plain write alike: one traceback, not one per type."""
+    import errno
+    import sqlite3
+
+    from bramble.master.health import Health
+
+    health = Health()
+    with caplog.at_level("WARNING"):
+        health.failed("history", sqlite3.OperationalError("database or disk is full"))
+        health.failed("history", OSError(errno.ENOSPC, "No space left on device"))
+        health.failed("history", ValueError("something else"))
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert [type(r.exc_info[1]).__name__ for r in tracebacks if r.exc_info] == [
+        "OperationalError",
+        "ValueError",
+    ]
+    assert health.view().parts["history"].errors == 3

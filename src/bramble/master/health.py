@@ -28,6 +28,8 @@ PARTS = ("collector", "flusher", "ticker", "history", "jobs", "notifier")
 LOOPS = ("flusher", "ticker")
 """Parts that run rounds on their own: one that stops coming round is not working."""
 LOG_EVERY = 60.0
+KNOWN = ("disk full", "read-only", "permission denied", "database damaged")
+"""Reasons `describe` puts in words: one of them is one kind of failure, whatever raised it."""
 STALL = 5.0
 """A loop that has not finished a round for this many seconds is not working."""
 
@@ -108,7 +110,10 @@ class Health:
             if state.ok or state.detail != detail:
                 state.since = self.clock()
             state.ok, state.detail = False, detail
-            key = (part, type(error).__name__ if not isinstance(error, str) else detail)
+            # one kind: the same reason in words (disk full from SQLite or from a write), or
+            # else the same exception type
+            known = isinstance(error, str) or detail in KNOWN
+            key = (part, detail if known else type(error).__name__)
             now = time.monotonic()
             last = self._logged.get(key)
             due = last is None or now - last >= LOG_EVERY
