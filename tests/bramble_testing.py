@@ -65,7 +65,7 @@ def write_spec(
         extra=extra,
     )
     for table, lines in (tables or {}).items():
-        text = _set_keys(text, table, lines)
+        text = set_keys(text, table, lines)
     spec = directory / "bramble.toml"
     spec.write_text(text)
     secrets = directory / "bramble.secrets.toml"
@@ -74,7 +74,7 @@ def write_spec(
     return spec
 
 
-def _set_keys(text: str, table: str, lines: str) -> str:
+def set_keys(text: str, table: str, lines: str) -> str:
     """TEXT with LINES (`key = value` each) set in [TABLE], replacing keys it already has."""
     header = f"[{table}]\n"
     if header not in text:
@@ -209,6 +209,36 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 
 
 # --- processes and servers -------------------------------------------------------------------
+
+
+class Receiver:
+    """A real HTTP server on HOST taking webhook POSTs, keeping each body (JSON)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies: list[Any] = []
+        self.bodies = bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
 
 
 class Processes:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bramble_testing import Receiver, set_keys
 
 from bramble.init import secrets_text
 from bramble.lab import commands, netns
@@ -353,6 +354,87 @@ def test_a_board_plugged_in_enrolls_or_waits_for_approval(lab: Running) -> None:
     bramble("nodes", "approve", mac, "--name", "stray", "--spec", spec, "--url", lab.lab.url)
     bramble("lab", "start", "stray", "--prefix", lab.prefix)
     lab.wait(lambda: lab.nodes().get("stray", {}).get("status") == "up", 10)
+
+
+def _alert(lab: Running, rule: str, node: str, state: str) -> bool:
+    return any(
+        a["rule"] == rule and a["node"] == node and a["state"] == state
+        for a in lab.api("/api/alerts")
+    )
+
+
+def _told(receiver: Receiver, rule: str) -> list[str]:
+    """The status of each notification RECEIVER got about RULE, in order."""
+    return [b["status"] for b in receiver.bodies if b["groupLabels"] == {"alertname": rule}]
+
+
+def test_a_board_that_throttles_or_powers_off_fires_alerts_told_once_and_shown(
+    lab: Running,
+) -> None:
+    """From the firmware's flags through the agent to alerts: a weak supply fires
+    `undervoltage` at once and `throttled` after its `for`, a webhook (a real HTTP server
+    outside the lab, reached through the master's uplink) is told once per rule, the
+    dashboard shows the banner; clearing resolves them; a board powered off fires
+    `node_down`, powered on resolves it."""
+    from playwright.sync_api import sync_playwright
+
+    receiver = Receiver(str(lab.lab.plan.uplink_host))
+    spec_path = lab.lab.spec_path
+    original = spec_path.read_text()
+
+    def restart_master() -> None:
+        bramble("lab", "stop", "master", "--prefix", lab.prefix)
+        bramble("lab", "start", "master", "--prefix", lab.prefix)
+        lab.wait(lambda: all(lab.nodes()[n]["status"] == "up" for n in ("alpha", "beta")), 15)
+
+    spec_path.write_text(
+        set_keys(
+            original + '\n[[alerts]]\nname = "throttled"\nfor = "1s"\n',
+            "alerting",
+            f'webhooks = ["{receiver.url}"]\ngroup_wait = "0.2s"\ngroup_interval = "0.5s"',
+        )
+    )
+    try:
+        restart_master()
+        assert lab.nodes()["alpha"]["metrics"].get("undervoltage") == 0  # a Pi's flags, clear
+        out = bramble("lab", "throttle", "alpha", "--undervoltage", "--prefix", lab.prefix)
+        assert "under-voltage, throttled" in out.stdout, out.stdout
+        lab.wait(lambda: _alert(lab, "undervoltage", "alpha", "firing"), 5)
+        lab.wait(lambda: _alert(lab, "throttled", "alpha", "firing"), 5)
+        lab.wait(lambda: _told(receiver, "undervoltage") and _told(receiver, "throttled"), 5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True
+            )
+            page = browser.new_page()
+            page.goto(lab.lab.url)
+            banner = page.locator("#alerts")
+            banner.wait_for(state="visible", timeout=10_000)
+            assert "undervoltage" in banner.inner_text()
+            browser.close()
+        time.sleep(1.2)  # two more group intervals with the same alerts firing: told once
+        assert _told(receiver, "undervoltage") == ["firing"]
+        assert _told(receiver, "throttled") == ["firing"]
+        (payload,) = [b for b in receiver.bodies if b["groupLabels"]["alertname"] == "undervoltage"]
+        (alert,) = payload["alerts"]
+        assert alert["labels"] == {
+            "alertname": "undervoltage", "node": "alpha", "severity": "critical"
+        }  # fmt: skip
+
+        bramble("lab", "throttle", "alpha", "--clear", "--prefix", lab.prefix)
+        lab.wait(lambda: _alert(lab, "undervoltage", "alpha", "resolved"), 5)
+        lab.wait(lambda: _told(receiver, "undervoltage") == ["firing", "resolved"], 5)
+        assert lab.nodes()["alpha"]["metrics"]["undervoltage_since_boot"] == 1
+
+        bramble("lab", "stop", "beta", "--prefix", lab.prefix)
+        lab.wait(lambda: _alert(lab, "node_down", "beta", "firing"), INTERVAL * DOWN_AFTER + 5)
+        lab.wait(lambda: _told(receiver, "node_down") == ["firing"], 5)
+        bramble("lab", "start", "beta", "--prefix", lab.prefix)
+        lab.wait(lambda: _alert(lab, "node_down", "beta", "resolved"), 10)
+        lab.wait(lambda: _told(receiver, "node_down") == ["firing", "resolved"], 5)
+    finally:  # the lab's last test: its master keeps the webhook until `lab down`
+        receiver.close()
+        spec_path.write_text(original)
 
 
 def test_down_after_a_killed_up_leaves_nothing(tmp_path: Path) -> None:

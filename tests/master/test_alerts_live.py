@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bramble_testing import Master, Sender, wait_for
+from bramble_testing import Master, Receiver, Sender, wait_for
 
 from bramble.demo import free_port
 
@@ -95,35 +95,6 @@ def test_a_hot_node_fires_then_going_down_fires_node_down(node: Sender) -> None:
     assert down["severity"] == "critical"
     states = {(a["rule"], a["state"]) for a in master.api("/api/alerts")}
     assert states == {("node_down", "firing"), ("hot", "resolved")}
-
-
-class Receiver:
-    """A real HTTP server taking webhook POSTs, keeping each body."""
-
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        bodies = self.bodies = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 def test_notifications_go_once_to_each_receiver_and_silences_stop_them(

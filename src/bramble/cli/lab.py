@@ -143,3 +143,20 @@ def lab_thaw(node: str, spec: SpecOpt = None, prefix: LabPrefixOpt = None) -> No
     from bramble.lab.commands import fault
 
     fault(node, "thaw", prefix=prefix)
+
+
+@app.command("throttle")
+def lab_throttle(
+    node: str,
+    undervoltage: Annotated[
+        bool, typer.Option(help="As on a weak supply: under-voltage and throttled.")
+    ] = False,
+    clear: Annotated[bool, typer.Option(help="End it (the since-boot flags stay).")] = False,
+    spec: SpecOpt = None,
+    prefix: LabPrefixOpt = None,
+) -> None:
+    """Make a lab node's Raspberry Pi firmware flags say it throttles (too hot, or with
+    --undervoltage on a weak supply), as `vcgencmd get_throttled` would; --clear ends it."""
+    from bramble.lab.commands import throttle
+
+    throttle(node, undervoltage=undervoltage, clear=clear, prefix=prefix)

@@ -16,7 +16,7 @@ from bramble.errors import BrambleError
 from bramble.jobs.account import job_account
 from bramble.jobs.config import ENV_DASK_DASHBOARD
 from bramble.jobs.servers import node_resources
-from bramble.lab import daemons, netns, topology
+from bramble.lab import board, daemons, netns, topology
 from bramble.lab.topology import Lab, LabPlan
 from bramble.spec import Secrets, Spec
 
@@ -330,11 +330,13 @@ def boot_nodes(
                 continue
             key, hostname = keys[name]  # the name the master enrolled it under
         boot = next_boot(plan.state / "nodes" / name)
+        firmware = board.power_on(plan.state / "nodes" / name)
         daemons.start(
             run,
             f"{name}.agent",
             daemons.in_node(
-                holder, daemons.agent_argv(lab.spec, lab.spec_path, hostname, boot, key)
+                holder,
+                daemons.agent_argv(lab.spec, lab.spec_path, hostname, boot, key, firmware),
             ),
         )
         how = "its own key" if key is not None else "the shared key"

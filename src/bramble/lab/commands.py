@@ -434,6 +434,28 @@ def _fault(lab: Lab, node: str, verb: str, say: Say) -> None:
     say(f"{node}: {verb}")
 
 
+def throttle(
+    node: str,
+    *,
+    undervoltage: bool = False,
+    clear: bool = False,
+    prefix: str | None = None,
+    say: Say = _say,
+) -> int:
+    """Set lab NODE's firmware flags as a hot board's (a weak supply's with UNDERVOLTAGE), or
+    with CLEAR end them; the flags. Its agent reports them at its next interval."""
+    from bramble.lab import board
+
+    lab = load_lab(prefix)
+    if node == lab.spec.master.name:
+        raise BrambleError("the master has no lab firmware: name a node")
+    lab.plan.node(node)  # BrambleError for a node the lab does not have
+    value = board.throttle(lab.plan.state / "nodes" / node, undervoltage=undervoltage,
+                           clear=clear)  # fmt: skip
+    say(f"{node}: get_throttled = {board.describe(value)}")
+    return value
+
+
 def exec_in(node: str, argv: list[str], *, prefix: str | None = None) -> int:
     """Run ARGV inside NODE (its network, hostname and mounts) or the master; its exit code.
 

@@ -30,7 +30,12 @@ def bramble_argv(*args: str) -> list[str]:
 
 
 def agent_argv(
-    spec: Spec, spec_path: Path, node: str, boot: int, key_file: Path | None = None
+    spec: Spec,
+    spec_path: Path,
+    node: str,
+    boot: int,
+    key_file: Path | None = None,
+    sysfs: Path | None = None,
 ) -> list[str]:
     """The lean agent's own command line, as `bramble agent --spec SPEC_PATH` would exec it.
 
@@ -38,7 +43,8 @@ def agent_argv(
     then costs one small interpreter start rather than the CLI's imports too (with 32 nodes
     booting at once on a small machine, that is most of the wait). The key is read from
     KEY_FILE (a node's own credentials, once it has enrolled), else from the lab's secrets
-    file beside the spec.
+    file beside the spec. SYSFS, if given, is where it reads the firmware's flags (the lab's
+    boards have a Raspberry Pi's, see `lab.board`).
     """
     from bramble.telemetry.agent import lean_argv
 
@@ -47,6 +53,7 @@ def agent_argv(
         node=node,
         key_args=["--secrets", str(key_file or spec_path.parent / SECRETS_NAME)],
         boot=boot,
+        sysfs=None if sysfs is None else str(sysfs),
     )
 
 

@@ -56,6 +56,7 @@ class AgentConfig:
         "limit",
         "node",
         "port",
+        "sysfs",
         "targets",
         "ttl",
     )
@@ -74,6 +75,7 @@ class AgentConfig:
         boot: int = 0,
         limit: int = 0,
         engine: str = "auto",
+        sysfs: str = "/sys",
     ) -> None:
         self.node = node
         self.group = group
@@ -87,6 +89,7 @@ class AgentConfig:
         self.boot = boot
         self.limit = limit
         self.engine = engine
+        self.sysfs = sysfs
 
 
 def _targets(unicast: list[str], port: int) -> list[str]:
@@ -102,6 +105,7 @@ def lean_argv(
     interval: float | None = None,
     boot: int | None = None,
     engine: str | None = None,
+    sysfs: str | None = None,
 ) -> list[str]:
     """The lean agent's command line for SPEC (KEY_ARGS: `--key-fd N` or `--secrets FILE`)."""
     tel = spec.telemetry
@@ -123,6 +127,8 @@ def lean_argv(
         argv += ["--unicast", target]
     if boot is not None:
         argv += ["--boot", str(boot)]
+    if sysfs is not None:
+        argv += ["--sys", sysfs]
     return argv
 
 
@@ -199,6 +205,8 @@ def compiled_argv(config: AgentConfig, key_fd: int) -> list[str]:
     ]  # fmt: skip
     for host, port in config.targets:
         argv += ["--unicast", f"{host}:{port}"]
+    if config.sysfs != "/sys":
+        argv += ["--sys", config.sysfs]
     return argv
 
 
@@ -298,7 +306,7 @@ class _Outage:
 
 def run(config: AgentConfig) -> int:
     """Send one signed datagram per interval until SIGTERM/SIGINT or COUNT datagrams."""
-    sampler = Sampler()
+    sampler = Sampler(sysfs=config.sysfs)
     encoder = Encoder(
         node=config.node,
         boot=config.boot or sampler.boot,
@@ -367,11 +375,12 @@ _OPTIONS = {
     "--unicast": "unicast",
     "--boot": "boot",
     "--engine": "engine",
+    "--sys": "sysfs",
 }
 USAGE = (
     "usage: python -m bramble.telemetry.agent --node NAME --group ADDR --port N "
     "--interval S (--key-fd FD | --secrets FILE) [--ttl N] [--interface ADDR] "
-    "[--unicast HOST:PORT]... [--count N] [--boot N] [--engine auto|compiled|python]"
+    "[--unicast HOST:PORT]... [--count N] [--boot N] [--engine auto|compiled|python] [--sys DIR]"
 )
 
 
@@ -423,6 +432,7 @@ def _parse(argv: list[str]) -> AgentConfig:
         boot=int(values.get("boot") or os.environ.get(BOOT_ENV) or 0),
         limit=int(values.get("count", "0")),
         engine=engine,
+        sysfs=values.get("sysfs", "/sys"),
     )
 
 
