@@ -112,3 +112,19 @@ def test_rotate_asks_for_a_new_key_with_a_proof(board: Path, service: Enrollment
     assert second.name == first.name and second.key != first.key
     assert read_identity(board / CREDENTIALS) == second
     assert len(service.credentials().owners) == 2  # both good during the overlap
+
+
+def test_rotate_renews_the_worker_key_and_certificate_on_the_board(
+    board: Path, service: Enrollment, tmp_path: Path
+) -> None:
+    cluster = create_cluster_tls(tmp_path / "master-tls")
+    service.ca = Ca(cluster.ca_cert.read_text(), cluster.ca_key.read_text())
+    tls = board / "tls"
+    enroll(board, MAC, tls_dir=tls, post=FakeMaster(service), sleep=lambda _: None)
+    key, cert = (tls / "worker-key.pem").read_text(), (tls / "worker.pem").read_text()
+    enroll(board, MAC, tls_dir=tls, post=FakeMaster(service), sleep=lambda _: None, rotate=True)
+    assert (tls / "worker-key.pem").read_text() != key  # made on the board again
+    renewed = (tls / "worker.pem").read_text()
+    assert renewed != cert and common_name(renewed) == "node-1"
+    assert sorted(p.name for p in tls.iterdir()) == ["worker-key.pem", "worker.pem"]
+    assert stat.S_IMODE((tls / "worker-key.pem").stat().st_mode) == 0o600

@@ -176,3 +176,48 @@ def test_revoked_certificates_stay_refused_until_they_expire(
     assert serials == {serial, x509.load_pem_x509_certificate(second.cert.encode()).serial_number}
     expired = x509.load_pem_x509_certificate(first.encode()).not_valid_after_utc.timestamp()
     assert service.store.revoked_certificates(expired + 1) == []  # expired: forgotten
+
+
+def test_rotation_renews_the_worker_certificate_and_ends_the_old_with_the_overlap(
+    service: Enrollment, tmp_path: Path
+) -> None:
+    """A board rotating its keys gets a new worker certificate; the old one is refused by
+    the scheduler once the overlap ends (a stolen card's certificate stops working), not
+    before (the running worker restarts on the new one). A rotation of the telemetry key
+    alone keeps the certificate, so revoking the node later still revokes it."""
+    from cryptography import x509
+
+    from bramble.trust.service import rotation_proof
+
+    tls = create_cluster_tls(tmp_path / "tls")
+    service.ca = Ca(tls.ca_cert.read_text(), tls.ca_key.read_text())
+    old, new, newest = b"o" * 32, b"n" * 32, b"m" * 32
+
+    def serial(pem: str) -> int:
+        return x509.load_pem_x509_certificate(pem.encode()).serial_number
+
+    def rotate(current: bytes, key: bytes, csr: str = "") -> str:
+        nonce = secrets.token_urlsafe(16)
+        proof = rotation_proof(current, MAC, key.hex(), nonce)
+        asked = EnrollBody(mac=MAC, key=key.hex(), nonce=nonce, proof=proof, csr=csr)
+        answer, _ = service.enroll(asked, TOKEN, "10.42.0.11")
+        assert answer.status == "enrolled"
+        return answer.cert
+
+    first = service.enroll(body(key=old, csr=make_csr("w")[1]), TOKEN, "10.42.0.11")[0].cert
+    second = rotate(old, new, make_csr("w")[1])
+    assert second and common_name(second) == "node-1" and serial(second) != serial(first)
+    assert service.store.revoked_certificates(1000.0) == []  # the overlap: both good
+    ends = 1000.0 + service.overlap
+    assert service.store.revoked_certificates(ends) == [(serial(first), "node-1")]
+    assert service.credentials().expires == pytest.approx(ends)  # the master looks again then
+
+    assert rotate(new, newest) == ""  # the telemetry key alone
+    kept = service.store.node(MAC)
+    assert kept is not None and kept.cert == second
+    service.clock = lambda: ends + 1
+    service.revoke("node-1")
+    assert {s for s, _ in service.store.revoked_certificates(ends + 1)} == {
+        serial(first),
+        serial(second),
+    }

@@ -158,7 +158,8 @@ def enroll(
     rotate: Annotated[
         bool,
         typer.Option(
-            help="Enrolled already: ask for a new telemetry key (then restart the agent)."
+            help="Enrolled already: ask for a new telemetry key and worker certificate "
+            "(then restart the agent and the worker)."
         ),
     ] = False,
 ) -> None:

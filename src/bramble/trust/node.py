@@ -163,16 +163,15 @@ def enroll(
     """This board's identity: from DIRECTORY's credentials file, else by enrolling with its
     join file as MAC, asking until enrolled (ATTEMPTS > 0: at most that many times). With
     TLS_DIR, a worker key and CSR are made there and the signed certificate written beside.
-    ROTATE: with credentials already, ask for a new key, proving the request with the
-    current one; the master keeps both good for an overlap, so restarting the agent on the
-    new key loses no heartbeat."""
+    ROTATE: with credentials already, ask for a new key (and, with TLS_DIR, a new worker
+    certificate for a new worker key), proving the request with the current key; the master
+    keeps both keys and both certificates good for an overlap, so restarting the agent and
+    the worker on the new ones loses no heartbeat and no task."""
     path = directory / CREDENTIALS
     have = read_identity(path)
     if have is not None and not rotate:
         return have
     join = read_join(directory / JOIN)
-    if have is not None:
-        tls_dir = None  # a rotation rolls the telemetry key; the worker keeps its certificate
     asking = _pending(directory, tls_dir)
     wait = FIRST_WAIT
     tried = 0

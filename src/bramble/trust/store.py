@@ -142,11 +142,17 @@ class TrustStore:
         had stays good beside the new one (a rotation), if it was not revoked."""
         with self._lock, self.db:
             had = self.db.execute(
-                "SELECT key_id, key, revoked FROM node WHERE mac = ?", (node.mac,)
+                "SELECT key_id, key, revoked, cert, name FROM node WHERE mac = ?", (node.mac,)
             ).fetchone()
             old: tuple[str, bytes, float] = ("", b"", 0.0)
             if overlap > 0 and had is not None and had[0] != node.key_id and had[2] is None:
                 old = (had[0], had[1], node.enrolled + overlap)
+            cert = node.cert
+            if had is not None and had[2] is None and had[3]:
+                if not cert:  # a new telemetry key alone: the worker keeps its certificate
+                    cert = had[3]
+                elif cert != had[3]:  # a new certificate: the old one ends with the overlap
+                    self._revoke_pem(had[4], had[3], node.enrolled + overlap)
             holder = self.db.execute(
                 "SELECT mac FROM node WHERE name = ? AND mac <> ?", (node.name, node.mac)
             ).fetchone()
@@ -168,7 +174,7 @@ class TrustStore:
                     node.name,
                     node.key_id,
                     node.key,
-                    node.cert,
+                    cert,
                     node.address,
                     node.enrolled,
                     *old,
@@ -219,11 +225,16 @@ class TrustStore:
     def _revoke_cert(self, mac: str, now: float) -> None:
         """Record the worker certificate of the node MAC as revoked (in a transaction)."""
         row = self.db.execute("SELECT name, cert FROM node WHERE mac = ?", (mac,)).fetchone()
-        found = _certificate(row[1]) if row is not None else None
+        if row is not None:
+            self._revoke_pem(row[0], row[1], now)
+
+    def _revoke_pem(self, name: str, cert_pem: str, when: float) -> None:
+        """Record NAME's certificate CERT_PEM as revoked from WHEN on (in a transaction)."""
+        found = _certificate(cert_pem)
         if found is not None:
             self.db.execute(
                 "INSERT OR REPLACE INTO revoked_cert VALUES (?, ?, ?, ?)",
-                (f"{found[0]:X}", row[0], now, found[1]),
+                (f"{found[0]:X}", name, when, found[1]),
             )
 
     def revoked_certificates(self, now: float) -> list[tuple[int, str]]:
@@ -231,7 +242,9 @@ class TrustStore:
         NOW (those expired are forgotten: the scheduler refuses them anyway)."""
         with self._lock, self.db:
             self.db.execute("DELETE FROM revoked_cert WHERE not_after < ?", (now,))
-            rows = self.db.execute("SELECT serial, name FROM revoked_cert").fetchall()
+            rows = self.db.execute(  # a rotated-out one from the end of its overlap
+                "SELECT serial, name FROM revoked_cert WHERE revoked <= ?", (now,)
+            ).fetchall()
             marked = self.db.execute(  # revoked before the serials were kept
                 "SELECT name, cert FROM node WHERE revoked IS NOT NULL"
             ).fetchall()
