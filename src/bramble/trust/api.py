@@ -1,8 +1,9 @@
-"""Enrollment over the master's HTTP API.
+"""Enrollment over the master's HTTP APIs.
 
-`POST /api/enroll` takes the join token (`Authorization: Bearer <join token>`) and nothing
-else: it answers 200 (enrolled), 202 (pending) or 403 (refused), and 429 when rate limited.
-Listing, approving and revoking need the admin token. The routes call the service off the
+`POST /api/enroll`, served on the master's HTTPS enrollment port only, takes the join token
+(`Authorization: Bearer <join token>`) and nothing else: it answers 200 (enrolled), 202
+(pending) or 403 (refused), and 429 when rate limited; on the plain HTTP API it is always
+refused. Listing, approving and revoking need the admin token. The routes call the service off the
 event loop and then tell ON_CHANGED, on the loop, what changed (the changes to show, and
 whether the credentials the collector verifies with changed).
 """
@@ -43,21 +44,12 @@ def _bearer(authorization: str | None) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def router(
-    service: Enrollment,
-    admin_token: str,
-    on_changed: Callable[[list[Change], bool], None],
+def enroll_router(
+    service: Enrollment, on_changed: Callable[[list[Change], bool], None]
 ) -> APIRouter:
-    """The enrollment routes of SERVICE; ADMIN_TOKEN guards all but enrolling."""
+    """`POST /api/enroll` of SERVICE: the one route the master serves on its HTTPS
+    enrollment port, where the board's key travels encrypted."""
     routes = APIRouter()
-
-    def require_admin(
-        authorization: Annotated[str | None, Header()] = None,
-    ) -> None:
-        if not hmac.compare_digest(_bearer(authorization).encode(), admin_token.encode()):
-            raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
-
-    admin = [Depends(require_admin)]
 
     @routes.post(
         "/api/enroll",
@@ -84,6 +76,44 @@ def router(
         if answer.status == "refused" and answer.reason.startswith("rate limited"):
             status = 429
         return JSONResponse(answer.model_dump(), status_code=status)
+
+    return routes
+
+
+def plain_enroll_router(where: str) -> APIRouter:
+    """`POST /api/enroll` on the plain HTTP API: always refused (WHERE says why and where to
+    enroll), its body never read as a request, so no key sent in the clear is ever used."""
+    routes = APIRouter()
+
+    @routes.post(
+        "/api/enroll",
+        summary="Refused: boards enroll over HTTPS only",
+        response_model=EnrollAnswer,
+        status_code=403,
+    )
+    def enroll() -> JSONResponse:
+        answer = EnrollAnswer(status="refused", reason=where)
+        return JSONResponse(answer.model_dump(), status_code=403)
+
+    return routes
+
+
+def router(
+    service: Enrollment,
+    admin_token: str,
+    on_changed: Callable[[list[Change], bool], None],
+) -> APIRouter:
+    """The admin's enrollment routes of SERVICE, guarded by ADMIN_TOKEN: list, approve,
+    revoke (enrolling itself is `enroll_router`, on the HTTPS port)."""
+    routes = APIRouter()
+
+    def require_admin(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> None:
+        if not hmac.compare_digest(_bearer(authorization).encode(), admin_token.encode()):
+            raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+    admin = [Depends(require_admin)]
 
     @routes.get("/api/trust/nodes", summary="Enrolled nodes (admin token)", dependencies=admin)
     def nodes() -> list[NodeTrust]:
