@@ -89,6 +89,13 @@ def test_enroll_sign_forge_revoke(start_master: Callable[..., Master], tmp_path:
         master, "nodes", "approve", "02:00:00:00:00:09", "--name", "extra-1"
     )
     assert _enroll(master, stranger, mac="02:00:00:00:00:09").json()["name"] == "extra-1"
+    # another the admin refuses: asking again with that key is refused, not waiting
+    intruder = bytes.fromhex(secrets.token_hex(32))
+    assert _enroll(master, intruder, mac="02:00:00:00:00:0a").status_code == 202
+    assert "refused 02:00:00:00:00:0a" in _bramble(master, "nodes", "refuse", "02:00:00:00:00:0a")
+    again = _enroll(master, intruder, mac="02:00:00:00:00:0a")
+    assert again.status_code == 403 and "refused by the admin" in again.json()["reason"]
+    assert "02:00:00:00:00:0a" not in _bramble(master, "nodes", "pending")
 
     assert "revoked node-1" in _bramble(master, "nodes", "revoke", "node-1")
     _heartbeat(master, "node-1", 2, key, key_id)  # refused at once: no interval to wait

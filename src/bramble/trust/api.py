@@ -3,9 +3,9 @@
 `POST /api/enroll`, served on the master's HTTPS enrollment port only, takes the join token
 (`Authorization: Bearer <join token>`) and nothing else: it answers 200 (enrolled), 202
 (pending) or 403 (refused), and 429 when rate limited; on the plain HTTP API it is always
-refused. Listing, approving and revoking need the admin token. The routes call the service off the
-event loop and then tell ON_CHANGED, on the loop, what changed (the changes to show, and
-whether the credentials the collector verifies with changed).
+refused. Listing, approving, refusing and revoking need the admin token. The routes call
+the service off the event loop and then tell ON_CHANGED, on the loop, what changed (the
+changes to show, and whether the credentials the collector verifies with changed).
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ class ApproveBody(BaseModel):
 
     who: str = Field(max_length=64)
     name: str | None = Field(default=None, max_length=63)
+
+
+class RefuseBody(BaseModel):
+    """Which waiting request to refuse: a MAC or the name it waits under."""
+
+    who: str = Field(max_length=64)
 
 
 class RevokeBody(BaseModel):
@@ -104,7 +110,7 @@ def router(
     on_changed: Callable[[list[Change], bool], None],
 ) -> APIRouter:
     """The admin's enrollment routes of SERVICE, guarded by ADMIN_TOKEN: list, approve,
-    revoke (enrolling itself is `enroll_router`, on the HTTPS port)."""
+    refuse, revoke (enrolling itself is `enroll_router`, on the HTTPS port)."""
     routes = APIRouter()
 
     def require_admin(
@@ -132,6 +138,19 @@ def router(
         except BrambleError as exc:
             raise HTTPException(409, str(exc)) from None
         on_changed([change], True)
+        return view
+
+    @routes.post(
+        "/api/trust/refuse",
+        summary="Refuse a waiting board; its key asking again is refused (admin)",
+        dependencies=admin,
+    )
+    async def refuse(body: RefuseBody) -> PendingView:
+        try:
+            view, change = await asyncio.to_thread(service.refuse, body.who)
+        except BrambleError as exc:
+            raise HTTPException(409, str(exc)) from None
+        on_changed([change], False)
         return view
 
     @routes.post(
