@@ -91,12 +91,8 @@ def plain_enroll_router(where: str) -> APIRouter:
     enroll), its body never read as a request, so no key sent in the clear is ever used."""
     routes = APIRouter()
 
-    @routes.post(
-        "/api/enroll",
-        summary="Refused: boards enroll over HTTPS only",
-        response_model=EnrollAnswer,
-        status_code=403,
-    )
+    # Not in the API's description: it is no route to use, only a pointer to the real one.
+    @routes.post("/api/enroll", include_in_schema=False)
     def enroll() -> JSONResponse:
         answer = EnrollAnswer(status="refused", reason=where)
         return JSONResponse(answer.model_dump(), status_code=403)
