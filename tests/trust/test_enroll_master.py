@@ -231,3 +231,20 @@ def test_board_refuses_a_master_its_ca_did_not_sign(
     shutil.copy(master.ca_file, board / "tls" / "ca.pem")
     assert enroll(board, MAC, attempts=1).name == "node-1"
     assert [n["name"] for n in _trust(master, "nodes")] == ["node-1"]
+
+
+def test_a_master_without_the_ca_key_enrolls_no_board(start_master: Callable[..., Master]) -> None:
+    """No CA key beside the spec: no HTTPS port to enroll on (nothing to prove the master
+    with), and the plain API says why."""
+    import socket
+
+    from bramble.demo import free_port
+
+    port = free_port()
+    master = start_master(nodes=1, tables={"enroll": f"port = {port}"})
+    body = {"mac": MAC, "key": secrets.token_hex(32), "nonce": secrets.token_urlsafe(16)}
+    auth = {"Authorization": f"Bearer {master.secrets.join_token}"}
+    plain = httpx.post(master.base + "/api/enroll", json=body, headers=auth, timeout=10)
+    assert plain.status_code == 403 and "no cluster CA key" in plain.json()["reason"]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
