@@ -68,7 +68,8 @@ def write_local_spec(
             state,
             telemetry=telemetry,
             jobs=jobs,
-            extra="[enroll]\nper_minute = 100000",  # the benchmarks' senders enroll at once
+            # the benchmarks' senders enroll at once, over HTTPS on a port of their own
+            extra=f"[enroll]\nper_minute = 100000\nport = {free_port()}",
         )
     )
     secrets = state / "bramble.secrets.toml"

@@ -80,19 +80,23 @@ def send_paced(datagrams: list[bytes], rate: int, target: tuple[str, int]) -> fl
     return time.perf_counter() - begin
 
 
-def enroll_identities(base: str, join_token: str, admin_token: str) -> list[tuple[bytes, str]]:
-    """Each identity's own key, enrolled with the master at BASE and bound to its name."""
+def enroll_identities(
+    base: str, enroll_base: str, ca: Path, join_token: str, admin_token: str
+) -> list[tuple[bytes, str]]:
+    """Each identity's own key, enrolled with the master at ENROLL_BASE (HTTPS, its
+    certificate signed by CA) and bound to its name by the admin at BASE."""
     import secrets
+    import ssl
 
     keys = []
-    with httpx.Client(timeout=10) as client:
+    verify = ssl.create_default_context(cafile=str(ca))
+    with httpx.Client(timeout=10) as client, httpx.Client(timeout=10, verify=verify) as tls:
         for node in range(IDENTITIES):
             key = secrets.token_bytes(32)
             mac = f"02:be:00:00:{node // 256:02x}:{node % 256:02x}"
             body = {"mac": mac, "key": key.hex(), "nonce": secrets.token_urlsafe(16)}
-            asked = client.post(
-                f"{base}/api/enroll", json=body, headers={"Authorization": f"Bearer {join_token}"}
-            )
+            auth = {"Authorization": f"Bearer {join_token}"}
+            asked = tls.post(f"{enroll_base}/api/enroll", json=body, headers=auth)
             assert asked.status_code == 202, asked.text
             approved = client.post(
                 f"{base}/api/trust/approve",
@@ -125,6 +129,10 @@ def main() -> int:
         spec = load_spec(spec_path)
         secrets = load_secrets(spec_path)
         target = (str(spec.telemetry.group), spec.telemetry.port)
+        if args.keys == "own":  # the master enrolls over HTTPS with the cluster CA's certificate
+            from bramble.jobs.tls import create_cluster_tls
+
+            create_cluster_tls(state / "tls")
         log = open(state / "master.log", "wb")  # noqa: SIM115
         master = subprocess.Popen(
             [sys.executable, "-m", "bramble", "master", "--spec", str(spec_path)],
@@ -137,7 +145,13 @@ def main() -> int:
                 return 1
             keys = [(secrets.telemetry_key, secrets.telemetry_key_id)]
             if args.keys == "own":
-                keys = enroll_identities(base, secrets.join_token, secrets.admin_token)
+                keys = enroll_identities(
+                    base,
+                    f"https://127.0.0.1:{spec.enroll_port}",
+                    state / "tls" / "ca.pem",
+                    secrets.join_token,
+                    secrets.admin_token,
+                )
             print(f"keys: {args.keys} ({len(keys)})")
             print(f"{'rate/s':>8} {'sent':>8} {'accepted':>9} {'fraction':>9} "
                   f"{'rejected':>9} {'master CPU':>10} {'RSS MiB':>8}")  # fmt: skip

@@ -50,10 +50,13 @@ def write_spec(
     down_after: float = 8,
     extra: str = "",
     tables: dict[str, str] | None = None,
+    tls: bool = False,
 ) -> Path:
     """A loopback spec (random ports) and its secrets in DIRECTORY; returns the spec path.
 
-    TABLES adds lines to the spec's tables: {"telemetry": "allow_unsigned = true"}.
+    TABLES adds lines to the spec's tables: {"telemetry": "allow_unsigned = true"}. TLS:
+    the cluster CA in DIRECTORY/tls, so the master enrolls boards over HTTPS (on a port of
+    its own).
     """
     directory.mkdir(parents=True, exist_ok=True)
     text = local_spec_text(
@@ -64,7 +67,13 @@ def write_spec(
         telemetry=f"interval = {interval}\nstale_after = {stale_after}\ndown_after = {down_after}",
         extra=extra,
     )
-    for table, lines in (tables or {}).items():
+    tables = dict(tables or {})
+    if tls:
+        from bramble.jobs.tls import create_cluster_tls
+
+        create_cluster_tls(directory / "tls", cluster="test")
+        tables["enroll"] = f"port = {free_port()}\n" + tables.get("enroll", "")
+    for table, lines in tables.items():
         text = set_keys(text, table, lines)
     spec = directory / "bramble.toml"
     spec.write_text(text)
@@ -377,6 +386,9 @@ class Master:
         self.spec = load_spec(self.spec_path)
         self.secrets = load_secrets(self.spec_path)
         self.base = f"http://127.0.0.1:{self.spec.dashboard.port}"
+        self.enroll_base = f"https://127.0.0.1:{self.spec.enroll_port}"
+        """Where boards enroll (with `tls=True`), its certificate signed by the CA in tls/."""
+        self.ca_file = self.spec_path.parent / "tls" / "ca.pem"
         self.target = ("127.0.0.1", self.spec.telemetry.port)
         self._socks: dict[str, socket.socket] = {}
         self._socks_lock = threading.Lock()  # senders in several threads share the sockets

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,12 @@ def test_every_node_enrolls_at_up_and_signs_with_its_own_key(lab: Running) -> No
     for name in ("alpha", "beta", "gamma"):
         own = (state / "nodes" / name / "node.toml").read_text()
         assert f'name = "{name}"' in own and 'key_id = "n-' in own
+        # over HTTPS (a board refuses anything else), the master's certificate checked
+        join = tomllib.loads((state / "nodes" / name / "join.toml").read_text())["join"]
+        assert join["master"] == f"https://{lab.lab.spec.network.master_address}:8081"
+        assert (state / "nodes" / name / "tls" / "ca.pem").read_bytes() == (
+            state / "tls" / "ca.pem"
+        ).read_bytes()
     # with the shared key retired, only the nodes' own keys verify: they stay up
     token = load_secrets(lab.lab.spec_path).admin_token
     auth = {"Authorization": f"Bearer {token}"}

@@ -57,16 +57,19 @@ def test_uplink_is_a_private_30_that_avoids_used_networks() -> None:
     assert plan.uplink_master == first.network_address + 2
 
 
-def test_rendered_dnsmasq_changes_only_the_lease_path() -> None:
+def test_rendered_dnsmasq_changes_only_the_lease_path_and_the_ping_check() -> None:
+    """The lab moves the lease file and turns off the ping check of pool addresses (every
+    host on its switch is its own); nothing else differs from the real master's config."""
     spec = topology.builtin_spec(2)
     secrets = Secrets("k1", b"k" * 32, "token")
     files = render(spec, secrets)
     text = files["master/etc/dnsmasq.d/bramble.conf"]
+    assert "no-ping" not in text  # a real cluster keeps the check
     adapted = topology.adapt_dnsmasq(text, Path("/run/bramble-lab/x"))
     assert "dhcp-leasefile=/run/bramble-lab/x/master/dnsmasq.leases" in adapted
-    changed = [
-        (a, b) for a, b in zip(text.splitlines(), adapted.splitlines(), strict=True) if a != b
-    ]
+    lines = adapted.splitlines()
+    assert lines[-1] == "no-ping" and lines[-2].startswith("#") and lines[-3] == ""
+    changed = [(a, b) for a, b in zip(text.splitlines(), lines[:-3], strict=True) if a != b]
     assert len(changed) == 1
     assert "dhcp-host=02:b7:00:00:00:02,node-2,10.42.0.12" in adapted
 

@@ -112,7 +112,7 @@ def test_node_image_holds_only_what_a_stranger_may_see(spec: Spec) -> None:
     assert [k for k in node if "/tls/" in k] == ["node/etc/bramble/tls/ca.pem"]
     join = tomllib.loads(node["node/etc/bramble/join.toml"])["join"]
     assert join == {
-        "master": f"http://{spec.network.master_address}:{spec.dashboard.port}",
+        "master": f"https://{spec.network.master_address}:{spec.enroll_port}",
         "token": SECRETS.join_token,
     }
     assert private("node/etc/bramble/join.toml")

@@ -33,7 +33,7 @@ def board(tmp_path: Path) -> Path:
     directory = tmp_path / "etc-bramble"
     directory.mkdir()
     (directory / "join.toml").write_text(
-        f'[join]\nmaster = "http://10.42.0.1:8080"\ntoken = "{TOKEN}"\n'
+        f'[join]\nmaster = "https://10.42.0.1:8081"\ntoken = "{TOKEN}"\n'
     )
     return directory
 
@@ -54,7 +54,7 @@ class FakeMaster:
         self.keys: list[str] = []
 
     def __call__(self, url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
-        assert url == "http://10.42.0.1:8080/api/enroll"
+        assert url == "https://10.42.0.1:8081/api/enroll"
         self.keys.append(body["key"])
         answer, _ = self.service.enroll(EnrollBody(**body), token, self.address)
         if self.lose:
@@ -86,7 +86,7 @@ def test_waits_while_pending_and_gives_up_on_a_bad_token(board: Path, service: E
     assert len(set(stranger.keys)) == 1  # the same key every time, kept across runs
     service.approve(MAC)
     assert enroll(board, MAC, post=stranger, sleep=lambda _: None).name == "node-1"
-    (board / "join.toml").write_text('[join]\nmaster = "http://10.42.0.1:8080"\ntoken = "bad"\n')
+    (board / "join.toml").write_text('[join]\nmaster = "https://10.42.0.1:8081"\ntoken = "bad"\n')
     (board / CREDENTIALS).unlink()
     with pytest.raises(EnrollError, match="join token"):
         enroll(board, MAC, post=stranger, sleep=lambda _: None)

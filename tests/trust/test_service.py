@@ -221,3 +221,26 @@ def test_rotation_renews_the_worker_certificate_and_ends_the_old_with_the_overla
         serial(first),
         serial(second),
     }
+
+
+def test_a_refused_stranger_stays_refused_with_that_key(service: Enrollment) -> None:
+    """The admin refuses a waiting board: its request goes, and the same key asking again is
+    refused (not waiting again); a board with a new key (flashed again) waits anew."""
+    stranger = "02:00:00:00:00:09"
+    service.enroll(body(stranger), TOKEN, "10.42.0.150")
+    view, change = service.refuse(stranger)
+    assert view.mac == stranger and change.kind == "refused"
+    assert service.pending() == []
+    again, told = service.enroll(body(stranger), TOKEN, "10.42.0.150")
+    assert again.status == "refused" and "refused by the admin" in again.reason
+    assert told is not None and told.kind == "refused"
+    assert service.pending() == [] and service.nodes() == []
+    with pytest.raises(BrambleError, match="no request"):
+        service.refuse(stranger)
+    fresh, _ = service.enroll(body(stranger, key=b"n" * 32), TOKEN, "10.42.0.150")
+    assert fresh.status == "pending"
+    # a spec board asking from its lease is not held back by an old refusal of its MAC
+    service.enroll(body("b8:27:eb:00:00:02"), TOKEN, "10.42.0.99")  # wrong address: waits
+    service.refuse("node-2")
+    answer, _ = service.enroll(body("b8:27:eb:00:00:02"), TOKEN, "10.42.0.12")
+    assert answer.status == "enrolled"

@@ -175,7 +175,14 @@ def enroll(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     own = mac or board_mac(interface or cluster.spec.network.cluster_interface)
     tls = cluster.tls.directory if cluster.spec.jobs.tls else None
-    identity = enroll_board(directory, own, tls_dir=tls, attempts=attempts, rotate=rotate)
+    identity = enroll_board(
+        directory,
+        own,
+        tls_dir=tls,
+        ca_file=cluster.tls.ca_cert,
+        attempts=attempts,
+        rotate=rotate,
+    )
     typer.echo(f"enrolled as {identity.name} (key {identity.key_id})")
     if cluster.found_secrets is not None or cluster.secrets_error is not None:
         typer.echo(

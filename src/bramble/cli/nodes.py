@@ -93,6 +93,19 @@ def nodes_approve(
         typer.echo(approve(master, who, name))
 
 
+@app.command("refuse")
+def nodes_refuse(
+    who: Annotated[str, typer.Argument(help="The waiting board's MAC, or its spec name.")],
+    spec: SpecOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Refuse a waiting board: its request goes, and the same key asking again is refused."""
+    from bramble.client.trust import refuse
+
+    with admin_client(spec, url) as master:
+        typer.echo(refuse(master, who))
+
+
 @app.command("revoke")
 def nodes_revoke(name: str, spec: SpecOpt = None, url: UrlOpt = None) -> None:
     """End a node's credentials at once: its heartbeats are refused, its worker removed."""

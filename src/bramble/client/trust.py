@@ -63,6 +63,15 @@ def approve(master: MasterClient, who: str, name: str | None) -> str:
     return f"approved {node['mac']} as {node['name']} (key {node['key_id']})"
 
 
+def refuse(master: MasterClient, who: str) -> str:
+    """Refuse the request waiting from WHO (MAC or name); a line saying what happened."""
+    request: dict[str, Any] = master.post("/api/trust/refuse", {"who": who})
+    return (
+        f"refused {request['mac']} (from {request['address']}): the same key asking again is "
+        "refused"
+    )
+
+
 def revoke(master: MasterClient, name: str) -> str:
     """End NAME's credentials now; a line saying what happened."""
     node: dict[str, Any] = master.post("/api/trust/revoke", {"name": name})

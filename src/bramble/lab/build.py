@@ -379,12 +379,14 @@ def enroll_nodes(
     deadline = time.monotonic() + timeout
     keys: dict[str, tuple[Path, str]] = {}
     for name, proc in started.items():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        path = lab.plan.state / "nodes" / name / CREDENTIALS
+        # The credentials file is written whole (renamed into place) once the node is
+        # enrolled: its agent may start then, while `bramble enroll` is still exiting.
+        while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not path.exists() and proc.poll() is None:
             proc.kill()
             proc.wait()
-        path = lab.plan.state / "nodes" / name / CREDENTIALS
         identity = read_identity(path)
         if identity is None:
             say(f"  {name}: not enrolled in {timeout:.0f} s (see run/{name}.enroll.log)")

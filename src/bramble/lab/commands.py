@@ -253,8 +253,7 @@ def up(
     record = {"spec": str(path), "uplink": str(plan.uplink_net), "url": url, "jobs": jobs}
     _state_file(state).write_text(json.dumps({**record, "dask_port": dask_port}))
     say(f"lab {name!r}: {len(plan.nodes)} nodes, state in {state}")
-    if jobs:
-        _lab_tls(source, state, say)
+    _lab_tls(source, state, say)  # the nodes enroll over HTTPS, Dask runs with mutual TLS
     build.build_network(plan, spec, say)
     build.start_master(plan, spec, secrets, path, http_port, say, jobs=jobs, dask_port=dask_port)
     lab = Lab(

@@ -222,13 +222,20 @@ def export_dir(state: Path, export: str) -> Path:
 
 
 def adapt_dnsmasq(text: str, state: Path) -> str:
-    """The rendered dnsmasq config with its lease file moved into the lab's state.
+    """The rendered dnsmasq config with its lease file moved into the lab's state, and
+    without the ping check of pool addresses.
 
-    The lab changes only paths; interface names match because the lab names the master's
-    interfaces as the spec does.
+    Interface names match because the lab names the master's interfaces as the spec does.
+    Before it offers an address of its pool (a board `lab add` plugs in has no fixed
+    address), dnsmasq pings it and waits 3 s for an answer, in case a host it does not know
+    holds it; on the lab's switch every host is one of the lab's, given its address by this
+    dnsmasq, so the lab turns that off (`no-ping`). A real cluster keeps it: a board not
+    yet given a fixed address (`bramble apply --role master` after `nodes add`) waits those
+    3 s once, at its first lease.
     """
     lease = lease_file(state)
-    return re.sub(r"(?m)^dhcp-leasefile=.*$", f"dhcp-leasefile={lease}", text)
+    text = re.sub(r"(?m)^dhcp-leasefile=.*$", f"dhcp-leasefile={lease}", text)
+    return text + "\n# the lab: every host on its switch is its own (see adapt_dnsmasq)\nno-ping\n"
 
 
 def ganesha_conf(spec: Spec, state: Path) -> str:

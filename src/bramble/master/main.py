@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import signal
 import socket
 import sqlite3
+import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +50,7 @@ from bramble.master.replay import ReplayStore
 from bramble.master.silences import Silences
 from bramble.master.views import Change
 from bramble.trust import api as trust_api
+from bramble.trust import https
 from bramble.trust.certs import Ca
 from bramble.trust.leases import read_leases
 from bramble.trust.policy import JoinToken
@@ -55,6 +58,8 @@ from bramble.trust.service import Enrollment
 from bramble.trust.store import TrustStore
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from bramble.cluster import Cluster
     from bramble.jobs.api import JobsService
     from bramble.jobs.liveness import WorkerFollower
@@ -144,6 +149,7 @@ class Master:
         self.shared_key = {secrets.telemetry_key_id: secrets.telemetry_key}
         self.spec_names = frozenset(n.name for n in spec.nodes) if tel.admit == "spec" else None
         lease_file = Path(spec.enroll.lease_file)
+        self.ca = _read_ca(cluster)  # signs the workers' and the enrollment port's certificates
         self.trust = TrustStore(db_path.with_name("trust.db"))
         self.revoked_path = db_path.with_name(REVOKED_FILE)  # the scheduler reads it
         self.enrollment = Enrollment(
@@ -151,7 +157,7 @@ class Master:
             _join_tokens(secrets),
             self.trust,
             leases=lambda now: read_leases(lease_file, now),
-            ca=_read_ca(cluster),
+            ca=self.ca,
             spec_macs=_spec_macs(cluster),
         )
         self.follower: WorkerFollower | None = None  # with the jobs service, if it follows
@@ -294,6 +300,7 @@ class Master:
             backlog=4096,
         )
         server = uvicorn.Server(config)
+        enrolling = self._enroll_server(bind, names)
 
         def _stop(_signum: int, _frame: object) -> None:
             # uvicorn takes over these signals while it serves and raises them again when it
@@ -311,9 +318,92 @@ class Master:
                 tel.group,
                 tel.port,
             )
-            await server.serve()
+            task = asyncio.create_task(enrolling[0].serve([enrolling[1]])) if enrolling else None
+            try:
+                await server.serve()
+            finally:
+                if enrolling is not None and task is not None:
+                    enrolling[0].should_exit = True
+                    await task
+                    enrolling[1].close()
         if not server.started:
             raise BrambleError(f"cannot start the master: could not serve HTTP on {bind}:{port}")
+
+    def _enroll_server(
+        self, bind: str, names: set[str]
+    ) -> tuple[uvicorn.Server, socket.socket] | None:
+        """The HTTPS server for enrollment on BIND and the spec's enrollment port, its
+        certificate signed by the cluster CA now; None (enrollment is off, and said so)
+        without the CA key."""
+        import uvicorn
+
+        spec = self.cluster.spec
+        port = spec.enroll_port
+        if self.ca is None:
+            log.warning(
+                "enrollment is off: no cluster CA key in %s (`bramble init` makes it)",
+                self.cluster.tls.directory,
+            )
+            return None
+        hosts = https.server_hosts(spec)
+        cert, key = https.server_certificate(self.ca, hosts, datetime.datetime.now(datetime.UTC))
+        config = uvicorn.Config(
+            limits.HostCheck(limits.BodyLimit(enroll_app(self)), names),
+            host=bind,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=HTTP_GRACE,
+            http=limits.protocol_with_header_timeout(),
+        )
+        with https.server_files(cert, key) as files:  # read into the context, then gone
+            config.ssl_certfile, config.ssl_keyfile = f"{files}/cert.pem", f"{files}/key.pem"
+            config.load()
+        assert config.ssl is not None
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+        sock = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((bind, port))
+            sock.listen(128)  # boards asking before the server runs wait in the backlog
+        except OSError as exc:
+            sock.close()
+            raise BrambleError(
+                f"cannot start the master: cannot serve enrollment (HTTPS) on {bind}:{port}: "
+                f"{exc.strerror} (set enroll.port in the spec)"
+            ) from None
+        sock.set_inheritable(True)
+        log.info("enrollment: https://%s:%d/api/enroll for %s", bind, port, ", ".join(hosts))
+        return _quiet_server(config), sock
+
+
+def _quiet_server(config: uvicorn.Config) -> uvicorn.Server:
+    """A uvicorn server that leaves the signals to the main server (which stops it)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+        def install_signal_handlers(self) -> None:  # uvicorn before 0.29's capture
+            pass
+
+    return Server(config)
+
+
+def enroll_app(master: Master) -> FastAPI:
+    """The master's enrollment app, served over HTTPS: `POST /api/enroll` alone."""
+    app = FastAPI(
+        title="bramble enrollment",
+        version=__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.include_router(trust_api.enroll_router(master.enrollment, master.trust_changed))
+    return app
 
 
 def create_app(master: Master) -> FastAPI:
@@ -337,6 +427,7 @@ def create_app(master: Master) -> FastAPI:
             master.enrollment, master.cluster.secrets().admin_token, master.trust_changed
         )
     )
+    app.include_router(trust_api.plain_enroll_router(_plain_enroll_reason(master)))
     app.include_router(software_router(Path(master.cluster.spec.software.wheels_dir)))
     api.mount_page(app)
     return app
@@ -395,6 +486,21 @@ def _read_ca(cluster: Cluster) -> Ca | None:
         return Ca(paths.ca_cert.read_text(), paths.ca_key.read_text())
     except OSError:
         return None
+
+
+def _plain_enroll_reason(master: Master) -> str:
+    """Why `POST /api/enroll` on the plain HTTP port is refused, and where to enroll."""
+    from bramble.provision.render import enroll_url
+
+    if master.ca is None:
+        return (
+            f"this master does not enroll boards: no cluster CA key in "
+            f"{master.cluster.tls.directory} (`bramble init` makes it)"
+        )
+    return (
+        f"boards enroll over HTTPS only, at {enroll_url(master.cluster.spec)}/api/enroll "
+        "(render the node image again: its join.toml names it)"
+    )
 
 
 def _bind_source(cluster: Cluster, bind: str | None) -> str:

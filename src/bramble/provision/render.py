@@ -136,7 +136,7 @@ def join_toml(spec: Spec, token: str) -> str:
         f"# {HEADER}\n"
         "# All a board holds before it enrolls: this token can ask to enroll and nothing else.\n"
         "[join]\n"
-        f"master = {json.dumps(master_url(spec))}\n"
+        f"master = {json.dumps(enroll_url(spec))}\n"
         f"token = {json.dumps(token)}\n"
     )
 
@@ -153,6 +153,7 @@ def _ports(spec: Spec) -> tuple[list[int], list[int | str]]:
         {
             *_TCP_FIXED,
             spec.dashboard.port,
+            spec.enroll_port,
             spec.jobs.scheduler_port,
             spec.jobs.dashboard_port,
         }
@@ -237,12 +238,22 @@ def _share_units(spec: Spec, share: ShareSpec, common: dict[str, Any]) -> dict[s
     }
 
 
-def master_url(spec: Spec) -> str:
-    """The master's HTTP base URL as the nodes reach it, on the cluster side."""
+def master_host(spec: Spec) -> str:
+    """The master's address as the nodes reach it, on the cluster side."""
     bind = spec.dashboard.bind
     wildcard = bind in ("", "0.0.0.0") or bind.startswith("127.")
-    host = str(spec.network.master_address) if wildcard else bind
-    return f"http://{host}:{spec.dashboard.port}"
+    return str(spec.network.master_address) if wildcard else bind
+
+
+def master_url(spec: Spec) -> str:
+    """The master's HTTP base URL as the nodes reach it, on the cluster side."""
+    return f"http://{master_host(spec)}:{spec.dashboard.port}"
+
+
+def enroll_url(spec: Spec) -> str:
+    """Where the nodes enroll: the master's HTTPS enrollment port, on the cluster side (its
+    certificate, signed by the cluster CA, names this address)."""
+    return f"https://{master_host(spec)}:{spec.enroll_port}"
 
 
 def dist_url(spec: Spec) -> str:

@@ -172,6 +172,8 @@ class EnrollSpec(_Model):
     """dnsmasq's lease file on the master (the rendered dnsmasq config writes it there)."""
     per_minute: int = Field(default=30, ge=1, le=100000)
     """Requests a minute the master answers from one address (and 10 times that in all)."""
+    port: int = Field(default=0, ge=0, le=65535)
+    """The HTTPS port the master takes enrollment requests on; 0: the dashboard's port + 1."""
 
     @field_validator("lease_file")
     @classmethod
@@ -475,6 +477,11 @@ class Spec(_Model):
     def dashboard_bind(self) -> str:
         """The HTTP bind address: the spec's, or the master's cluster address."""
         return self.dashboard.bind or str(self.network.master_address)
+
+    @property
+    def enroll_port(self) -> int:
+        """The master's HTTPS enrollment port: the spec's, or the one after the dashboard's."""
+        return self.enroll.port or self.dashboard.port % 65535 + 1
 
     def fqdn(self, name: str) -> str:
         """A node's fully qualified name under the cluster domain."""

@@ -1,10 +1,11 @@
-"""Enrollment over the master's HTTP API.
+"""Enrollment over the master's HTTP APIs.
 
-`POST /api/enroll` takes the join token (`Authorization: Bearer <join token>`) and nothing
-else: it answers 200 (enrolled), 202 (pending) or 403 (refused), and 429 when rate limited.
-Listing, approving and revoking need the admin token. The routes call the service off the
-event loop and then tell ON_CHANGED, on the loop, what changed (the changes to show, and
-whether the credentials the collector verifies with changed).
+`POST /api/enroll`, served on the master's HTTPS enrollment port only, takes the join token
+(`Authorization: Bearer <join token>`) and nothing else: it answers 200 (enrolled), 202
+(pending) or 403 (refused), and 429 when rate limited; on the plain HTTP API it is always
+refused. Listing, approving, refusing and revoking need the admin token. The routes call
+the service off the event loop and then tell ON_CHANGED, on the loop, what changed (the
+changes to show, and whether the credentials the collector verifies with changed).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ class ApproveBody(BaseModel):
     name: str | None = Field(default=None, max_length=63)
 
 
+class RefuseBody(BaseModel):
+    """Which waiting request to refuse: a MAC or the name it waits under."""
+
+    who: str = Field(max_length=64)
+
+
 class RevokeBody(BaseModel):
     """The node whose credentials end now."""
 
@@ -43,21 +50,12 @@ def _bearer(authorization: str | None) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def router(
-    service: Enrollment,
-    admin_token: str,
-    on_changed: Callable[[list[Change], bool], None],
+def enroll_router(
+    service: Enrollment, on_changed: Callable[[list[Change], bool], None]
 ) -> APIRouter:
-    """The enrollment routes of SERVICE; ADMIN_TOKEN guards all but enrolling."""
+    """`POST /api/enroll` of SERVICE: the one route the master serves on its HTTPS
+    enrollment port, where the board's key travels encrypted."""
     routes = APIRouter()
-
-    def require_admin(
-        authorization: Annotated[str | None, Header()] = None,
-    ) -> None:
-        if not hmac.compare_digest(_bearer(authorization).encode(), admin_token.encode()):
-            raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
-
-    admin = [Depends(require_admin)]
 
     @routes.post(
         "/api/enroll",
@@ -85,6 +83,40 @@ def router(
             status = 429
         return JSONResponse(answer.model_dump(), status_code=status)
 
+    return routes
+
+
+def plain_enroll_router(where: str) -> APIRouter:
+    """`POST /api/enroll` on the plain HTTP API: always refused (WHERE says why and where to
+    enroll), its body never read as a request, so no key sent in the clear is ever used."""
+    routes = APIRouter()
+
+    # Not in the API's description: it is no route to use, only a pointer to the real one.
+    @routes.post("/api/enroll", include_in_schema=False)
+    def enroll() -> JSONResponse:
+        answer = EnrollAnswer(status="refused", reason=where)
+        return JSONResponse(answer.model_dump(), status_code=403)
+
+    return routes
+
+
+def router(
+    service: Enrollment,
+    admin_token: str,
+    on_changed: Callable[[list[Change], bool], None],
+) -> APIRouter:
+    """The admin's enrollment routes of SERVICE, guarded by ADMIN_TOKEN: list, approve,
+    refuse, revoke (enrolling itself is `enroll_router`, on the HTTPS port)."""
+    routes = APIRouter()
+
+    def require_admin(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> None:
+        if not hmac.compare_digest(_bearer(authorization).encode(), admin_token.encode()):
+            raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+    admin = [Depends(require_admin)]
+
     @routes.get("/api/trust/nodes", summary="Enrolled nodes (admin token)", dependencies=admin)
     def nodes() -> list[NodeTrust]:
         return service.nodes()
@@ -102,6 +134,19 @@ def router(
         except BrambleError as exc:
             raise HTTPException(409, str(exc)) from None
         on_changed([change], True)
+        return view
+
+    @routes.post(
+        "/api/trust/refuse",
+        summary="Refuse a waiting board; its key asking again is refused (admin)",
+        dependencies=admin,
+    )
+    async def refuse(body: RefuseBody) -> PendingView:
+        try:
+            view, change = await asyncio.to_thread(service.refuse, body.who)
+        except BrambleError as exc:
+            raise HTTPException(409, str(exc)) from None
+        on_changed([change], False)
         return view
 
     @routes.post(

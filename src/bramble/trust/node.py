@@ -4,7 +4,9 @@
 nothing. Otherwise it makes a telemetry key and a worker key with its CSR, keeps them (mode
 0600) before it asks, so every retry sends the same key and the master enrolls the board once
 however often the answer is lost, and asks until the master enrolls it: backing off (with
-jitter) while it waits for approval, is rate limited or cannot reach the master.
+jitter) while it waits for approval, is rate limited or cannot reach the master. It asks over
+HTTPS only, of a master whose certificate the cluster CA of the node image signed: the key
+never crosses the network in the clear.
 
 The credentials file (`/etc/bramble/node.toml`, 0600) has the shape of the secrets file's
 `[telemetry]` table, which the agent (and the compiled agent, `--secrets FILE`) reads, plus
@@ -58,12 +60,19 @@ class Join:
 
 
 def read_join(path: Path) -> Join:
-    """The join file at PATH; EnrollError if it is missing or bad."""
+    """The join file at PATH; EnrollError if it is missing or bad, or names a master to ask
+    over plain HTTP (the board's key would cross the network in the clear)."""
     try:
         data = tomllib.loads(path.read_text("utf-8"))["join"]
-        return Join(str(data["master"]).rstrip("/"), str(data["token"]))
+        join = Join(str(data["master"]).rstrip("/"), str(data["token"]))
     except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise EnrollError(f"{path}: no join file to enroll with ({exc})") from None
+    if not join.master.startswith("https://"):
+        raise EnrollError(
+            f"{path}: the master to enroll with, {join.master}, is not an https:// address; "
+            "boards enroll over HTTPS only (render the node image again with this bramble)"
+        )
+    return join
 
 
 def read_identity(path: Path) -> NodeIdentity | None:
@@ -133,21 +142,49 @@ Post = Callable[[str, dict[str, Any], str], tuple[int, dict[str, Any]]]
 """(url, body, join token) -> (HTTP status, answer); OSError when the master is unreachable."""
 
 
-def http_post(url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
-    """POST BODY as JSON with TOKEN; the status and the JSON answer ({} if none)."""
-    import httpx
+def https_post(ca_file: Path) -> Post:
+    """A Post over HTTPS to a master whose certificate the CA at CA_FILE (the node image's
+    `tls/ca.pem`) signed for the address asked; EnrollError without that CA. A master that
+    does not prove it is one (another CA, another name) is unreachable, and told nothing.
+    (The standard library's client: one request per boot needs no more, and a board starts
+    it faster.)"""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from bramble.trust.https import HttpsError, client_context
 
     try:
-        response = httpx.post(
-            url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        context = client_context(ca_file)
+    except HttpsError as exc:
+        raise EnrollError(str(exc)) from None
+
+    def post(url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
+        where = urlsplit(url)
+        if where.scheme != "https" or not where.hostname:
+            raise OSError(f"{url} is not an https:// address")
+        connection = http.client.HTTPSConnection(
+            where.hostname, where.port or 443, timeout=10, context=context
         )
-    except httpx.HTTPError as exc:
-        raise OSError(str(exc)) from None
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = {}
-    return response.status_code, answer if isinstance(answer, dict) else {}
+        try:
+            connection.request(
+                "POST",
+                where.path or "/",
+                json.dumps(body),
+                {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            text = response.read(1 << 20)
+        except (OSError, http.client.HTTPException) as exc:
+            raise OSError(str(exc) or type(exc).__name__) from None
+        finally:
+            connection.close()
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = {}
+        return response.status, answer if isinstance(answer, dict) else {}
+
+    return post
 
 
 def enroll(
@@ -155,7 +192,8 @@ def enroll(
     mac: str,
     *,
     tls_dir: Path | None = None,
-    post: Post = http_post,
+    ca_file: Path | None = None,
+    post: Post | None = None,
     sleep: Callable[[float], None] = time.sleep,
     attempts: int = 0,
     rotate: bool = False,
@@ -163,6 +201,8 @@ def enroll(
     """This board's identity: from DIRECTORY's credentials file, else by enrolling with its
     join file as MAC, asking until enrolled (ATTEMPTS > 0: at most that many times). With
     TLS_DIR, a worker key and CSR are made there and the signed certificate written beside.
+    It asks over HTTPS (POST, by default) a master whose certificate CA_FILE (default
+    DIRECTORY/tls/ca.pem, the node image's) signed.
     ROTATE: with credentials already, ask for a new key (and, with TLS_DIR, a new worker
     certificate for a new worker key), proving the request with the current key; the master
     keeps both keys and both certificates good for an overlap, so restarting the agent and
@@ -172,6 +212,8 @@ def enroll(
     if have is not None and not rotate:
         return have
     join = read_join(directory / JOIN)
+    if post is None:
+        post = https_post(ca_file or directory / "tls" / "ca.pem")
     asking = _pending(directory, tls_dir)
     wait = FIRST_WAIT
     tried = 0

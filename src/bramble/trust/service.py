@@ -27,6 +27,7 @@ from bramble.master.views import Change, ChangeKind
 from bramble.spec import Spec
 from bramble.trust.certs import Ca, CsrError, sign_worker
 from bramble.trust.policy import (
+    Decision,
     JoinToken,
     Known,
     Nonces,
@@ -36,7 +37,7 @@ from bramble.trust.policy import (
     decide,
     normal_mac,
 )
-from bramble.trust.store import NodeCredentials, PendingRequest, TrustStore
+from bramble.trust.store import REFUSED, NodeCredentials, PendingRequest, TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,8 @@ class Enrollment:
             replayed=replayed,
             proved=proved,
         )
+        if decision.outcome == "pending" and self.store.setting(REFUSED + body.mac) == key_id:
+            decision = Decision("refused", "", "refused by the admin (a new key may ask again)")
         who = decision.name or body.mac
         if decision.outcome == "refused":
             answer = EnrollAnswer(status="refused", reason=decision.reason)
@@ -265,15 +268,9 @@ class Enrollment:
         """Enroll the waiting request of WHO (a MAC, or the name it waits under) as NAME (by
         default the spec's name for its MAC); BrambleError if none waits."""
         now = self.clock()
-        waiting = self.store.pending()
-        try:
-            mac = normal_mac(who)
-            found = [p for p in waiting if p.mac == mac]
-        except ValueError:
-            found = [p for p in waiting if p.name == who]
-        if not found:
+        request = self._waiting(who)
+        if request is None:
             raise BrambleError(f"no request from {who!r} waits (see `bramble nodes pending`)")
-        request = found[-1]
         spec_name = self._spec_macs().get(request.mac, "")
         final = name or spec_name or request.name
         if not final:
@@ -288,6 +285,29 @@ class Enrollment:
         log.info("approved %s as %s", request.mac, final)
         change = self._change(now, final, "enrolled", f"{final} approved ({request.mac})")
         return _view(node), change
+
+    def refuse(self, who: str) -> tuple[PendingView, Change]:
+        """Refuse the waiting request of WHO (a MAC, or the name it waits under): it goes, and
+        its key asking again is refused; BrambleError if none waits."""
+        now = self.clock()
+        found = self._waiting(who)
+        request = self.store.refuse(found.mac) if found is not None else None
+        if request is None:
+            raise BrambleError(f"no request from {who!r} waits (see `bramble nodes pending`)")
+        log.warning("refused %s (from %s, key %s)", request.mac, request.address, request.key_id)
+        message = f"{request.mac} from {request.address} refused by the admin"
+        change = self._change(now, request.name or request.mac, "refused", message)
+        return _pending_view(request), change
+
+    def _waiting(self, who: str) -> PendingRequest | None:
+        """The request waiting from WHO (a MAC, or the name it waits under), if any."""
+        waiting = self.store.pending()
+        try:
+            mac = normal_mac(who)
+            found = [p for p in waiting if p.mac == mac]
+        except ValueError:
+            found = [p for p in waiting if p.name == who]
+        return found[-1] if found else None
 
     def revoke(self, name: str) -> tuple[NodeTrust, Change]:
         """End the credentials of the node NAME at once."""
@@ -309,10 +329,7 @@ class Enrollment:
 
     def pending(self) -> list[PendingView]:
         """Every request waiting for approval."""
-        return [
-            PendingView(mac=p.mac, name=p.name, address=p.address, reason=p.reason, asked=p.asked)
-            for p in self.store.pending()
-        ]
+        return [_pending_view(p) for p in self.store.pending()]
 
     def write_revocations(self, path: Path) -> bool:
         """Write the revoked worker certificates' serials to PATH (mode 0644: they are no
@@ -350,6 +367,10 @@ class Enrollment:
                 expires = min(expires or node.old_until, node.old_until)
         shared = self.store.setting(SHARED_KEY, "active") == "active"
         return Credentials(keys, owners, frozenset(revoked), shared, expires)
+
+
+def _pending_view(p: PendingRequest) -> PendingView:
+    return PendingView(mac=p.mac, name=p.name, address=p.address, reason=p.reason, asked=p.asked)
 
 
 def _view(node: NodeCredentials) -> NodeTrust:

@@ -84,6 +84,10 @@ def _certificate(cert_pem: str) -> tuple[int, float] | None:
     return cert.serial_number, cert.not_valid_after_utc.timestamp()
 
 
+REFUSED = "refused:"
+"""The settings naming, by MAC, the key id of a request the admin refused."""
+
+
 class TrustStore:
     """The credentials file at PATH."""
 
@@ -254,6 +258,24 @@ class TrustStore:
             if got is not None and got[1] >= now:
                 found[got[0]] = name
         return sorted(found.items())
+
+    def refuse(self, mac: str) -> PendingRequest | None:
+        """Drop the request waiting from MAC and remember its key as refused, in one
+        transaction; the request, or None if none waits."""
+        with self._lock, self.db:
+            row = self.db.execute(
+                "SELECT mac, name, key_id, key, csr, address, reason, asked FROM pending "
+                "WHERE mac = ?",
+                (mac,),
+            ).fetchone()
+            if row is None:
+                return None
+            request = PendingRequest(*row)
+            self.db.execute("DELETE FROM pending WHERE mac = ?", (mac,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO setting VALUES (?, ?)", (REFUSED + mac, request.key_id)
+            )
+        return request
 
     def setting(self, name: str, default: str = "") -> str:
         """The setting NAME, or DEFAULT."""
