@@ -7,6 +7,7 @@ const state = {
   cards: new Map(),      // name -> { root, refs }, made when the cards view first shows it
   cells: new Map(),      // name -> { root, refs }, the same for the compact view
   mode: localStorage.getItem("bramble-view") === "compact" ? "compact" : "cards",
+  opened: Date.now() / 1000,
   io: new Map(),         // name -> flat [ts, disk_read, disk_write, swap_in, swap_out, ...] live
   order: [],             // names in display order
   stats: null,
@@ -234,7 +235,7 @@ function makeCell(name) {
   const refs = { name: el("span", "cn", name), vals: el("span", "cv", "–"), alert: el("i", "ab", "!") };
   refs.alert.hidden = true;
   root.append(refs.name, refs.vals, refs.alert);
-  return { root, refs, cls: "" };
+  return { root, refs, cls: "", alerting: false };
 }
 
 function updateCell(cell, node) {
@@ -249,7 +250,7 @@ function updateCell(cell, node) {
   const by = $("colour-by").value;
   const levels = { cpu: level("cpu", cpu), temp: level("temp", temp), mem: level("mem", mem) };
   const lv = by === "worst" ? Math.max(levels.cpu, levels.temp, levels.mem) : levels[by];
-  const cls = `cell ${node.status} l${Math.max(lv, 0)}`;
+  const cls = `cell ${node.status} l${Math.max(lv, 0)}${cell.alerting ? " alerting" : ""}`;
   if (cell.cls !== cls) { cell.root.className = cls; cell.cls = cls; }
 }
 
@@ -399,7 +400,11 @@ function renderAlerts() {
       const mine = byNode.get(name) || [];
       const badge = cell.refs.alert;
       badge.hidden = mine.length === 0;
-      cell.root.classList.toggle("alerting", mine.length > 0);
+      if (cell.alerting !== mine.length > 0) {
+        cell.alerting = mine.length > 0;
+        cell.root.classList.toggle("alerting", cell.alerting);
+        cell.cls = cell.root.className;
+      }
       if (!mine.length) continue;
       const muted = mine.every((a) => a.silenced);
       badge.className = `ab ${worst(mine)}${muted ? " silenced" : ""}`;

@@ -108,7 +108,7 @@ function redraw() {
     note.hidden = has;
     if (!has) {
       note.textContent = current.ioHistory ? `no ${what} from this node in this range`
-        : `no ${what} from this node${since} (not kept in history: charted live from the page's opening)`;
+        : `no ${what} from this node${since} (not in history: charted live from when this page opened)`;
     }
   }
   rangeBox.show(lo, hi, current.zoom != null);
