@@ -3,7 +3,8 @@
 Starts a master on loopback (or uses --url), opens the page in headless chromium with
 Playwright, waits for the network to go quiet, and sums the bodies of every response the
 page received (the event stream excepted: it is data, not page weight), plus the compact
-view's, the compare panel's and the node detail view's assets. Also checks that no request left the master.
+view's, the compare panel's and the node detail view's assets. Also checks that no request
+left the master.
 
     python bench/pageweight.py [--url http://127.0.0.1:8080]
 """

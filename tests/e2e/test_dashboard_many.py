@@ -197,7 +197,8 @@ def test_compare_chart_zoom_and_exact_ranges(
           if (!u || u.series.length !== 3) return null;
           const lastOf = (col) => col.filter((v) => v != null).pop();
           const got = [lastOf(u.data[1]), lastOf(u.data[2])];
-          return got.every((v) => v != null) ? [u.series[1].label, u.series[2].label, ...got] : null;
+          if (got.some((v) => v == null)) return null;
+          return [u.series[1].label, u.series[2].label, ...got];
         }"""
         got = page.wait_for_function(last, timeout=15_000).json_value()
         assert got == ["node-1", "node-3", 41.0, 52.0]
@@ -362,7 +363,7 @@ def test_detail_lists_top_processes(start_master: Callable[..., Master], browser
             {"name": "sshd", "pid": 433, "cpu": 0.2, "rss": 7_340_032},
         ]}  # fmt: skip
         if not served:
-            routes = master.api("/api/routes") + ["/api/nodes/{name}/processes"]
+            routes = [*master.api("/api/routes"), "/api/nodes/{name}/processes"]
             page.route("**/api/routes", lambda r: r.fulfill(json=routes))
             page.route("**/api/nodes/node-1/processes", lambda r: r.fulfill(body=json.dumps(answer),
                        content_type="application/json"))  # fmt: skip

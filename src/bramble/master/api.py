@@ -22,7 +22,6 @@ from fastapi.responses import (
     Response,
     StreamingResponse,
 )
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from bramble.master.limits import StreamResponse
@@ -250,7 +249,7 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
     def api_routes(request: Request) -> list[str]:
         """What a page may ask this master (a page may be newer than the master, or older):
         every `/api/` path it serves, sorted."""
-        paths = {r.path for r in request.app.routes if isinstance(r, APIRoute)}
+        paths = request.app.openapi().get("paths", {})  # built once, then kept by the app
         return sorted(p for p in paths if p.startswith("/api/"))
 
     @routes.get("/api/changes", summary="Recent node events, newest first")
