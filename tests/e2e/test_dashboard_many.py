@@ -5,10 +5,12 @@ from/to ranges, and a node's filesystems, processes, disk I/O and swap in its de
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]  # fmt: skip
 HOT = '[[alerts]]\nname = "hot"\nmetric = "cputemp"\nthreshold = 85\nfor = "0.5s"\n'
 ANY = {"telemetry": 'admit = "any"'}
+# Screenshots go to docs/ (for the README) with UPDATE_SCREENSHOTS=1, else to the test's tmp dir.
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 FS = {"/": [32_000_000_000, 29_500_000_000, 2_500_000_000],
       "/boot/firmware": [500_000_000, 60_000_000, 440_000_000]}  # fmt: skip
 
@@ -86,7 +90,7 @@ def _page(browser: Any, url: str, errors: list[str], **viewport: int) -> Any:
 
 
 def test_compact_view_shows_200_nodes_on_one_screen(
-    start_master: Callable[..., Master], browser: Any
+    start_master: Callable[..., Master], browser: Any, tmp_path: Path
 ) -> None:
     master = start_master(nodes=1, interval=1.0, extra=HOT, tables=ANY)
     fleet = Fleet(master, 200)
@@ -127,6 +131,9 @@ def test_compact_view_shows_200_nodes_on_one_screen(
         # a node that goes quiet turns stale, then down, in its cell
         fleet.quiet.add("node-9")
         page.wait_for_selector(".cell.stale[data-name='node-9']", timeout=15_000)
+        page.mouse.move(0, 0)
+        shots = DOCS if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
+        page.screenshot(path=str(shots / "compact-desktop.png"))
         # the filters apply to the cells too
         page.select_option("#status-filter", "problem")
         wait_for(lambda: page.locator(".cell:visible").count() == 2, 5, "the problem cells")
