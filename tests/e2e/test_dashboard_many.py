@@ -110,7 +110,10 @@ def test_compact_view_shows_200_nodes_on_one_screen(
         cell = page.locator(".cell[data-name='node-3']")
         assert cell.locator(".cn").inner_text() == "node-3"
         assert cell.locator(".cv").inner_text() == "25% 46° 50%"
-        classes = lambda name: page.get_attribute(f".cell[data-name='{name}']", "class")  # noqa: E731
+
+        def classes(name: str) -> str:
+            return str(page.get_attribute(f".cell[data-name='{name}']", "class"))
+
         assert "l0" in classes("node-3").split()
         page.wait_for_function(
             "document.querySelector(\".cell[data-name='node-7']\").classList.contains('l2')"
