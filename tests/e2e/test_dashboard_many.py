@@ -155,6 +155,17 @@ def test_compact_view_shows_200_nodes_on_one_screen(
         page.reload()
         page.wait_for_function("document.querySelectorAll('.card').length === 200")
         assert page.locator(".cell").count() == 0
+
+        # on a phone the cells wrap: nothing scrolls sideways
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+        phone.on("pageerror", lambda e: errors.append(str(e)))
+        phone.add_init_script("localStorage.setItem('bramble-view', 'compact')")
+        phone.goto(master.base + "/")
+        phone.wait_for_function("document.querySelectorAll('.cell').length === 200")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the compact view scrolls sideways on a phone ({width} px)"
+        assert phone.evaluate(IN_VIEW, ".cell") >= 40
+        phone.close()
         assert errors == []
     finally:
         fleet.close()

@@ -41,7 +41,8 @@ export function lineChart(target, series,
     axes: [axis, { ...axis, size: axisSize, values: value ? (u, ticks) => ticks.map(value) : undefined }],
     series: [{}, ...series.map((s, i) => ({
       label: s.label,
-      stroke: cssVar(s.color || PALETTE[i % PALETTE.length]),
+      // past the palette, hues spread around the wheel (the compare chart's 9th to 12th node)
+      stroke: i < PALETTE.length || s.color ? cssVar(s.color || PALETTE[i]) : `hsl(${(i * 137.5) % 360} 70% 45%)`,
       width: s.width ?? 1.5,
       points: { show: false },
       spanGaps: false,

@@ -80,8 +80,8 @@ export async function mountCompare(box, { nodes, visible, now }) {
     const text = find.value.trim().toLowerCase();
     const test = text ? (n) => n.name.toLowerCase().includes(text) : visible();
     const all = nodes();
-    const shown = all.filter((n) => st.chosen.has(n.name))
-      .concat(all.filter((n) => !st.chosen.has(n.name) && test(n)).slice(0, 200));
+    const found = all.filter((n) => !st.chosen.has(n.name) && test(n));
+    const shown = all.filter((n) => st.chosen.has(n.name)).concat(found.slice(0, 200));
     list.replaceChildren(...shown.map((n) => {
       const box = el("input");
       box.type = "checkbox";
@@ -92,7 +92,8 @@ export async function mountCompare(box, { nodes, visible, now }) {
       label.append(box, ` ${n.name}`);
       return label;
     }));
-    count.textContent = `${st.chosen.size} of at most ${MAX} chosen`;
+    count.textContent = `${st.chosen.size} of at most ${MAX} chosen` +
+      (found.length > 200 ? ` (200 of ${found.length} others listed: type to find more)` : "");
   }
 
   list.addEventListener("change", (e) => {
