@@ -333,14 +333,14 @@ const dirty = new Set();
 let flushTimer = null;
 let lastFlush = 0;
 
-function applyNodes(views, now = false) {
+function applyNodes(views, atOnce = false) {
   for (const view of views) {
     state.nodes.set(view.name, view);
     dirty.add(view.name);
     keepIo(view);
   }
   if (detail) detail.onNodes(views);
-  if (now) flush();
+  if (atOnce) flush();
   else if (flushTimer === null) {
     const wait = Math.max(0, lastFlush + Math.min(1000, state.nodes.size) - performance.now());
     flushTimer = setTimeout(() => requestAnimationFrame(flush), wait);
