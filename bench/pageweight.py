@@ -2,8 +2,9 @@
 
 Starts a master on loopback (or uses --url), opens the page in headless chromium with
 Playwright, waits for the network to go quiet, and sums the bodies of every response the
-page received (the event stream excepted: it is data, not page weight), plus the node detail
-view's assets. Also checks that no request left the master.
+page received (the event stream excepted: it is data, not page weight), plus the compact
+view's, the compare panel's and the node detail view's assets. Also checks that no request
+left the master.
 
     python bench/pageweight.py [--url http://127.0.0.1:8080]
 """
@@ -51,6 +52,9 @@ def measure(base: str) -> int:
         page.on("response", on_response)
         page.goto(base + "/", wait_until="load")
         page.wait_for_timeout(2000)
+        page.click(".view-switch button[data-view=compact]")  # the compact view
+        page.click("#compare summary")  # the compare panel loads its module when opened
+        page.wait_for_timeout(1000)
         page.goto(base + "/#/node/none")
         page.wait_for_timeout(1000)
         browser.close()

@@ -75,7 +75,12 @@ def test_banner_and_badges_of_firing_alerts(
 
         page.on("dialog", dialog)
         page.click("#alerts button.silence")
-        wait_for(lambda: "That is not the admin token." in told, 5, "the refusal")
+        # Playwright hands over dialogs only inside its own calls: wait in one, not in sleep
+        wait_for(
+            lambda: page.wait_for_timeout(50) or "That is not the admin token." in told,
+            5,
+            "the refusal",
+        )
         page.click("#alerts button.silence")
         page.wait_for_selector("#alerts", state="hidden", timeout=10_000)
         badge = page.locator(".card[data-name='node-1'] .badge.alert")

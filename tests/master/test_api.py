@@ -98,6 +98,10 @@ def test_every_route_of_the_contract(tmp_path: Path, processes: Processes) -> No
 
     missing = httpx.get(f"{base}/api/nodes/nope", timeout=5)
     assert missing.status_code == 404 and "detail" in missing.json()
+    # what a page may ask this master: every /api/ path, sorted (the pages and /docs not)
+    routes = api(base, "/api/routes")
+    assert {"/api/nodes/{name}/history", "/api/registry", "/api/routes"} <= set(routes)
+    assert routes == sorted(routes) and all(r.startswith("/api/") for r in routes)
 
     stats = wait_for(
         lambda: (s := api(base, "/api/stats"))["rejected"].get("replay") and s, 5, "rejections"

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Protocol, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -244,6 +244,13 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
     @routes.get("/api/registry", summary="Every metric of the registry: name, unit, what it is")
     def registry() -> list[MetricInfo]:
         return REGISTRY
+
+    @routes.get("/api/routes", summary="The API paths this master serves")
+    def api_routes(request: Request) -> list[str]:
+        """What a page may ask this master (a page may be newer than the master, or older):
+        every `/api/` path it serves, sorted."""
+        paths = request.app.openapi().get("paths", {})  # built once, then kept by the app
+        return sorted(p for p in paths if p.startswith("/api/"))
 
     @routes.get("/api/changes", summary="Recent node events, newest first")
     async def changes(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Change]:

@@ -1,10 +1,14 @@
 // bramble dashboard: the cluster overview, live over the master's event stream.
 import { bytes, clock, duration, el, mib, mibLabel, pct } from "/static/format.js";
-import { lineChart, setData } from "/static/charts.js";
+import { lineChart, rangeInputs, setData } from "/static/charts.js";
 
 const state = {
   nodes: new Map(),      // name -> NodeView from the API
-  cards: new Map(),      // name -> { root, refs }
+  cards: new Map(),      // name -> { root, refs }, made when the cards view first shows it
+  cells: new Map(),      // name -> { root, refs }, the same for the compact view
+  mode: localStorage.getItem("bramble-view") === "compact" ? "compact" : "cards",
+  opened: Date.now() / 1000,
+  io: new Map(),         // name -> flat [ts, disk_read, disk_write, swap_in, swap_out, ...] live
   order: [],             // names in display order
   stats: null,
   offset: 0,             // server clock minus ours, seconds
@@ -14,6 +18,8 @@ const state = {
 };
 const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
 const REBOOT_BADGE_FOR = 900;   // seconds a "rebooted" badge stays on a card
+const IO_KEYS = ["disk_read", "disk_write", "swap_in", "swap_out"];
+const IO_BUDGET = 200000;        // samples of live disk I/O and swap kept, all nodes together
 const $ = (id) => document.getElementById(id);
 let detail = null;               // the detail module, loaded on first use
 
@@ -143,7 +149,8 @@ function updateSeen(card, node) {
 
 // --- filtering, sorting, summary -----------------------------------------------------------
 const STATUS_RANK = { down: 0, stale: 1, up: 2 };
-const byName = (a, b) => a.name.localeCompare(b.name, undefined, { numeric: true });
+const collator = new Intl.Collator(undefined, { numeric: true });
+const byName = (a, b) => collator.compare(a.name, b.name);
 const sorters = {
   name: byName,
   status: (a, b) => STATUS_RANK[a.status] - STATUS_RANK[b.status] || byName(a, b),
@@ -156,30 +163,135 @@ function memFraction(node) {
   return m && m.mem_total ? m.mem_used / m.mem_total : -1;
 }
 
-function visible(node) {
+// A test of whether a node passes the filter and status boxes (read once per layout).
+function visibility() {
   const text = $("filter").value.trim().toLowerCase();
   const wanted = $("status-filter").value;
-  if (text && !node.name.toLowerCase().includes(text)) return false;
-  if (wanted === "problem") return node.status !== "up" || alertsOf(node.name).length > 0;
-  return !wanted || node.status === wanted;
+  const alerting = wanted === "problem" ? new Set([...state.alerts.values()].map((a) => a.node)) : null;
+  return (node) => {
+    if (text && !node.name.toLowerCase().includes(text)) return false;
+    if (wanted === "problem") return node.status !== "up" || alerting.has(node.name);
+    return !wanted || node.status === wanted;
+  };
+}
+
+// The nodes' elements of the current view (cards or compact cells), made on first need.
+function items() { return state.mode === "compact" ? state.cells : state.cards; }
+function itemOf(name) {
+  const map = items();
+  let item = map.get(name);
+  if (!item) {
+    item = state.mode === "compact" ? makeCell(name) : makeCard(name);
+    map.set(name, item);
+  }
+  return item;
+}
+function update(item, node) {
+  if (state.mode === "compact") updateCell(item, node); else updateCard(item, node);
 }
 
 function layout() {
-  const nodes = [...state.nodes.values()].sort(sorters[$("sort").value] || byName);
-  const grid = $("grid");
-  const names = nodes.map((n) => n.name);
-  const reorder = names.length !== state.order.length || names.some((n, i) => n !== state.order[i]);
+  const key = $("sort").value;
+  // by name the order changes only when nodes come or go: no sort on every update then
+  const same = key === "name" && state.order.length === state.nodes.size && state.orderKey === key;
+  const nodes = same ? state.order.map((n) => state.nodes.get(n))
+    : [...state.nodes.values()].sort(sorters[key] || byName);
+  const box = state.mode === "compact" ? $("compact") : $("grid");
+  const names = same ? state.order : nodes.map((n) => n.name);
+  const reorder = !same || state.laidOut !== state.mode || box.childElementCount !== names.length ||
+    names.some((n, i) => n !== state.order[i]);
+  const test = visibility();
   let shown = 0;
+  const list = [];
   for (const node of nodes) {
-    const card = state.cards.get(node.name);
-    const show = visible(node);
-    if (card.root.hidden === show) card.root.hidden = !show;
+    const item = itemOf(node.name);
+    const show = test(node);
+    if (item.root.hidden === show) item.root.hidden = !show;
     if (show) shown += 1;
-    if (reorder) grid.append(card.root);
+    if (reorder) list.push(item.root);
   }
+  if (reorder) box.replaceChildren(...list);
   state.order = names;
-  $("shown").textContent = `${shown} of ${nodes.length} nodes shown`;
+  state.orderKey = key;
+  state.laidOut = state.mode;
+  const text = `${shown} of ${nodes.length} nodes shown`;
+  if ($("shown").textContent !== text) $("shown").textContent = text;
 }
+
+// --- compact view: a cell per node, coloured by CPU, temperature or memory -------------------
+const LEVELS = {   // [amber from, red from]
+  cpu: [0.75, 0.9], temp: [70, 80], mem: [85, 95],
+};
+function level(kind, v) {
+  if (v == null || !Number.isFinite(v)) return -1;
+  const [warn, crit] = LEVELS[kind];
+  return v >= crit ? 2 : v >= warn ? 1 : 0;
+}
+
+function makeCell(name) {
+  const root = el("a", "cell");
+  root.href = `#/node/${encodeURIComponent(name)}`;
+  root.dataset.name = name;
+  const refs = { name: el("span", "cn", name), vals: el("span", "cv", "–"), alert: el("i", "ab", "!") };
+  refs.alert.hidden = true;
+  root.append(refs.alert, refs.name, refs.vals);   // the badge floats right of the name
+  return { root, refs, cls: "", alerting: false };
+}
+
+function updateCell(cell, node) {
+  const s = node.sample || {};
+  const m = node.metrics || {};
+  const cpu = s.cpuusage;
+  const temp = s.cputemp > 0 ? s.cputemp : null;
+  const mem = m.mem_total ? (m.mem_used / m.mem_total) * 100 : null;
+  const text = `${cpu == null ? "–" : Math.round(cpu * 100)}% ${temp == null ? "–" : Math.round(temp)}° ${
+    mem == null ? "–" : Math.round(mem)}%`;
+  if (cell.refs.vals.textContent !== text) cell.refs.vals.textContent = text;
+  const by = $("colour-by").value;
+  const levels = { cpu: level("cpu", cpu), temp: level("temp", temp), mem: level("mem", mem) };
+  const lv = by === "worst" ? Math.max(levels.cpu, levels.temp, levels.mem) : levels[by];
+  const cls = `cell ${node.status} l${Math.max(lv, 0)}${cell.alerting ? " alerting" : ""}`;
+  if (cell.cls !== cls) { cell.root.className = cls; cell.cls = cls; }
+}
+
+// the full figures of a cell as its tooltip, made when the pointer comes to it
+$("compact").addEventListener("mouseover", (e) => {
+  const cell = e.target.closest(".cell");
+  const node = cell && state.nodes.get(cell.dataset.name);
+  if (!node) return;
+  const s = node.sample || {};
+  const m = node.metrics || {};
+  const lines = [`${node.name}: ${node.status}`, `CPU ${pct(s.cpuusage)}`,
+    `temperature ${s.cputemp > 0 ? `${s.cputemp.toFixed(1)} °C` : "–"}`,
+    `memory ${m.mem_total ? `${mib(m.mem_used)} of ${mib(m.mem_total)}` : "–"}`,
+    `last seen ${duration(Math.max(0, now() - node.last_seen))} ago`,
+    ...alertsOf(node.name).map((a) => `alert: ${a.severity} ${a.rule} (${a.condition})`)];
+  cell.title = lines.join("\n");
+});
+
+function setMode(mode) {
+  state.mode = mode;
+  localStorage.setItem("bramble-view", mode);
+  const compact = mode === "compact";
+  document.body.classList.toggle("compact-mode", compact);
+  $("grid").hidden = compact;
+  $("compact").hidden = !compact;
+  $("compact-key").hidden = !compact;
+  $("colour-by-box").hidden = !compact;
+  for (const b of document.querySelectorAll(".view-switch button")) {
+    b.setAttribute("aria-pressed", String(b.dataset.view === mode));
+  }
+  // the view's elements catch up with what came while the other view showed
+  for (const node of state.nodes.values()) update(itemOf(node.name), node);
+  layout();
+  renderAlerts();
+}
+for (const b of document.querySelectorAll(".view-switch button")) {
+  b.addEventListener("click", () => { if (b.dataset.view !== state.mode) setMode(b.dataset.view); });
+}
+$("colour-by").addEventListener("input", () => {
+  for (const [name, cell] of state.cells) updateCell(cell, state.nodes.get(name));
+});
 
 function summary() {
   let up = 0, stale = 0, down = 0, cores = 0, busy = 0, cpuSum = 0, cpuN = 0, used = 0, total = 0;
@@ -214,20 +326,55 @@ function usedOfTotal(usedKb, totalKb) {
   return `${(usedKb / GiB).toFixed(1)} of ${(totalKb / GiB).toFixed(1)} GiB`;
 }
 
-function applyNodes(views) {
+// Updates are drawn in batches, at most one per (1 ms x nodes, up to 1 s): with 1,000 nodes
+// at 1 Hz the page lays out and paints once a second rather than ten times, and a handful of
+// nodes still show each heartbeat at once.
+const dirty = new Set();
+let flushTimer = null;
+let lastFlush = 0;
+
+function applyNodes(views, atOnce = false) {
   for (const view of views) {
     state.nodes.set(view.name, view);
-    let card = state.cards.get(view.name);
-    if (!card) {
-      card = makeCard(view.name);
-      state.cards.set(view.name, card);
-      if (state.alerts.size) queueMicrotask(renderAlerts);
-    }
-    updateCard(card, view);
+    dirty.add(view.name);
+    keepIo(view);
   }
+  if (detail) detail.onNodes(views);
+  if (atOnce) flush();
+  else if (flushTimer === null) {
+    const wait = Math.max(0, lastFlush + Math.min(1000, state.nodes.size) - performance.now());
+    flushTimer = setTimeout(() => requestAnimationFrame(flush), wait);
+  }
+}
+
+function flush() {
+  clearTimeout(flushTimer);
+  flushTimer = null;
+  lastFlush = performance.now();
+  let added = false;
+  for (const name of dirty) {
+    const node = state.nodes.get(name);
+    if (!node) continue;
+    added ||= !items().has(name);
+    update(itemOf(name), node);
+  }
+  dirty.clear();
   layout();
   summary();
-  if (detail) detail.onNodes(views);
+  if (added && state.alerts.size) renderAlerts();
+}
+
+// Disk I/O and swap are not in history: the detail view charts what came since the page opened.
+function keepIo(view) {
+  const m = view.metrics;
+  const s = view.sample;
+  if (!m || !s || !IO_KEYS.some((k) => k in m)) return;
+  let flat = state.io.get(view.name);
+  if (!flat) { flat = []; state.io.set(view.name, flat); }
+  if (flat.length && flat[flat.length - 5] >= s.ts) return;
+  flat.push(s.ts, ...IO_KEYS.map((k) => m[k] ?? null));
+  const most = 5 * Math.max(60, Math.floor(IO_BUDGET / Math.max(1, state.io.size)));
+  if (flat.length > most + 500) flat.splice(0, flat.length - most);
 }
 
 // --- alerts: a banner for the firing ones, a badge on each card that has any ----------------
@@ -267,8 +414,30 @@ function renderAlerts() {
   if (loud.length > 5) parts.push(el("span", null, `; and ${loud.length - 5} more`));
   if (quiet) parts.push(el("span", "quiet", ` (${quiet} silenced)`));
   banner.replaceChildren(...(loud.length ? parts : []));
+  const byNode = new Map();
+  for (const a of firing) {
+    if (!byNode.has(a.node)) byNode.set(a.node, []);
+    byNode.get(a.node).push(a);
+  }
+  if (state.mode === "compact") {
+    for (const [name, cell] of state.cells) {
+      const mine = byNode.get(name) || [];
+      const badge = cell.refs.alert;
+      badge.hidden = mine.length === 0;
+      if (cell.alerting !== mine.length > 0) {
+        cell.alerting = mine.length > 0;
+        cell.root.classList.toggle("alerting", cell.alerting);
+        cell.cls = cell.root.className;
+      }
+      if (!mine.length) continue;
+      const muted = mine.every((a) => a.silenced);
+      badge.className = `ab ${worst(mine)}${muted ? " silenced" : ""}`;
+      badge.textContent = mine.length === 1 ? "!" : String(mine.length);
+    }
+    return;
+  }
   for (const [name, card] of state.cards) {
-    const mine = alertsOf(name);
+    const mine = byNode.get(name) || [];
     const badge = card.refs.alerting;
     badge.hidden = mine.length === 0;
     if (!mine.length) continue;
@@ -320,20 +489,31 @@ function renderChanges() {
 }
 
 // --- cluster charts ------------------------------------------------------------------------
-const clusterCharts = {};
-async function refreshClusterCharts() {
+// The last hour, however short the master's history is yet; or the window chosen by dragging
+// across a chart or in the from/to inputs (zoom), until reset.
+const clusterCharts = { zoom: null };
+const clusterSpan = () => clusterCharts.zoom ?? [now() - 3600, now()];
+const clusterRange = rangeInputs($("c-range"), {
+  onApply: (lo, hi) => { clusterCharts.zoom = [lo, hi]; refreshClusterCharts(true); },
+  onReset: () => { clusterCharts.zoom = null; refreshClusterCharts(true); },
+});
+async function refreshClusterCharts(force = false) {
   if (!window.uPlot || !state.live || !$("detail").hidden) return;
+  if (clusterCharts.zoom && clusterCharts.cpu && !force) return;   // a fixed window: no news
+  const [lo, hi] = clusterSpan();
+  const query = clusterCharts.zoom ? `since=${lo}&until=${hi}` : "since=-3600";
   try {
     const [cpu, mem] = await Promise.all(["cpuusage", "mem_used"].map((m) =>
-      fetch(`/api/cluster/history?metric=${m}&since=-3600`).then((r) => r.json())));
-    // the last hour, as the captions say, however short the master's history is yet
-    const hour = { range: 3600, now };
+      fetch(`/api/cluster/history?metric=${m}&${query}`).then((r) => r.json())));
+    const opts = { span: clusterSpan,
+      onSelect: (a, b) => { clusterCharts.zoom = [a, b]; refreshClusterCharts(true); } };
     clusterCharts.cpu ??= lineChart($("c-cpu"), [{ label: "CPU", color: "--cpu" }],
-      { max: 100, value: (v) => `${v.toFixed(0)}%`, ...hour });
+      { max: 100, value: (v) => `${v.toFixed(0)}%`, ...opts });
     clusterCharts.mem ??= lineChart($("c-mem"), [{ label: "used", color: "--mem" }],
-      { value: (v) => mibLabel(v / 1024), ...hour });
+      { value: (v) => mibLabel(v / 1024), ...opts });
     setData(clusterCharts.cpu, [cpu.points.map((p) => p[0]), cpu.points.map((p) => p[1] * 100)]);
     setData(clusterCharts.mem, [mem.points.map((p) => p[0]), mem.points.map((p) => p[1])]);
+    clusterRange.show(...clusterSpan(), clusterCharts.zoom != null);
   } catch (err) {
     // the stream's error handling shows the connection state; the charts retry next round
   }
@@ -365,11 +545,14 @@ function connect() {
     for (const name of [...state.nodes.keys()]) {
       if (!names.has(name)) {
         state.nodes.delete(name);
-        state.cards.get(name)?.root.remove();
-        state.cards.delete(name);
+        for (const map of [state.cards, state.cells]) {
+          map.get(name)?.root.remove();
+          map.delete(name);
+        }
+        state.io.delete(name);
       }
     }
-    applyNodes(snap.nodes);
+    applyNodes(snap.nodes, true);
     state.alerts.clear();
     for (const alert of snap.alerts || []) takeAlert(alert);
     renderAlerts();
@@ -403,6 +586,7 @@ function connect() {
 
 // Ages tick every second from the server's clock.
 setInterval(() => {
+  if (state.mode !== "cards") return;
   for (const [name, card] of state.cards) updateSeen(card, state.nodes.get(name));
 }, 1000);
 setInterval(refreshClusterCharts, 15000);
@@ -433,10 +617,18 @@ addEventListener("keydown", (e) => {
 });
 for (const id of ["filter", "status-filter", "sort"]) $(id).addEventListener("input", layout);
 
+// --- compare nodes on one chart (its module loads when the panel first opens) ----------------
+$("compare").addEventListener("toggle", () => {
+  if (!$("compare").open || state.compare) return;
+  state.compare = import("/static/compare.js").then((m) => m.mountCompare($("compare-body"), {
+    nodes: () => [...state.nodes.values()].sort(byName), visible: visibility, now }));
+});
+
 // --- the jobs panel (present when the master serves the jobs API) ---------------------------
 import("/static/jobs.js")
   .then((m) => m.mountJobsPanel($("jobs")))
   .catch(() => { document.querySelector(".jobs-panel").hidden = true; });
 
+if (state.mode === "compact") setMode("compact");
 connect();
 route();
