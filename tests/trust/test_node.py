@@ -18,9 +18,10 @@ from bramble.trust.node import (
     EnrollError,
     enroll,
     read_identity,
+    rotate_if_due,
 )
 from bramble.trust.policy import JoinToken
-from bramble.trust.service import EnrollBody, Enrollment
+from bramble.trust.service import DueBody, EnrollBody, Enrollment
 from bramble.trust.store import TrustStore
 
 MAC = "b8:27:eb:00:00:01"
@@ -54,6 +55,9 @@ class FakeMaster:
         self.keys: list[str] = []
 
     def __call__(self, url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
+        if url == "https://10.42.0.1:8081/api/enroll/due":
+            due = self.service.check_due(DueBody(**body), self.address)
+            return (200 if due.status != "refused" else 403), due.model_dump()
         assert url == "https://10.42.0.1:8081/api/enroll"
         self.keys.append(body["key"])
         answer, _ = self.service.enroll(EnrollBody(**body), token, self.address)
@@ -128,3 +132,47 @@ def test_rotate_renews_the_worker_key_and_certificate_on_the_board(
     assert renewed != cert and common_name(renewed) == "node-1"
     assert sorted(p.name for p in tls.iterdir()) == ["worker-key.pem", "worker.pem"]
     assert stat.S_IMODE((tls / "worker-key.pem").stat().st_mode) == 0o600
+
+
+def test_rotates_only_when_the_master_says_so_and_proves_it(
+    board: Path, service: Enrollment, tmp_path: Path
+) -> None:
+    """The hourly check: nothing while not due; when the admin marks the node, a new key
+    and worker certificate, once; an answer not proven with the board's key (anyone but
+    the master that enrolled it) changes nothing."""
+    cluster = create_cluster_tls(tmp_path / "master-tls")
+    service.ca = Ca(cluster.ca_cert.read_text(), cluster.ca_key.read_text())
+    tls = board / "tls"
+    master = FakeMaster(service)
+    first = enroll(board, MAC, tls_dir=tls, post=master, sleep=lambda _: None)
+    cert = (tls / "worker.pem").read_text()
+    assert rotate_if_due(board, MAC, tls_dir=tls, post=master) == (None, "not due")
+
+    def liar(url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
+        return 200, {"status": "due", "reason": "trust me", "proof": "00" * 32}
+
+    with pytest.raises(EnrollError, match="not proven"):
+        rotate_if_due(board, MAC, tls_dir=tls, post=liar)
+    assert read_identity(board / CREDENTIALS) == first
+    service.mark_rotation(["node-1"])
+    rotated, why = rotate_if_due(board, MAC, tls_dir=tls, post=master, sleep=lambda _: None)
+    assert rotated is not None and "admin" in why
+    assert rotated.name == "node-1" and rotated.key != first.key
+    assert read_identity(board / CREDENTIALS) == rotated
+    assert (tls / "worker.pem").read_text() != cert
+    assert rotate_if_due(board, MAC, tls_dir=tls, post=master) == (None, "not due")
+
+
+def test_an_interrupted_rotation_is_finished_at_the_next_check(
+    board: Path, service: Enrollment
+) -> None:
+    """The master enrolled the new key but the answer was lost: the board still holds its
+    old key, which no longer proves a check; it finishes the rotation with the key it kept."""
+    first = enroll(board, MAC, post=FakeMaster(service), sleep=lambda _: None)
+    service.mark_rotation(["node-1"])
+    with pytest.raises(EnrollError):
+        rotate_if_due(board, MAC, post=FakeMaster(service, lose=1), attempts=1)
+    assert read_identity(board / CREDENTIALS) == first
+    rotated, why = rotate_if_due(board, MAC, post=FakeMaster(service), sleep=lambda _: None)
+    assert rotated is not None and rotated.key != first.key and "interrupted" in why
+    assert rotate_if_due(board, MAC, post=FakeMaster(service)) == (None, "not due")

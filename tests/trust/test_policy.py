@@ -16,6 +16,7 @@ from bramble.trust.policy import (
     check_token,
     decide,
     normal_mac,
+    rotation_due,
 )
 
 MAC = "b8:27:eb:00:00:01"
@@ -132,3 +133,19 @@ def test_a_proven_new_key_is_a_rotation() -> None:
     assert _decide(moved, known=known, proved=False)[0] == "pending"
     revoked = {MAC: Known("node-1", "bb" * 32, revoked=True)}
     assert _decide(moved, known=revoked, proved=True)[0] == "pending"
+
+
+def test_rotation_due_by_age_or_by_the_admin() -> None:
+    day = 86400.0
+    enrolled = 1_000_000.0
+
+    def due(now: float, days: float = 30, marked: float | None = None) -> str:
+        return rotation_due(enrolled, now=now, rotate_days=days, marked=marked)
+
+    assert due(enrolled + 29.9 * day) == ""
+    assert "30.0 days old" in due(enrolled + 30 * day)
+    assert due(enrolled + 3650 * day, days=0) == ""  # 0: never by age
+    # the admin's mark counts until the node rotates (enrolls again) after it
+    assert "admin" in due(enrolled + 1, days=0, marked=enrolled + 0.5)
+    assert due(enrolled + 1, days=0, marked=enrolled) == ""
+    assert due(enrolled + 1, days=0, marked=enrolled - 5) == ""

@@ -14,7 +14,14 @@ from bramble.jobs.tls import create_cluster_tls
 from bramble.spec import parse_spec
 from bramble.trust.certs import Ca, common_name, make_csr
 from bramble.trust.policy import JoinToken
-from bramble.trust.service import EnrollBody, Enrollment, key_id_of
+from bramble.trust.service import (
+    DueAnswer,
+    DueBody,
+    EnrollBody,
+    Enrollment,
+    due_proof,
+    key_id_of,
+)
 from bramble.trust.store import TrustStore
 
 MAC = "b8:27:eb:00:00:01"
@@ -244,3 +251,72 @@ def test_a_refused_stranger_stays_refused_with_that_key(service: Enrollment) -> 
     service.refuse("node-2")
     answer, _ = service.enroll(body("b8:27:eb:00:00:02"), TOKEN, "10.42.0.12")
     assert answer.status == "enrolled"
+
+
+def _check(
+    service: Enrollment, key: bytes, *, key_id: str = "", nonce: str = "", ts: int = 1000
+) -> DueAnswer:
+    """A due check as the board sends it, with its KEY, from its address."""
+    nonce = nonce or secrets.token_urlsafe(16)
+    key_id = key_id or key_id_of(key)
+    proof = due_proof(key, MAC, key_id, nonce, ts)
+    asked = DueBody(mac=MAC, key_id=key_id, nonce=nonce, ts=ts, proof=proof)
+    return service.check_due(asked, "10.42.0.11")
+
+
+def test_a_node_is_due_by_age_or_when_the_admin_says(service: Enrollment) -> None:
+    from bramble.trust.service import rotation_proof
+
+    old, new = b"o" * 32, b"n" * 32
+    service.enroll(body(key=old), TOKEN, "10.42.0.11")
+    answer = _check(service, old)
+    assert (answer.status, answer.reason) == ("not_due", "not due")
+    # the answer is proven with the node's key: nothing else could make it rotate
+    assert answer.proof and service.nodes()[0].due == ""
+    # thirty days on (enroll.rotate_days), due
+    later = 1000.0 + 30 * 86400
+    service.clock = lambda: later
+    answer = _check(service, old, ts=int(later))
+    assert answer.status == "due" and "days old" in answer.reason
+    # it rotates (a new key, proven with the old one): not due any more
+    nonce = secrets.token_urlsafe(16)
+    proof = rotation_proof(old, MAC, new.hex(), nonce)
+    rotated = EnrollBody(mac=MAC, key=new.hex(), nonce=nonce, proof=proof)
+    assert service.enroll(rotated, TOKEN, "10.42.0.11")[0].status == "enrolled"
+    assert _check(service, new, ts=int(later)).status == "not_due"
+    # `bramble keys rotate --nodes`: due at once, until it rotates again
+    service.clock = lambda: later + 60
+    assert service.mark_rotation(None) == ["node-1"]
+    assert "admin" in service.nodes()[0].due
+    assert _check(service, new, ts=int(later) + 60).status == "due"
+    with pytest.raises(BrambleError, match="node-9"):
+        service.mark_rotation(["node-9"])
+
+
+def test_a_due_check_without_a_fresh_proof_of_the_current_key_is_refused(
+    service: Enrollment,
+) -> None:
+    """Only the node, with its current key, learns whether it is due; a replayed, stale,
+    forged or unknown check is refused and counted."""
+    key = b"k" * 32
+    service.enroll(body(key=key), TOKEN, "10.42.0.11")
+    service.clock = lambda: 1001.0
+    service.mark_rotation(["node-1"])  # due: a refused check must not tell it
+    nonce = secrets.token_urlsafe(16)
+    assert _check(service, key, nonce=nonce).status == "due"
+    replayed = _check(service, key, nonce=nonce)
+    assert (replayed.status, replayed.proof) == ("refused", "")
+    assert "replayed" in replayed.reason
+    wrong = _check(service, b"x" * 32, key_id=key_id_of(key))
+    assert wrong.status == "refused" and "wrong proof" in wrong.reason
+    assert "not the current key" in _check(service, b"x" * 32).reason
+    service.clock = lambda: 1000.0 + 3600  # a recorded check, replayed an hour on
+    stale = _check(service, key, ts=1000)
+    assert stale.status == "refused" and "clock" in stale.reason
+    service.revoke("node-1")
+    assert "revoked" in _check(service, key).reason
+    assert service.checks_refused == 5
+    stranger = DueBody(
+        mac="02:00:00:00:00:09", key_id="n-0", nonce="n" * 16, ts=1000, proof="00" * 32
+    )
+    assert service.check_due(stranger, "10.42.0.150").status == "refused"

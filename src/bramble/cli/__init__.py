@@ -159,13 +159,33 @@ def enroll(
         bool,
         typer.Option(
             help="Enrolled already: ask for a new telemetry key and worker certificate "
-            "(then restart the agent and the worker)."
+            "(then restart the agent and the worker, e.g. with --restart)."
         ),
     ] = False,
+    if_due: Annotated[
+        bool,
+        typer.Option(
+            "--if-due",
+            help="Enrolled already: ask the master (with a proof made with this board's key) "
+            "whether its keys are due for rotation, and rotate them if so. The node image's "
+            "bramble-rotate.timer runs this every hour.",
+        ),
+    ] = False,
+    restart: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="UNIT",
+            help="After a rotation, `systemctl restart` this unit (repeat for several), so "
+            "the agent and the worker take the new key and certificate.",
+        ),
+    ] = None,
 ) -> None:
     """Enroll this board with the master (join.toml beside the spec), once: its own keys,
-    made here; asks until enrolled. Does nothing when it has its credentials already."""
-    from bramble.trust.node import board_mac
+    made here; asks until enrolled. Does nothing when it has its credentials already.
+    With --rotate or --if-due, renew the keys of an enrolled board."""
+    import subprocess
+
+    from bramble.trust.node import board_mac, rotate_if_due
     from bramble.trust.node import enroll as enroll_board
 
     cluster = options.load(spec)
@@ -175,15 +195,32 @@ def enroll(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     own = mac or board_mac(interface or cluster.spec.network.cluster_interface)
     tls = cluster.tls.directory if cluster.spec.jobs.tls else None
-    identity = enroll_board(
-        directory,
-        own,
-        tls_dir=tls,
-        ca_file=cluster.tls.ca_cert,
-        attempts=attempts,
-        rotate=rotate,
-    )
+    if rotate and if_due:
+        raise BrambleError("--rotate rotates now, --if-due when the master says: give one")
+    if if_due:
+        found, why = rotate_if_due(
+            directory, own, tls_dir=tls, ca_file=cluster.tls.ca_cert, attempts=attempts
+        )
+        if found is None:
+            typer.echo(f"keys not due for rotation ({why})")
+            return
+        identity = found
+        typer.echo(f"rotated ({why}): ", nl=False)
+    else:
+        identity = enroll_board(
+            directory,
+            own,
+            tls_dir=tls,
+            ca_file=cluster.tls.ca_cert,
+            attempts=attempts,
+            rotate=rotate,
+        )
     typer.echo(f"enrolled as {identity.name} (key {identity.key_id})")
+    if restart and (rotate or if_due):
+        done = subprocess.run(["systemctl", "restart", *restart], check=False)
+        if done.returncode != 0:
+            raise BrambleError(f"systemctl restart {' '.join(restart)} failed")
+        typer.echo(f"restarted {' '.join(restart)}")
     if cluster.found_secrets is not None or cluster.secrets_error is not None:
         typer.echo(
             f"warning: {directory / 'bramble.secrets.toml'} is still on this board and holds "

@@ -1,4 +1,5 @@
-"""`bramble keys rotate`: move the cluster from the shared telemetry key to per-node keys."""
+"""`bramble keys rotate`: move the cluster from the shared telemetry key to per-node keys,
+mark the nodes' own keys due for rotation, or rotate the join token."""
 
 from __future__ import annotations
 
@@ -30,16 +31,39 @@ def keys_rotate(
         ),
     ] = False,
     overlap_days: Annotated[float, typer.Option(min=0, help="With --join.")] = 7.0,
+    nodes: Annotated[
+        bool,
+        typer.Option(
+            "--nodes",
+            help="Rotate the nodes' own keys instead: every enrolled node (or each --node) "
+            "is due now, and rotates its telemetry key and worker certificate at its next "
+            "hourly check, with an overlap so no heartbeat is lost.",
+        ),
+    ] = False,
+    node: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME", help="With --nodes: this node only (repeat for several)."),
+    ] = None,
     spec: SpecOpt = None,
     url: UrlOpt = None,
 ) -> None:
     """Retire the shared telemetry key: from now on only enrolled nodes' own keys verify.
-    With --join, rotate the join token the node image carries."""
-    from bramble.client.trust import retire_shared_key
+    With --nodes, make the enrolled nodes rotate their own keys and certificates; with
+    --join, rotate the join token the node image carries."""
+    from bramble.client.trust import mark_rotation, retire_shared_key
+    from bramble.errors import BrambleError
 
+    if node and not nodes:
+        raise BrambleError("--node NAME goes with --nodes")
+    if nodes and join:
+        raise BrambleError("--nodes and --join rotate different things: give one")
     cluster = options.load(spec)
     if join:
         _rotate_join(cluster, overlap_days)
+        return
+    if nodes:
+        with admin_client(spec, url) as master:
+            typer.echo(mark_rotation(master, node or None))
         return
     with admin_client(spec, url) as master:
         typer.echo(retire_shared_key(master, cluster.spec, force=force))

@@ -1,5 +1,5 @@
 """The trust commands' calls to the master: waiting requests, approve, revoke, retire the
-shared key. Each needs the admin token."""
+shared key, mark nodes due to rotate their keys. Each needs the admin token."""
 
 from __future__ import annotations
 
@@ -37,12 +37,13 @@ def pending_table(master: MasterClient) -> Table:
 
 
 def enrolled_table(master: MasterClient) -> Table:
-    """The enrolled nodes: name, MAC, key id, address, since when, revoked when."""
+    """The enrolled nodes: name, MAC, key id, address, since when, revoked when, whether its
+    keys are due for rotation."""
     from rich.table import Table
 
     rows: list[dict[str, Any]] = master.get("/api/trust/nodes")
     table = Table(title=f"{len(rows)} enrolled")
-    for column in ("name", "MAC", "key id", "address", "enrolled", "revoked", "cert"):
+    for column in ("name", "MAC", "key id", "address", "enrolled", "revoked", "cert", "rotate"):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -53,8 +54,25 @@ def enrolled_table(master: MasterClient) -> Table:
             _when(row["enrolled"]),
             _when(row["revoked"]),
             "yes" if row["cert"] else "no",
+            "due" if row.get("due") else "",
         )
     return table
+
+
+def mark_rotation(master: MasterClient, names: list[str] | None) -> str:
+    """Mark the enrolled nodes NAMES (None: every one) due to rotate their keys now; a line
+    saying what happens next."""
+    answer: dict[str, list[str]] = master.post("/api/trust/rotate", {"names": names})
+    due = answer["due"]
+    if not due:
+        return "no enrolled node to rotate"
+    shown = ", ".join(due[:10]) + (f", ... ({len(due)} in all)" if len(due) > 10 else "")
+    return (
+        f"keys due for rotation: {shown}. Each node rotates its telemetry key and worker "
+        "certificate at its next check (bramble-rotate.timer, within about two hours; on a "
+        "node, `bramble enroll --if-due` checks now); `bramble nodes enrolled` shows the new "
+        "key ids"
+    )
 
 
 def approve(master: MasterClient, who: str, name: str | None) -> str:

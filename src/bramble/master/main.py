@@ -394,7 +394,7 @@ def _quiet_server(config: uvicorn.Config) -> uvicorn.Server:
 
 
 def enroll_app(master: Master) -> FastAPI:
-    """The master's enrollment app, served over HTTPS: `POST /api/enroll` alone."""
+    """The master's enrollment app, served over HTTPS: `POST /api/enroll` and the due check."""
     app = FastAPI(
         title="bramble enrollment",
         version=__version__,

@@ -29,7 +29,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLES = ("master", "node")
-ONCE_UNITS = ("bramble-nftables.service", "bramble-install.service", "bramble-enroll.service")
+ONCE_UNITS = (
+    "bramble-nftables.service",
+    "bramble-install.service",
+    "bramble-enroll.service",
+    "bramble-rotate.service",  # started by its timer only
+)
 """Units apply does not restart with the rest (the firewall has its own step above)."""
 BACKUPS = "var/backups/bramble"
 """Where replaced files are kept, under the root: never in a directory a daemon reads whole
@@ -128,6 +133,10 @@ def services_for(role: str, paths: Iterable[str]) -> list[list[str]]:
     if "bramble-enroll.service" in units:
         commands.append(["systemctl", "enable", "bramble-enroll.service"])
         commands.append(["systemctl", "start", "--no-block", "bramble-enroll.service"])
+    # The hourly rotation check: its timer enabled and (re)started, the check never run here.
+    if "bramble-rotate.timer" in units:
+        commands.append(["systemctl", "enable", "bramble-rotate.timer"])
+        commands.append(["systemctl", "restart", "bramble-rotate.timer"])
     restart = sorted(set(restart))
     if restart:
         commands.append(["systemctl", "enable", *restart])

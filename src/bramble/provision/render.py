@@ -299,6 +299,11 @@ def render_node(
     files["etc/systemd/system/bramble-worker.service"] = _render(
         "bramble-worker.service", automounts=automounts, **common
     )
+    # the hourly check whether the master wants this board's keys rotated
+    files["etc/systemd/system/bramble-rotate.service"] = _render(
+        "bramble-rotate.service", credentials_file=CREDENTIALS_FILE, **common
+    )
+    files["etc/systemd/system/bramble-rotate.timer"] = _render("bramble-rotate.timer", **common)
     files.update(_bramble_files(spec, secrets, tls or {}, "node", spec_text))
     files[INSTALLER.lstrip("/")] = _render("bramble-install", **install, **common)
     return files
@@ -315,6 +320,7 @@ def user_data(spec: Spec, node_files: Mapping[str, str]) -> str:
         "bramble-enroll.service",
         "bramble-agent.service",
         "bramble-worker.service",
+        "bramble-rotate.timer",
     ]
     units += [unit_name(s.mount, ".automount") for s in spec.shares]
     return _render("user-data", files=entries, units=units)

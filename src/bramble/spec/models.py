@@ -174,6 +174,10 @@ class EnrollSpec(_Model):
     """Requests a minute the master answers from one address (and 10 times that in all)."""
     port: int = Field(default=0, ge=0, le=65535)
     """The HTTPS port the master takes enrollment requests on; 0: the dashboard's port + 1."""
+    rotate_days: float = Field(default=30.0, ge=0, le=3650)
+    """Days after which a node's keys and worker certificate are due for rotation (the
+    node asks the master every hour and rotates when due); 0: never, unless the admin asks
+    with `bramble keys rotate --nodes`."""
 
     @field_validator("lease_file")
     @classmethod

@@ -3,7 +3,9 @@
 `POST /api/enroll`, served on the master's HTTPS enrollment port only, takes the join token
 (`Authorization: Bearer <join token>`) and nothing else: it answers 200 (enrolled), 202
 (pending) or 403 (refused), and 429 when rate limited; on the plain HTTP API it is always
-refused. Listing, approving, refusing and revoking need the admin token. The routes call
+refused. `POST /api/enroll/due`, beside it, tells an enrolled board whether its keys are due
+for rotation, to a proof made with its own key only (200, else 403; 429 when rate limited).
+Listing, approving, refusing, revoking and marking nodes due need the admin token. The routes call
 the service off the event loop and then tell ON_CHANGED, on the loop, what changed (the
 changes to show, and whether the credentials the collector verifies with changed).
 """
@@ -21,7 +23,15 @@ from pydantic import BaseModel, Field
 
 from bramble.errors import BrambleError
 from bramble.master.views import Change
-from bramble.trust.service import EnrollAnswer, EnrollBody, Enrollment, NodeTrust, PendingView
+from bramble.trust.service import (
+    DueAnswer,
+    DueBody,
+    EnrollAnswer,
+    EnrollBody,
+    Enrollment,
+    NodeTrust,
+    PendingView,
+)
 
 _STATUS = {"enrolled": 200, "pending": 202, "refused": 403}
 
@@ -45,6 +55,12 @@ class RevokeBody(BaseModel):
     name: str = Field(max_length=63)
 
 
+class RotateBody(BaseModel):
+    """The nodes due to rotate their keys now: these names, or (None) every enrolled one."""
+
+    names: list[str] | None = Field(default=None, max_length=65536)
+
+
 def _bearer(authorization: str | None) -> str:
     scheme, _, token = (authorization or "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
@@ -53,8 +69,8 @@ def _bearer(authorization: str | None) -> str:
 def enroll_router(
     service: Enrollment, on_changed: Callable[[list[Change], bool], None]
 ) -> APIRouter:
-    """`POST /api/enroll` of SERVICE: the one route the master serves on its HTTPS
-    enrollment port, where the board's key travels encrypted."""
+    """`POST /api/enroll` of SERVICE, and `POST /api/enroll/due`: the routes the master
+    serves on its HTTPS enrollment port, where the board's key travels encrypted."""
     routes = APIRouter()
 
     @routes.post(
@@ -83,6 +99,23 @@ def enroll_router(
             status = 429
         return JSONResponse(answer.model_dump(), status_code=status)
 
+    @routes.post(
+        "/api/enroll/due",
+        summary="An enrolled board asks whether its keys are due for rotation",
+        response_model=DueAnswer,
+        responses={
+            403: {"model": DueAnswer, "description": "refused: no valid, fresh proof"},
+            429: {"model": DueAnswer, "description": "rate limited"},
+        },
+    )
+    async def due(body: DueBody, request: Request) -> JSONResponse:
+        address = request.client.host if request.client is not None else ""
+        answer = await asyncio.to_thread(service.check_due, body, address)
+        status = 200
+        if answer.status == "refused":
+            status = 429 if answer.reason.startswith("rate limited") else 403
+        return JSONResponse(answer.model_dump(), status_code=status)
+
     return routes
 
 
@@ -106,7 +139,8 @@ def router(
     on_changed: Callable[[list[Change], bool], None],
 ) -> APIRouter:
     """The admin's enrollment routes of SERVICE, guarded by ADMIN_TOKEN: list, approve,
-    refuse, revoke (enrolling itself is `enroll_router`, on the HTTPS port)."""
+    refuse, revoke, mark due for rotation (enrolling itself is `enroll_router`, on the HTTPS
+    port)."""
     routes = APIRouter()
 
     def require_admin(
@@ -159,6 +193,18 @@ def router(
             raise HTTPException(404, str(exc)) from None
         on_changed([change], True)
         return view
+
+    @routes.post(
+        "/api/trust/rotate",
+        summary="Mark enrolled nodes due to rotate their keys now (admin)",
+        dependencies=admin,
+    )
+    async def rotate(body: RotateBody) -> dict[str, list[str]]:
+        try:
+            names = await asyncio.to_thread(service.mark_rotation, body.names)
+        except BrambleError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {"due": names}
 
     @routes.post(
         "/api/trust/retire-shared-key",

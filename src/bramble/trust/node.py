@@ -8,6 +8,10 @@ jitter) while it waits for approval, is rate limited or cannot reach the master.
 HTTPS only, of a master whose certificate the cluster CA of the node image signed: the key
 never crosses the network in the clear.
 
+`bramble enroll --if-due` (the node image's hourly `bramble-rotate.timer`) asks the master
+whether this board's keys are due for rotation, with a proof made with its current key, and
+rotates them when the master, proving its answer with the same key, says they are.
+
 The credentials file (`/etc/bramble/node.toml`, 0600) has the shape of the secrets file's
 `[telemetry]` table, which the agent (and the compiled agent, `--secrets FILE`) reads, plus
 the node's name: `[node] name`, `[telemetry] key_id, key`.
@@ -250,3 +254,82 @@ def enroll(
         log.info("not enrolled yet (%s); asking again in %.0f s", reason, wait)
         sleep(wait * random.uniform(0.5, 1.0))
         wait = min(MAX_WAIT, wait * 2)
+
+
+def check_due(
+    directory: Path,
+    mac: str,
+    *,
+    post: Post | None = None,
+    ca_file: Path | None = None,
+    clock: Callable[[], float] = time.time,
+) -> tuple[bool, str]:
+    """Ask the master of DIRECTORY's join file whether this board's keys are due for
+    rotation: (due, why). The question carries a proof made with the board's current key;
+    the answer counts only with the master's proof made with the same key, so nothing but
+    the master that enrolled this board can make it rotate. EnrollError when it is not
+    enrolled, the master is unreachable or refuses, or the answer is not proven."""
+    from bramble.trust.service import due_answer_proof, due_proof
+
+    identity = read_identity(directory / CREDENTIALS)
+    if identity is None:
+        raise EnrollError(f"{directory / CREDENTIALS}: not enrolled yet (`bramble enroll`)")
+    join = read_join(directory / JOIN)
+    if post is None:
+        post = https_post(ca_file or directory / "tls" / "ca.pem")
+    nonce, ts = secrets.token_urlsafe(16), int(clock())
+    body = {
+        "mac": mac,
+        "key_id": identity.key_id,
+        "nonce": nonce,
+        "ts": ts,
+        "proof": due_proof(identity.key, mac, identity.key_id, nonce, ts),
+    }
+    try:
+        status, answer = post(join.master + "/api/enroll/due", body, join.token)
+    except OSError as exc:
+        raise EnrollError(f"master unreachable: {exc}") from None
+    said = str(answer.get("status", ""))
+    reason = str(answer.get("reason", f"HTTP {status}"))
+    if status != 200 or said not in ("due", "not_due"):
+        raise EnrollError(f"the master refused the rotation check: {reason}")
+    import hmac
+
+    expected = due_answer_proof(identity.key, mac, nonce, said)
+    if not hmac.compare_digest(expected, str(answer.get("proof", ""))):
+        raise EnrollError("the answer to the rotation check is not proven with this board's key")
+    return said == "due", reason
+
+
+def rotate_if_due(
+    directory: Path,
+    mac: str,
+    *,
+    tls_dir: Path | None = None,
+    ca_file: Path | None = None,
+    post: Post | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: int = 0,
+    clock: Callable[[], float] = time.time,
+) -> tuple[NodeIdentity | None, str]:
+    """Rotate this board's keys (see `enroll`, ROTATE) if the master says they are due, or
+    if a rotation was interrupted (its new keys kept, the answer lost): (the new identity,
+    or None when not due; why)."""
+    if read_identity(directory / CREDENTIALS) is not None and (directory / _PENDING).exists():
+        due, why = True, "a rotation was interrupted: finishing it"
+    else:
+        due, why = check_due(directory, mac, post=post, ca_file=ca_file, clock=clock)
+    if not due:
+        return None, why
+    log.info("rotating this board's keys: %s", why)
+    identity = enroll(
+        directory,
+        mac,
+        tls_dir=tls_dir,
+        ca_file=ca_file,
+        post=post,
+        sleep=sleep,
+        attempts=attempts,
+        rotate=True,
+    )
+    return identity, why

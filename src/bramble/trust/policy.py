@@ -201,3 +201,18 @@ def decide(
         )
     again = " again, with a new key" if node is not None else ""
     return Decision("enrolled", name, f"{mac} is {name} in the spec and asks from its lease{again}")
+
+
+DAY = 86400.0
+
+
+def rotation_due(enrolled: float, *, now: float, rotate_days: float, marked: float | None) -> str:
+    """Why a node enrolled (or last rotated) at ENROLLED must rotate its keys at NOW, or ''
+    if it need not: the admin MARKED it due after that (`bramble keys rotate --nodes`), or
+    its keys are ROTATE_DAYS old (0: never by age)."""
+    if marked is not None and marked > enrolled:
+        return "the admin asked for a rotation (bramble keys rotate --nodes)"
+    age = now - enrolled
+    if rotate_days > 0 and age >= rotate_days * DAY:
+        return f"its keys are {age / DAY:.1f} days old (enroll.rotate_days = {rotate_days:g})"
+    return ""

@@ -36,6 +36,7 @@ from bramble.trust.policy import (
     check_token,
     decide,
     normal_mac,
+    rotation_due,
 )
 from bramble.trust.store import REFUSED, NodeCredentials, PendingRequest, TrustStore
 
@@ -81,9 +82,13 @@ class EnrollBody(BaseModel):
     @field_validator("nonce")
     @classmethod
     def _nonce(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", value):
-            raise ValueError("the nonce must be 16 to 64 letters, digits, '_' or '-'")
-        return value
+        return _checked_nonce(value)
+
+
+def _checked_nonce(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", value):
+        raise ValueError("the nonce must be 16 to 64 letters, digits, '_' or '-'")
+    return value
 
 
 class EnrollAnswer(BaseModel):
@@ -97,6 +102,38 @@ class EnrollAnswer(BaseModel):
     reason: str
 
 
+class DueBody(BaseModel):
+    """A node asks whether its keys are due for rotation, proving it holds its current key
+    (no join token needed: the proof is the node's own)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mac: str = Field(description="the board's MAC on the cluster interface")
+    key_id: str = Field(max_length=32, description="the key id of its current telemetry key")
+    nonce: str = Field(description="fresh for every check: 16 to 64 letters, digits, _ or -")
+    ts: int = Field(ge=0, description="the board's clock (Unix seconds) when it asked")
+    proof: str = Field(max_length=64, description="due_proof() made with its current key")
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str) -> str:
+        return normal_mac(value)
+
+    @field_validator("nonce")
+    @classmethod
+    def _nonce(cls, value: str) -> str:
+        return _checked_nonce(value)
+
+
+class DueAnswer(BaseModel):
+    """Whether the node must rotate its keys now, and why; PROOF (due_answer_proof() with
+    the node's key) shows the node the answer comes from a master that knows its key."""
+
+    status: Literal["due", "not_due", "refused"]
+    reason: str
+    proof: str = ""
+
+
 class NodeTrust(BaseModel):
     """An enrolled node, as `bramble nodes pending` shows it (never its key)."""
 
@@ -107,6 +144,7 @@ class NodeTrust(BaseModel):
     enrolled: float
     revoked: float | None
     cert: bool
+    due: str = Field(default="", description="why its keys are due for rotation, or ''")
 
 
 class PendingView(BaseModel):
@@ -126,6 +164,28 @@ def rotation_proof(current: bytes, mac: str, new_key_hex: str, nonce: str) -> st
 
     message = f"bramble-rotate:{mac}:{new_key_hex}:{nonce}".encode()
     return hmac.new(current, message, hashlib.sha256).hexdigest()
+
+
+DUE_WINDOW = 300.0
+"""Seconds a due check's clock may be off the master's (its nonce is remembered longer)."""
+
+
+def due_proof(key: bytes, mac: str, key_id: str, nonce: str, ts: int) -> str:
+    """What a board sends to ask whether its keys are due: HMAC-SHA256 with its current KEY
+    over its MAC, key id, the check's nonce and time, hex."""
+    import hmac
+
+    message = f"bramble-due:{mac}:{key_id}:{nonce}:{ts}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def due_answer_proof(key: bytes, mac: str, nonce: str, status: str) -> str:
+    """The master's proof on its answer STATUS to the check NONCE of MAC: HMAC-SHA256 with
+    the node's KEY, hex (only the master and the node hold it)."""
+    import hmac
+
+    message = f"bramble-due-answer:{mac}:{nonce}:{status}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def key_id_of(key: bytes) -> str:
@@ -164,6 +224,8 @@ class Enrollment:
     nonces: Nonces = field(default_factory=Nonces)
     limited: int = 0
     """Requests refused by the rate limit so far."""
+    checks_refused: int = 0
+    """Due checks refused so far (a wrong or replayed proof, an unknown node, a bad clock)."""
     overlap: float = 0.0
     """Seconds a rotated-out key stays good beside the new one (default: ten telemetry
     intervals, at least 30 s), so no heartbeat is lost while the agent switches keys."""
@@ -243,6 +305,58 @@ class Enrollment:
         )
         message = f"{decision.name} enrolled ({body.mac} from {address})"
         return answer, self._change(now, who, "enrolled", message)
+
+    def check_due(self, body: DueBody, address: str) -> DueAnswer:
+        """Whether the node of BODY, asking from ADDRESS, must rotate its keys now: answered
+        only to a proof made with its current key, fresh (its nonce unseen, its time within
+        DUE_WINDOW of the master's); anything else is refused, counted and logged."""
+        now = self.clock()
+        if not self.gate.allow(address, now):
+            self.limited += 1
+            return DueAnswer(status="refused", reason=f"rate limited: too many from {address}")
+        node = self.store.node(body.mac)
+        reason = ""
+        if node is None:
+            reason = f"{body.mac} is not enrolled"
+        elif node.revoked is not None:
+            reason = f"{node.name} is revoked"
+        elif body.key_id != node.key_id:
+            reason = f"{body.key_id} is not the current key of {node.name}"
+        else:
+            import hmac
+
+            expected = due_proof(node.key, body.mac, body.key_id, body.nonce, body.ts)
+            if not hmac.compare_digest(expected, body.proof):
+                reason = "wrong proof (not made with the node's current key)"
+            elif abs(now - body.ts) > DUE_WINDOW:
+                reason = f"the board's clock is {body.ts - now:+.0f} s off the master's"
+            elif self.nonces.seen(body.nonce, now):
+                reason = "replayed check (nonce seen before)"
+        if node is None or reason:
+            self.checks_refused += 1
+            log.warning("rotation check of %s from %s refused: %s", body.mac, address, reason)
+            return DueAnswer(status="refused", reason=reason)
+        why = rotation_due(
+            node.enrolled,
+            now=now,
+            rotate_days=self.spec.enroll.rotate_days,
+            marked=self.store.rotation_marked(node.mac),
+        )
+        status: Literal["due", "not_due"] = "due" if why else "not_due"
+        if why:
+            log.info("%s (%s) is due to rotate its keys: %s", node.name, address, why)
+        return DueAnswer(
+            status=status,
+            reason=why or "not due",
+            proof=due_answer_proof(node.key, node.mac, body.nonce, status),
+        )
+
+    def mark_rotation(self, names: list[str] | None) -> list[str]:
+        """Mark the enrolled nodes NAMES (None: every one) due to rotate their keys now: each
+        rotates at its next check. The names marked; BrambleError for an unknown name."""
+        marked = self.store.mark_rotation(names, self.clock())
+        log.warning("keys due for rotation now: %s", ", ".join(marked) or "no node")
+        return marked
 
     def _spec_macs(self) -> Mapping[str, str]:
         if self.spec_macs is not None:
@@ -324,8 +438,21 @@ class Enrollment:
         log.warning("the shared telemetry key is retired: only enrolled nodes' keys verify")
 
     def nodes(self) -> list[NodeTrust]:
-        """Every enrolled node, revoked ones too."""
-        return [_view(n) for n in self.store.nodes()]
+        """Every enrolled node, revoked ones too, and why each is due to rotate its keys."""
+        now = self.clock()
+        out = []
+        for node in self.store.nodes():
+            view = _view(node)
+            if node.revoked is None:
+                why = rotation_due(
+                    node.enrolled,
+                    now=now,
+                    rotate_days=self.spec.enroll.rotate_days,
+                    marked=self.store.rotation_marked(node.mac),
+                )
+                view = view.model_copy(update={"due": why})
+            out.append(view)
+        return out
 
     def pending(self) -> list[PendingView]:
         """Every request waiting for approval."""

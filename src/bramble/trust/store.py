@@ -86,6 +86,8 @@ def _certificate(cert_pem: str) -> tuple[int, float] | None:
 
 REFUSED = "refused:"
 """The settings naming, by MAC, the key id of a request the admin refused."""
+ROTATE = "rotate:"
+"""The settings naming, by MAC, when the admin asked that node to rotate its keys."""
 
 
 class TrustStore:
@@ -287,3 +289,33 @@ class TrustStore:
         """Record the setting NAME."""
         with self._lock, self.db:
             self.db.execute("INSERT OR REPLACE INTO setting VALUES (?, ?)", (name, value))
+
+    def mark_rotation(self, names: list[str] | None, now: float) -> list[str]:
+        """Mark the enrolled (not revoked) nodes NAMES (None: every one) due to rotate their
+        keys from NOW, in one transaction; the names marked. BrambleError for a name that
+        is no enrolled node's."""
+        with self._lock, self.db:
+            rows = self.db.execute(
+                "SELECT mac, name FROM node WHERE revoked IS NULL ORDER BY name"
+            ).fetchall()
+            by_name = {str(name): str(mac) for mac, name in rows}
+            wanted = list(by_name) if names is None else list(dict.fromkeys(names))
+            unknown = [n for n in wanted if n not in by_name]
+            if unknown:
+                raise BrambleError(
+                    f"no enrolled node called {', '.join(map(repr, unknown))} "
+                    "(see `bramble nodes enrolled`)"
+                )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO setting VALUES (?, ?)",
+                [(ROTATE + by_name[n], repr(now)) for n in wanted],
+            )
+        return wanted
+
+    def rotation_marked(self, mac: str) -> float | None:
+        """When the admin last asked the node MAC to rotate its keys, if ever."""
+        value = self.setting(ROTATE + mac)
+        try:
+            return float(value) if value else None
+        except ValueError:
+            return None
