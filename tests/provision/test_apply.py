@@ -210,6 +210,14 @@ def test_services_for_maps_files_to_services() -> None:
     cmds = services_for("node", ["etc/systemd/system/bramble-install.service"])
     assert ["systemctl", "enable", "bramble-install.service"] in cmds
     assert not [c for c in cmds if c[1] == "restart" and "bramble-install.service" in c]
+    # the hourly rotation check: its timer enabled and started, the check itself never run
+    cmds = services_for(
+        "node",
+        ["etc/systemd/system/bramble-rotate.service", "etc/systemd/system/bramble-rotate.timer"],
+    )
+    assert ["systemctl", "enable", "bramble-rotate.timer"] in cmds
+    assert ["systemctl", "restart", "bramble-rotate.timer"] in cmds
+    assert not [c for c in cmds if "bramble-rotate.service" in c]
     # the jobs user exists before the directories that belong to it are made
     cmds = services_for("master", ["etc/tmpfiles.d/bramble.conf", "etc/sysusers.d/bramble.conf"])
     assert cmds.index(["systemd-sysusers"]) < cmds.index(["systemd-tmpfiles", "--create"])

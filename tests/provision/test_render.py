@@ -177,10 +177,11 @@ def test_user_data_writes_every_node_file(spec: Spec) -> None:
         "bramble-enroll.service",
         "bramble-agent.service",
         "bramble-worker.service",
+        "bramble-rotate.timer",
     ]
     enabled = [c for c in data["runcmd"] if c[:2] == ["systemctl", "enable"]][-1]
     started = [c for c in data["runcmd"] if c[:3] == ["systemctl", "start", "--no-block"]][-1]
-    assert enabled[2:6] == units and started[3:7] == units
+    assert enabled[2:7] == units and started[3:8] == units
     # bramble comes from the master, never from a package index, and needs no compiler
     assert not [c for c in data["runcmd"] if "pip" in " ".join(map(str, c))]
     assert "gcc" not in data["packages"] and "python3-venv" in data["packages"]
@@ -277,6 +278,25 @@ def test_node_network_takes_hostname_from_dhcp(spec: Spec) -> None:
     assert net["Match"]["Name"] == spec.network.cluster_interface
     assert net["Network"]["DHCP"] == "ipv4"
     assert net["DHCPv4"]["UseHostname"] == "yes" and net["DHCPv4"]["SendHostname"] == "yes"
+
+
+def test_node_asks_every_hour_whether_its_keys_are_due(spec: Spec) -> None:
+    """The same timer on every board: an hourly check at a random moment, run once the board
+    has enrolled, that rotates and restarts the agent and the worker when the master says."""
+    files = render(spec, SECRETS)
+    timer = _ini(files["node/etc/systemd/system/bramble-rotate.timer"])
+    assert timer["Timer"]["OnCalendar"] == "hourly"
+    assert timer["Timer"]["RandomizedDelaySec"] == "1h"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    unit = _ini(files["node/etc/systemd/system/bramble-rotate.service"])
+    assert unit["Service"]["Type"] == "oneshot"
+    assert unit["Unit"]["ConditionPathExists"] == "/etc/bramble/node.toml"
+    command = unit["Service"]["ExecStart"].split()
+    assert command[1:4] == ["enroll", "--spec", "/etc/bramble/bramble.toml"]
+    assert "--if-due" in command
+    restarted = [command[i + 1] for i, word in enumerate(command) if word == "--restart"]
+    assert restarted == ["bramble-agent.service", "bramble-worker.service"]
+    assert not [k for k in files if k.startswith("master/") and "bramble-rotate" in k]
 
 
 def test_services_restart_always(spec: Spec) -> None:

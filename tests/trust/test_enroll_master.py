@@ -12,12 +12,13 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from bramble_testing import Master, sample_body, wait_for
+from bramble_testing import Master, sample_body, set_keys, wait_for
 
 from bramble.telemetry.encode import sign
 
@@ -248,3 +249,37 @@ def test_a_master_without_the_ca_key_enrolls_no_board(start_master: Callable[...
     assert plain.status_code == 403 and "no cluster CA key" in plain.json()["reason"]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_keys_rotate_nodes_makes_the_board_rotate_at_its_check(
+    start_master: Callable[..., Master], tmp_path: Path
+) -> None:
+    """`keys rotate --nodes` with the admin token marks the node; the board's check, over
+    HTTPS with its own key's proof, learns it is due and rotates: a new key id and a new
+    worker certificate; checked again, it is not due."""
+    leases = tmp_path / "dnsmasq.leases"
+    leases.write_text(f"0 {MAC} 127.0.0.1 node-1 *\n")
+    master = start_master(nodes=1, tls=True, tables={"enroll": f'lease_file = "{leases}"'})
+    board = tmp_path / "board"
+    _join_file(board, master)
+    # the board runs a worker with its own certificate (the master runs no jobs here)
+    text = set_keys(master.spec_path.read_text(), "jobs", "tls = true")
+    (board / "bramble.toml").write_text(text)
+    spec = str(board / "bramble.toml")
+    assert "enrolled as node-1" in _bramble_at(spec, "enroll", "--mac", MAC)
+    first = (board / "node.toml").read_text()
+    cert = (board / "tls" / "worker.pem").read_text()
+    assert "not due" in _bramble_at(spec, "enroll", "--mac", MAC, "--if-due")
+    # the admin's route needs the admin token
+    assert httpx.post(master.base + "/api/trust/rotate", json={}, timeout=5).status_code == 401
+    assert "keys due for rotation: node-1" in _bramble(
+        master, "keys", "rotate", "--nodes", "--node", "node-1"
+    )
+    assert "due" in _bramble(master, "nodes", "enrolled").split("node-1", 1)[1]
+    out = _bramble_at(spec, "enroll", "--mac", MAC, "--if-due")
+    assert "rotated (the admin asked" in out and "enrolled as node-1" in out
+    assert (board / "node.toml").read_text() != first
+    assert (board / "tls" / "worker.pem").read_text() != cert
+    assert "not due" in _bramble_at(spec, "enroll", "--mac", MAC, "--if-due")
+    key_id = tomllib.loads((board / "node.toml").read_text())["telemetry"]["key_id"]
+    assert key_id in _bramble(master, "nodes", "enrolled")
