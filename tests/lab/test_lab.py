@@ -289,6 +289,100 @@ def test_the_supervisor_restarts_a_daemon_that_dies(lab: Running) -> None:
     assert "restarted" in (run / "supervisor.log").read_text()
 
 
+_PEER_SERIAL = """
+import socket, ssl, sys
+from cryptography import x509
+tls, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+context = ssl.create_default_context(cafile=tls + "/ca.pem")
+context.check_hostname = False
+context.load_cert_chain(tls + "/worker.pem", tls + "/worker-key.pem")
+with socket.create_connection((host, port), 5) as raw, context.wrap_socket(raw) as conn:
+    print(format(x509.load_der_x509_certificate(conn.getpeercert(True)).serial_number, "X"))
+"""
+
+
+def _serial(pem: bytes) -> str:
+    from cryptography import x509
+
+    return format(x509.load_pem_x509_certificate(pem).serial_number, "X")
+
+
+def _worker_address(lab: Running, node: str) -> str | None:
+    """The Dask address (tls://host:port) of NODE's worker, as the scheduler has it."""
+    workers = lab.api("/api/jobs/cluster")["workers"]
+    return next((w["address"] for w in workers if w["name"] == node), None)
+
+
+def test_keys_rotate_nodes_makes_a_node_rotate_and_no_heartbeat_is_lost(lab: Running) -> None:
+    """`keys rotate --nodes` marks alpha due; its check (what bramble-rotate.timer runs, here
+    run at once with `lab exec`) rotates its key and worker certificate; its agent and worker
+    restart on them (as `systemctl restart` does on a board). Its heartbeats are accepted
+    throughout, the new key id is the one enrolled, the worker presents the new certificate,
+    and the old certificate's serial is revoked once the overlap ends."""
+    from bramble.trust.node import read_identity
+
+    state = lab.lab.plan.state
+    node_dir = state / "nodes" / "alpha"
+    spec, url = str(lab.lab.spec_path), lab.lab.url
+    old = read_identity(node_dir / "node.toml")
+    assert old is not None
+    old_serial = _serial((node_dir / "tls" / "worker.pem").read_bytes())
+    lab.wait(lambda: _worker_address(lab, "alpha") is not None, 30)
+    old_worker = _worker_address(lab, "alpha")
+    bad = ("bad_signature", "unknown_key", "wrong_node", "revoked")
+    rejected = lab.api("/api/stats")["rejected"]
+    t0 = time.time()
+    check = [
+        sys.executable, "-m", "bramble", "enroll", "--spec", str(node_dir / "bramble.toml"),
+        "--mac", lab.lab.plan.node("alpha").mac, "--if-due",
+    ]  # fmt: skip
+    out = lab.exec("alpha", *check)
+    assert out.returncode == 0 and "not due" in out.stdout, out.stdout + out.stderr
+
+    marked = bramble("keys", "rotate", "--nodes", "--node", "alpha", "--spec", spec, "--url", url)
+    assert "keys due for rotation: alpha" in marked.stdout
+    out = lab.exec("alpha", *check)
+    assert out.returncode == 0 and "rotated" in out.stdout, out.stdout + out.stderr
+    new = read_identity(node_dir / "node.toml")
+    assert new is not None and new.name == "alpha" and new.key_id != old.key_id
+    new_serial = _serial((node_dir / "tls" / "worker.pem").read_bytes())
+    assert new_serial != old_serial
+    assert "not due" in lab.exec("alpha", *check).stdout  # once
+
+    run = state / "run"
+    pids = {d: commands.daemons.running(run, d) for d in ("alpha.agent", "alpha.worker")}
+    for pid in pids.values():
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)  # the supervisor starts them again, on the new files
+    lab.wait(lambda: all(commands.daemons.running(run, d) not in (None, pids[d]) for d in pids), 10)
+    lab.wait(lambda: _worker_address(lab, "alpha") not in (None, old_worker), 30)
+    address = _worker_address(lab, "alpha")
+    assert address is not None
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    probe = lab.exec("alpha", sys.executable, "-c", _PEER_SERIAL, str(node_dir / "tls"), host, port)
+    assert probe.stdout.strip() == new_serial, probe.stdout + probe.stderr
+
+    enrolled = subprocess.run(
+        [sys.executable, "-m", "bramble", "nodes", "enrolled", "--spec", spec, "--url", url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        check=True,
+    ).stdout
+    assert new.key_id in enrolled and old.key_id not in enrolled
+    # the overlap ends (ten intervals, at least 30 s): the old certificate is revoked and
+    # the old key dropped; alpha's heartbeats, signed with the new key, still count
+    revoked = Path(lab.lab.spec.history.path).with_name("revoked-certs.txt")
+    lab.wait(lambda: old_serial in revoked.read_text().split(), 45)
+    seq = lab.nodes()["alpha"]["seq"]
+    lab.wait(lambda: lab.nodes()["alpha"]["seq"] > seq + 4, 5)
+    assert lab.nodes()["alpha"]["status"] == "up"
+    assert not _events(lab, "alpha", "down", t0)
+    after = lab.api("/api/stats")["rejected"]
+    assert {r: after.get(r, 0) for r in bad} == {r: rejected.get(r, 0) for r in bad}
+    assert new_serial not in revoked.read_text().split()
+
+
 def _events(lab: Running, node: str, kind: str, since: float) -> list[dict[str, Any]]:
     return [
         c
