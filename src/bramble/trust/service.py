@@ -111,7 +111,7 @@ class DueBody(BaseModel):
     mac: str = Field(description="the board's MAC on the cluster interface")
     key_id: str = Field(max_length=32, description="the key id of its current telemetry key")
     nonce: str = Field(description="fresh for every check: 16 to 64 letters, digits, _ or -")
-    ts: int = Field(ge=0, description="the board's clock (Unix seconds) when it asked")
+    ts: int = Field(ge=0, le=1 << 40, description="the board's clock (Unix seconds) when it asked")
     proof: str = Field(max_length=64, description="due_proof() made with its current key")
 
     @field_validator("mac")
@@ -319,9 +319,9 @@ class Enrollment:
         if node is None:
             reason = f"{body.mac} is not enrolled"
         elif node.revoked is not None:
-            reason = f"{node.name} is revoked"
+            reason = f"{body.mac} is revoked"
         elif body.key_id != node.key_id:
-            reason = f"{body.key_id} is not the current key of {node.name}"
+            reason = f"{body.key_id} is not the current key of {body.mac}"
         else:
             import hmac
 
