@@ -11,9 +11,10 @@ Two parts, one run:
    same run: its write rate and its storage per sample beside ours.
 2. Offline: the engine itself (`History.write`, as the master's writer thread calls it) fed an
    hour of 50 such nodes, one batch a second: bytes per sample on disk after an hour; then a
-   second store with 100 nodes for an hour and one node for 24 hours: how long the charts take
-   (a 24 h chart of one node, a 1 h chart of 100 nodes, as the API asks for them; cold is the
-   first read after opening, warm the median of the next five).
+   second store with 100 nodes for an hour and one node for 24 hours, its last --head seconds
+   still in memory as a master's are between flushes: how long the charts take (a 24 h chart of
+   one node, a 1 h chart of 100 nodes, as the API asks for them, the head included; cold is the
+   first read on a new reader, warm the median of the next five).
 
     python bench/history.py [--nodes 50] [--seconds 60] [--prometheus]
 """
@@ -276,9 +277,12 @@ def replay_writes(nodes: int, seconds: int) -> None:
     print(f"replay store alone: {nodes} windows saved once a second wrote {rate / 1000:.1f} KB/s")
 
 
-def fill(path: Path, nodes: int, seconds: int, end: int, *, one: int = 0) -> int:
+def fill(
+    path: Path, nodes: int, seconds: int, end: int, *, one: int = 0, head: int = 0
+) -> tuple[int, engine.History]:
     """NODES boards for SECONDS up to END (and ONE more node for 24 h), as the writer thread
-    writes them: one batch a second, rolled up once a minute; samples written."""
+    writes them: one batch a second, flushed and rolled up once a minute; the samples written,
+    and the store: closed, or open with the last HEAD seconds still in memory (not flushed)."""
     history = engine.History(path, max_bytes=1 << 40).open()
     flush = getattr(history, "flush", None)
     boards = [Board(random.Random(i)) for i in range(nodes)]
@@ -297,14 +301,15 @@ def fill(path: Path, nodes: int, seconds: int, end: int, *, one: int = 0) -> int
             rows.append(("long", t + 0.5, engine.metric_row(s, 900.5, 300.25), s.cores))
         history.write(rows)
         written += len(rows)
-        if t % 60 == 59:
+        if (t % 60 == 59 and t < end - head) or (head and t == end - head - 1):
             if flush is not None:
                 flush(float(t + 1))
             history.roll_up(float(t + 1))
-    if flush is not None:
-        flush(float(end))
-    history.close()
-    return written * len(STORED)
+    if not head:
+        if flush is not None:
+            flush(float(end))
+        history.close()
+    return written * len(STORED), history
 
 
 def offline(args: argparse.Namespace) -> None:
@@ -313,7 +318,7 @@ def offline(args: argparse.Namespace) -> None:
         state = Path(tmp)
         end = int(time.time())
         t0, w0 = time.process_time(), write_bytes(os.getpid())
-        samples = fill(state / "hour.db", args.nodes, 3600, end)
+        samples, _ = fill(state / "hour.db", args.nodes, 3600, end)
         took, written = time.process_time() - t0, write_bytes(os.getpid()) - w0
         size = files_size(state, "hour.db")
         print(f"offline: {args.nodes} nodes x 1 h at 1 Hz, written by the engine in {took:.1f} s")
@@ -323,10 +328,13 @@ def offline(args: argparse.Namespace) -> None:
             f"{written / 3600 / 1000:.1f} KB per second of the hour"
         )
 
-        fill(state / "charts.db", 100, 3600, end, one=1)
-        history = engine.History(state / "charts.db")
+        _, history = fill(state / "charts.db", 100, 3600, end, one=1, head=args.head)
+        print(
+            f"  charts: {history.head_rows} rows in memory (the last {args.head} s), "
+            "on disk the rest"
+        )
         for name, chart in (("node 24 h", node_chart), ("cluster 1 h", cluster_chart)):
-            reader = HistoryReader(state / "charts.db", history.keep).open()
+            reader = HistoryReader(state / "charts.db", history.keep, history).open()
             ms = []
             for _ in range(6):
                 t = time.perf_counter()
@@ -336,6 +344,7 @@ def offline(args: argparse.Namespace) -> None:
             reader.close()
             warm = statistics.median(ms[1:])
             print(f"  {name} chart ({points} points): cold {ms[0]:.1f} ms, warm {warm:.1f} ms")
+        history.close()
 
 
 def node_chart(reader: HistoryReader) -> int:
@@ -364,6 +373,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--replay", type=int, metavar="SECONDS", help="also the replay store's writes alone"
+    )
+    parser.add_argument(
+        "--head", type=int, default=59, help="seconds of the chart store left in memory"
     )
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--skip-offline", action="store_true")

@@ -22,8 +22,11 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import sys
 import threading
 import time
+import zlib
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
@@ -59,6 +62,11 @@ MAX_HEAD = 2_000_000
 """Rows the head holds at most (a disk that fails for long): past it new rows are dropped."""
 MS = 1000
 """Milliseconds a second: history's times are integer milliseconds."""
+ROLLUP_MS = 12_000
+"""The width of the roll-up's buckets (ms): the step of the dashboard's 1 h cluster charts
+(3600 s in 300 points); a cluster chart whose step is a multiple of it reads the roll-up."""
+ROLLUP_VERSION = 1
+_BIG = sys.byteorder == "big"
 
 
 def metric_row(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
@@ -135,6 +143,84 @@ def average(rows: Rows, width_ms: int) -> Rows:
     return out
 
 
+Sums = dict[int, dict[int, list[int]]]
+"""Roll-up sums: by bucket (time over ROLLUP_MS), by node id, the rows' count then the sum of
+each stored metric."""
+
+
+def rollup_sums(rows: Rows, width: int) -> tuple[dict[int, list[int]], list[int]]:
+    """ROWS' count and sums of their first WIDTH columns per roll-up bucket; and the times of
+    rows narrower than WIDTH (left out)."""
+    groups: dict[int, list[tuple[int, ...]]] = defaultdict(list)
+    narrow = []
+    for t, values in rows:
+        if len(values) < width:
+            narrow.append(t)
+        else:
+            groups[t // ROLLUP_MS].append(values)
+    out = {}
+    for bucket, group in groups.items():
+        out[bucket] = [len(group), *(sum(c) for c in zip(*group, strict=False))][: width + 1]
+    return out, narrow
+
+
+def encode_sums(per: dict[int, list[int]], width: int) -> bytes:
+    """One roll-up bucket: each node's count and sums (PER, by node id) as arrays of 64-bit
+    integers, column by column (ids, counts, then each metric's sums), zlib-compressed after
+    a version byte. OverflowError for a sum beyond 64 bits."""
+    ids = sorted(per)
+    body = array("q", [len(ids), width])
+    body.extend(ids)
+    for k in range(width + 1):
+        body.extend(per[i][k] for i in ids)
+    if _BIG:
+        body.byteswap()
+    return bytes((ROLLUP_VERSION,)) + zlib.compress(body.tobytes(), 1)
+
+
+class SumsBlock:
+    """A roll-up bucket as `encode_sums` wrote it: its node ids, counts, and each column's
+    sums on demand."""
+
+    __slots__ = ("_raw", "count", "counts", "ids", "width")
+
+    def __init__(self, data: bytes) -> None:
+        if not data or data[0] != ROLLUP_VERSION:
+            raise BlockError(f"roll-up version {data[:1].hex()}, this bramble reads 1")
+        try:
+            raw = zlib.decompress(data[1:])
+        except zlib.error as exc:
+            raise BlockError(f"damaged roll-up: {exc}") from None
+        head = self._array(raw, 0, 2)
+        if len(head) != 2 or head[0] < 0 or head[1] < 0:
+            raise BlockError("truncated roll-up")
+        self.count, self.width = head
+        if len(raw) != 8 * (2 + self.count * (self.width + 2)):
+            raise BlockError("roll-up of the wrong size")
+        self._raw = raw
+        self.ids = self._array(raw, 2, self.count)
+        self.counts = self._array(raw, 2 + self.count, self.count)
+
+    @staticmethod
+    def _array(raw: bytes, at: int, n: int) -> array[int]:
+        out = array("q")
+        out.frombytes(raw[8 * at : 8 * (at + n)])
+        if _BIG:
+            out.byteswap()
+        return out
+
+    def column(self, k: int) -> array[int]:
+        """The sums of column K (a stored metric), one per node."""
+        if not 0 <= k < self.width:
+            raise IndexError(f"column {k} of a roll-up of {self.width}")
+        return self._array(self._raw, 2 + self.count * (2 + k), self.count)
+
+    def sums(self) -> dict[int, list[int]]:
+        """Count and sums per node id, as `encode_sums` was given them."""
+        columns = [self.counts, *(self.column(k) for k in range(self.width))]
+        return {i: [c[j] for c in columns] for j, i in enumerate(self.ids)}
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection with the store's pragmas and schema."""
     private_database(path)
@@ -157,6 +243,25 @@ def connect(path: Path) -> sqlite3.Connection:
     )
     db.commit()
     return db
+
+
+def create_rollup(db: sqlite3.Connection) -> None:
+    """The roll-up table, if the store has none yet (a new store, or one from before it):
+    it then holds the rows flushed from now on, so it is complete only from the bucket after
+    the last row already written (`rollup.since`, ms)."""
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollup'").fetchone()
+    if found is not None:
+        return
+    last = db.execute("SELECT MAX(end) FROM blocks WHERE tier = 0").fetchone()[0]
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "raw" in tables:  # the rows of the old layout, converted into blocks after this
+        old = db.execute("SELECT MAX(ts) FROM raw").fetchone()[0]
+        if old is not None:
+            last = max(last or 0, round(float(old) * MS))
+    since = 0 if last is None else (int(last) // ROLLUP_MS + 1) * ROLLUP_MS
+    db.execute("CREATE TABLE rollup (bucket INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('rollup.since', ?)", (since,))
+    db.commit()
 
 
 class History:
@@ -195,6 +300,7 @@ class History:
     def open(self) -> History:
         """Open (creating if need be) the database; this store, for chaining."""
         self._db = connect(self.path)
+        create_rollup(self._db)
         self._load_ids()
         return self
 
@@ -259,6 +365,7 @@ class History:
                     "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
                     [(0, id_, *b) for b in encoded],
                 )
+            self._add_rollup({self.node_id(n): rows for n, rows in head.items() if rows})
             db.executemany(
                 "INSERT INTO changes VALUES (?, ?, ?, ?)",
                 [(c.ts, c.node, c.kind, c.message) for c in changes],
@@ -277,6 +384,57 @@ class History:
             self._undo()
             raise
         return sum(len(r) for r in head.values())
+
+    def _add_rollup(self, head: dict[int, Rows]) -> None:
+        """Add HEAD's rows (by node id) to the roll-up's buckets, inside the flush's
+        transaction: a bucket's sums grow with every row written into its time, late ones
+        too, so the roll-up always holds what the raw blocks hold from `rollup.since` on."""
+        width = len(SCALES)
+        added: Sums = defaultdict(dict)
+        since = self._meta("rollup.since")
+        for id_, rows in head.items():
+            sums, narrow = rollup_sums(rows, width)
+            for bucket, got in sums.items():
+                added[bucket][id_] = got
+            if narrow:  # rows without every metric: the roll-up starts after them
+                since = max(since, (max(narrow) // ROLLUP_MS + 1) * ROLLUP_MS)
+        wanted = [b for b in added if b * ROLLUP_MS >= since]
+        old: dict[int, bytes] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            marks = ", ".join("?" * len(part))
+            old.update(
+                self.db.execute(f"SELECT bucket, data FROM rollup WHERE bucket IN ({marks})", part)
+            )
+        out = []
+        for bucket in wanted:
+            per = added[bucket]
+            data = old.get(bucket)
+            if data is not None:
+                try:
+                    before = SumsBlock(data)
+                    if before.width != width:
+                        raise BlockError(f"a roll-up of {before.width} metrics, not {width}")
+                except BlockError:  # damaged, or older: the roll-up starts after it
+                    since = max(since, (bucket + 1) * ROLLUP_MS)
+                    continue
+                for id_, got in before.sums().items():
+                    mine = per.get(id_)
+                    per[id_] = (
+                        got if mine is None else [a + b for a, b in zip(got, mine, strict=True)]
+                    )
+            try:
+                out.append((bucket, encode_sums(per, width)))
+            except OverflowError:  # a sum beyond 64 bits: the roll-up starts after it
+                since = max(since, (bucket + 1) * ROLLUP_MS)
+        self.db.executemany("INSERT OR REPLACE INTO rollup VALUES (?, ?)", out)
+        self._rollup_since(since)
+
+    def _rollup_since(self, since: int) -> None:
+        """The roll-up holds every raw row from SINCE (ms) on: what is before goes."""
+        if since > self._meta("rollup.since"):
+            self._set_meta("rollup.since", since)
+        self.db.execute("DELETE FROM rollup WHERE bucket < ?", (since // ROLLUP_MS,))
 
     def _undo(self) -> None:
         """Roll back a failed flush: node ids made in it are forgotten with it."""
@@ -315,6 +473,7 @@ class History:
                 "DELETE FROM blocks WHERE tier = ? AND end < ?",
                 (TIER_ID[tier], (now - self.keep[tier]) * MS),
             )
+        self._rollup_since(-(-int((now - self.keep["raw"]) * MS) // ROLLUP_MS) * ROLLUP_MS)
         self.db.execute("DELETE FROM changes WHERE ts < ?", (now - self.keep["hour"],))
         self._bound()
 
@@ -378,11 +537,18 @@ class History:
                 ).fetchone()[0]
                 if not count:
                     break
+                gone = self.db.execute(
+                    "SELECT MAX(end) FROM (SELECT end FROM blocks WHERE tier = ? "
+                    "ORDER BY end LIMIT ?)",
+                    (TIER_ID[tier], max(1, count // 10)),
+                ).fetchone()[0]
                 self.db.execute(
                     "DELETE FROM blocks WHERE rowid IN (SELECT rowid FROM blocks WHERE tier = ? "
                     "ORDER BY end LIMIT ?)",
                     (TIER_ID[tier], max(1, count // 10)),
                 )
+                if tier == "raw":  # the roll-up of what went goes too
+                    self._rollup_since((int(gone) // ROLLUP_MS + 1) * ROLLUP_MS)
         if len(self._ids) > 4096:
             self.db.execute("DELETE FROM nodes WHERE id NOT IN (SELECT DISTINCT node FROM blocks)")
             self._load_ids()
