@@ -37,7 +37,7 @@ from bramble.master.health import Health
 from bramble.master.views import Change
 from bramble.telemetry.metrics import BY_NAME, STORED, stored_values
 from bramble.telemetry.wire import Sample
-from bramble.tsdb.codec import Block, BlockError, encode_block, quantize
+from bramble.tsdb.codec import Block, BlockError, encode_block, get_varint, put_varint, quantize
 
 log = logging.getLogger(__name__)
 Row = tuple[str, float, tuple[float, ...], tuple[float, ...]]
@@ -164,47 +164,80 @@ def rollup_sums(rows: Rows, width: int) -> tuple[dict[int, list[int]], list[int]
     return out, narrow
 
 
-def encode_sums(per: dict[int, list[int]], width: int) -> bytes:
-    """One roll-up bucket: each node's count and sums (PER, by node id) as arrays of 64-bit
-    integers, column by column (ids, counts, then each metric's sums), zlib-compressed after
-    a version byte. OverflowError for a sum beyond 64 bits."""
-    ids = sorted(per)
-    body = array("q", [len(ids), width])
-    body.extend(ids)
-    for k in range(width + 1):
-        body.extend(per[i][k] for i in ids)
+_WIDTHS = (("b", 1), ("h", 2), ("i", 4), ("q", 8))
+
+
+def _pack(values: Sequence[int]) -> bytes:
+    """VALUES as an array of the narrowest of 1, 2, 4 or 8 bytes that holds them, deflated:
+    its width byte, length (varint) and bytes. OverflowError beyond 64 bits."""
+    low, high = (min(values), max(values)) if values else (0, 0)
+    fits = [(c, w) for c, w in _WIDTHS if -(1 << (8 * w - 1)) <= low and high < 1 << (8 * w - 1)]
+    if not fits:
+        raise OverflowError(f"a sum beyond 64 bits: {low} .. {high}")
+    code, width = fits[0]
+    packed = array(code, values)
     if _BIG:
-        body.byteswap()
-    return bytes((ROLLUP_VERSION,)) + zlib.compress(body.tobytes(), 1)
+        packed.byteswap()
+    body = zlib.compress(packed.tobytes(), 1, wbits=-15)
+    out = bytearray((width,))
+    put_varint(out, len(body))
+    return bytes(out + body)
+
+
+def encode_sums(per: dict[int, list[int]], width: int) -> bytes:
+    """One roll-up bucket: each node's count and sums (PER, by node id; WIDTH sums each):
+    a version byte, the number of nodes and of sums (varints), then column by column (node
+    ids, counts, each metric's sums) an array of the narrowest integers that hold it, deflated
+    on its own, so a chart inflates only the column it reads. OverflowError for a sum beyond
+    64 bits."""
+    ids = sorted(per)
+    out = bytearray((ROLLUP_VERSION,))
+    put_varint(out, len(ids))
+    put_varint(out, width)
+    out += _pack(ids)
+    for k in range(width + 1):
+        out += _pack([per[i][k] for i in ids])
+    return bytes(out)
 
 
 class SumsBlock:
     """A roll-up bucket as `encode_sums` wrote it: its node ids, counts, and each column's
     sums on demand."""
 
-    __slots__ = ("_raw", "count", "counts", "ids", "width")
+    __slots__ = ("_data", "_offsets", "count", "counts", "ids", "width")
 
     def __init__(self, data: bytes) -> None:
         if not data or data[0] != ROLLUP_VERSION:
             raise BlockError(f"roll-up version {data[:1].hex()}, this bramble reads 1")
+        view = memoryview(data)
+        self.count, pos = get_varint(view, 1)
+        self.width, pos = get_varint(view, pos)
+        self._data = view
+        self._offsets = []
+        for _ in range(self.width + 2):
+            if pos >= len(view):
+                raise BlockError("truncated roll-up")
+            self._offsets.append(pos)
+            size, pos = get_varint(view, pos + 1)
+            pos += size
+        if pos != len(view):
+            raise BlockError("roll-up longer than its columns")
+        self.ids = self._column(0)
+        self.counts = self._column(1)
+
+    def _column(self, index: int) -> array[int]:
+        pos = self._offsets[index]
+        width = self._data[pos]
+        size, pos = get_varint(self._data, pos + 1)
+        code = dict((w, c) for c, w in _WIDTHS).get(width)
         try:
-            raw = zlib.decompress(data[1:])
+            raw = zlib.decompress(self._data[pos : pos + size], wbits=-15)
         except zlib.error as exc:
             raise BlockError(f"damaged roll-up: {exc}") from None
-        head = self._array(raw, 0, 2)
-        if len(head) != 2 or head[0] < 0 or head[1] < 0:
-            raise BlockError("truncated roll-up")
-        self.count, self.width = head
-        if len(raw) != 8 * (2 + self.count * (self.width + 2)):
-            raise BlockError("roll-up of the wrong size")
-        self._raw = raw
-        self.ids = self._array(raw, 2, self.count)
-        self.counts = self._array(raw, 2 + self.count, self.count)
-
-    @staticmethod
-    def _array(raw: bytes, at: int, n: int) -> array[int]:
-        out = array("q")
-        out.frombytes(raw[8 * at : 8 * (at + n)])
+        if code is None or len(raw) != width * self.count:
+            raise BlockError(f"bad roll-up column (width {width}, {len(raw)} bytes)")
+        out = array(code)
+        out.frombytes(raw)
         if _BIG:
             out.byteswap()
         return out
@@ -213,7 +246,7 @@ class SumsBlock:
         """The sums of column K (a stored metric), one per node."""
         if not 0 <= k < self.width:
             raise IndexError(f"column {k} of a roll-up of {self.width}")
-        return self._array(self._raw, 2 + self.count * (2 + k), self.count)
+        return self._column(2 + k)
 
     def sums(self) -> dict[int, list[int]]:
         """Count and sums per node id, as `encode_sums` was given them."""

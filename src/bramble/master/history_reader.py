@@ -46,12 +46,14 @@ class Grid:
     """Sums and counts of one series' values in STEP-ms buckets, from bucket FIRST on
     (a bucket's number is its start over STEP); grown when values come later."""
 
-    __slots__ = ("counts", "first", "step", "sums")
+    __slots__ = ("counts", "first", "high", "low", "step", "sums")
 
     def __init__(self, first: int, size: int, step: int) -> None:
         self.first, self.step = first, step
         self.sums = [0] * size
         self.counts = [0] * size
+        self.low, self.high = size, 0
+        """The buckets values were added to are among these (indexes, from and to)."""
 
     def add(self, times: Sequence[int], prefix: Sequence[int], lo: int, hi: int) -> None:
         """Add the values at TIMES (sorted, ms) from LO to HI; PREFIX holds their running
@@ -71,6 +73,7 @@ class Grid:
             self.sums += [0] * grow
             self.counts += [0] * grow
         sums, counts = self.sums, self.counts
+        self.low, self.high = min(self.low, k), max(self.high, k + len(bounds) - 1)
         for a, c in pairwise(bounds):
             if c > a:
                 sums[k] += prefix[c] - prefix[a]
@@ -419,14 +422,14 @@ class HistoryReader:
 
 
 def _means(rolled: Parts, grids: dict[int, Grid]) -> dict[int, list[float]]:
-    """Each node's mean in each chart bucket, from the roll-up's sums ( RRolled) and GRIDS'
+    """Each node's mean in each chart bucket, from the roll-up's sums (ROLLED) and GRIDS'
     (by node id), summed per node first when a bucket has both, or several roll-up buckets."""
     extra: dict[int, dict[int, tuple[int, int]]] = defaultdict(dict)
     for key, grid in grids.items():
-        first = grid.first
-        for i, (s, n) in enumerate(zip(grid.sums, grid.counts, strict=True)):
-            if n:
-                extra[first + i][key] = (s, n)
+        first, totals, numbers = grid.first, grid.sums, grid.counts
+        for i in range(grid.low, grid.high):
+            if numbers[i]:
+                extra[first + i][key] = (totals[i], numbers[i])
     out: dict[int, list[float]] = {}
     for b, parts in rolled.items():
         more = extra.pop(b, None)
