@@ -33,6 +33,7 @@ def feed(history: History, rng: random.Random, start: float, seconds: int) -> fl
             values += [rng.uniform(0, 4) for _ in range(3)]
             values += [rng.randrange(1 << 22) for _ in range(4)]
             values += [rng.randrange(1 << 34), rng.uniform(0, 1e6), rng.uniform(0, 1e5)]
+            values += [rng.uniform(0, 1e7) for _ in COLUMNS[len(values) :]]  # disk_read, ...
             rows.append((node, ts, tuple(values), (rng.random(), rng.random())))
         if s % 97 == 50:  # a datagram that was held up for half a minute
             rows.append(("n2", now - 30.25, rows[0][2], ()))

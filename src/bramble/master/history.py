@@ -28,7 +28,7 @@ import time
 import zlib
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
 
@@ -48,6 +48,9 @@ Rows = list[tuple[int, tuple[int, ...]]]
 
 COLUMNS = tuple(m.name for m in STORED)
 """The block columns: the registry's stored metrics in its order, then one per core."""
+LEGACY_METRICS = 13
+"""The metric columns of a block written before blocks said how many they hold (the
+`metrics` column of the blocks table): the first 13 stored metrics, then the cores."""
 SCALES = tuple(m.scale for m in STORED)
 CORE_SCALE = BY_NAME["cpuusage"].scale
 TIERS = (("raw", 1), ("minute", 60), ("hour", 3600))
@@ -69,9 +72,11 @@ ROLLUP_VERSION = 1
 _BIG = sys.byteorder == "big"
 
 
-def metric_row(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
-    """The stored metrics of one sample, in COLUMNS order."""
-    return stored_values(sample, net_rx, net_tx)
+def metric_row(
+    sample: Sample, net_rx: float, net_tx: float, rates: Mapping[str, float] | None = None
+) -> tuple[float, ...]:
+    """The stored metrics of one sample (with the node's RATES), in COLUMNS order."""
+    return stored_values(sample, net_rx, net_tx, rates)
 
 
 def scale_of(column: int) -> int:
@@ -80,10 +85,19 @@ def scale_of(column: int) -> int:
 
 
 def column_of(metric: str) -> int:
-    """The block column of METRIC (`cpuusage`, ..., or `core.N`)."""
+    """The column of METRIC (`cpuusage`, ..., or `core.N`) in a block of today's layout (and
+    in the head)."""
     if metric.startswith("core."):
         return len(COLUMNS) + int(metric[5:])
     return COLUMNS.index(metric)
+
+
+def column_in(column: int, metrics: int) -> int | None:
+    """Where COLUMN (of today's layout) is in a block of METRICS metric columns; None when
+    that block has no such metric (it was written before the metric was stored)."""
+    if column < len(COLUMNS):
+        return column if column < metrics else None
+    return metrics + column - len(COLUMNS)
 
 
 def to_row(
@@ -274,8 +288,19 @@ def connect(path: Path) -> sqlite3.Connection:
         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
         """
     )
+    have = [r[1] for r in db.execute("PRAGMA table_info(blocks)")]
+    if "metrics" not in have:  # a store from before: its blocks hold the first 13 metrics
+        db.execute(
+            f"ALTER TABLE blocks ADD COLUMN metrics INTEGER NOT NULL DEFAULT {LEGACY_METRICS}"
+        )
     db.commit()
     return db
+
+
+INSERT = (
+    "INSERT INTO blocks (tier, node, start, end, rows, data, metrics) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+"""A block: tier, node id, start and end (ms), rows, data, and how many metric columns."""
 
 
 def create_rollup(db: sqlite3.Connection) -> None:
@@ -394,10 +419,7 @@ class History:
         try:
             for node, encoded in blocks:
                 id_ = self.node_id(node)
-                db.executemany(
-                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
-                    [(0, id_, *b) for b in encoded],
-                )
+                db.executemany(INSERT, [(0, id_, *b, len(COLUMNS)) for b in encoded])
             self._add_rollup({self.node_id(n): rows for n, rows in head.items() if rows})
             db.executemany(
                 "INSERT INTO changes VALUES (?, ?, ?, ?)",
@@ -492,10 +514,10 @@ class History:
                 continue
             start = max(done, cut - int(self.keep[source]))
             rolled = []
-            for id_, rows in self._read(source, start * MS, cut * MS).items():
+            for (id_, metrics), rows in self._read(source, start * MS, cut * MS).items():
                 averaged = average(rows, width * MS)
-                rolled += [(TIER_ID[target], id_, *b) for b in encode_rows(averaged)]
-            self.db.executemany("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)", rolled)
+                rolled += [(TIER_ID[target], id_, *b, metrics) for b in encode_rows(averaged)]
+            self.db.executemany(INSERT, rolled)
             self._set_meta(f"rolled.{target}", cut)
             if source in MERGE:
                 self._merge(source, done, cut)
@@ -511,37 +533,37 @@ class History:
         self._bound()
 
     def _merge(self, tier: str, done: int, cut: int) -> None:
-        """Merge TIER's blocks per node in each finished MERGE[tier] window up to CUT."""
+        """Merge TIER's blocks per node (and layout) in each finished MERGE[tier] window up
+        to CUT."""
         window = MERGE[tier]
         first = max(done // window * window, cut - int(self.keep[tier]) // window * window)
         for lo in range(first, cut - window + 1, window):
             found = self.db.execute(
-                "SELECT rowid, node, data FROM blocks WHERE tier = ? AND end >= ? AND end < ? "
-                "AND start >= ? ORDER BY node",
+                "SELECT rowid, node, metrics, data FROM blocks WHERE tier = ? AND end >= ? "
+                "AND end < ? AND start >= ? ORDER BY node",
                 (TIER_ID[tier], lo * MS, (lo + window) * MS, lo * MS),
             ).fetchall()
-            per: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
-            for rowid, node, data in found:
-                per[node].append((rowid, data))
-            for node, parts in per.items():
+            per: dict[tuple[int, int], list[tuple[int, bytes]]] = defaultdict(list)
+            for rowid, node, metrics, data in found:
+                per[node, metrics].append((rowid, data))
+            for (node, metrics), parts in per.items():
                 if len(parts) < 2:
                     continue
                 rows = [r for _, data in parts for r in _safe_rows(data)]
                 self.db.executemany("DELETE FROM blocks WHERE rowid = ?", [(r,) for r, _ in parts])
                 self.db.executemany(
-                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
-                    [(TIER_ID[tier], node, *b) for b in encode_rows(rows)],
+                    INSERT, [(TIER_ID[tier], node, *b, metrics) for b in encode_rows(rows)]
                 )
         self._set_meta(f"merged.{tier}", cut)
 
-    def _read(self, tier: str, lo: int, hi: int) -> dict[int, Rows]:
-        """TIER's rows from LO to HI (ms), by node id."""
-        out: dict[int, Rows] = defaultdict(list)
-        for node, data in self.db.execute(
-            "SELECT node, data FROM blocks WHERE tier = ? AND end >= ? AND start < ?",
+    def _read(self, tier: str, lo: int, hi: int) -> dict[tuple[int, int], Rows]:
+        """TIER's rows from LO to HI (ms), by node id and layout (metric columns)."""
+        out: dict[tuple[int, int], Rows] = defaultdict(list)
+        for node, metrics, data in self.db.execute(
+            "SELECT node, metrics, data FROM blocks WHERE tier = ? AND end >= ? AND start < ?",
             (TIER_ID[tier], lo, hi),
         ):
-            out[node] += [r for r in _safe_rows(data) if lo <= r[0] < hi]
+            out[node, metrics] += [r for r in _safe_rows(data) if lo <= r[0] < hi]
         return out
 
     def used_bytes(self) -> int:

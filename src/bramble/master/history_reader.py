@@ -32,6 +32,7 @@ from bramble.master.history import (
     History,
     Rows,
     SumsBlock,
+    column_in,
     column_of,
     scale_of,
 )
@@ -217,7 +218,8 @@ class HistoryReader:
     def _grids(
         self, node: int | None, column: int, ranges: list[tuple[str, int, int]], grid: Grid
     ) -> dict[int, Grid]:
-        """COLUMN in buckets like GRID's, per node id (all nodes when NODE is None)."""
+        """COLUMN (of today's layout) in buckets like GRID's, per node id (all nodes when NODE
+        is None); blocks written before that column was stored have none of it."""
         out: dict[int, Grid] = {}
         for tier, lo, hi in ranges:
             where = "tier = ? AND end >= ? AND start < ?"
@@ -225,12 +227,17 @@ class HistoryReader:
             if node is not None:
                 where += " AND node = ?"
                 args += (node,)
-            found = self._db.execute(
-                f"SELECT rowid, start, end, rows, node FROM blocks WHERE {where}", args
-            ).fetchall()
-            keys = [(rowid, start, end, rows, column) for rowid, start, end, rows, _ in found]
+            found = [
+                (rowid, start, end, rows, node, at)
+                for rowid, start, end, rows, node, metrics in self._db.execute(
+                    f"SELECT rowid, start, end, rows, node, metrics FROM blocks WHERE {where}",
+                    args,
+                )
+                if (at := column_in(column, metrics)) is not None  # a block older than it
+            ]
+            keys = [(rowid, start, end, rows, at) for rowid, start, end, rows, _, at in found]
             data = self._data([k[0] for k in keys if k not in self._cache])
-            for key, (*_, id_) in zip(keys, found, strict=True):
+            for key, (*_, id_, _) in zip(keys, found, strict=True):
                 got = self._column(key, data.get(key[0]))
                 if not got[0]:
                     continue

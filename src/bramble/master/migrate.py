@@ -11,7 +11,15 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-from bramble.master.history import COLUMNS, TIER_ID, TIERS, History, encode_rows, to_row
+from bramble.master.history import (
+    COLUMNS,
+    INSERT,
+    TIER_ID,
+    TIERS,
+    History,
+    encode_rows,
+    to_row,
+)
 
 log = logging.getLogger(__name__)
 OLD_TABLES = tuple(t for t, _ in TIERS)
@@ -52,8 +60,8 @@ def migrate(history: History, progress: Callable[[str], None] = log.info) -> int
                     per_core = [float(x) for x in (text or "").split(",") if x]
                     rows.append(to_row(float(ts), row, per_core))
                 db.executemany(
-                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
-                    [(TIER_ID[table], node, *b) for b in encode_rows(rows)],
+                    INSERT,
+                    [(TIER_ID[table], node, *b, len(COLUMNS)) for b in encode_rows(rows)],
                 )
                 done += len(rows)
                 if time.monotonic() - last >= 1.0:
