@@ -4,9 +4,10 @@ Two parts, one run:
 
 1. Live: a real master on loopback, a sender process signing one datagram per node per second
    (values that move as a board's do: CPU in jiffies, memory in kB, load in hundredths,
-   network counters), for --seconds after a warm-up. Reported: bytes the master wrote to disk
-   per second (`/proc/PID/io` write_bytes), its CPU, the history files' size after a clean
-   stop, and bytes per sample (13 stored metrics a datagram; the per-core values come free).
+   network, disk and swap counters, filesystems), for --seconds after a warm-up. Reported:
+   bytes the master wrote to disk per second (`/proc/PID/io` write_bytes), its CPU, the
+   history files' size after a clean stop, and bytes per sample (18 stored metrics a
+   datagram, 13 before the board signals were stored; the per-core values come free).
    With --prometheus, a Prometheus server scrapes the master's /metrics each second for the
    same run: its write rate and its storage per sample beside ours.
 2. Offline: the engine itself (`History.write`, as the master's writer thread calls it) fed an
@@ -60,6 +61,10 @@ class Board:
         self.disk = 4_200_000_000 + rng.randrange(1 << 20) * 4096
         self.rx, self.tx = rng.randrange(1 << 30), rng.randrange(1 << 30)
         self.uptime = float(rng.randrange(86_400))
+        self.diskio = [rng.randrange(1 << 30), rng.randrange(1 << 30)]  # bytes read, written
+        self.swap = [rng.randrange(1000), rng.randrange(1000)]  # pages in, out
+        self.rates: dict[str, float] = {}
+        """The last second's disk and swap rates, as the master derives them."""
         self.tick = 0
 
     def step(self) -> Sample:
@@ -75,6 +80,12 @@ class Board:
         self.rx += r.randrange(20_000)
         self.tx += r.randrange(5_000)
         self.uptime += 1.0
+        moved = [r.randrange(40_000) if r.random() < 0.3 else 0, r.randrange(60_000) * 4]
+        paged = [1 if r.random() < 0.02 else 0, 1 if r.random() < 0.01 else 0]
+        self.diskio = [a + b for a, b in zip(self.diskio, moved, strict=True)]
+        self.swap = [a + b for a, b in zip(self.swap, paged, strict=True)]
+        names = ("disk_read", "disk_write", "swap_in", "swap_out")
+        self.rates = dict(zip(names, map(float, moved + paged), strict=True))
         cores = tuple(min(100, max(0, self.busy // 4 + r.randint(-10, 10))) / 100 for _ in "1234")
         return Sample(
             cpufreq=r.choice((600, 1500, 1500, 1500)),
@@ -90,6 +101,10 @@ class Board:
             disk={"total": 31_000_000_000, "used": self.disk, "free": 26_000_000_000},
             net={"eth0": (self.rx, self.tx)},
             uptime=self.uptime,
+            swap=(self.swap[0], self.swap[1]),
+            diskio=(self.diskio[0], self.diskio[1]),
+            fs={"/": (31_000_000_000, self.disk, 26_000_000_000),
+                "/boot": (500_000_000, 60_000_000, 440_000_000)},
         )  # fmt: skip
 
 
@@ -235,7 +250,9 @@ def prometheus_block(nodes: int, seconds: int) -> None:
     end = int(time.time()) // 3600 * 3600
     rows = []  # per board, per second: the stored metrics
     for board in boards:
-        rows.append([engine.metric_row(board.step(), 900.5, 300.25) for _ in range(seconds)])
+        rows.append(
+            [engine.metric_row(board.step(), 900.5, 300.25, board.rates) for _ in range(seconds)]
+        )
     with tempfile.TemporaryDirectory(prefix="bramble-bench-promblock-") as tmp:
         text = Path(tmp) / "data.om"
         with text.open("w") as out:
@@ -295,10 +312,11 @@ def fill(
             for i, board in enumerate(boards):
                 s = board.step()
                 rx = tx = float(board.rng.randrange(20_000)) + 0.5
-                rows.append((f"fill-{i:03d}", t + 0.25, engine.metric_row(s, rx, tx), s.cores))
+                row = engine.metric_row(s, rx, tx, board.rates)
+                rows.append((f"fill-{i:03d}", t + 0.25, row, s.cores))
         if one:
             s = long.step()
-            rows.append(("long", t + 0.5, engine.metric_row(s, 900.5, 300.25), s.cores))
+            rows.append(("long", t + 0.5, engine.metric_row(s, 900.5, 300.25, long.rates), s.cores))
         history.write(rows)
         written += len(rows)
         if (t % 60 == 59 and t < end - head) or (head and t == end - head - 1):
