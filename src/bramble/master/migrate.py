@@ -14,6 +14,7 @@ from collections.abc import Callable
 from bramble.master.history import (
     COLUMNS,
     INSERT,
+    LEGACY_METRICS,
     TIER_ID,
     TIERS,
     History,
@@ -45,7 +46,10 @@ def migrate(history: History, progress: Callable[[str], None] = log.info) -> int
         for table in tables:
             have = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
             metrics = [c for c in COLUMNS if c in have]
-            picks = [metrics.index(c) if c in metrics else None for c in COLUMNS]
+            # the old tables had the first 13 metrics at most: blocks of that layout
+            layout = LEGACY_METRICS if set(COLUMNS[LEGACY_METRICS:]).isdisjoint(have) else None
+            wanted = COLUMNS[:layout]
+            picks = [metrics.index(c) if c in metrics else None for c in wanted]
             cores = "cores" if "cores" in have else "''"
             nodes = [r[0] for r in db.execute(f"SELECT DISTINCT node FROM {table}")]
             for node in nodes:
@@ -61,7 +65,7 @@ def migrate(history: History, progress: Callable[[str], None] = log.info) -> int
                     rows.append(to_row(float(ts), row, per_core))
                 db.executemany(
                     INSERT,
-                    [(TIER_ID[table], node, *b, len(COLUMNS)) for b in encode_rows(rows)],
+                    [(TIER_ID[table], node, *b, len(wanted)) for b in encode_rows(rows)],
                 )
                 done += len(rows)
                 if time.monotonic() - last >= 1.0:
