@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
+from bramble_testing import Master, sample_body, wait_for
 from fastapi import FastAPI
 
 from bramble.master.api import router
@@ -162,3 +165,27 @@ def test_the_history_route_serves_the_board_signals(tmp_path: Path) -> None:
     assert got.status_code == 200, got.text
     assert {v for _, v in got.json()["points"]} == {90.0}
     history.close()
+
+
+@pytest.mark.slow
+def test_a_masters_history_keeps_the_rates_it_derives(start_master: Callable[..., Master]) -> None:
+    master = start_master(nodes=1, interval=1.0)
+    start = int(time.time()) - 10 + 0.5
+    for seq in range(1, 6):  # 4096 bytes read and 2 pages swapped out a second
+        body = sample_body("node-1", seq, ts=start + seq - 1, diskio=[4096 * seq, 0])
+        body["swap"] = [0, 2 * seq]
+        body["fs"] = {"/": [1000, 250, 750]}
+        master.send(body)
+    wait_for(lambda: master.stats()["accepted"] == 5, 10, "all accepted")
+
+    def points(metric: str) -> list[list[float]]:
+        got = master.api("/api/nodes/node-1/history", metric=metric, since=-60, step=1)
+        return list(got["points"])
+
+    wait_for(lambda: len(points("disk_read")) == 5, 10, "the samples in history")
+    # the first sample has no rate yet (0 in history), the next four have theirs
+    assert [v for _, v in points("disk_read")] == [0.0, 4096.0, 4096.0, 4096.0, 4096.0]
+    assert [v for _, v in points("swap_out")] == [0.0, 2.0, 2.0, 2.0, 2.0]
+    assert {v for _, v in points("fs_used_percent_max")} == {25.0}
+    cluster = master.api("/api/cluster/history", metric="disk_read", since=-60, step=1)
+    assert [v for _, v in cluster["points"]][1:] == [4096.0] * 4

@@ -266,9 +266,14 @@ class HistoryReader:
 
     @staticmethod
     def _add_head(rows: Rows, column: int, lo: int, hi: int, grid: Grid) -> None:
-        have = sorted((t, v[column]) for t, v in rows if lo <= t < hi and len(v) > column)
-        prefix = list(accumulate((v for _, v in have), initial=0))
-        grid.add([t for t, _ in have], prefix, lo, hi)
+        """Add COLUMN of a node's head ROWS from LO to HI (ms) to GRID."""
+        times = [t for t, _ in rows]
+        if times == sorted(times) and all(len(v) > column for _, v in rows):
+            values = [v[column] for _, v in rows]  # the usual head: in order, every column
+        else:
+            have = sorted((t, v[column]) for t, v in rows if len(v) > column)
+            times, values = [t for t, _ in have], [v for _, v in have]
+        grid.add(times, list(accumulate(values, initial=0)), lo, hi)
 
     @staticmethod
     def _grid(since: float, now: float, step: float, tier_width: int) -> Grid:
