@@ -159,3 +159,15 @@ def test_a_damaged_rollup_bucket_leaves_the_chart_to_the_blocks(tmp_path: Path) 
 def test_sums_beyond_64_bits_are_refused() -> None:
     with pytest.raises(OverflowError):
         encode_sums({1: [1, 1 << 70]}, 1)
+
+
+def test_a_rollup_bucket_round_trips_at_every_width() -> None:
+    from bramble.master.history import SumsBlock
+
+    per = {3: [1, -5, 1 << 40], 70_000: [12, 300, -(1 << 62)], 7: [2, 0, 127]}
+    block = SumsBlock(encode_sums(per, 2))
+    assert list(block.ids) == [3, 7, 70_000] and list(block.counts) == [1, 2, 12]
+    assert block.sums() == per
+    for cut in (0, 5, 20):
+        with pytest.raises(BlockError):
+            SumsBlock(encode_sums(per, 2)[:cut]).column(1)

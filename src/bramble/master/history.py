@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import struct
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ import zlib
 from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from pathlib import Path
 
 from bramble.files import private_database
@@ -37,7 +38,7 @@ from bramble.master.health import Health
 from bramble.master.views import Change
 from bramble.telemetry.metrics import BY_NAME, STORED, stored_values
 from bramble.telemetry.wire import Sample
-from bramble.tsdb.codec import Block, BlockError, encode_block, get_varint, put_varint, quantize
+from bramble.tsdb.codec import Block, BlockError, encode_block, quantize
 
 log = logging.getLogger(__name__)
 Row = tuple[str, float, tuple[float, ...], tuple[float, ...]]
@@ -179,11 +180,14 @@ def rollup_sums(rows: Rows, width: int) -> tuple[dict[int, list[int]], list[int]
 
 
 _WIDTHS = (("b", 1), ("h", 2), ("i", 4), ("q", 8))
+_CODES = {w: c for c, w in _WIDTHS}
+_HEAD = struct.Struct("<BII")
+"""A roll-up bucket's header: version, nodes, sums a node."""
 
 
-def _pack(values: Sequence[int]) -> bytes:
+def _pack(values: Sequence[int]) -> tuple[int, bytes]:
     """VALUES as an array of the narrowest of 1, 2, 4 or 8 bytes that holds them, deflated:
-    its width byte, length (varint) and bytes. OverflowError beyond 64 bits."""
+    its width and bytes. OverflowError beyond 64 bits."""
     low, high = (min(values), max(values)) if values else (0, 0)
     fits = [(c, w) for c, w in _WIDTHS if -(1 << (8 * w - 1)) <= low and high < 1 << (8 * w - 1)]
     if not fits:
@@ -192,25 +196,24 @@ def _pack(values: Sequence[int]) -> bytes:
     packed = array(code, values)
     if _BIG:
         packed.byteswap()
-    body = zlib.compress(packed.tobytes(), 1, wbits=-15)
-    out = bytearray((width,))
-    put_varint(out, len(body))
-    return bytes(out + body)
+    return width, zlib.compress(packed.tobytes(), 1, wbits=-15)
 
 
 def encode_sums(per: dict[int, list[int]], width: int) -> bytes:
-    """One roll-up bucket: each node's count and sums (PER, by node id; WIDTH sums each):
-    a version byte, the number of nodes and of sums (varints), then column by column (node
-    ids, counts, each metric's sums) an array of the narrowest integers that hold it, deflated
-    on its own, so a chart inflates only the column it reads. OverflowError for a sum beyond
-    64 bits."""
+    """One roll-up bucket: each node's count and sums (PER, by node id; WIDTH sums each).
+    A header (version, nodes, sums a node: `_HEAD`), then for each column (node ids,
+    counts, each metric's sums) its size (4 bytes, little-endian) and its width (1 byte), then
+    the columns: each an array of the narrowest integers that hold it, deflated on its own, so
+    a chart inflates only what it reads. OverflowError for a sum beyond 64 bits."""
     ids = sorted(per)
-    out = bytearray((ROLLUP_VERSION,))
-    put_varint(out, len(ids))
-    put_varint(out, width)
-    out += _pack(ids)
-    for k in range(width + 1):
-        out += _pack([per[i][k] for i in ids])
+    packed = [_pack(ids)] + [_pack([per[i][k] for i in ids]) for k in range(width + 1)]
+    sizes = array("I", [len(body) for _, body in packed])
+    if _BIG:
+        sizes.byteswap()
+    out = bytearray(_HEAD.pack(ROLLUP_VERSION, len(ids), width))
+    out += sizes.tobytes() + bytes(w for w, _ in packed)
+    for _, body in packed:
+        out += body
     return bytes(out)
 
 
@@ -218,34 +221,37 @@ class SumsBlock:
     """A roll-up bucket as `encode_sums` wrote it: its node ids, counts, and each column's
     sums on demand."""
 
-    __slots__ = ("_data", "_offsets", "count", "counts", "ids", "width")
+    __slots__ = ("_data", "_offsets", "_widths", "count", "counts", "ids", "width")
 
     def __init__(self, data: bytes) -> None:
         if not data or data[0] != ROLLUP_VERSION:
             raise BlockError(f"roll-up version {data[:1].hex()}, this bramble reads 1")
-        view = memoryview(data)
-        self.count, pos = get_varint(view, 1)
-        self.width, pos = get_varint(view, pos)
-        self._data = view
-        self._offsets = []
-        for _ in range(self.width + 2):
-            if pos >= len(view):
-                raise BlockError("truncated roll-up")
-            self._offsets.append(pos)
-            size, pos = get_varint(view, pos + 1)
-            pos += size
-        if pos != len(view):
-            raise BlockError("roll-up longer than its columns")
+        if len(data) < _HEAD.size:
+            raise BlockError("truncated roll-up")
+        _, self.count, self.width = _HEAD.unpack_from(data)
+        columns = self.width + 2
+        start = _HEAD.size + 5 * columns
+        if len(data) < start:
+            raise BlockError("truncated roll-up")
+        sizes = array("I")
+        sizes.frombytes(data[_HEAD.size : _HEAD.size + 4 * columns])
+        if _BIG:
+            sizes.byteswap()
+        self._widths = data[start - columns : start]
+        self._offsets = list(accumulate(sizes, initial=start))
+        if self._offsets[-1] != len(data):
+            raise BlockError("roll-up of the wrong size")
+        self._data = data
         self.ids = self._column(0)
         self.counts = self._column(1)
 
     def _column(self, index: int) -> array[int]:
-        pos = self._offsets[index]
-        width = self._data[pos]
-        size, pos = get_varint(self._data, pos + 1)
-        code = dict((w, c) for c, w in _WIDTHS).get(width)
+        width = self._widths[index]
+        code = _CODES.get(width)
         try:
-            raw = zlib.decompress(self._data[pos : pos + size], wbits=-15)
+            raw = zlib.decompress(
+                self._data[self._offsets[index] : self._offsets[index + 1]], wbits=-15
+            )
         except zlib.error as exc:
             raise BlockError(f"damaged roll-up: {exc}") from None
         if code is None or len(raw) != width * self.count:
