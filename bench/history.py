@@ -89,7 +89,11 @@ class Board:
         self.rx += r.randrange(20_000)
         self.tx += r.randrange(5_000)
         self.uptime += 1.0
-        moved = [r.randrange(40_000) if r.random() < 0.3 else 0, r.randrange(60_000) * 4]
+        # block I/O in 4 KiB pages, in bursts: reads now and then, writes a second in three
+        moved = [
+            r.randrange(1, 64) * 4096 if r.random() < 0.1 else 0,
+            r.randrange(1, 32) * 4096 if r.random() < 0.3 else 0,
+        ]
         paged = [1 if r.random() < 0.02 else 0, 1 if r.random() < 0.01 else 0]
         self.diskio = [a + b for a, b in zip(self.diskio, moved, strict=True)]
         self.swap = [a + b for a, b in zip(self.swap, paged, strict=True)]
