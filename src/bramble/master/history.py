@@ -10,7 +10,15 @@ never the database; a clean stop flushes it.
 
 Three tiers, each a set of blocks: `raw` keeps every sample for `raw_hours`, `minute` and
 `hour` keep averages for `minute_days` and `hour_days`. Minute blocks are merged into one per
-node and hour once that hour is rolled up, hour blocks into one per node and day.
+node and hour once that hour is rolled up, hour blocks into one per node and day. Raw blocks
+are merged per node and 10 minutes. Each block records how many metric columns it holds (the
+`metrics` column; 13 for blocks from before it), so metrics can be added at the end of the
+registry's stored ones and old blocks still read, their cores where they were.
+
+Beside the tiers, the *roll-up* the cluster charts read: per ROLLUP_MS bucket, each node's
+count and sum of each stored metric, grown by every flush with the rows it writes (late ones
+too) and cut with the raw blocks, so it always holds exactly what the raw tier holds from
+`rollup.since` on.
 
 `History` is used from one thread (`HistoryWriter`'s, off the event loop) and opens its
 database in `open()`, not in its constructor; reads are `history_reader.HistoryReader`'s,
