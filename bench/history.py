@@ -4,16 +4,18 @@ Two parts, one run:
 
 1. Live: a real master on loopback, a sender process signing one datagram per node per second
    (values that move as a board's do: CPU in jiffies, memory in kB, load in hundredths,
-   network counters), for --seconds after a warm-up. Reported: bytes the master wrote to disk
-   per second (`/proc/PID/io` write_bytes), its CPU, the history files' size after a clean
-   stop, and bytes per sample (13 stored metrics a datagram; the per-core values come free).
+   network, disk and swap counters, filesystems), for --seconds after a warm-up. Reported:
+   bytes the master wrote to disk per second (`/proc/PID/io` write_bytes), its CPU, the
+   history files' size after a clean stop, and bytes per sample (18 stored metrics a
+   datagram, 13 before the board signals were stored; the per-core values come free).
    With --prometheus, a Prometheus server scrapes the master's /metrics each second for the
    same run: its write rate and its storage per sample beside ours.
 2. Offline: the engine itself (`History.write`, as the master's writer thread calls it) fed an
    hour of 50 such nodes, one batch a second: bytes per sample on disk after an hour; then a
-   second store with 100 nodes for an hour and one node for 24 hours: how long the charts take
-   (a 24 h chart of one node, a 1 h chart of 100 nodes, as the API asks for them; cold is the
-   first read after opening, warm the median of the next five).
+   second store with 100 nodes for an hour and one node for 24 hours, its last --head seconds
+   still in memory as a master's are between flushes: how long the charts take (a 24 h chart of
+   one node, a 1 h chart of 100 nodes, as the API asks for them, the head included; cold is the
+   first read on a new reader, warm the median of the next five).
 
     python bench/history.py [--nodes 50] [--seconds 60] [--prometheus]
 """
@@ -21,6 +23,7 @@ Two parts, one run:
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import random
 import shutil
@@ -47,6 +50,14 @@ from bramble.telemetry.wire import Sample
 CORES = 4
 
 
+def metric_row(sample: Sample, rx: float, tx: float, rates: dict[str, float]) -> tuple[float, ...]:
+    """The stored metrics of SAMPLE as the engine under test takes them (one from before the
+    board signals were stored takes no rates)."""
+    if "rates" in inspect.signature(engine.metric_row).parameters:
+        return engine.metric_row(sample, rx, tx, rates)
+    return engine.metric_row(sample, rx, tx)
+
+
 class Board:
     """One simulated node whose readings wander as a real board's do."""
 
@@ -59,6 +70,10 @@ class Board:
         self.disk = 4_200_000_000 + rng.randrange(1 << 20) * 4096
         self.rx, self.tx = rng.randrange(1 << 30), rng.randrange(1 << 30)
         self.uptime = float(rng.randrange(86_400))
+        self.diskio = [rng.randrange(1 << 30), rng.randrange(1 << 30)]  # bytes read, written
+        self.swap = [rng.randrange(1000), rng.randrange(1000)]  # pages in, out
+        self.rates: dict[str, float] = {}
+        """The last second's disk and swap rates, as the master derives them."""
         self.tick = 0
 
     def step(self) -> Sample:
@@ -74,6 +89,16 @@ class Board:
         self.rx += r.randrange(20_000)
         self.tx += r.randrange(5_000)
         self.uptime += 1.0
+        # block I/O in 4 KiB pages, in bursts: reads now and then, writes a second in three
+        moved = [
+            r.randrange(1, 64) * 4096 if r.random() < 0.1 else 0,
+            r.randrange(1, 32) * 4096 if r.random() < 0.3 else 0,
+        ]
+        paged = [1 if r.random() < 0.02 else 0, 1 if r.random() < 0.01 else 0]
+        self.diskio = [a + b for a, b in zip(self.diskio, moved, strict=True)]
+        self.swap = [a + b for a, b in zip(self.swap, paged, strict=True)]
+        names = ("disk_read", "disk_write", "swap_in", "swap_out")
+        self.rates = dict(zip(names, map(float, moved + paged), strict=True))
         cores = tuple(min(100, max(0, self.busy // 4 + r.randint(-10, 10))) / 100 for _ in "1234")
         return Sample(
             cpufreq=r.choice((600, 1500, 1500, 1500)),
@@ -89,6 +114,10 @@ class Board:
             disk={"total": 31_000_000_000, "used": self.disk, "free": 26_000_000_000},
             net={"eth0": (self.rx, self.tx)},
             uptime=self.uptime,
+            swap=(self.swap[0], self.swap[1]),
+            diskio=(self.diskio[0], self.diskio[1]),
+            fs={"/": (31_000_000_000, self.disk, 26_000_000_000),
+                "/boot": (500_000_000, 60_000_000, 440_000_000)},
         )  # fmt: skip
 
 
@@ -234,7 +263,7 @@ def prometheus_block(nodes: int, seconds: int) -> None:
     end = int(time.time()) // 3600 * 3600
     rows = []  # per board, per second: the stored metrics
     for board in boards:
-        rows.append([engine.metric_row(board.step(), 900.5, 300.25) for _ in range(seconds)])
+        rows.append([metric_row(board.step(), 900.5, 300.25, board.rates) for _ in range(seconds)])
     with tempfile.TemporaryDirectory(prefix="bramble-bench-promblock-") as tmp:
         text = Path(tmp) / "data.om"
         with text.open("w") as out:
@@ -276,9 +305,12 @@ def replay_writes(nodes: int, seconds: int) -> None:
     print(f"replay store alone: {nodes} windows saved once a second wrote {rate / 1000:.1f} KB/s")
 
 
-def fill(path: Path, nodes: int, seconds: int, end: int, *, one: int = 0) -> int:
+def fill(
+    path: Path, nodes: int, seconds: int, end: int, *, one: int = 0, head: int = 0
+) -> tuple[int, engine.History]:
     """NODES boards for SECONDS up to END (and ONE more node for 24 h), as the writer thread
-    writes them: one batch a second, rolled up once a minute; samples written."""
+    writes them: one batch a second, flushed and rolled up once a minute; the samples written,
+    and the store: closed, or open with the last HEAD seconds still in memory (not flushed)."""
     history = engine.History(path, max_bytes=1 << 40).open()
     flush = getattr(history, "flush", None)
     boards = [Board(random.Random(i)) for i in range(nodes)]
@@ -291,20 +323,22 @@ def fill(path: Path, nodes: int, seconds: int, end: int, *, one: int = 0) -> int
             for i, board in enumerate(boards):
                 s = board.step()
                 rx = tx = float(board.rng.randrange(20_000)) + 0.5
-                rows.append((f"fill-{i:03d}", t + 0.25, engine.metric_row(s, rx, tx), s.cores))
+                row = metric_row(s, rx, tx, board.rates)
+                rows.append((f"fill-{i:03d}", t + 0.25, row, s.cores))
         if one:
             s = long.step()
-            rows.append(("long", t + 0.5, engine.metric_row(s, 900.5, 300.25), s.cores))
+            rows.append(("long", t + 0.5, metric_row(s, 900.5, 300.25, long.rates), s.cores))
         history.write(rows)
         written += len(rows)
-        if t % 60 == 59:
+        if (t % 60 == 59 and t < end - head) or (head and t == end - head - 1):
             if flush is not None:
                 flush(float(t + 1))
             history.roll_up(float(t + 1))
-    if flush is not None:
-        flush(float(end))
-    history.close()
-    return written * len(STORED)
+    if not head:
+        if flush is not None:
+            flush(float(end))
+        history.close()
+    return written * len(STORED), history
 
 
 def offline(args: argparse.Namespace) -> None:
@@ -313,7 +347,7 @@ def offline(args: argparse.Namespace) -> None:
         state = Path(tmp)
         end = int(time.time())
         t0, w0 = time.process_time(), write_bytes(os.getpid())
-        samples = fill(state / "hour.db", args.nodes, 3600, end)
+        samples, _ = fill(state / "hour.db", args.nodes, 3600, end)
         took, written = time.process_time() - t0, write_bytes(os.getpid()) - w0
         size = files_size(state, "hour.db")
         print(f"offline: {args.nodes} nodes x 1 h at 1 Hz, written by the engine in {took:.1f} s")
@@ -323,10 +357,13 @@ def offline(args: argparse.Namespace) -> None:
             f"{written / 3600 / 1000:.1f} KB per second of the hour"
         )
 
-        fill(state / "charts.db", 100, 3600, end, one=1)
-        history = engine.History(state / "charts.db")
+        _, history = fill(state / "charts.db", 100, 3600, end, one=1, head=args.head)
+        print(
+            f"  charts: {history.head_rows} rows in memory (the last {args.head} s), "
+            "on disk the rest"
+        )
         for name, chart in (("node 24 h", node_chart), ("cluster 1 h", cluster_chart)):
-            reader = HistoryReader(state / "charts.db", history.keep).open()
+            reader = HistoryReader(state / "charts.db", history.keep, history).open()
             ms = []
             for _ in range(6):
                 t = time.perf_counter()
@@ -336,6 +373,7 @@ def offline(args: argparse.Namespace) -> None:
             reader.close()
             warm = statistics.median(ms[1:])
             print(f"  {name} chart ({points} points): cold {ms[0]:.1f} ms, warm {warm:.1f} ms")
+        history.close()
 
 
 def node_chart(reader: HistoryReader) -> int:
@@ -364,6 +402,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--replay", type=int, metavar="SECONDS", help="also the replay store's writes alone"
+    )
+    parser.add_argument(
+        "--head", type=int, default=59, help="seconds of the chart store left in memory"
     )
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--skip-offline", action="store_true")

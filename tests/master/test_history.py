@@ -141,8 +141,9 @@ def test_warming_decodes_the_cluster_charts_blocks_ahead(tmp_path: Path) -> None
     fill(history, now - 600, 600, nodes=("n1", "n2"))
     reader = HistoryReader(tmp_path / "h.db", history.keep).open()
     reader.warm(("cpuusage",))
-    assert len(reader._cache) == blocks(tmp_path / "h.db")["raw"] > 0
     cached = dict(reader._cache)
+    # the roll-up answers for whole buckets: at most a block per node for the first one
+    assert len(cached) <= 2 < blocks(tmp_path / "h.db")["raw"]
     reader.cluster_series("cpuusage", now - 3600.0, 12, time.time())
     assert dict(reader._cache) == cached  # nothing new to decode
     reader.close()

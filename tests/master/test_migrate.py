@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bramble.master.history import COLUMNS, History
+from bramble.master.history import COLUMNS, LEGACY_METRICS, History
 from bramble.master.history_reader import HistoryReader
 from bramble.master.migrate import migrate, old_tables
 
@@ -15,7 +15,7 @@ T0 = 1_800_000_000
 def old_store(path: Path) -> None:
     """A history database as the row engine left it: raw, minute and hour rows of two nodes
     (this one's columns less `net_tx`, as if it came from a release that had no such metric)."""
-    columns = [c for c in COLUMNS if c != "net_tx"]
+    columns = [c for c in COLUMNS[:LEGACY_METRICS] if c != "net_tx"]  # no board signals yet
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE nodes (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)")
     db.executemany("INSERT INTO nodes VALUES (?, ?)", [(1, "n1"), (2, "n2")])
@@ -60,6 +60,8 @@ def test_old_tables_become_blocks_once_with_progress(tmp_path: Path) -> None:
     raw = reader.node_series("n2", ["cpuusage", "core.1", "net_tx"], T0, 1, now)
     assert [v for _, v in raw["cpuusage"]] == [s / 100 for s in range(120)]
     assert raw["core.1"][0] == (T0, 0.3) and raw["net_tx"][0] == (T0, 0.0)
+    # metrics stored since the old tables have no points there (not zeros)
+    assert reader.node_series("n2", ["disk_read"], T0, 1, now) == {"disk_read": []}
     minutes = reader.node_series("n1", ["cpuusage", "core.0"], T0 - 3600, 60, now)
     assert len(minutes["cpuusage"]) == 60 + 2 and minutes["cpuusage"][0] == (T0 - 3600, 0.5)
     assert minutes["core.0"][0] == (T0 - 3600, 0.25)

@@ -37,6 +37,7 @@ def test_stored_metrics_keep_historys_column_order() -> None:
     assert [m.name for m in STORED] == [
         "cpuusage", "cputemp", "cpufreq", "load1", "load5", "load15", "mem_used", "mem_total",
         "mem_available", "swap_used", "disk_used", "net_rx", "net_tx",
+        "disk_read", "disk_write", "swap_in", "swap_out", "fs_used_percent_max",
     ]  # fmt: skip
     assert stored_values(SAMPLE, 1.5, 2.5)[6] == 600.0
 
@@ -80,4 +81,9 @@ def test_firmware_flags_each_bit_and_the_fullest_filesystem() -> None:
         "disk_read": 5.0, "swap_out": 1.0, "fs_used_percent_max": 91.0,
     }  # fmt: skip
     assert values(PI._replace(throttled=0x80008), 0, 0)["soft_temp_limit"] == 1.0
-    assert stored_values(PI, 0, 0) == stored_values(SAMPLE, 0, 0)  # no new columns
+    # the firmware's flags are not stored; the rates and the fullest filesystem are
+    read = stored_values(PI, 0, 0, {"disk_read": 5.0})
+    stored = dict(zip([m.name for m in STORED], read, strict=True))
+    assert stored.keys().isdisjoint(BOARD[:8])
+    assert stored["disk_read"] == 5.0 and stored["swap_in"] == 0.0
+    assert stored["fs_used_percent_max"] == 91.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import zlib
 
 import pytest
@@ -83,6 +84,21 @@ def test_blocks_round_trip_exactly(block: tuple[list[int], list[list[int]]], lev
     decoded = Block(data)
     for k in range(len(columns)):  # one column alone, as a chart reads it
         assert decoded.column(k) == (columns[k] if ts else [])
+    backwards = Block(data)  # the last first: the ones before are walked on the way
+    for k in reversed(range(len(columns))):
+        assert backwards.column(k) == (columns[k] if ts else [])
+
+
+def test_a_column_is_read_without_inflating_the_columns_after_it() -> None:
+    rng = random.Random(1)
+    ts = [1_800_000_000_000 + 1000 * i for i in range(600)]
+    columns = [[rng.randrange(1 << 20) for _ in ts] for _ in range(20)]
+    data = encode_block(ts, columns)
+    whole = len(zlib.decompress(data[2:]))
+    block = Block(data)
+    assert block.column(0) == columns[0]
+    assert len(block._raw) < whole / 4  # the timestamps and the first column, about
+    assert block.column(19) == columns[19] and len(block._raw) == whole
 
 
 @given(st.integers(min_value=-(1 << 100), max_value=1 << 100))
@@ -125,8 +141,8 @@ def test_damage_is_reported_never_crashes(
         Block(encoded[:cut]).columns()
     packed = encode_block(*block, level=9)
     if packed[1]:
-        with pytest.raises(BlockError):
-            Block(packed[:-3] + b"xyz" if len(packed) > 5 else packed[:2])
+        with pytest.raises(BlockError):  # found once the block is read to its end
+            Block(packed[:-3] + b"xyz" if len(packed) > 5 else packed[:2]).columns()
 
 
 def test_other_versions_are_refused() -> None:

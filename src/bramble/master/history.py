@@ -10,7 +10,15 @@ never the database; a clean stop flushes it.
 
 Three tiers, each a set of blocks: `raw` keeps every sample for `raw_hours`, `minute` and
 `hour` keep averages for `minute_days` and `hour_days`. Minute blocks are merged into one per
-node and hour once that hour is rolled up, hour blocks into one per node and day.
+node and hour once that hour is rolled up, hour blocks into one per node and day. Raw blocks
+are merged per node and 10 minutes. Each block records how many metric columns it holds (the
+`metrics` column; 13 for blocks from before it), so metrics can be added at the end of the
+registry's stored ones and old blocks still read, their cores where they were.
+
+Beside the tiers, the *roll-up* the cluster charts read: per ROLLUP_MS bucket, each node's
+count and sum of each stored metric, grown by every flush with the rows it writes (late ones
+too) and cut with the raw blocks, so it always holds exactly what the raw tier holds from
+`rollup.since` on.
 
 `History` is used from one thread (`HistoryWriter`'s, off the event loop) and opens its
 database in `open()`, not in its constructor; reads are `history_reader.HistoryReader`'s,
@@ -22,11 +30,15 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import struct
+import sys
 import threading
 import time
+import zlib
+from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from itertools import pairwise
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import accumulate, pairwise
 from pathlib import Path
 
 from bramble.files import private_database
@@ -45,6 +57,9 @@ Rows = list[tuple[int, tuple[int, ...]]]
 
 COLUMNS = tuple(m.name for m in STORED)
 """The block columns: the registry's stored metrics in its order, then one per core."""
+LEGACY_METRICS = 13
+"""The metric columns of a block written before blocks said how many they hold (the
+`metrics` column of the blocks table): the first 13 stored metrics, then the cores."""
 SCALES = tuple(m.scale for m in STORED)
 CORE_SCALE = BY_NAME["cpuusage"].scale
 TIERS = (("raw", 1), ("minute", 60), ("hour", 3600))
@@ -59,11 +74,18 @@ MAX_HEAD = 2_000_000
 """Rows the head holds at most (a disk that fails for long): past it new rows are dropped."""
 MS = 1000
 """Milliseconds a second: history's times are integer milliseconds."""
+ROLLUP_MS = 12_000
+"""The width of the roll-up's buckets (ms): the step of the dashboard's 1 h cluster charts
+(3600 s in 300 points); a cluster chart whose step is a multiple of it reads the roll-up."""
+ROLLUP_VERSION = 1
+_BIG = sys.byteorder == "big"
 
 
-def metric_row(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
-    """The stored metrics of one sample, in COLUMNS order."""
-    return stored_values(sample, net_rx, net_tx)
+def metric_row(
+    sample: Sample, net_rx: float, net_tx: float, rates: Mapping[str, float] | None = None
+) -> tuple[float, ...]:
+    """The stored metrics of one sample (with the node's RATES), in COLUMNS order."""
+    return stored_values(sample, net_rx, net_tx, rates)
 
 
 def scale_of(column: int) -> int:
@@ -72,10 +94,19 @@ def scale_of(column: int) -> int:
 
 
 def column_of(metric: str) -> int:
-    """The block column of METRIC (`cpuusage`, ..., or `core.N`)."""
+    """The column of METRIC (`cpuusage`, ..., or `core.N`) in a block of today's layout (and
+    in the head)."""
     if metric.startswith("core."):
         return len(COLUMNS) + int(metric[5:])
     return COLUMNS.index(metric)
+
+
+def column_in(column: int, metrics: int) -> int | None:
+    """Where COLUMN (of today's layout) is in a block of METRICS metric columns; None when
+    that block has no such metric (it was written before the metric was stored)."""
+    if column < len(COLUMNS):
+        return column if column < metrics else None
+    return metrics + column - len(COLUMNS)
 
 
 def to_row(
@@ -135,6 +166,122 @@ def average(rows: Rows, width_ms: int) -> Rows:
     return out
 
 
+Sums = dict[int, dict[int, list[int]]]
+"""Roll-up sums: by bucket (time over ROLLUP_MS), by node id, the rows' count then the sum of
+each stored metric."""
+
+
+def rollup_sums(rows: Rows, width: int) -> tuple[dict[int, list[int]], list[int]]:
+    """ROWS' count and sums of their first WIDTH columns per roll-up bucket; and the times of
+    rows narrower than WIDTH (left out)."""
+    groups: dict[int, list[tuple[int, ...]]] = defaultdict(list)
+    narrow = []
+    for t, values in rows:
+        if len(values) < width:
+            narrow.append(t)
+        else:
+            groups[t // ROLLUP_MS].append(values)
+    out = {}
+    for bucket, group in groups.items():
+        out[bucket] = [len(group), *(sum(c) for c in zip(*group, strict=False))][: width + 1]
+    return out, narrow
+
+
+_WIDTHS = (("b", 1), ("h", 2), ("i", 4), ("q", 8))
+_CODES = {w: c for c, w in _WIDTHS}
+_HEAD = struct.Struct("<BII")
+"""A roll-up bucket's header: version, nodes, sums a node."""
+
+
+def _pack(values: Sequence[int]) -> tuple[int, bytes]:
+    """VALUES as an array of the narrowest of 1, 2, 4 or 8 bytes that holds them, deflated:
+    its width and bytes. OverflowError beyond 64 bits."""
+    low, high = (min(values), max(values)) if values else (0, 0)
+    fits = [(c, w) for c, w in _WIDTHS if -(1 << (8 * w - 1)) <= low and high < 1 << (8 * w - 1)]
+    if not fits:
+        raise OverflowError(f"a sum beyond 64 bits: {low} .. {high}")
+    code, width = fits[0]
+    packed = array(code, values)
+    if _BIG:
+        packed.byteswap()
+    return width, zlib.compress(packed.tobytes(), 1, wbits=-15)
+
+
+def encode_sums(per: dict[int, list[int]], width: int) -> bytes:
+    """One roll-up bucket: each node's count and sums (PER, by node id; WIDTH sums each).
+    A header (version, nodes, sums a node: `_HEAD`), then for each column (node ids,
+    counts, each metric's sums) its size (4 bytes, little-endian) and its width (1 byte), then
+    the columns: each an array of the narrowest integers that hold it, deflated on its own, so
+    a chart inflates only what it reads. OverflowError for a sum beyond 64 bits."""
+    ids = sorted(per)
+    packed = [_pack(ids)] + [_pack([per[i][k] for i in ids]) for k in range(width + 1)]
+    sizes = array("I", [len(body) for _, body in packed])
+    if _BIG:
+        sizes.byteswap()
+    out = bytearray(_HEAD.pack(ROLLUP_VERSION, len(ids), width))
+    out += sizes.tobytes() + bytes(w for w, _ in packed)
+    for _, body in packed:
+        out += body
+    return bytes(out)
+
+
+class SumsBlock:
+    """A roll-up bucket as `encode_sums` wrote it: its node ids, counts, and each column's
+    sums on demand."""
+
+    __slots__ = ("_data", "_offsets", "_widths", "count", "counts", "ids", "width")
+
+    def __init__(self, data: bytes) -> None:
+        if not data or data[0] != ROLLUP_VERSION:
+            raise BlockError(f"roll-up version {data[:1].hex()}, this bramble reads 1")
+        if len(data) < _HEAD.size:
+            raise BlockError("truncated roll-up")
+        _, self.count, self.width = _HEAD.unpack_from(data)
+        columns = self.width + 2
+        start = _HEAD.size + 5 * columns
+        if len(data) < start:
+            raise BlockError("truncated roll-up")
+        sizes = array("I")
+        sizes.frombytes(data[_HEAD.size : _HEAD.size + 4 * columns])
+        if _BIG:
+            sizes.byteswap()
+        self._widths = data[start - columns : start]
+        self._offsets = list(accumulate(sizes, initial=start))
+        if self._offsets[-1] != len(data):
+            raise BlockError("roll-up of the wrong size")
+        self._data = data
+        self.ids = self._column(0)
+        self.counts = self._column(1)
+
+    def _column(self, index: int) -> array[int]:
+        width = self._widths[index]
+        code = _CODES.get(width)
+        try:
+            raw = zlib.decompress(
+                self._data[self._offsets[index] : self._offsets[index + 1]], wbits=-15
+            )
+        except zlib.error as exc:
+            raise BlockError(f"damaged roll-up: {exc}") from None
+        if code is None or len(raw) != width * self.count:
+            raise BlockError(f"bad roll-up column (width {width}, {len(raw)} bytes)")
+        out = array(code)
+        out.frombytes(raw)
+        if _BIG:
+            out.byteswap()
+        return out
+
+    def column(self, k: int) -> array[int]:
+        """The sums of column K (a stored metric), one per node."""
+        if not 0 <= k < self.width:
+            raise IndexError(f"column {k} of a roll-up of {self.width}")
+        return self._column(2 + k)
+
+    def sums(self) -> dict[int, list[int]]:
+        """Count and sums per node id, as `encode_sums` was given them."""
+        columns = [self.counts, *(self.column(k) for k in range(self.width))]
+        return {i: [c[j] for c in columns] for j, i in enumerate(self.ids)}
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection with the store's pragmas and schema."""
     private_database(path)
@@ -155,8 +302,38 @@ def connect(path: Path) -> sqlite3.Connection:
         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
         """
     )
+    have = [r[1] for r in db.execute("PRAGMA table_info(blocks)")]
+    if "metrics" not in have:  # a store from before: its blocks hold the first 13 metrics
+        db.execute(
+            f"ALTER TABLE blocks ADD COLUMN metrics INTEGER NOT NULL DEFAULT {LEGACY_METRICS}"
+        )
     db.commit()
     return db
+
+
+INSERT = (
+    "INSERT INTO blocks (tier, node, start, end, rows, data, metrics) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+"""A block: tier, node id, start and end (ms), rows, data, and how many metric columns."""
+
+
+def create_rollup(db: sqlite3.Connection) -> None:
+    """The roll-up table, if the store has none yet (a new store, or one from before it):
+    it then holds the rows flushed from now on, so it is complete only from the bucket after
+    the last row already written (`rollup.since`, ms)."""
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollup'").fetchone()
+    if found is not None:
+        return
+    last = db.execute("SELECT MAX(end) FROM blocks WHERE tier = 0").fetchone()[0]
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "raw" in tables:  # the rows of the old layout, converted into blocks after this
+        old = db.execute("SELECT MAX(ts) FROM raw").fetchone()[0]
+        if old is not None:
+            last = max(last or 0, round(float(old) * MS))
+    since = 0 if last is None else (int(last) // ROLLUP_MS + 1) * ROLLUP_MS
+    db.execute("CREATE TABLE rollup (bucket INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('rollup.since', ?)", (since,))
+    db.commit()
 
 
 class History:
@@ -195,6 +372,7 @@ class History:
     def open(self) -> History:
         """Open (creating if need be) the database; this store, for chaining."""
         self._db = connect(self.path)
+        create_rollup(self._db)
         self._load_ids()
         return self
 
@@ -255,10 +433,8 @@ class History:
         try:
             for node, encoded in blocks:
                 id_ = self.node_id(node)
-                db.executemany(
-                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
-                    [(0, id_, *b) for b in encoded],
-                )
+                db.executemany(INSERT, [(0, id_, *b, len(COLUMNS)) for b in encoded])
+            self._add_rollup({self.node_id(n): rows for n, rows in head.items() if rows})
             db.executemany(
                 "INSERT INTO changes VALUES (?, ?, ?, ?)",
                 [(c.ts, c.node, c.kind, c.message) for c in changes],
@@ -277,6 +453,57 @@ class History:
             self._undo()
             raise
         return sum(len(r) for r in head.values())
+
+    def _add_rollup(self, head: dict[int, Rows]) -> None:
+        """Add HEAD's rows (by node id) to the roll-up's buckets, inside the flush's
+        transaction: a bucket's sums grow with every row written into its time, late ones
+        too, so the roll-up always holds what the raw blocks hold from `rollup.since` on."""
+        width = len(SCALES)
+        added: Sums = defaultdict(dict)
+        since = self._meta("rollup.since")
+        for id_, rows in head.items():
+            sums, narrow = rollup_sums(rows, width)
+            for bucket, got in sums.items():
+                added[bucket][id_] = got
+            if narrow:  # rows without every metric: the roll-up starts after them
+                since = max(since, (max(narrow) // ROLLUP_MS + 1) * ROLLUP_MS)
+        wanted = [b for b in added if b * ROLLUP_MS >= since]
+        old: dict[int, bytes] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            marks = ", ".join("?" * len(part))
+            old.update(
+                self.db.execute(f"SELECT bucket, data FROM rollup WHERE bucket IN ({marks})", part)
+            )
+        out = []
+        for bucket in wanted:
+            per = added[bucket]
+            data = old.get(bucket)
+            if data is not None:
+                try:
+                    before = SumsBlock(data)
+                    if before.width != width:
+                        raise BlockError(f"a roll-up of {before.width} metrics, not {width}")
+                except BlockError:  # damaged, or older: the roll-up starts after it
+                    since = max(since, (bucket + 1) * ROLLUP_MS)
+                    continue
+                for id_, got in before.sums().items():
+                    mine = per.get(id_)
+                    per[id_] = (
+                        got if mine is None else [a + b for a, b in zip(got, mine, strict=True)]
+                    )
+            try:
+                out.append((bucket, encode_sums(per, width)))
+            except OverflowError:  # a sum beyond 64 bits: the roll-up starts after it
+                since = max(since, (bucket + 1) * ROLLUP_MS)
+        self.db.executemany("INSERT OR REPLACE INTO rollup VALUES (?, ?)", out)
+        self._rollup_since(since)
+
+    def _rollup_since(self, since: int) -> None:
+        """The roll-up holds every raw row from SINCE (ms) on: what is before goes."""
+        if since > self._meta("rollup.since"):
+            self._set_meta("rollup.since", since)
+        self.db.execute("DELETE FROM rollup WHERE bucket < ?", (since // ROLLUP_MS,))
 
     def _undo(self) -> None:
         """Roll back a failed flush: node ids made in it are forgotten with it."""
@@ -301,10 +528,10 @@ class History:
                 continue
             start = max(done, cut - int(self.keep[source]))
             rolled = []
-            for id_, rows in self._read(source, start * MS, cut * MS).items():
+            for (id_, metrics), rows in self._read(source, start * MS, cut * MS).items():
                 averaged = average(rows, width * MS)
-                rolled += [(TIER_ID[target], id_, *b) for b in encode_rows(averaged)]
-            self.db.executemany("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)", rolled)
+                rolled += [(TIER_ID[target], id_, *b, metrics) for b in encode_rows(averaged)]
+            self.db.executemany(INSERT, rolled)
             self._set_meta(f"rolled.{target}", cut)
             if source in MERGE:
                 self._merge(source, done, cut)
@@ -315,41 +542,42 @@ class History:
                 "DELETE FROM blocks WHERE tier = ? AND end < ?",
                 (TIER_ID[tier], (now - self.keep[tier]) * MS),
             )
+        self._rollup_since(-(-int((now - self.keep["raw"]) * MS) // ROLLUP_MS) * ROLLUP_MS)
         self.db.execute("DELETE FROM changes WHERE ts < ?", (now - self.keep["hour"],))
         self._bound()
 
     def _merge(self, tier: str, done: int, cut: int) -> None:
-        """Merge TIER's blocks per node in each finished MERGE[tier] window up to CUT."""
+        """Merge TIER's blocks per node (and layout) in each finished MERGE[tier] window up
+        to CUT."""
         window = MERGE[tier]
         first = max(done // window * window, cut - int(self.keep[tier]) // window * window)
         for lo in range(first, cut - window + 1, window):
             found = self.db.execute(
-                "SELECT rowid, node, data FROM blocks WHERE tier = ? AND end >= ? AND end < ? "
-                "AND start >= ? ORDER BY node",
+                "SELECT rowid, node, metrics, data FROM blocks WHERE tier = ? AND end >= ? "
+                "AND end < ? AND start >= ? ORDER BY node",
                 (TIER_ID[tier], lo * MS, (lo + window) * MS, lo * MS),
             ).fetchall()
-            per: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
-            for rowid, node, data in found:
-                per[node].append((rowid, data))
-            for node, parts in per.items():
+            per: dict[tuple[int, int], list[tuple[int, bytes]]] = defaultdict(list)
+            for rowid, node, metrics, data in found:
+                per[node, metrics].append((rowid, data))
+            for (node, metrics), parts in per.items():
                 if len(parts) < 2:
                     continue
                 rows = [r for _, data in parts for r in _safe_rows(data)]
                 self.db.executemany("DELETE FROM blocks WHERE rowid = ?", [(r,) for r, _ in parts])
                 self.db.executemany(
-                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
-                    [(TIER_ID[tier], node, *b) for b in encode_rows(rows)],
+                    INSERT, [(TIER_ID[tier], node, *b, metrics) for b in encode_rows(rows)]
                 )
         self._set_meta(f"merged.{tier}", cut)
 
-    def _read(self, tier: str, lo: int, hi: int) -> dict[int, Rows]:
-        """TIER's rows from LO to HI (ms), by node id."""
-        out: dict[int, Rows] = defaultdict(list)
-        for node, data in self.db.execute(
-            "SELECT node, data FROM blocks WHERE tier = ? AND end >= ? AND start < ?",
+    def _read(self, tier: str, lo: int, hi: int) -> dict[tuple[int, int], Rows]:
+        """TIER's rows from LO to HI (ms), by node id and layout (metric columns)."""
+        out: dict[tuple[int, int], Rows] = defaultdict(list)
+        for node, metrics, data in self.db.execute(
+            "SELECT node, metrics, data FROM blocks WHERE tier = ? AND end >= ? AND start < ?",
             (TIER_ID[tier], lo, hi),
         ):
-            out[node] += [r for r in _safe_rows(data) if lo <= r[0] < hi]
+            out[node, metrics] += [r for r in _safe_rows(data) if lo <= r[0] < hi]
         return out
 
     def used_bytes(self) -> int:
@@ -378,11 +606,18 @@ class History:
                 ).fetchone()[0]
                 if not count:
                     break
+                gone = self.db.execute(
+                    "SELECT MAX(end) FROM (SELECT end FROM blocks WHERE tier = ? "
+                    "ORDER BY end LIMIT ?)",
+                    (TIER_ID[tier], max(1, count // 10)),
+                ).fetchone()[0]
                 self.db.execute(
                     "DELETE FROM blocks WHERE rowid IN (SELECT rowid FROM blocks WHERE tier = ? "
                     "ORDER BY end LIMIT ?)",
                     (TIER_ID[tier], max(1, count // 10)),
                 )
+                if tier == "raw":  # the roll-up of what went goes too
+                    self._rollup_since((int(gone) // ROLLUP_MS + 1) * ROLLUP_MS)
         if len(self._ids) > 4096:
             self.db.execute("DELETE FROM nodes WHERE id NOT IN (SELECT DISTINCT node FROM blocks)")
             self._load_ids()

@@ -19,15 +19,20 @@ from bisect import bisect_left
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, pairwise
+from operator import truediv
 from pathlib import Path
 
 from bramble.master.history import (
     MAX_POINTS,
     MS,
+    ROLLUP_MS,
+    SCALES,
     TIER_ID,
     TIERS,
     History,
     Rows,
+    SumsBlock,
+    column_in,
     column_of,
     scale_of,
 )
@@ -42,12 +47,14 @@ class Grid:
     """Sums and counts of one series' values in STEP-ms buckets, from bucket FIRST on
     (a bucket's number is its start over STEP); grown when values come later."""
 
-    __slots__ = ("counts", "first", "step", "sums")
+    __slots__ = ("counts", "first", "high", "low", "step", "sums")
 
     def __init__(self, first: int, size: int, step: int) -> None:
         self.first, self.step = first, step
         self.sums = [0] * size
         self.counts = [0] * size
+        self.low, self.high = size, 0
+        """The buckets values were added to are among these (indexes, from and to)."""
 
     def add(self, times: Sequence[int], prefix: Sequence[int], lo: int, hi: int) -> None:
         """Add the values at TIMES (sorted, ms) from LO to HI; PREFIX holds their running
@@ -67,6 +74,7 @@ class Grid:
             self.sums += [0] * grow
             self.counts += [0] * grow
         sums, counts = self.sums, self.counts
+        self.low, self.high = min(self.low, k), max(self.high, k + len(bounds) - 1)
         for a, c in pairwise(bounds):
             if c > a:
                 sums[k] += prefix[c] - prefix[a]
@@ -83,10 +91,16 @@ class Grid:
         ]
 
 
+Parts = dict[int, list[tuple[Sequence[int], Sequence[int], Sequence[int]]]]
+"""Roll-up buckets by chart bucket: each one's node ids, counts and sums of one metric."""
+
+
 class HistoryReader:
     """Read-only queries on a connection of their own, merging the blocks on disk with the
     head of STORE (the writer's `History`) when given. Decoded columns are cached (blocks
-    never change; a merged block is a new one)."""
+    never change; a merged block is a new one). A cluster chart whose step is a multiple of
+    the roll-up's buckets reads the roll-up for its whole buckets (unless ROLLUP is False:
+    the blocks alone, to compare), the blocks only for a partial bucket at either end."""
 
     def __init__(
         self,
@@ -95,10 +109,12 @@ class HistoryReader:
         store: History | None = None,
         *,
         cache: int = 20_000,
+        rollup: bool = True,
     ) -> None:
         self.path = path
         self._keep = keep
         self.store = store
+        self.rollup = rollup
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, int, int, int, int], tuple[list[int], list[int]]]
@@ -202,7 +218,8 @@ class HistoryReader:
     def _grids(
         self, node: int | None, column: int, ranges: list[tuple[str, int, int]], grid: Grid
     ) -> dict[int, Grid]:
-        """COLUMN in buckets like GRID's, per node id (all nodes when NODE is None)."""
+        """COLUMN (of today's layout) in buckets like GRID's, per node id (all nodes when NODE
+        is None); blocks written before that column was stored have none of it."""
         out: dict[int, Grid] = {}
         for tier, lo, hi in ranges:
             where = "tier = ? AND end >= ? AND start < ?"
@@ -210,12 +227,17 @@ class HistoryReader:
             if node is not None:
                 where += " AND node = ?"
                 args += (node,)
-            found = self._db.execute(
-                f"SELECT rowid, start, end, rows, node FROM blocks WHERE {where}", args
-            ).fetchall()
-            keys = [(rowid, start, end, rows, column) for rowid, start, end, rows, _ in found]
+            found = [
+                (rowid, start, end, rows, node, at)
+                for rowid, start, end, rows, node, metrics in self._db.execute(
+                    f"SELECT rowid, start, end, rows, node, metrics FROM blocks WHERE {where}",
+                    args,
+                )
+                if (at := column_in(column, metrics)) is not None  # a block older than it
+            ]
+            keys = [(rowid, start, end, rows, at) for rowid, start, end, rows, _, at in found]
             data = self._data([k[0] for k in keys if k not in self._cache])
-            for key, (*_, id_) in zip(keys, found, strict=True):
+            for key, (*_, id_, _) in zip(keys, found, strict=True):
                 got = self._column(key, data.get(key[0]))
                 if not got[0]:
                     continue
@@ -244,9 +266,14 @@ class HistoryReader:
 
     @staticmethod
     def _add_head(rows: Rows, column: int, lo: int, hi: int, grid: Grid) -> None:
-        have = sorted((t, v[column]) for t, v in rows if lo <= t < hi and len(v) > column)
-        prefix = list(accumulate((v for _, v in have), initial=0))
-        grid.add([t for t, _ in have], prefix, lo, hi)
+        """Add COLUMN of a node's head ROWS from LO to HI (ms) to GRID."""
+        times = [t for t, _ in rows]
+        if times == sorted(times) and all(len(v) > column for _, v in rows):
+            values = [v[column] for _, v in rows]  # the usual head: in order, every column
+        else:
+            have = sorted((t, v[column]) for t, v in rows if len(v) > column)
+            times, values = [t for t, _ in have], [v for _, v in have]
+        grid.add(times, list(accumulate(values, initial=0)), lo, hi)
 
     @staticmethod
     def _grid(since: float, now: float, step: float, tier_width: int) -> Grid:
@@ -303,6 +330,14 @@ class HistoryReader:
             try:
                 ranges = self._ranges(tier, since, None if until is None else end)
                 names = {str(n): int(i) for i, n in self._db.execute("SELECT id, name FROM nodes")}
+                rolled: Parts = {}
+                head_lo, head_hi = ranges[-1][1], ranges[-1][2]
+                span = self._rollup_span(tier, column, ranges, empty.step)
+                found = None if span is None else self._rolled(column, *span, empty.step)
+                if span is not None and found is not None:
+                    rolled, (start, stop) = found, span
+                    ranges = [("raw", head_lo, start)] if head_lo < start else []
+                    ranges += [("raw", stop, head_hi)] if stop < head_hi else []
                 per = self._grids(None, column, ranges, empty)
             finally:
                 self._db.rollback()
@@ -311,20 +346,56 @@ class HistoryReader:
             grid = per.get(key)
             if grid is None:
                 grid = per[key] = Grid(empty.first, len(empty.sums), empty.step)
-            self._add_head(rows, column, ranges[-1][1], ranges[-1][2], grid)
+            self._add_head(rows, column, head_lo, head_hi, grid)
+        means = _means(rolled, per)
         combine = BY_NAME[metric].cluster
-        buckets: dict[int, list[float]] = defaultdict(list)
-        for grid in per.values():
-            for b, mean in grid.means():
-                buckets[b].append(mean)
         scale = scale_of(column)
         out = []
-        for b in sorted(buckets):
-            means = buckets[b]
-            value = sum(means) if combine == "sum" else max(means)
-            if combine == "mean":
-                value = sum(means) / len(means)
+        for b in sorted(means):
+            values = means[b]
+            if combine == "max":
+                value = max(values)
+            else:
+                value = math.fsum(values)
+                value = value / len(values) if combine == "mean" else value
             out.append((b * empty.step / MS, _round(value / scale)))
+        return out
+
+    def _rollup_span(
+        self, tier: str, column: int, ranges: list[tuple[str, int, int]], step: int
+    ) -> tuple[int, int] | None:
+        """The whole chart buckets (ms, from and to) that the roll-up can answer for a chart
+        of RANGES at STEP ms; None when it cannot (another tier, a step it does not divide,
+        a store without it)."""
+        if not self.rollup or tier != "raw" or len(ranges) != 1 or ranges[0][0] != "raw":
+            return None
+        if step % ROLLUP_MS or column >= len(SCALES):
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'rollup.since'").fetchone()
+        if row is None:
+            return None
+        lo, hi = ranges[0][1], ranges[0][2]
+        start = -(-max(lo, int(row[0])) // step) * step
+        stop = hi // step * step
+        return (start, stop) if start < stop else None
+
+    def _rolled(self, column: int, lo: int, hi: int, step: int) -> Parts | None:
+        """COLUMN's roll-up buckets from LO to HI (ms), by STEP-ms chart bucket; None if one
+        of them is damaged (the chart then reads the blocks)."""
+        out: Parts = defaultdict(list)
+        try:
+            found = self._db.execute(
+                "SELECT bucket, data FROM rollup WHERE bucket >= ? AND bucket < ?",
+                (lo // ROLLUP_MS, hi // ROLLUP_MS),
+            )
+            for bucket, data in found:
+                block = SumsBlock(data)
+                if column < block.width:
+                    part = (block.ids, block.counts, block.column(column))
+                    out[bucket * ROLLUP_MS // step].append(part)
+        except (BlockError, sqlite3.OperationalError) as exc:
+            log.warning("history: the roll-up cannot be read, the blocks are: %s", exc)
+            return None
         return out
 
     def warm(
@@ -360,6 +431,44 @@ class HistoryReader:
                 "SELECT ts, node, kind, message FROM changes ORDER BY ts DESC LIMIT ?", (limit,)
             ).fetchall()
         return [Change(ts=r[0], node=r[1], kind=r[2], message=r[3]) for r in rows]
+
+
+def _means(rolled: Parts, grids: dict[int, Grid]) -> dict[int, list[float]]:
+    """Each node's mean in each chart bucket, from the roll-up's sums (ROLLED) and GRIDS'
+    (by node id), summed per node first when a bucket has both, or several roll-up buckets."""
+    extra: dict[int, dict[int, tuple[int, int]]] = defaultdict(dict)
+    for key, grid in grids.items():
+        first, totals, numbers = grid.first, grid.sums, grid.counts
+        for i in range(grid.low, grid.high):
+            if numbers[i]:
+                extra[first + i][key] = (totals[i], numbers[i])
+    out: dict[int, list[float]] = {}
+    for b, parts in rolled.items():
+        more = extra.pop(b, None)
+        if len(parts) == 1 and not more:
+            ids, counts, sums = parts[0]
+            out[b] = list(map(truediv, sums, counts))
+            continue
+        acc: dict[int, list[int]] = {}
+        for ids, counts, sums in parts:
+            for i, n, s in zip(ids, counts, sums, strict=True):
+                got = acc.get(i)
+                if got is None:
+                    acc[i] = [s, n]
+                else:
+                    got[0] += s
+                    got[1] += n
+        for key, (s, n) in (more or {}).items():
+            got = acc.get(key)
+            if got is None:
+                acc[key] = [s, n]
+            else:
+                got[0] += s
+                got[1] += n
+        out[b] = [s / n for s, n in acc.values()]
+    for b, more in extra.items():
+        out[b] = [s / n for s, n in more.values()]
+    return out
 
 
 def _round(value: float) -> float:

@@ -74,7 +74,7 @@ class Live:
         self.recent: deque[Change] = deque(maxlen=RECENT)
         self._pending: list[Change] = []
         # the samples taken since the last tick, for history: every one
-        self._samples: list[tuple[str, float, Sample, float, float]] = []
+        self._samples: list[tuple[str, float, Sample, float, float, dict[str, float]]] = []
         self._moved: set[str] = set()  # nodes whose replay window moved since the last save
         self._internal = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,7 +134,9 @@ class Live:
         if len(self._samples) >= MAX_PENDING:
             self.counts.rejected["history_behind"] += 1
             return
-        self._samples.append((state.name, state.last_ts, state.sample, state.net_rx, state.net_tx))
+        self._samples.append(
+            (state.name, state.last_ts, state.sample, state.net_rx, state.net_tx, state.rates)
+        )
         if state.signed:
             self._moved.add(state.name)
         alerts = self.alerts
@@ -280,8 +282,8 @@ class Live:
         """A row for each sample taken since the last call."""
         samples, self._samples = self._samples, []
         return [
-            (name, ts, stored_values(sample, rx, tx), sample.cores)
-            for name, ts, sample, rx, tx in samples
+            (name, ts, stored_values(sample, rx, tx, rates), sample.cores)
+            for name, ts, sample, rx, tx, rates in samples
         ]
 
     def _save_windows(self) -> None:

@@ -11,7 +11,16 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-from bramble.master.history import COLUMNS, TIER_ID, TIERS, History, encode_rows, to_row
+from bramble.master.history import (
+    COLUMNS,
+    INSERT,
+    LEGACY_METRICS,
+    TIER_ID,
+    TIERS,
+    History,
+    encode_rows,
+    to_row,
+)
 
 log = logging.getLogger(__name__)
 OLD_TABLES = tuple(t for t, _ in TIERS)
@@ -37,7 +46,10 @@ def migrate(history: History, progress: Callable[[str], None] = log.info) -> int
         for table in tables:
             have = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
             metrics = [c for c in COLUMNS if c in have]
-            picks = [metrics.index(c) if c in metrics else None for c in COLUMNS]
+            # the old tables had the first 13 metrics at most: blocks of that layout
+            layout = LEGACY_METRICS if set(COLUMNS[LEGACY_METRICS:]).isdisjoint(have) else None
+            wanted = COLUMNS[:layout]
+            picks = [metrics.index(c) if c in metrics else None for c in wanted]
             cores = "cores" if "cores" in have else "''"
             nodes = [r[0] for r in db.execute(f"SELECT DISTINCT node FROM {table}")]
             for node in nodes:
@@ -52,8 +64,8 @@ def migrate(history: History, progress: Callable[[str], None] = log.info) -> int
                     per_core = [float(x) for x in (text or "").split(",") if x]
                     rows.append(to_row(float(ts), row, per_core))
                 db.executemany(
-                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
-                    [(TIER_ID[table], node, *b) for b in encode_rows(rows)],
+                    INSERT,
+                    [(TIER_ID[table], node, *b, len(wanted)) for b in encode_rows(rows)],
                 )
                 done += len(rows)
                 if time.monotonic() - last >= 1.0:

@@ -105,9 +105,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("disk_used_percent", "%", "root filesystem used, per cent of its size (0 when "
            "unknown)", lambda s, rx, tx: _percent(s.disk.get("used", 0), s.disk.get("total", 0)),
            "mean", stored=False),
-    # What only some boards report (absent elsewhere, never 0). Not stored: history's blocks
-    # keep per-core columns right after the stored metrics, so a new column needs a new
-    # block layout first.
+    # What only some boards report (absent elsewhere, never 0). The firmware's flags are not
+    # stored; the rates and the fullest filesystem are (history's blocks say how many metric
+    # columns they hold, so these were added after the first 13; absent is 0 there).
     Metric("undervoltage", "", "1 while the supply is under-voltage now (Raspberry Pi "
            "firmware flag, bit 0), else 0", _flag(0), "max", stored=False,
            prometheus="undervoltage"),
@@ -130,17 +130,17 @@ METRICS: tuple[Metric, ...] = (
            "since boot (bit 19), else 0", _flag(19), "max", stored=False,
            prometheus="soft_temperature_limit_since_boot"),
     Metric("disk_read", "bytes/s", "bytes read from the root filesystem's device",
-           _no_read, "sum", stored=False, prometheus="disk_read_bytes_per_second", rate=True),
+           _no_read, "sum", prometheus="disk_read_bytes_per_second", rate=True),
     Metric("disk_write", "bytes/s", "bytes written to the root filesystem's device",
-           _no_read, "sum", stored=False, prometheus="disk_write_bytes_per_second", rate=True),
+           _no_read, "sum", prometheus="disk_write_bytes_per_second", rate=True),
     Metric("swap_in", "pages/s", "pages swapped in (the kernel's page size: 4 KiB on most "
-           "boards, 16 KiB on a Pi 5)", _no_read, "sum", stored=False,
-           prometheus="swap_in_pages_per_second", rate=True),
-    Metric("swap_out", "pages/s", "pages swapped out", _no_read, "sum", stored=False,
-           prometheus="swap_out_pages_per_second", rate=True),
+           "boards, 16 KiB on a Pi 5)", _no_read, "sum",
+           prometheus="swap_in_pages_per_second", scale=10, rate=True),
+    Metric("swap_out", "pages/s", "pages swapped out", _no_read, "sum",
+           prometheus="swap_out_pages_per_second", scale=10, rate=True),
     Metric("fs_used_percent_max", "%", "the fullest real filesystem (ext4, vfat, btrfs, xfs, "
            "f2fs, ...), per cent of its size", lambda s, rx, tx: _fullest(s), "max",
-           stored=False, prometheus="filesystem_used_percent_max"),
+           prometheus="filesystem_used_percent_max", scale=100),
 )  # fmt: skip
 
 CONDITIONS: dict[str, str] = {
@@ -183,6 +183,9 @@ def values(
     return out
 
 
-def stored_values(sample: Sample, net_rx: float, net_tx: float) -> tuple[float, ...]:
-    """The stored metrics of SAMPLE, in history's column order (every one always read)."""
-    return tuple(float(m.read(sample, net_rx, net_tx) or 0.0) for m in STORED)
+def stored_values(
+    sample: Sample, net_rx: float, net_tx: float, rates: Mapping[str, float] | None = None
+) -> tuple[float, ...]:
+    """The stored metrics of SAMPLE (with the node's network and other RATES), in history's
+    column order; one the node does not report is 0."""
+    return tuple(float(read(m, sample, net_rx, net_tx, rates) or 0.0) for m in STORED)

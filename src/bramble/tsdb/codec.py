@@ -25,9 +25,11 @@ from __future__ import annotations
 import sys
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import accumulate, pairwise
+from typing import TypeVar
 
+T = TypeVar("T")
 VERSION = 1
 ZLIB = 1
 VARINT = 0xFF
@@ -113,7 +115,7 @@ def _put_series(out: bytearray, values: Sequence[int]) -> None:
     out += body
 
 
-def _get_series(data: memoryview, pos: int, count: int) -> tuple[list[int], int]:
+def _get_series(data: bytes | memoryview, pos: int, count: int) -> tuple[list[int], int]:
     """COUNT values of the series at POS, and the position after it."""
     if pos >= len(data):
         raise BlockError("truncated series")
@@ -144,7 +146,15 @@ def _get_series(data: memoryview, pos: int, count: int) -> tuple[list[int], int]
     return unpacked.tolist(), pos
 
 
-def _skip_series(data: memoryview, pos: int) -> int:
+def _skip(data: bytes | memoryview, pos: int) -> tuple[None, int]:
+    """Where the series at POS ends, once DATA holds all of it."""
+    end = _skip_series(data, pos)
+    if end > len(data):
+        raise BlockError("truncated series")
+    return None, end
+
+
+def _skip_series(data: bytes | memoryview, pos: int) -> int:
     if pos >= len(data):
         raise BlockError("truncated series")
     if data[pos] == 0:
@@ -188,44 +198,81 @@ def encode_block(
 
 
 class Block:
-    """A decoded block's header, its timestamps, and its columns decoded on demand."""
+    """A decoded block's header, its timestamps, and its columns decoded on demand.
 
-    __slots__ = ("_data", "_offsets", "count", "times", "width")
+    A compressed block is inflated only as far as what is read needs: the timestamps and a
+    chart's first columns are at its start, so a chart of one metric inflates a fraction of
+    each block. `columns` reads it all, and checks that the block ends where its last column
+    does (and zlib its checksum)."""
+
+    __slots__ = ("_end", "_offsets", "_raw", "_tail", "_z", "count", "times", "width")
 
     def __init__(self, data: bytes) -> None:
         if len(data) < 2:
             raise BlockError("truncated block")
         if data[0] != VERSION:
             raise BlockError(f"block version {data[0]}, this bramble reads {VERSION}")
+        self._z: zlib._Decompress | None = None
+        self._raw = b""
+        self._tail = b""
         if data[1] & ZLIB:
-            try:
-                raw = zlib.decompress(data[2:])
-            except zlib.error as exc:
-                raise BlockError(f"damaged block: {exc}") from None
+            self._z = zlib.decompressobj()
+            self._tail = data[2:]
+            self._more(256)
         else:
-            raw = data[2:]
-        view = memoryview(raw)
-        self._data = view
-        self.count, pos = get_varint(view, 0)
-        self.width, pos = get_varint(view, pos)
+            self._raw = data[2:]
+        self.count, pos = self._parse(get_varint, 0)
+        self.width, pos = self._parse(get_varint, pos)
         self.times: list[int] = []
         self._offsets: list[int] = []
+        self._end = pos
+        """Where the column after the last in _offsets starts."""
         if not self.count:
             return
-        first, pos = get_varint(view, pos)
-        delta, pos = get_varint(view, pos)
-        dods, pos = _get_series(view, pos, max(0, self.count - 2))
+        first, pos = self._parse(get_varint, pos)
+        delta, pos = self._parse(get_varint, pos)
+        dods, pos = self._parse(lambda d, p: _get_series(d, p, max(0, self.count - 2)), pos)
+        self._end = pos
         if self.count == 1:
             self.times = [unzigzag(first)]
         else:
             deltas = accumulate(dods, initial=unzigzag(delta))
             self.times = list(accumulate(deltas, initial=unzigzag(first)))
-        for _ in range(self.width):
+
+    def _more(self, want: int) -> bool:
+        """Inflate at least WANT more bytes if there are any; False when all are."""
+        z = self._z
+        if z is None or z.eof:
+            return False
+        try:
+            got = z.decompress(self._tail, max(want, len(self._raw)))
+            self._tail = z.unconsumed_tail
+            if not self._tail and not z.eof:
+                got += z.flush()
+        except zlib.error as exc:
+            raise BlockError(f"damaged block: {exc}") from None
+        if not got and not z.eof:
+            raise BlockError("truncated block")
+        self._raw += got
+        return True
+
+    def _parse(self, read: Callable[[bytes, int], tuple[T, int]], pos: int) -> tuple[T, int]:
+        """READ at POS, inflating more of the block until it has what READ needs."""
+        while True:
+            try:
+                return read(self._raw, pos)
+            except BlockError:
+                if not self._more(4096):
+                    raise
+
+    def _offset(self, index: int) -> int:
+        """Where column INDEX starts (the columns before it are walked, and inflated)."""
+        while len(self._offsets) <= index:
+            pos = self._end
             self._offsets.append(pos)
-            _, pos = get_varint(view, pos)
-            pos = _skip_series(view, pos)
-        if pos != len(view):
-            raise BlockError("block longer than its columns")
+            _, pos = self._parse(get_varint, pos)
+            self._end = self._parse(_skip, pos)[1]
+        return self._offsets[index]
 
     def column(self, index: int) -> list[int]:
         """Column INDEX's values, one per row."""
@@ -233,13 +280,22 @@ class Block:
             raise IndexError(f"column {index} of a block of {self.width}")
         if not self.count:
             return []
-        first, pos = get_varint(self._data, self._offsets[index])
-        deltas, _ = _get_series(self._data, pos, self.count - 1)
+        first, pos = self._parse(get_varint, self._offset(index))
+        deltas, _ = self._parse(lambda d, p: _get_series(d, p, self.count - 1), pos)
         return list(accumulate(deltas, initial=unzigzag(first)))
 
     def columns(self) -> list[list[int]]:
-        """Every column."""
-        return [self.column(k) for k in range(self.width)]
+        """Every column (the whole block is read and checked)."""
+        out = [self.column(k) for k in range(self.width)]
+        if self.count and self.width:
+            self._offset(self.width - 1)
+        while self._more(1 << 16):
+            pass
+        if self._z is not None and not self._z.eof:
+            raise BlockError("truncated block")
+        if self._end != len(self._raw):
+            raise BlockError("block longer than its columns")
+        return out
 
 
 def decode_block(data: bytes) -> tuple[list[int], list[list[int]]]:
