@@ -113,13 +113,14 @@ def agent(
         ),
     ] = False,
     procs_every: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Send the top processes (by CPU and memory) every this many intervals (0: never).",
+            help="Send the top processes (by CPU and memory) every this many intervals "
+            "(0: never; default: telemetry.procs_every in the spec, 10).",
             min=0,
             max=1_000_000,
         ),
-    ] = 10,
+    ] = None,
 ) -> None:
     """Sample this node and multicast a signed JSON heartbeat every interval."""
     from bramble.telemetry.agent import exec_lean, prepare_compiled

@@ -108,7 +108,7 @@ def lean_argv(
     interval: float | None = None,
     boot: int | None = None,
     engine: str | None = None,
-    procs_every: int = PROCS_EVERY,
+    procs_every: int | None = None,
 ) -> list[str]:
     """The lean agent's command line for SPEC (KEY_ARGS: `--key-fd N` or `--secrets FILE`)."""
     tel = spec.telemetry
@@ -124,7 +124,7 @@ def lean_argv(
         "--ttl", str(tel.ttl),
         "--interface", tel.interface,
         "--engine", engine or tel.engine,
-        "--procs-every", str(procs_every),
+        "--procs-every", str(tel.procs_every if procs_every is None else procs_every),
         *key_args,
     ]  # fmt: skip
     for target in _targets(tel.unicast, tel.port):
@@ -144,7 +144,7 @@ def exec_lean(
     count: int,
     boot_id: int | None = None,
     engine: str | None = None,
-    procs_every: int = PROCS_EVERY,
+    procs_every: int | None = None,
 ) -> None:
     """Become the lean agent for SPEC, signing with KEY_ID and KEY (`bramble agent`, once it
     has loaded and checked the spec)."""
@@ -156,7 +156,7 @@ def exec_lean(
         raise BrambleError(f"--interval must be more than 0 and at most {MAX_INTERVAL} seconds")
     if engine is not None and engine not in ENGINES:
         raise BrambleError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if not 0 <= procs_every <= MAX_PROCS_EVERY:
+    if procs_every is not None and not 0 <= procs_every <= MAX_PROCS_EVERY:
         raise BrambleError(f"--procs-every must be 0 (off) to {MAX_PROCS_EVERY} intervals")
     read_end = key_pipe(key_id, key)
     argv = lean_argv(
