@@ -77,8 +77,10 @@ def test_count_says_what_was_sent_once_at_the_end(spec_dir: tuple[Path, int], en
 
 
 @ENGINES
-@pytest.mark.parametrize(("setting", "option", "every"), [(None, "2", 2), ("3", None, 3),
-                                                       ("3", "0", 0), (None, None, 10)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("setting", "option", "every"),
+    [(None, "2", 2), ("3", None, 3), ("3", "0", 0), (None, None, 10)],
+)
 def test_process_datagrams_every_n_intervals_from_the_spec_or_the_option(
     spec_dir: tuple[Path, int], engine: str, setting: str | None, option: str | None, every: int
 ) -> None:
@@ -94,9 +96,7 @@ def test_process_datagrams_every_n_intervals_from_the_spec_or_the_option(
         agent = _agent(spec, "--node-name", "node-7", "--count", str(count), *args, engine=engine)
         try:
             packets = [
-                decode_datagram(
-                    rx.recvfrom(2048)[0], {"k1": KEY}, allow_unsigned=False, source="x"
-                )  # fmt: skip
+                decode_datagram(rx.recvfrom(2048)[0], {"k1": KEY}, allow_unsigned=False, source="x")
                 for _ in range(expected)
             ]
             out, err = agent.communicate(timeout=20)
