@@ -95,6 +95,8 @@ class Case:
                         )
         finally:
             sampler.close()
+            if reader is not None:
+                reader.close()
         return out
 
     def compiled(

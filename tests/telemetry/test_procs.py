@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 from bramble_testing import KEY
 
 from bramble.telemetry.decode import decode, decode_datagram
 from bramble.telemetry.encode import encode_procs, sign
-from bramble.telemetry.sample import parse_proc_stat, proc_name, top_procs
+from bramble.telemetry.sample import ProcReader, parse_proc_stat, proc_name, top_procs
 from bramble.telemetry.wire import (
     MAX_DATAGRAM,
     MAX_PROC_CPU,
@@ -185,3 +187,27 @@ def test_numbers_in_range_are_kept_as_sent() -> None:
     got = packet(signed(body(procs=[["", 2**22, MAX_PROC_CPU, 2**63 - 1], ["b", 1, 0, 0]])))
     assert got.procs == (Proc("", 2**22, MAX_PROC_CPU, 2**63 - 1), Proc("b", 1, 0.0, 0))
     assert all(math.isfinite(p.cpu) for p in got.procs)
+
+
+def test_stat_files_stay_open_between_rounds_and_close_when_processes_end(
+    tmp_path: Path,
+) -> None:
+    for pid in (10, 11, 12):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_bytes(STAT.replace(b"2540 ", b"%d " % pid, 1))
+    reader = ProcReader(str(tmp_path), 4096)
+    fds = len(os.listdir("/proc/self/fd"))
+    try:
+        assert reader.read(1000, 1) is None
+        assert len(os.listdir("/proc/self/fd")) == fds + 3  # kept for the next round
+        (tmp_path / "11" / "stat").write_bytes(b"")  # ended
+        (tmp_path / "12" / "stat").unlink()
+        (tmp_path / "12").rmdir()
+        busier = STAT.replace(b"2540 ", b"10 ", 1).replace(b" 1801233 ", b" 1801333 ")
+        (tmp_path / "10" / "stat").write_bytes(busier)  # in place: the kept file reads it
+        procs = reader.read(2000, 1)
+        assert procs is not None and [(p.pid, p.cpu) for p in procs] == [(10, 10.0)]
+        assert len(os.listdir("/proc/self/fd")) == fds + 1
+    finally:
+        reader.close()
+    assert len(os.listdir("/proc/self/fd")) == fds

@@ -376,6 +376,8 @@ def run(config: AgentConfig) -> int:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
         sock.close()
         sampler.close()
+        if reader is not None:
+            reader.close()
     return 0
 
 
