@@ -13,8 +13,10 @@ checkout's `bramble`, building into a cache directory of its own) and the Python
    ganglia-monitor, 17 metrics collected and sent every second to a loopback port).
 
 The agents run as `bramble agent` does by default: every signal, and a process datagram
-(every process's /proc/PID/stat read) every `--procs-every` intervals (10; 0: off). The
-1 Hz phase counts the process datagrams the agents send, to be sure they are measured with it.
+(every process's /proc/PID/stat read) every `--procs-every` intervals (10; 0: off). After
+the 1 Hz phase's measured window (with no one listening, as before), a socket joins the
+group for `--procs-every` + 2 s and counts the process datagrams the agents send, to be sure
+they were measured with it.
 
 CPU time is the kernel's exact on-CPU time of every thread (/proc/PID/task/*/schedstat),
 not tick-sampled utime. Prints a table; about 2 minutes (the wheel is built first unless
@@ -344,7 +346,6 @@ def main() -> None:
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.bind(("127.0.0.1", gmond_port))
         sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        heard = group_receiver(agent_port)
         agents = {e: start_agent(spec, 1.0, e, bramble, args.procs_every) for e in ENGINES}
         others = {
             "c-reference": subprocess.Popen([str(reference_c), "1"]),
@@ -361,8 +362,11 @@ def main() -> None:
             if others["gmond"].poll() is not None:
                 raise SystemExit(f"gmond exited with {others['gmond'].returncode}")
             pids = {name: p.pid for name, p in {**agents, **others}.items()}
-            drain(heard)
             slow = measure(pids, args.slow_seconds)
+            # Then listen (a member of the group costs the senders the loopback delivery).
+            heard = group_receiver(agent_port)
+            listened = args.procs_every + 2.0
+            time.sleep(listened)
             agent_datagrams, procs_datagrams = drain(heard)
             heard.close()
         finally:
@@ -389,8 +393,8 @@ def main() -> None:
         print(f"{labels[name]} / gmond CPU at 1 Hz: {ratio:.2f}")
     print(f"gmond sent {gmond_datagrams} datagrams in {args.slow_seconds + 2:.0f} s")
     print(
-        f"the agents sent {agent_datagrams} datagrams in the {args.slow_seconds:.0f} s measured, "
-        f"{procs_datagrams} of them process datagrams (--procs-every {args.procs_every})"
+        f"the agents sent {agent_datagrams} datagrams in {listened:.0f} s after the measured "
+        f"window, {procs_datagrams} of them process datagrams (--procs-every {args.procs_every})"
     )
     print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}, cores: {os.cpu_count()}")
 
