@@ -187,8 +187,9 @@ def wheel_bramble(directory: Path, wheel: str | None) -> Path:
     return venv / "bin" / "bramble"
 
 
-# How each measured agent is started: which `bramble` and which --engine.
-ENGINES = {"wheel": "compiled", "compiled": "compiled", "python": "python"}
+# How each measured agent is started: which `bramble` and which --engine. `no-procs` is the
+# first-start compiled agent without process datagrams, beside the others: what they cost.
+ENGINES = {"wheel": "compiled", "compiled": "compiled", "no-procs": "compiled", "python": "python"}
 
 
 def start_agent(
@@ -197,9 +198,10 @@ def start_agent(
     """The real CLI; it execs the agent (compiled or lean Python), so the PID stays the
     agent's."""
     program = bramble.get(name) or shutil.which("bramble") or "bramble"
+    every = 0 if name == "no-procs" else procs_every
     return subprocess.Popen(
         [program, "agent", "--spec", str(spec), "--interval", str(interval),
-         "--engine", ENGINES[name], "--procs-every", str(procs_every)],
+         "--engine", ENGINES[name], "--procs-every", str(every)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -284,6 +286,7 @@ def main() -> None:
     labels = {
         "wheel": "bramble agent (compiled, from the wheel)",
         "compiled": "bramble agent (compiled on first start)",
+        "no-procs": "the same, --procs-every 0",
         "python": "bramble agent (--engine python)",
         "c-reference": "bare C loop reading the same files",
         "py-reference": "bare Python loop reading the same files",
@@ -397,6 +400,7 @@ def main() -> None:
         f"window, {procs_datagrams} of them process datagrams (--procs-every {args.procs_every})"
     )
     print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}, cores: {os.cpu_count()}")
+    print(f"processes on the machine (each agent reads them all): {len(glob.glob('/proc/[0-9]*'))}")
 
 
 if __name__ == "__main__":
