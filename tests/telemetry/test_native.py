@@ -16,7 +16,7 @@ from bramble_testing import FIXTURES, KEY, receiver
 
 from bramble import spec
 from bramble.spec import MAX_TELEMETRY_KEY as MAX_KEY
-from bramble.telemetry import native, wire
+from bramble.telemetry import agent, native, wire
 from bramble.telemetry.decode import decode, decode_datagram
 from bramble.telemetry.wire import MAX_DATAGRAM, ProcsPacket
 from tests.telemetry.machines import (
@@ -186,6 +186,17 @@ def test_the_programs_limits_are_the_specs_and_the_wire_formats() -> None:
     assert defines["MAX_TARGETS"] == spec.MAX_UNICAST
     assert defines["MAX_HOST"] >= spec.MAX_HOST
     assert defines["MAX_INTERVAL"] == spec.MAX_INTERVAL
+    # the process datagram's
+    assert defines["MAX_PROC_NAME"] == wire.MAX_PROC_NAME
+    assert defines["MAX_PROCS_READ"] == wire.MAX_PROCS_READ
+    assert defines["MAX_PID"] == wire.MAX_PID
+    assert defines["MAX_PROCS_EVERY"] == agent.MAX_PROCS_EVERY
+    text = Path(native.SOURCE).read_text()
+    assert f"#define TOP_PROCS {wire.TOP_PROCS}\n" in text
+    assert "#define MAX_PROCS (2 * TOP_PROCS)\n" in text and wire.MAX_PROCS == 2 * wire.TOP_PROCS
+    assert f"#define MAX_PROC_CPU {wire.MAX_PROC_CPU!r}\n" in text
+    assert f"#define PROCS_EVERY {agent.PROCS_EVERY}\n" in text
+    assert spec.TelemetrySpec().procs_every == agent.PROCS_EVERY
 
 
 def test_no_unbounded_writer_or_unchecked_parser_in_the_source() -> None:

@@ -9,7 +9,9 @@
  * apart. Where this program cannot be built, the Python agent runs instead.
  *
  * Per interval: one sigwait, a pread of each kept-open /proc and /sys file, the JSON built
- * in one buffer, HMAC-SHA256 from precomputed pads, one sendto per destination.
+ * in one buffer, HMAC-SHA256 from precomputed pads, one sendto per destination. Every
+ * --procs-every intervals, a pread of every process's stat (kept open too) and a second,
+ * small datagram of the top processes (read_procs, encode_procs).
  *
  * Numbers are kept in 64 bits on every board, 32-bit ARM included, and what does not fit
  * is refused on purpose, as the Python agent refuses it (see the parsers). Every text is
