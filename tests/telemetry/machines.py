@@ -489,3 +489,63 @@ def odd_process_rounds(proc: Path, rounds: int) -> list[dict[str, str]]:
         {name: data.decode("utf-8", "surrogateescape") for name, data in files(r).items()}
         for r in range(1, rounds + 1)
     ]
+
+
+def _random_name(rng: random.Random) -> bytes:
+    pieces = [b"(", b")", b") (", b" ", b"\n", b"\t", b"\0", b'"', b"\\", b"\x7f", b"\xff",
+              b"\xc3", b"\xa9", "é".encode(), "☃".encode(), "😀".encode(), b"\xed\xa0\x80",
+              b"\xc0\xaf", b"\xc2\x85", b"kworker/0:1", b"a", b"Z9"]  # fmt: skip
+    return b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+
+
+def _random_count(rng: random.Random) -> str:
+    return str(rng.choice([0, 1, rng.randint(0, 10**6), rng.randint(0, 2**40), 2**63 - 1,
+                           2**63, 2**64 - 1, 2**64, rng.randint(0, 2**70)]))  # fmt: skip
+
+
+def random_process_rounds(
+    rng: random.Random, proc: Path, rounds: int, processes: int = 40
+) -> list[dict[str, str]]:
+    """PROCESSES made-up processes in PROC (names of random bytes, counters anywhere from 0
+    to past 64 bits, now and then a line cut short or an odd word) and the files of ROUNDS
+    later readings, as `odd_process_rounds` gives them."""
+    pids = rng.sample(range(1, 2**22 + 1), processes)
+    names = {pid: _random_name(rng) for pid in pids}
+    ticks = {pid: [rng.randint(0, 10**7), rng.randint(0, 10**6)] for pid in pids}
+    stat_text = (proc / "stat").read_text()
+
+    def line(pid: int) -> bytes:
+        if rng.random() < 0.05:
+            return rng.choice([b"", b"%d (x" % pid, b"%d (x) S 1 2" % pid])
+        start = rng.choice([7, 7, 7, rng.randint(0, 10**6)])
+        fields = ["S", 1, pid, pid, 0, -1, 0, 0, 0, 0, 0, *ticks[pid], 0, 0, 20, 0, 1, 0,
+                  start, 0, _random_count(rng), 0]  # fmt: skip
+        if rng.random() < 0.05:  # not a count as the kernel writes one (an Arabic-Indic 1)
+            fields[rng.choice([11, 12, 19, 21])] = rng.choice(["-1", "1e3", "0x10", "\u0661"])
+        if rng.random() < 0.05:
+            fields[11] = _random_count(rng)
+        text = b" ".join(str(f).encode() for f in fields)
+        return b"%d (%s) %s\n" % (pid, names[pid], text)
+
+    def files(round_: int) -> dict[str, bytes]:
+        for pid in pids:
+            ticks[pid][0] += rng.choice([0, 0, rng.randint(0, 500)])
+            ticks[pid][1] += rng.choice([0, rng.randint(0, 50)])
+        out = {f"{pid}/stat": line(pid) for pid in pids}
+        words = stat_text.split("\n")
+        for i, text in enumerate(words):
+            parts = text.split()
+            if parts and parts[0].startswith("cpu"):
+                numbers = [int(w) for w in parts[1:]]
+                numbers[0] += rng.randint(0, 400) * round_
+                words[i] = " ".join([parts[0], *map(str, numbers)])
+        out["stat"] = "\n".join(words).encode()
+        return out
+
+    for name, data in files(0).items():
+        (proc / name).parent.mkdir(exist_ok=True)
+        (proc / name).write_bytes(data)
+    return [
+        {name: data.decode("utf-8", "surrogateescape") for name, data in files(r).items()}
+        for r in range(1, rounds + 1)
+    ]

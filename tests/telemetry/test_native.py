@@ -29,6 +29,7 @@ from tests.telemetry.machines import (
     odd_process_rounds,
     random_case,
     random_proc,
+    random_process_rounds,
     reader_cases,
     wrong_numbers,
     wrong_readings,
@@ -516,3 +517,21 @@ def test_process_datagrams_every_n_intervals_with_odd_processes(
             'a) (b "c"', "new?line", "bad??name", "tab?\\?", "ñandú-☃", "?" * 15, "x?y",
             "a-name-of-forty", "nul?byte", "", "éééééé", "ééééééé",
         } <= names  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_same_process_datagrams_on_random_processes(
+    program: str, tmp_path: Path, seed: int
+) -> None:
+    def case(where: str) -> tuple[Case, list[dict[str, str]]]:
+        page = random.Random(seed).choice([4096, 16384, 65536])
+        built = fixture_case(
+            "raspberrypi5", tmp_path / where, procs_every=1, interval=0.6, page_size=page
+        )
+        return built, random_process_rounds(random.Random(seed), built.proc, 3)
+
+    compiled_case, rounds = case("c")
+    compiled = compiled_case.compiled([program], 4, rounds, 1, 1764060000.5)
+    python_case, rounds = case("py")
+    assert compiled == python_case.python(4, rounds, 1, 1764060000.5)
+    assert sum(b'"procs":[[' in d for d in compiled) == 3

@@ -30,6 +30,7 @@ from tests.telemetry.machines import (
     odd_process_rounds,
     random_case,
     random_proc,
+    random_process_rounds,
     reader_cases,
     wrong_numbers,
     wrong_readings,
@@ -163,6 +164,20 @@ def test_same_process_datagrams_with_odd_processes(build: Build, tmp_path: Path)
     compiled = compiled_case.compiled(build.command, 5, rounds, 100, 1.5, build.env)
     python_case, rounds = case("py")
     assert compiled == python_case.python(5, rounds, 100, 1.5)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_same_process_datagrams_on_random_processes(
+    build: Build, tmp_path: Path, seed: int
+) -> None:
+    def case(where: str) -> tuple[Case, list[dict[str, str]]]:
+        built = fixture_case("raspberrypi5", tmp_path / where, procs_every=1, interval=0.6)
+        return built, random_process_rounds(random.Random(seed), built.proc, 2)
+
+    compiled_case, rounds = case("c")
+    compiled = compiled_case.compiled(build.command, 3, rounds, 1, 1.5, build.env)
+    python_case, rounds = case("py")
+    assert compiled == python_case.python(3, rounds, 1, 1.5)
 
 
 def test_same_bytes_with_an_interface_name_that_is_not_utf8(build: Build, tmp_path: Path) -> None:
