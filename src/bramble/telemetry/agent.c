@@ -1862,12 +1862,13 @@ int main(int argc, char **argv) {
     sampler_open(proc, freq, temp, disk, sys, fs_root);
     long page = sysconf(_SC_PAGESIZE);
     procs.page = page_size ? (uint64_t)page_size : page > 0 ? (uint64_t)page : 4096;
-    /* Stat files kept open between rounds: at most 512, well within the open file limit. */
+    /* Stat files kept open between rounds: at most 512, and within the open file limit
+       while a round holds the last round's and its own (all new after a storm of forks). */
     struct rlimit files;
     procs.max_kept = 512;
     if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
-        files.rlim_cur < 512 + 64)
-        procs.max_kept = files.rlim_cur > 64 ? (int)files.rlim_cur - 64 : 0;
+        files.rlim_cur < 2 * 512 + 64)
+        procs.max_kept = files.rlim_cur > 64 ? (int)(files.rlim_cur - 64) / 2 : 0;
     read_file(&file_text, sampler.stat, FILE_LIMIT);
     fixed.node = node;
     fixed.boot = boot ? boot : parse_btime(file_text.text);
