@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,28 @@ def test_stat_files_stay_open_between_rounds_and_close_when_processes_end(
     finally:
         reader.close()
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_a_process_that_ends_is_dropped_and_its_kept_file_closed() -> None:
+    # This machine's /proc: the kept file of a process that has ended fails to read (ESRCH).
+    child = subprocess.Popen(["sleep", "60"])
+    reader = ProcReader()
+    try:
+        assert reader.read(1000, 1) is None
+        kept = reader._fds[child.pid]
+        started = subprocess.Popen(["sleep", "60"])  # a process new in the second round
+        try:
+            assert reader.read(2000, 1) is not None
+            assert started.pid in reader._fds and reader._fds[child.pid] == kept
+        finally:
+            started.kill()
+            started.wait()
+        child.kill()
+        child.wait()
+        after = reader.read(3000, 1)
+        assert after is not None and child.pid not in {p.pid for p in after}
+        assert child.pid not in reader._fds and started.pid not in reader._fds
+    finally:
+        child.kill()
+        child.wait()
+        reader.close()
