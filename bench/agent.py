@@ -12,11 +12,18 @@ checkout's `bramble`, building into a cache directory of its own) and the Python
 2. 1 Hz side by side: both agents, the C reference loop and Ganglia's gmond (Debian
    ganglia-monitor, 17 metrics collected and sent every second to a loopback port).
 
+The agents run as `bramble agent` does by default: every signal, and a process datagram
+(every process's /proc/PID/stat read) every `--procs-every` intervals (10; 0: off). After
+the 1 Hz phase's measured window (with no one listening, as before), a socket joins the
+group for `--procs-every` + 2 s and counts the process datagrams the agents send, to be sure
+they were measured with it.
+
 CPU time is the kernel's exact on-CPU time of every thread (/proc/PID/task/*/schedstat),
 not tick-sampled utime. Prints a table; about 2 minutes (the wheel is built first unless
 given).
 
     python bench/agent.py [--fast-seconds 10] [--slow-seconds 60] [--wheel WHEEL]
+                          [--procs-every 10]
 """
 
 from __future__ import annotations
@@ -180,21 +187,45 @@ def wheel_bramble(directory: Path, wheel: str | None) -> Path:
     return venv / "bin" / "bramble"
 
 
-# How each measured agent is started: which `bramble` and which --engine.
-ENGINES = {"wheel": "compiled", "compiled": "compiled", "python": "python"}
+# How each measured agent is started: which `bramble` and which --engine. `no-procs` is the
+# first-start compiled agent without process datagrams, beside the others: what they cost.
+ENGINES = {"wheel": "compiled", "compiled": "compiled", "no-procs": "compiled", "python": "python"}
 
 
 def start_agent(
-    spec: Path, interval: float, name: str, bramble: dict[str, Path]
+    spec: Path, interval: float, name: str, bramble: dict[str, Path], procs_every: int
 ) -> subprocess.Popen[bytes]:
     """The real CLI; it execs the agent (compiled or lean Python), so the PID stays the
     agent's."""
     program = bramble.get(name) or shutil.which("bramble") or "bramble"
+    every = 0 if name == "no-procs" else procs_every
     return subprocess.Popen(
         [program, "agent", "--spec", str(spec), "--interval", str(interval),
-         "--engine", ENGINES[name]],
+         "--engine", ENGINES[name], "--procs-every", str(every)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def group_receiver(port: int) -> socket.socket:
+    """A socket joined to the agents' group on loopback, as a master there would be."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind(("224.0.0.251", port))
+    membership = socket.inet_aton("224.0.0.251") + socket.inet_aton("127.0.0.1")
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+    sock.setblocking(False)
+    return sock
+
+
+def drain(sock: socket.socket) -> tuple[int, int]:
+    """Datagrams waiting on SOCK: all of them, and the process datagrams among them."""
+    total = procs = 0
+    with contextlib.suppress(BlockingIOError):
+        while data := sock.recv(2048):
+            total += 1
+            procs += b',"procs":[' in data
+    return total, procs
 
 
 def wait_started(proc: subprocess.Popen[bytes], name: str) -> None:
@@ -248,12 +279,14 @@ def main() -> None:
     parser.add_argument("--fast-seconds", type=float, default=10.0)
     parser.add_argument("--slow-seconds", type=float, default=60.0)
     parser.add_argument("--wheel", help="the wheel to install (default: build this machine's)")
+    parser.add_argument("--procs-every", type=int, default=10, help="intervals (0: off)")
     args = parser.parse_args()
     fast_interval = 0.05
     rows: list[tuple[str, str, str, str, str]] = []
     labels = {
         "wheel": "bramble agent (compiled, from the wheel)",
         "compiled": "bramble agent (compiled on first start)",
+        "no-procs": "the same, --procs-every 0",
         "python": "bramble agent (--engine python)",
         "c-reference": "bare C loop reading the same files",
         "py-reference": "bare Python loop reading the same files",
@@ -267,7 +300,8 @@ def main() -> None:
         )
 
     with tempfile.TemporaryDirectory(prefix="bramble-bench-") as tmp:
-        spec = write_spec(Path(tmp), random.randint(20000, 60000))
+        agent_port = random.randint(20000, 60000)
+        spec = write_spec(Path(tmp), agent_port)
         reference_c = build_reference(Path(tmp))
         bramble = {"wheel": wheel_bramble(Path(tmp) / "wheel", args.wheel)}
         # The first-start build goes to a cache of its own, made before anything is measured.
@@ -279,7 +313,9 @@ def main() -> None:
         )
 
         # Phase 1: the agents and both reference loops at 20 Hz.
-        agents = {e: start_agent(spec, fast_interval, e, bramble) for e in ENGINES}
+        agents = {
+            e: start_agent(spec, fast_interval, e, bramble, args.procs_every) for e in ENGINES
+        }
         # Killed when measured; enough samples to outlast a slow start of the agents.
         count = int((args.fast_seconds + 120) / fast_interval)
         others = {
@@ -313,7 +349,7 @@ def main() -> None:
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.bind(("127.0.0.1", gmond_port))
         sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        agents = {e: start_agent(spec, 1.0, e, bramble) for e in ENGINES}
+        agents = {e: start_agent(spec, 1.0, e, bramble, args.procs_every) for e in ENGINES}
         others = {
             "c-reference": subprocess.Popen([str(reference_c), "1"]),
             "gmond": subprocess.Popen(
@@ -330,6 +366,12 @@ def main() -> None:
                 raise SystemExit(f"gmond exited with {others['gmond'].returncode}")
             pids = {name: p.pid for name, p in {**agents, **others}.items()}
             slow = measure(pids, args.slow_seconds)
+            # Then listen (a member of the group costs the senders the loopback delivery).
+            heard = group_receiver(agent_port)
+            listened = args.procs_every + 2.0
+            time.sleep(listened)
+            agent_datagrams, procs_datagrams = drain(heard)
+            heard.close()
         finally:
             for proc in [*agents.values(), others["gmond"]]:
                 stop(proc)
@@ -353,7 +395,12 @@ def main() -> None:
         ratio = slow[name][0] / gmond_cpu if gmond_cpu else float("inf")
         print(f"{labels[name]} / gmond CPU at 1 Hz: {ratio:.2f}")
     print(f"gmond sent {gmond_datagrams} datagrams in {args.slow_seconds + 2:.0f} s")
+    print(
+        f"the agents sent {agent_datagrams} datagrams in {listened:.0f} s after the measured "
+        f"window, {procs_datagrams} of them process datagrams (--procs-every {args.procs_every})"
+    )
     print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}, cores: {os.cpu_count()}")
+    print(f"processes on the machine (each agent reads them all): {len(glob.glob('/proc/[0-9]*'))}")
 
 
 if __name__ == "__main__":

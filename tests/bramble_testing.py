@@ -181,6 +181,10 @@ def proc_tree(machine: str, root: Path) -> Path:
             shutil.copy(FIXTURES / machine / name, proc / where)
     if (FIXTURES / machine / "sys").is_dir():
         shutil.copytree(FIXTURES / machine / "sys", root / "sys")
+    # Processes, as first read (processes/PID/stat; stat.later is the next reading).
+    for stat in sorted((FIXTURES / machine).glob("processes/*/stat")):
+        (proc / stat.parent.name).mkdir()
+        shutil.copy(stat, proc / stat.parent.name / "stat")
     return proc
 
 

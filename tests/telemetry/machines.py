@@ -16,8 +16,8 @@ from pathlib import Path
 
 from bramble_testing import FIXTURES, KEY, proc_tree
 
-from bramble.telemetry.encode import encode
-from bramble.telemetry.sample import Sampler
+from bramble.telemetry.encode import encode, encode_procs
+from bramble.telemetry.sample import ProcReader, Sampler
 
 
 class Case:
@@ -35,8 +35,12 @@ class Case:
         interval: float = 1.0,
         sys: str = "/nonexistent",
         fs_root: str = "/nonexistent",
+        procs_every: int = 0,
+        page_size: int = 4096,
     ) -> None:
         self.proc = proc
+        self.procs_every = procs_every
+        self.page_size = page_size
         self.sys = sys
         self.fs_root = fs_root
         self.freq = freq
@@ -49,30 +53,50 @@ class Case:
     def python(
         self, samples: int, between: list[dict[str, str]], seq: int, ts: float
     ) -> list[bytes]:
-        """The Python agent's datagrams: Sampler and encode, files rewritten between samples."""
+        """The Python agent's datagrams: Sampler and encode, files rewritten between samples;
+        with `procs_every`, the process datagrams too, as the agent's loop sends them."""
         sampler = Sampler(
             proc=str(self.proc), cpufreq_path=self.freq, thermal_path=self.temp,
             disk_path="/nonexistent", sysfs=self.sys, fs_root=self.fs_root,
         )  # fmt: skip
+        reader = ProcReader(str(self.proc), self.page_size) if self.procs_every else None
         out = []
         try:
             for i in range(samples):
                 if i:
                     self.rewrite(between[i - 1])
+                seq += 1
                 out.append(
                     encode(
                         sampler.sample(),
                         node=self.node,
                         boot=sampler.boot,
-                        seq=seq + 1 + i,
+                        seq=seq,
                         ts=ts,
                         interval=self.interval,
                         key=self.key,
                         key_id=self.key_id,
                     )
                 )
+                if reader is not None and i % self.procs_every == 0:
+                    procs = reader.read(sampler.jiffies, sampler.cores)
+                    if procs is not None:
+                        seq += 1
+                        out.append(
+                            encode_procs(
+                                procs,
+                                node=self.node,
+                                boot=sampler.boot,
+                                seq=seq,
+                                ts=ts,
+                                key=self.key,
+                                key_id=self.key_id,
+                            )
+                        )
         finally:
             sampler.close()
+            if reader is not None:
+                reader.close()
         return out
 
     def compiled(
@@ -98,7 +122,8 @@ class Case:
              "--proc", str(self.proc), "--cpufreq", self.freq, "--thermal", self.temp,
              "--sys", self.sys, "--fs-root", self.fs_root,
              "--disk", "/nonexistent", "--stdout", "--count", str(samples),
-             "--seq", str(seq), "--ts", repr(ts)],
+             "--seq", str(seq), "--ts", repr(ts), "--procs-every", str(self.procs_every),
+             "--page-size", str(self.page_size)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=[read_end],
             env=None if env is None else {**os.environ, **env},
         )  # fmt: skip
@@ -110,6 +135,8 @@ class Case:
                 if i:  # the next sample is an interval (>= 0.6 s) away: time to change the files
                     self.rewrite(between[i - 1])
                 out.append(agent.stdout.readline().rstrip(b"\n"))
+                if self.procs_every and i and i % self.procs_every == 0:  # and the processes
+                    out.append(agent.stdout.readline().rstrip(b"\n"))
             status = agent.wait(timeout=30)
             errors = agent.stderr.read().decode(errors="replace")
             assert status == 0 and not errors, f"exit status {status}: {errors}"
@@ -121,11 +148,27 @@ class Case:
         return out
 
     def rewrite(self, files: dict[str, str]) -> None:
-        # In place, as the kernel changes them: the agents keep the files open.
+        # In place, as the kernel changes them: the agents keep the files open. A file that
+        # is not there yet is a new process's.
         for name, text in files.items():
-            with open(self.proc / name, "r+") as f:
+            path = self.proc / name
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"")
+            with open(path, "r+b") as f:
                 f.truncate(0)
-                f.write(text)
+                f.write(text.encode("utf-8", "surrogateescape"))
+
+
+def later_processes(machine: str) -> dict[str, str]:
+    """MACHINE's processes as read the next time (and /proc/stat then), for `Case.rewrite`:
+    each process's `processes/PID/stat.later`, with `processes/stat.later`."""
+    files = {
+        f"{path.parent.name}/stat": path.read_bytes().decode("utf-8", "surrogateescape")
+        for path in sorted((FIXTURES / machine).glob("processes/*/stat.later"))
+    }
+    files["stat"] = (FIXTURES / machine / "processes" / "stat.later").read_text()
+    return files
 
 
 def fixture_case(machine: str, tmp_path: Path, **settings: object) -> Case:
@@ -368,3 +411,141 @@ def wrong_readings(
     read = done.stdout.splitlines()
     expected = [_python_reads(kind, token) for kind, token in cases]
     return [(c, r, e) for c, r, e in zip(cases, read, expected, strict=True) if r != e][:5]
+
+
+def _stat_line(pid: int, name: bytes, ticks: tuple[int, int], start: int, pages: int) -> bytes:
+    fields = ["S", 1, pid, pid, 0, -1, 4194560, 120, 0, 0, 0, ticks[0], ticks[1], 0, 0, 20, 0, 1,
+              0, start, 12_345_678, pages, 18446744073709551615, 1, 1, 0, 0, 0]  # fmt: skip
+    return b"%d (%s) %s\n" % (pid, name, " ".join(map(str, fields)).encode())
+
+
+ODD_NAMES = {
+    4001: b'a) (b "c"',
+    4002: b"new\nline",
+    4003: b"bad\xff\xfename",
+    4004: b"tab\t\\\x7f",
+    4005: "ñandú-☃".encode(),
+    4006: "😀😀😀😀".encode(),  # 16 bytes: cut at 15, in the middle of the last one
+    4007: b"x\xc2\x85y",  # U+0085, a C1 control
+    4008: b"a-name-of-forty-characters-is-cut-short",
+    4009: b"nul\x00byte",
+    4010: b"",
+    4018: "éééééé".encode(),
+    4019: "ééééééé".encode(),
+}
+
+
+def odd_process_rounds(proc: Path, rounds: int) -> list[dict[str, str]]:
+    """Processes no real /proc would show together, written into PROC, and the files of each
+    of ROUNDS later readings (for `Case.rewrite`): /proc/stat 60 ticks a core later, each
+    process busier. Names that need care (see ODD_NAMES), a process that ends in the second
+    round and one that starts, a pid used again by a new process in the third, counters at
+    and past 64 bits, a line that is not a stat line, entries that are not pids."""
+    stat_text = (proc / "stat").read_text()
+
+    def files(round_: int) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for k, (pid, name) in enumerate(ODD_NAMES.items()):
+            # three of them the busiest in each round, in turn: each is sent at least once
+            used = sum(1000 + k if k // 3 == (r - 1) % 4 else k for r in range(1, round_ + 1))
+            out[f"{pid}/stat"] = _stat_line(pid, name, (9000 + used, 100), 50, pid % 5)
+        out["4011/stat"] = (
+            b"" if round_ >= 2 else _stat_line(4011, b"ends", (5, 5 + 300 * round_), 9, 1)
+        )
+        if round_ >= 2:
+            out["4012/stat"] = _stat_line(4012, b"starts", (40, 2), 90_000, 10)
+        reused = round_ >= 3
+        out["4013/stat"] = _stat_line(
+            4013,
+            b"reused" if reused else b"first",
+            (3 if reused else 900 + round_ * 30, 0),
+            95_000 if reused else 70,
+            3,
+        )
+        out["4014/stat"] = _stat_line(4014, b"past64", (2**64, 1), 1, 1)
+        top = 2**63 - 1
+        out["4015/stat"] = _stat_line(4015, b"spins", (top - 10**6 + round_ * 1000, top), 2, 1)
+        out["4016/stat"] = b"not a stat line\n"
+        out["4017/stat"] = _stat_line(4017, b"huge", (1, round_), 3, top)
+        for entry in ("0123", "99999999", "self"):
+            out[f"{entry}/stat"] = _stat_line(7, b"not-a-pid", (10**6 * round_, 0), 1, 99)
+        lines = []
+        for line in stat_text.split("\n"):
+            words = line.split()
+            if words and words[0].startswith("cpu"):
+                share = 240 if words[0] == "cpu" else 60
+                numbers = [int(w) for w in words[1:]]
+                numbers[0] += share * round_
+                line = " ".join([words[0], *map(str, numbers)])
+            lines.append(line)
+        out["stat"] = "\n".join(lines).encode()
+        return out
+
+    for name, data in files(0).items():
+        if data or name == "stat":
+            (proc / name).parent.mkdir(exist_ok=True)
+            (proc / name).write_bytes(data)
+    return [
+        {name: data.decode("utf-8", "surrogateescape") for name, data in files(r).items()}
+        for r in range(1, rounds + 1)
+    ]
+
+
+def _random_name(rng: random.Random) -> bytes:
+    pieces = [b"(", b")", b") (", b" ", b"\n", b"\t", b"\0", b'"', b"\\", b"\x7f", b"\xff",
+              b"\xc3", b"\xa9", "é".encode(), "☃".encode(), "😀".encode(), b"\xed\xa0\x80",
+              b"\xc0\xaf", b"\xc2\x85", b"kworker/0:1", b"a", b"Z9"]  # fmt: skip
+    return b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+
+
+def _random_count(rng: random.Random) -> str:
+    return str(rng.choice([0, 1, rng.randint(0, 10**6), rng.randint(0, 2**40), 2**63 - 1,
+                           2**63, 2**64 - 1, 2**64, rng.randint(0, 2**70)]))  # fmt: skip
+
+
+def random_process_rounds(
+    rng: random.Random, proc: Path, rounds: int, processes: int = 40
+) -> list[dict[str, str]]:
+    """PROCESSES made-up processes in PROC (names of random bytes, counters anywhere from 0
+    to past 64 bits, now and then a line cut short or an odd word) and the files of ROUNDS
+    later readings, as `odd_process_rounds` gives them."""
+    pids = rng.sample(range(1, 2**22 + 1), processes)
+    names = {pid: _random_name(rng) for pid in pids}
+    ticks = {pid: [rng.randint(0, 10**7), rng.randint(0, 10**6)] for pid in pids}
+    stat_text = (proc / "stat").read_text()
+
+    def line(pid: int) -> bytes:
+        if rng.random() < 0.05:
+            return rng.choice([b"", b"%d (x" % pid, b"%d (x) S 1 2" % pid])
+        start = rng.choice([7, 7, 7, rng.randint(0, 10**6)])
+        fields = ["S", 1, pid, pid, 0, -1, 0, 0, 0, 0, 0, *ticks[pid], 0, 0, 20, 0, 1, 0,
+                  start, 0, _random_count(rng), 0]  # fmt: skip
+        if rng.random() < 0.05:  # not a count as the kernel writes one (an Arabic-Indic 1)
+            fields[rng.choice([11, 12, 19, 21])] = rng.choice(["-1", "1e3", "0x10", "\u0661"])
+        if rng.random() < 0.05:
+            fields[11] = _random_count(rng)
+        text = b" ".join(str(f).encode() for f in fields)
+        return b"%d (%s) %s\n" % (pid, names[pid], text)
+
+    def files(round_: int) -> dict[str, bytes]:
+        for pid in pids:
+            ticks[pid][0] += rng.choice([0, 0, rng.randint(0, 500)])
+            ticks[pid][1] += rng.choice([0, rng.randint(0, 50)])
+        out = {f"{pid}/stat": line(pid) for pid in pids}
+        words = stat_text.split("\n")
+        for i, text in enumerate(words):
+            parts = text.split()
+            if parts and parts[0].startswith("cpu"):
+                numbers = [int(w) for w in parts[1:]]
+                numbers[0] += rng.randint(0, 400) * round_
+                words[i] = " ".join([parts[0], *map(str, numbers)])
+        out["stat"] = "\n".join(words).encode()
+        return out
+
+    for name, data in files(0).items():
+        (proc / name).parent.mkdir(exist_ok=True)
+        (proc / name).write_bytes(data)
+    return [
+        {name: data.decode("utf-8", "surrogateescape") for name, data in files(r).items()}
+        for r in range(1, rounds + 1)
+    ]

@@ -14,7 +14,8 @@ import pytest
 from bramble_testing import GROUP, KEY, finish, random_port, receiver
 
 from bramble.telemetry.agent import AgentConfig, _Outage, open_socket
-from bramble.telemetry.decode import decode
+from bramble.telemetry.decode import decode, decode_datagram
+from bramble.telemetry.wire import Packet, ProcsPacket
 
 ENGINES = pytest.mark.parametrize("engine", ["compiled", "python"])
 
@@ -73,6 +74,50 @@ def test_count_says_what_was_sent_once_at_the_end(spec_dir: tuple[Path, int], en
     # and on stderr only the one line saying which agent runs
     said = err.decode().splitlines()
     assert len(said) == 1 and said[0].startswith("bramble agent: running the "), said
+
+
+@ENGINES
+@pytest.mark.parametrize(
+    ("setting", "option", "every"),
+    [(None, "2", 2), ("3", None, 3), ("3", "0", 0), (None, None, 10)],
+)
+def test_process_datagrams_every_n_intervals_from_the_spec_or_the_option(
+    spec_dir: tuple[Path, int], engine: str, setting: str | None, option: str | None, every: int
+) -> None:
+    spec, port = spec_dir
+    if setting is not None:
+        text = spec.read_text().replace("[telemetry]\n", f"[telemetry]\nprocs_every = {setting}\n")
+        assert f"procs_every = {setting}" in text
+        spec.write_text(text)
+    args = ["--procs-every", option] if option is not None else []
+    count = 7
+    expected = count + ((count - 1) // every if every else 0)
+    with receiver(port) as rx:
+        agent = _agent(spec, "--node-name", "node-7", "--count", str(count), *args, engine=engine)
+        try:
+            packets = [
+                decode_datagram(rx.recvfrom(2048)[0], {"k1": KEY}, allow_unsigned=False, source="x")
+                for _ in range(expected)
+            ]
+            out, err = agent.communicate(timeout=20)
+        finally:
+            finish(agent)
+    assert agent.returncode == 0, err
+    assert out.decode() == f"bramble agent: sent {expected} datagrams as node-7 to {GROUP}:{port}\n"
+    kinds = ["procs" if type(p) is ProcsPacket else "sample" for p in packets]
+    # a process datagram after the sample of every Nth interval, from the second reading on
+    want = []
+    for i in range(count):
+        want += ["sample"] + (["procs"] if every and i and i % every == 0 else [])
+    assert kinds == want
+    first = packets[0].seq
+    assert [p.seq for p in packets] == list(range(first, first + expected))
+    for packet in packets:
+        if type(packet) is ProcsPacket:
+            assert packet.node == "node-7" and 0 < len(packet.procs) <= 10
+            assert any(p.rss > 0 for p in packet.procs)
+        else:
+            assert type(packet) is Packet
 
 
 @ENGINES

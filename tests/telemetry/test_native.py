@@ -16,17 +16,20 @@ from bramble_testing import FIXTURES, KEY, receiver
 
 from bramble import spec
 from bramble.spec import MAX_TELEMETRY_KEY as MAX_KEY
-from bramble.telemetry import native, wire
-from bramble.telemetry.decode import decode
-from bramble.telemetry.wire import MAX_DATAGRAM
+from bramble.telemetry import agent, native, wire
+from bramble.telemetry.decode import decode, decode_datagram
+from bramble.telemetry.wire import MAX_DATAGRAM, ProcsPacket
 from tests.telemetry.machines import (
     NUMBER_HARNESS,
     READER_HARNESS,
     Case,
     fixture_case,
+    later_processes,
     number_cases,
+    odd_process_rounds,
     random_case,
     random_proc,
+    random_process_rounds,
     reader_cases,
     wrong_numbers,
     wrong_readings,
@@ -184,6 +187,17 @@ def test_the_programs_limits_are_the_specs_and_the_wire_formats() -> None:
     assert defines["MAX_TARGETS"] == spec.MAX_UNICAST
     assert defines["MAX_HOST"] >= spec.MAX_HOST
     assert defines["MAX_INTERVAL"] == spec.MAX_INTERVAL
+    # the process datagram's
+    assert defines["MAX_PROC_NAME"] == wire.MAX_PROC_NAME
+    assert defines["MAX_PROCS_READ"] == wire.MAX_PROCS_READ
+    assert defines["MAX_PID"] == wire.MAX_PID
+    assert defines["MAX_PROCS_EVERY"] == agent.MAX_PROCS_EVERY
+    text = Path(native.SOURCE).read_text()
+    assert f"#define TOP_PROCS {wire.TOP_PROCS}\n" in text
+    assert "#define MAX_PROCS (2 * TOP_PROCS)\n" in text and wire.MAX_PROCS == 2 * wire.TOP_PROCS
+    assert f"#define MAX_PROC_CPU {wire.MAX_PROC_CPU!r}\n" in text
+    assert f"#define PROCS_EVERY {agent.PROCS_EVERY}\n" in text
+    assert spec.TelemetrySpec().procs_every == agent.PROCS_EVERY
 
 
 def test_no_unbounded_writer_or_unchecked_parser_in_the_source() -> None:
@@ -445,3 +459,79 @@ def test_a_damaged_program_falls_back_to_python_or_is_refused(
     compiled = _cli("agent", "--spec", str(spec), "--count", "2", "--engine", "compiled", env={})
     assert compiled.returncode == 2
     assert "cannot run" in compiled.stderr and "Traceback" not in compiled.stderr
+
+
+PAGE_SIZES = {"x86_64": 4096, "raspberrypi4": 4096, "raspberrypi5": 16384}  # a Pi 5: 16 KiB
+
+
+@pytest.mark.parametrize("machine", list(PAGE_SIZES))
+def test_same_process_datagrams_as_the_python_agent_on_captured_files(
+    program: str, tmp_path: Path, machine: str
+) -> None:
+    # Two readings of every process (and of /proc/stat), an interval apart: CPU shares.
+    def case(where: str) -> Case:
+        return fixture_case(machine, tmp_path / where, procs_every=1,
+                            page_size=PAGE_SIZES[machine], interval=0.6)  # fmt: skip
+
+    ts = 1764060000.25
+    compiled = case("c").compiled([program], 2, [later_processes(machine)], 9, ts)
+    python = case("py").python(2, [later_processes(machine)], 9, ts)
+    assert compiled == python
+    assert len(compiled) == 3 and compiled[2].startswith(b'{"v":1,"node":"node-1","boot":')
+    packet = decode_datagram(compiled[2], {"k1": KEY}, allow_unsigned=False, source="x")
+    assert isinstance(packet, ProcsPacket) and packet.seq == 12
+    top = {
+        "raspberrypi4": ("ffmpeg", 2540, 282.2, 62427 * 4096),
+        "raspberrypi5": ("stress-ng-cpu", 5120, 99.5, 193 * 16384),
+        "x86_64": ("cc1", 9410, 95.9, 52042 * 4096),
+    }[machine]
+    assert tuple(packet.procs[0]) == top
+
+
+@pytest.mark.parametrize("every", [1, 2, 3])
+def test_process_datagrams_every_n_intervals_with_odd_processes(
+    program: str, tmp_path: Path, every: int
+) -> None:
+    # Hostile names (spaces, parentheses, quotes, newlines, bytes that are not UTF-8, control
+    # characters, a four-byte character cut at 15 bytes), a process that ends, one that
+    # starts, a pid used again, counters past 64 bits and lines that are not stat lines.
+    def case(where: str) -> tuple[Case, list[dict[str, str]]]:
+        built = fixture_case("raspberrypi4", tmp_path / where, procs_every=every, interval=0.6)
+        return built, odd_process_rounds(built.proc, 5)
+
+    ts = 1764060000.5
+    compiled_case, rounds = case("c")
+    compiled = compiled_case.compiled([program], 6, rounds, 100, ts)
+    python_case, rounds = case("py")
+    assert compiled == python_case.python(6, rounds, 100, ts)
+    procs = [d for d in compiled if b'"procs":' in d]
+    assert len(procs) == 5 // every
+    for data in procs:
+        assert len(data) <= MAX_DATAGRAM
+        packet = decode_datagram(data, {"k1": KEY}, allow_unsigned=False, source="x")
+        assert isinstance(packet, ProcsPacket) and 0 < len(packet.procs) <= wire.MAX_PROCS
+    if every == 1:  # each odd name among the busiest once, as both agents write it
+        packets = [decode_datagram(d, {"k1": KEY}, allow_unsigned=False, source="x") for d in procs]
+        names = {p.name for packet in packets for p in packet.procs}  # type: ignore[union-attr]
+        assert {
+            'a) (b "c"', "new?line", "bad??name", "tab?\\?", "ñandú-☃", "?" * 15, "x?y",
+            "a-name-of-forty", "nul?byte", "", "éééééé", "ééééééé",
+        } <= names  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_same_process_datagrams_on_random_processes(
+    program: str, tmp_path: Path, seed: int
+) -> None:
+    def case(where: str) -> tuple[Case, list[dict[str, str]]]:
+        page = random.Random(seed).choice([4096, 16384, 65536])
+        built = fixture_case(
+            "raspberrypi5", tmp_path / where, procs_every=1, interval=0.6, page_size=page
+        )
+        return built, random_process_rounds(random.Random(seed), built.proc, 3)
+
+    compiled_case, rounds = case("c")
+    compiled = compiled_case.compiled([program], 4, rounds, 1, 1764060000.5)
+    python_case, rounds = case("py")
+    assert compiled == python_case.python(4, rounds, 1, 1764060000.5)
+    assert sum(b'"procs":[[' in d for d in compiled) == 3

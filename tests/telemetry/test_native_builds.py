@@ -25,14 +25,17 @@ from tests.telemetry.machines import (
     READER_HARNESS,
     Case,
     fixture_case,
+    later_processes,
     number_cases,
+    odd_process_rounds,
     random_case,
     random_proc,
+    random_process_rounds,
     reader_cases,
     wrong_numbers,
     wrong_readings,
 )
-from tests.telemetry.test_native import VECTORS
+from tests.telemetry.test_native import PAGE_SIZES, VECTORS
 
 # Warnings are errors here: a conversion that loses bits on a 32-bit board is a bug.
 STRICT = ("-Wextra", "-Wconversion", "-Wsign-conversion", "-Wshadow", "-Werror")
@@ -137,6 +140,44 @@ def test_same_bytes_on_captured_files(
     case = fixture_case(machine, tmp_path, key=key, node=node, interval=0.05, fs_root="/dev")
     ts = 1764060000.1235
     assert case.compiled(build.command, 1, [], 41, ts, build.env) == case.python(1, [], 41, ts)
+
+
+@pytest.mark.parametrize("machine", ["raspberrypi4", "raspberrypi5"])
+def test_same_process_datagrams_on_captured_files(
+    build: Build, tmp_path: Path, machine: str
+) -> None:
+    def case(where: str) -> Case:
+        return fixture_case(machine, tmp_path / where, procs_every=1,
+                            page_size=PAGE_SIZES[machine], interval=0.6)  # fmt: skip
+
+    compiled = case("c").compiled(build.command, 2, [later_processes(machine)], 9, 1.5, build.env)
+    assert len(compiled) == 3 and b'"procs":[[' in compiled[2]
+    assert compiled == case("py").python(2, [later_processes(machine)], 9, 1.5)
+
+
+def test_same_process_datagrams_with_odd_processes(build: Build, tmp_path: Path) -> None:
+    def case(where: str) -> tuple[Case, list[dict[str, str]]]:
+        built = fixture_case("raspberrypi4", tmp_path / where, procs_every=1, interval=0.6)
+        return built, odd_process_rounds(built.proc, 4)
+
+    compiled_case, rounds = case("c")
+    compiled = compiled_case.compiled(build.command, 5, rounds, 100, 1.5, build.env)
+    python_case, rounds = case("py")
+    assert compiled == python_case.python(5, rounds, 100, 1.5)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_same_process_datagrams_on_random_processes(
+    build: Build, tmp_path: Path, seed: int
+) -> None:
+    def case(where: str) -> tuple[Case, list[dict[str, str]]]:
+        built = fixture_case("raspberrypi5", tmp_path / where, procs_every=1, interval=0.6)
+        return built, random_process_rounds(random.Random(seed), built.proc, 2)
+
+    compiled_case, rounds = case("c")
+    compiled = compiled_case.compiled(build.command, 3, rounds, 1, 1.5, build.env)
+    python_case, rounds = case("py")
+    assert compiled == python_case.python(3, rounds, 1, 1.5)
 
 
 def test_same_bytes_with_an_interface_name_that_is_not_utf8(build: Build, tmp_path: Path) -> None:

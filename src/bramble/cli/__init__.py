@@ -92,7 +92,7 @@ def agent(
     interval: Annotated[
         float | None, typer.Option(help="Seconds between samples (default: from the spec).")
     ] = None,
-    count: Annotated[int, typer.Option(help="Stop after this many datagrams (0: run on).")] = 0,
+    count: Annotated[int, typer.Option(help="Stop after this many intervals (0: run on).")] = 0,
     boot_id: Annotated[
         int | None,
         typer.Option(help="Boot id to report (default: the kernel's boot time).", min=1),
@@ -112,6 +112,15 @@ def agent(
             "path, exit.",
         ),
     ] = False,
+    procs_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Send the top processes (by CPU and memory) every this many intervals "
+            "(0: never; default: telemetry.procs_every in the spec, 10).",
+            min=0,
+            max=1_000_000,
+        ),
+    ] = None,
 ) -> None:
     """Sample this node and multicast a signed JSON heartbeat every interval."""
     from bramble.telemetry.agent import exec_lean, prepare_compiled
@@ -130,6 +139,7 @@ def agent(
         count=count,
         boot_id=boot_id,
         engine=engine,
+        procs_every=procs_every,
     )
 
 

@@ -36,6 +36,7 @@ from bramble.master.views import (
     NodeSeries,
     NodeView,
     Point,
+    ProcessesView,
     SilenceView,
     Snapshot,
     Stats,
@@ -77,6 +78,10 @@ class NodeSource(Protocol):
 
     def node(self, name: str) -> NodeView | None:
         """One node's view, or None."""
+        ...
+
+    def processes(self, name: str) -> ProcessesView | None:
+        """One node's latest top processes, or None for an unknown node."""
         ...
 
     def stats(self) -> Stats:
@@ -201,6 +206,13 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
     @routes.get("/api/nodes/{name}", summary="One node")
     def node(name: str) -> NodeView:
         view = source.node(name)
+        if view is None:
+            raise HTTPException(404, f"no node called '{name}'")
+        return view
+
+    @routes.get("/api/nodes/{name}/processes", summary="A node's top processes")
+    def node_processes(name: str) -> ProcessesView:
+        view = source.processes(name)
         if view is None:
             raise HTTPException(404, f"no node called '{name}'")
         return view

@@ -25,8 +25,8 @@ from bramble.master.health import Health
 from bramble.master.nodes import NodeState, NodeTable
 from bramble.master.views import Change
 from bramble.master.views import Stats as StatsView
-from bramble.telemetry.decode import check_clock, decode
-from bramble.telemetry.wire import Packet, Rejected
+from bramble.telemetry.decode import check_clock, decode_datagram
+from bramble.telemetry.wire import Packet, ProcsPacket, Rejected
 
 log = logging.getLogger(__name__)
 # about 1.5 s of datagrams at 20,000/s (each costs ~2 KB of kernel memory): room for the
@@ -214,9 +214,16 @@ class Collector:
         """Decode, verify and apply one datagram from ADDRESS."""
         now = self.clock()
         try:
-            packet = decode(
+            packet = decode_datagram(
                 data, self.keys, allow_unsigned=self.allow_unsigned, source=address, now=now
             )
+            if type(packet) is ProcsPacket:  # always signed
+                if self.owners or self.revoked:
+                    self._check_owner(packet)
+                check_clock(packet, now, self.clock_window)
+                self._apply_procs(packet, address)
+                return
+            assert type(packet) is Packet
             if packet.signed:
                 if self.owners or self.revoked:
                     self._check_owner(packet)
@@ -231,7 +238,16 @@ class Collector:
             return
         self._apply(packet, now, address)
 
-    def _check_owner(self, packet: Packet) -> None:
+    def _apply_procs(self, packet: ProcsPacket, address: str) -> None:
+        try:
+            with self.lock:
+                self.table.accept_procs(packet)
+        except Rejected as exc:
+            self._reject(exc, address)
+            return
+        self.stats.accepted += 1
+
+    def _check_owner(self, packet: Packet | ProcsPacket) -> None:
         key_id = packet.key_id or ""
         if key_id in self.revoked:
             raise Rejected("revoked", f"key {key_id} was revoked")

@@ -28,10 +28,18 @@ from bramble.master.events import Hub
 from bramble.master.health import Health
 from bramble.master.history import HistoryWriter, Row
 from bramble.master.history_reader import HistoryReader
-from bramble.master.nodes import DOWN, NodeState, NodeTable
+from bramble.master.nodes import DOWN, NodeState, NodeTable, filesystems
 from bramble.master.replay import ReplayStore, Window
 from bramble.master.silences import Silences
-from bramble.master.views import AlertView, Change, HealthView, NodeView, Snapshot, Stats
+from bramble.master.views import (
+    AlertView,
+    Change,
+    HealthView,
+    NodeView,
+    ProcessesView,
+    Snapshot,
+    Stats,
+)
 from bramble.telemetry.metrics import stored_values, values
 from bramble.telemetry.wire import Sample
 
@@ -311,9 +319,18 @@ class Live:
             return self.table.views(time.time())
 
     def node(self, name: str) -> NodeView | None:
-        """One node's view, or None."""
+        """One node's view, with its filesystems; or None."""
         with self.lock:
-            return self.table.view(name, time.time())
+            view = self.table.view(name, time.time())
+            state = self.table.nodes.get(name)
+            if view is not None and state is not None and state.sample is not None:
+                view["filesystems"] = filesystems(state.sample)
+            return view
+
+    def processes(self, name: str) -> ProcessesView | None:
+        """One node's latest top processes, or None for an unknown node."""
+        with self.lock:
+            return self.table.processes(name)
 
     def stats(self) -> Stats:
         """Datagrams accepted and rejected, the rate, the node count, and what fails."""

@@ -14,9 +14,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bramble.master.views import Change, NodeView, SampleView, Status
+from bramble.master.views import (
+    Change,
+    FilesystemView,
+    NodeView,
+    ProcessesView,
+    SampleView,
+    Status,
+)
 from bramble.telemetry.metrics import RATES, values
-from bramble.telemetry.wire import Packet, Rejected, Sample
+from bramble.telemetry.wire import Packet, Proc, ProcsPacket, Rejected, Sample
 
 UP: Literal["up"] = "up"
 STALE: Literal["stale"] = "stale"
@@ -39,6 +46,8 @@ class NodeState:
         "net_rx",
         "net_totals",
         "net_tx",
+        "procs",
+        "procs_ts",
         "rates",
         "rebooted_at",
         "sample",
@@ -68,6 +77,9 @@ class NodeState:
         order; None across a reboot)."""
         self.rates: dict[str, float] = {}
         """disk_read, disk_write, swap_in, swap_out: those its last two samples had."""
+        self.procs: tuple[Proc, ...] = ()
+        self.procs_ts: float | None = None
+        """Its latest process datagram's rows and clock (None: none in this boot yet)."""
 
 
 def _counters(sample: Sample) -> tuple[int | None, ...]:
@@ -98,6 +110,20 @@ def sample_view(sample: Sample, ts: float) -> SampleView:
         "diskio": sample.diskio,
         "fs": sample.fs,
     }
+
+
+def filesystems(sample: Sample) -> list[FilesystemView]:
+    """A sample's real filesystems, each with its use in per cent."""
+    return [
+        {
+            "mount": mount,
+            "total": total,
+            "used": used,
+            "free": free,
+            "used_percent": round(100.0 * used / total, 1) if total > 0 else 0.0,
+        }
+        for mount, (total, used, free) in sample.fs.items()
+    ]
 
 
 def _check_newer(packet: Packet, boot: int, seq: int, ts: float) -> None:
@@ -223,6 +249,7 @@ class NodeTable:
                 state.rebooted_at = now
                 state.net_totals = None
                 state.counters = None
+                state.procs, state.procs_ts = (), None  # the processes of the last boot
                 changes.append(
                     Change(
                         ts=now, node=packet.node, kind="rebooted", message=f"{packet.node} rebooted"
@@ -274,6 +301,33 @@ class NodeTable:
         if address:
             state.address = address
         self.dirty.add(state.name)
+
+    def accept_procs(self, packet: ProcsPacket) -> None:
+        """Take a verified process datagram: NODE's latest processes (no history kept).
+
+        Raises Rejected("unknown_node") for a node with no signed sample yet (its sample,
+        sent first, was lost) and Rejected("replay") unless it is newer than the node's last
+        datagram in the same boot.
+        """
+        state = self.nodes.get(packet.node)
+        if state is None or not state.signed:
+            raise Rejected("unknown_node", f"processes of {packet.node!r} before its samples")
+        if packet.boot != state.boot or packet.seq <= state.seq:
+            raise Rejected("replay", f"processes of boot {packet.boot} seq {packet.seq}")
+        state.seq = packet.seq
+        state.procs, state.procs_ts = packet.procs, packet.ts
+
+    def processes(self, name: str) -> ProcessesView | None:
+        """NAME's latest processes, or None for a node not in the table."""
+        state = self.nodes.get(name)
+        if state is None:
+            return None
+        return {
+            "ts": state.procs_ts,
+            "processes": [
+                {"name": p.name, "pid": p.pid, "cpu": p.cpu, "rss": p.rss} for p in state.procs
+            ],
+        }
 
     def forget(self, name: str) -> None:
         """Drop NAME from the table, keeping its replay window."""

@@ -90,6 +90,36 @@ class Rates(TypedDict):
     swap_out: NotRequired[Annotated[float, Field(description="pages/s swapped out")]]
 
 
+class FilesystemView(TypedDict):
+    """One real filesystem of a node, from its latest sample."""
+
+    mount: Annotated[str, Field(description="mount point")]
+    total: Annotated[int, Field(description="size, bytes")]
+    used: Annotated[int, Field(description="bytes in use")]
+    free: Annotated[int, Field(description="bytes free for unprivileged users")]
+    used_percent: Annotated[float, Field(description="used, per cent of the size (0.1)")]
+
+
+class ProcessView(TypedDict):
+    """One of a node's top processes (by CPU or by memory)."""
+
+    name: Annotated[str, Field(description="its name (comm, at most 15 characters)")]
+    pid: int
+    cpu: Annotated[
+        float, Field(description="per cent of one core over the agent's last N intervals")
+    ]
+    rss: Annotated[int, Field(description="resident memory, bytes")]
+
+
+class ProcessesView(TypedDict):
+    """A node's latest process datagram: its 5 busiest and 5 largest processes."""
+
+    ts: Annotated[
+        float | None, Field(description="the node's clock when it read them; null: none yet")
+    ]
+    processes: list[ProcessView]
+
+
 class NodeView(TypedDict):
     """One node as the master sees it: liveness, its latest sample and its metrics."""
 
@@ -114,6 +144,12 @@ class NodeView(TypedDict):
             "used, network rates, ...): what history stores and /metrics exports, computed "
             "once here"
         ),
+    ]
+    filesystems: NotRequired[
+        Annotated[
+            list[FilesystemView],
+            Field(description="its real filesystems (in `/api/nodes/{name}` only)"),
+        ]
     ]
 
 

@@ -201,6 +201,8 @@ class TelemetrySpec(_Model):
     max_nodes: int = Field(default=1024, ge=1, le=65536)
     admit: Literal["spec", "any"] = "spec"
     engine: Literal["auto", "compiled", "python"] = "auto"
+    procs_every: int = Field(default=10, ge=0, le=1_000_000)
+    """Intervals between two datagrams of the node's top processes; 0: none."""
 
     @field_validator("interval")
     @classmethod

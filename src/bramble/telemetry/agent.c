@@ -9,7 +9,9 @@
  * apart. Where this program cannot be built, the Python agent runs instead.
  *
  * Per interval: one sigwait, a pread of each kept-open /proc and /sys file, the JSON built
- * in one buffer, HMAC-SHA256 from precomputed pads, one sendto per destination.
+ * in one buffer, HMAC-SHA256 from precomputed pads, one sendto per destination. Every
+ * --procs-every intervals, a pread of every process's stat (kept open too) and a second,
+ * small datagram of the top processes (read_procs, encode_procs).
  *
  * Numbers are kept in 64 bits on every board, 32-bit ARM included, and what does not fit
  * is refused on purpose, as the Python agent refuses it (see the parsers). Every text is
@@ -38,6 +40,7 @@
 #include <dirent.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +68,16 @@
 #define PATH_ROOM 4096
 #define DISK_EVERY 10
 #define SIG_SCHEME "hmac-sha256"
+/* The process datagram (wire.py has the same numbers): the TOP_PROCS busiest processes and
+   the TOP_PROCS largest, names cut to MAX_PROC_NAME bytes, at most MAX_PROCS_READ read. */
+#define TOP_PROCS 5
+#define MAX_PROCS (2 * TOP_PROCS)
+#define MAX_PROC_NAME 15
+#define MAX_PROCS_READ 4096
+#define MAX_PID 4194304
+#define MAX_PROC_CPU 1000000.0
+#define PROCS_EVERY 10
+#define MAX_PROCS_EVERY 1000000
 
 static const char *CPUFREQ_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq";
 static const char *THERMAL_PATH = "/sys/class/thermal/thermal_zone0/temp";
@@ -617,7 +630,9 @@ typedef struct {
 static struct {
     int stat, meminfo, loadavg, netdev, uptime, freq, temp;
     int throttled, vmstat, diskstats, mountinfo; /* -1 where the board has none */
-    const char *disk_path, *fs_root;
+    const char *disk_path, *fs_root, *proc;
+    uint64_t jiffies; /* all cores' jiffies at the last sample, and how many cores */
+    int cores;
     int has_model;
     char model[MAX_MODEL + 1];
     int has_root; /* the root filesystem's device, for its disk I/O */
@@ -1060,6 +1075,7 @@ static void sampler_open(const char *proc, const char *freq, const char *temp, c
     sampler.diskstats = open_in(proc, "diskstats", -1);
     sampler.mountinfo = open_in(proc, "self/mountinfo", -1);
     sampler.fs_root = fs_root;
+    sampler.proc = proc;
     int model = open_in(proc, "device-tree/model", -1);
     if (model != -1) {
         size_t n = read_file(&file_text, model, FILE_LIMIT);
@@ -1098,6 +1114,8 @@ static void sample(sample_t *s) {
     if (!kept) s->cpuusage = 0.0;
     s->n_cores = kept ? kept - 1 : 0;
     memcpy(sampler.last, now, sizeof(uint64_t) * 2 * (size_t)kept);
+    sampler.jiffies = kept ? now[0] : 0;
+    sampler.cores = kept ? lines - 1 : 0;
 
     read_file(&file_text, sampler.meminfo, sampler.meminfo_size);
     parse_meminfo(s, file_text.text);
@@ -1156,6 +1174,210 @@ static void sample(sample_t *s) {
     }
     read_file(&net_text, sampler.netdev, FILE_LIMIT);
     parse_net_dev(s, net_text.text);
+}
+
+/* ---- processes ---- */
+
+typedef struct {
+    int pid;
+    uint64_t start, ticks; /* start time after boot, CPU time (utime + stime), in ticks */
+    int fd; /* its stat kept open for the next round (-1: not kept) */
+} seen_t;
+
+typedef struct {
+    char name[MAX_PROC_NAME + 1]; /* UTF-8 without control characters */
+    size_t len;
+    int pid;
+    uint64_t used, rss; /* ticks in the round, resident bytes */
+    double cpu;
+} proc_t;
+
+static struct {
+    seen_t a[MAX_PROCS_READ], b[MAX_PROCS_READ];
+    seen_t *last, *now;
+    int n_last, rounds, max_kept;
+    uint64_t last_jiffies, page;
+} procs = {.last = procs.a, .now = procs.b};
+
+/* A process name as proc_name in sample.py: the first MAX_PROC_NAME bytes; if UTF-8, each
+   control character (C0, DEL, C1) made '?'; if not, each byte outside printable ASCII. */
+static void proc_name(const unsigned char *raw, size_t n, proc_t *p) {
+    if (n > MAX_PROC_NAME) n = MAX_PROC_NAME;
+    p->len = 0;
+    if (!is_utf8(raw, n)) {
+        for (size_t i = 0; i < n; i++)
+            p->name[p->len++] = raw[i] >= 0x20 && raw[i] < 0x7f ? (char)raw[i] : '?';
+    } else {
+        for (size_t i = 0, len; i < n; i += len) {
+            uint32_t code;
+            len = utf8(raw + i, n - i, &code);
+            if (code < 0x20 || (code >= 0x7f && code < 0xa0)) {
+                p->name[p->len++] = '?';
+            } else {
+                memcpy(p->name + p->len, raw + i, len);
+                p->len += len;
+            }
+        }
+    }
+    p->name[p->len] = 0;
+}
+
+/* One /proc/PID/stat (N bytes, NULs and all) as parse_proc_stat in sample.py: the name, the
+   CPU ticks, the start time and the resident pages; 0 when it is not that. */
+static int parse_proc_stat(const char *text, size_t n, proc_t *p, uint64_t *ticks,
+                           uint64_t *start, uint64_t *pages) {
+    const char *open_at = memchr(text, '(', n), *close_at = NULL;
+    for (size_t i = n; i > 0 && !close_at; i--)
+        if (text[i - 1] == ')') close_at = text + i - 1;
+    if (!open_at || !close_at || close_at < open_at) return 0;
+    const char *p_at = close_at + 1, *stop = text + n, *word[22], *word_end[22];
+    int words = 0;
+    while (words < 22) {
+        while (p_at < stop && space(*p_at)) p_at++;
+        if (p_at == stop) break;
+        word[words] = p_at;
+        while (p_at < stop && !space(*p_at)) p_at++;
+        word_end[words++] = p_at;
+    }
+    if (words < 22) return 0;
+    static const int at[4] = {11, 12, 19, 21};
+    uint64_t value[4];
+    for (int k = 0; k < 4; k++) {
+        const char *q = word[at[k]];
+        int over = 0;
+        value[k] = digits(&q, &over);
+        if (q != word_end[at[k]] || over) return 0;
+    }
+    for (int k = 0; k < 4; k++)
+        if (value[k] > TOP) return 0;
+    *ticks = value[0] + value[1];
+    *start = value[2];
+    *pages = value[3];
+    proc_name((const unsigned char *)open_at + 1, (size_t)(close_at - open_at - 1), p);
+    return 1;
+}
+
+/* The pid a /proc entry names: digits without a leading zero, at most MAX_PID; else 0. */
+static int entry_pid(const char *name) {
+    size_t n = strlen(name);
+    if (!n || n > 7 || name[0] == '0') return 0;
+    int pid = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] < '0' || name[i] > '9') return 0;
+        pid = pid * 10 + (name[i] - '0');
+    }
+    return pid <= MAX_PID ? pid : 0;
+}
+
+static int by_pid(const void *a, const void *b) {
+    int x = ((const seen_t *)a)->pid, y = ((const seen_t *)b)->pid;
+    return (x > y) - (x < y);
+}
+
+/* Whether A goes before B among the busiest (BY_RSS: the largest): more first, then by pid. */
+static int before(const proc_t *a, const proc_t *b, int by_rss) {
+    uint64_t x = by_rss ? a->rss : a->used, y = by_rss ? b->rss : b->used;
+    return x != y ? x > y : a->pid < b->pid;
+}
+
+/* ITEM into TOP (N of them, at most TOP_PROCS), in order. */
+static void keep_top(proc_t *top, int *n, const proc_t *item, int by_rss) {
+    int at = *n;
+    if (at == TOP_PROCS) {
+        if (!before(item, &top[TOP_PROCS - 1], by_rss)) return;
+        at--;
+    } else {
+        (*n)++;
+    }
+    for (; at > 0 && before(item, &top[at - 1], by_rss); at--) top[at] = top[at - 1];
+    top[at] = *item;
+}
+
+/* One round of ProcReader.read in sample.py: every process's stat read; into OUT (room for
+   MAX_PROCS) the busiest then the largest not among them, each with its CPU share of one
+   core over the round. How many; -1 for the first round (nothing to compare with yet). */
+static int read_procs(proc_t *out) {
+    proc_t busy[TOP_PROCS], large[TOP_PROCS];
+    int n_busy = 0, n_large = 0, n_now = 0, count = 0, kept = 0;
+    DIR *dir = opendir(sampler.proc);
+    struct dirent *entry;
+    static char text[4097];
+    while (dir && (entry = readdir(dir)) != NULL) {
+        int pid = entry_pid(entry->d_name);
+        if (!pid) continue;
+        if (count == MAX_PROCS_READ) break;
+        count++;
+        /* A process's stat stays open from one round to the next: a pread is a third of
+           the cost of an open, a read and a close. Once its process has ended, the read
+           fails (a new process of the same pid is another file): open it again. */
+        seen_t key = {pid, 0, 0, -1}, *last = NULL;
+        if (procs.rounds) last = bsearch(&key, procs.last, (size_t)procs.n_last, sizeof key, by_pid);
+        int fd = last ? last->fd : -1;
+        if (last) last->fd = -1;
+        ssize_t got = fd == -1 ? -1 : pread(fd, text, 4096, 0);
+        if (got <= 0 && fd != -1) {
+            close(fd);
+            fd = -1;
+        }
+        if (fd == -1) {
+            char path[64];
+            int len = snprintf(path, sizeof path, "%s/stat", entry->d_name);
+            if (len < 0 || (size_t)len >= sizeof path) continue;
+            fd = openat(dirfd(dir), path, O_RDONLY | O_CLOEXEC);
+            if (fd == -1) continue; /* it has ended */
+            got = pread(fd, text, 4096, 0);
+        }
+        proc_t p;
+        uint64_t ticks, start, pages, rss;
+        if (got < 0 || !parse_proc_stat(text, (size_t)got, &p, &ticks, &start, &pages)) {
+            close(fd);
+            continue;
+        }
+        if (kept < procs.max_kept) kept++;
+        else {
+            close(fd);
+            fd = -1;
+        }
+        key.start = start;
+        key.ticks = ticks;
+        key.fd = fd;
+        procs.now[n_now++] = key;
+        p.pid = pid;
+        p.used = last && last->start == start ? (ticks >= last->ticks ? ticks - last->ticks : 0)
+                                              : ticks;
+        p.rss = __builtin_mul_overflow(pages, procs.page, &rss) || rss > TOP ? 0 : rss;
+        if (p.used > 0) keep_top(busy, &n_busy, &p, 0);
+        if (p.rss > 0) keep_top(large, &n_large, &p, 1);
+    }
+    if (dir) closedir(dir);
+    for (int i = 0; i < procs.n_last; i++) /* processes that have ended, or were not read */
+        if (procs.last[i].fd != -1) close(procs.last[i].fd);
+    qsort(procs.now, (size_t)n_now, sizeof(seen_t), by_pid);
+    seen_t *swap = procs.last;
+    procs.last = procs.now;
+    procs.now = swap;
+    procs.n_last = n_now;
+    int64_t span = (int64_t)sampler.jiffies - (int64_t)procs.last_jiffies;
+    procs.last_jiffies = sampler.jiffies;
+    if (!procs.rounds++) return -1;
+    int n = 0;
+    for (int i = 0; i < n_busy; i++) out[n++] = busy[i];
+    for (int i = 0; i < n_large; i++) {
+        int known = 0;
+        for (int k = 0; k < n_busy; k++) known |= busy[k].pid == large[i].pid;
+        if (!known) out[n++] = large[i];
+    }
+    uint64_t cores = sampler.cores > 1 ? (uint64_t)sampler.cores : 1, share;
+    for (int i = 0; i < n; i++) {
+        if (span <= 0) out[i].cpu = 0.0;
+        else if (__builtin_mul_overflow(out[i].used, 100 * cores, &share) || share >= EXACT)
+            out[i].cpu = MAX_PROC_CPU;
+        else {
+            double cpu = (double)share / (double)span;
+            out[i].cpu = cpu < MAX_PROC_CPU ? cpu : MAX_PROC_CPU;
+        }
+    }
+    return n;
 }
 
 /* ---- encoding ---- */
@@ -1265,28 +1487,65 @@ static size_t body(char *buf, size_t size, const sample_t *s, long long seq, dou
     return o.full ? size + 1 : (size_t)(o.at - buf);
 }
 
+/* The signature spliced into BODY (N bytes, ending in a brace) in OUT; the length, or 0. */
+static size_t signed_length(char *out, size_t n) {
+    static const char mark[] = ",\"sig\":\"" SIG_SCHEME ":";
+    char hex[65];
+    hmac_hex(out, n, hex);
+    out_t o = {out + n - 1, out + MAX_DATAGRAM, 0}; /* the signature replaces the brace */
+    put(&o, mark, sizeof mark - 1);
+    puts_(&o, fixed.key_id);
+    put(&o, ":", 1);
+    put(&o, hex, 64);
+    put(&o, "\"}", 2);
+    return o.full ? 0 : (size_t)(o.at - out);
+}
+
 /* One signed datagram for S into OUT (at least MAX_DATAGRAM bytes); its length, or 0 when
    it cannot fit. As wire.encode: shrink step by step until it fits. */
 static size_t encode(char *out, const sample_t *s, long long seq, double ts) {
     static const int steps[6][5] = {{3, MAX_IFACES, 16, 1, 1}, {2, MAX_IFACES, 16, 1, 1},
                                     {2, 2, 16, 1, 1},          {2, 2, 16, 0, 1},
                                     {2, 0, 8, 0, 1},           {2, 0, 8, 0, 0}};
-    static const char mark[] = ",\"sig\":\"" SIG_SCHEME ":";
     size_t room = MAX_DATAGRAM - (strlen(SIG_SCHEME) + strlen(fixed.key_id) + 77);
     for (int step = 0; step < 6; step++) {
         int n_net = steps[step][1] < s->n_net ? steps[step][1] : s->n_net;
         size_t n = body(out, room, s, seq, ts, steps[step][0], n_net, steps[step][2],
                         steps[step][3], steps[step][4]);
         if (n > room) continue;
-        char hex[65];
-        hmac_hex(out, n, hex);
-        out_t o = {out + n - 1, out + MAX_DATAGRAM, 0}; /* the signature replaces the brace */
-        put(&o, mark, sizeof mark - 1);
-        puts_(&o, fixed.key_id);
-        put(&o, ":", 1);
-        put(&o, hex, 64);
-        put(&o, "\"}", 2);
-        return o.full ? 0 : (size_t)(o.at - out);
+        return signed_length(out, n);
+    }
+    return 0;
+}
+
+/* One signed process datagram for the N processes of P into OUT (at least MAX_DATAGRAM
+   bytes), as wire.encode_procs: the last rows left out until it fits; its length, or 0. */
+static size_t encode_procs(char *out, const proc_t *p, int n, long long seq, double ts) {
+    size_t room = MAX_DATAGRAM - (strlen(SIG_SCHEME) + strlen(fixed.key_id) + 77);
+    for (int rows = n; rows >= 0; rows--) {
+        out_t o = {out, out + room, 0};
+        puts_(&o, "{\"v\":1,\"node\":");
+        put_quoted(&o, (const unsigned char *)fixed.node, strlen(fixed.node));
+        puts_(&o, ",\"boot\":");
+        put_int(&o, fixed.boot);
+        puts_(&o, ",\"seq\":");
+        put_int(&o, seq);
+        puts_(&o, ",\"ts\":");
+        put_num(&o, ts, 3);
+        puts_(&o, ",\"procs\":[");
+        for (int i = 0; i < rows; i++) {
+            put(&o, i ? ",[" : "[", i ? 2 : 1);
+            put_quoted(&o, (const unsigned char *)p[i].name, p[i].len);
+            put(&o, ",", 1);
+            put_int(&o, p[i].pid);
+            put(&o, ",", 1);
+            put_num(&o, p[i].cpu, 1);
+            put(&o, ",", 1);
+            put_uint(&o, p[i].rss);
+            put(&o, "]", 1);
+        }
+        put(&o, "]}", 2);
+        if (!o.full) return signed_length(out, (size_t)(o.at - out));
     }
     return 0;
 }
@@ -1442,7 +1701,9 @@ static double monotonic(void) {
 static const char USAGE[] =
     "usage: bramble-agent --node NAME --group ADDR --port N --interval S --key-fd FD "
     "[--ttl N] [--interface ADDR] [--unicast HOST:PORT]... [--count N] [--boot N] "
+    "[--procs-every N] "
     "[--proc DIR] [--sys DIR] [--fs-root DIR] [--cpufreq FILE] [--thermal FILE] [--disk PATH] "
+    "[--page-size N] "
     "[--stdout] [--seq N] [--ts T]"
     "; or bramble-agent --selftest";
 
@@ -1501,6 +1762,43 @@ static const char *read_key(int fd) {
     return key_text;
 }
 
+/* DATAGRAM (N bytes) to every target, or as a line on stdout (TO_STDOUT); 0 when stdout
+   fails. Each destination's outage is told once when it starts and once when it ends. */
+static int deliver(target_t *targets, int n_targets, char *datagram, size_t n, int to_stdout,
+                   long long *failures) {
+    if (to_stdout) {
+        datagram[n] = '\n';
+        return write(1, datagram, n + 1) == (ssize_t)(n + 1);
+    }
+    for (int i = 0; i < n_targets; i++) {
+        target_t *t = &targets[i];
+        const char *error = NULL;
+        if (!t->resolved) t->resolved = resolve(t);
+        if (t->resolved && i == 0 && !t->connected)
+            t->connected = !connect(t->fd, (struct sockaddr *)&t->address, sizeof t->address);
+        if (!t->resolved) error = "cannot resolve the address";
+        else if ((t->connected ? send(t->fd, datagram, n, 0)
+                               : sendto(t->fd, datagram, n, 0, (struct sockaddr *)&t->address,
+                                        sizeof t->address)) < 0)
+            error = strerror(errno);
+        if (error) {
+            t->failed++;
+            (*failures)++;
+            if (t->outage_since < 0) {
+                t->outage_since = monotonic();
+                say("bramble agent: cannot send to %s:%d: %s (will keep trying)", t->host, t->port,
+                    error);
+            }
+        } else if (t->outage_since >= 0) {
+            say("bramble agent: sending to %s:%d again after %.1f s (%lld sends failed)", t->host,
+                t->port, monotonic() - t->outage_since, t->failed);
+            t->outage_since = -1;
+            t->failed = 0;
+        }
+    }
+    return 1;
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "--selftest")) return selftest();
     const char *node = NULL, *group = NULL, *interface = "", *proc = "/proc";
@@ -1508,7 +1806,7 @@ int main(int argc, char **argv) {
     const char *unicast[MAX_TARGETS];
     int n_unicast = 0, port = -1, ttl = 1, key_fd = -1, to_stdout = 0, fixed_ts = 0;
     double interval = 0, ts_value = 0;
-    long long count = 0, boot = 0, first_seq = -1;
+    long long count = 0, boot = 0, first_seq = -1, procs_every = PROCS_EVERY, page_size = 0;
     for (int i = 1; i < argc; i += 2) {
         const char *flag = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(flag, "--stdout")) {
@@ -1525,6 +1823,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(flag, "--interface")) interface = value;
         else if (!strcmp(flag, "--key-fd")) key_fd = (int)number(flag, value, 1 << 30);
         else if (!strcmp(flag, "--count")) count = number(flag, value, MAX_COUNT);
+        else if (!strcmp(flag, "--procs-every")) procs_every = number(flag, value, MAX_PROCS_EVERY);
         else if (!strcmp(flag, "--boot")) boot = number(flag, value, INT64_MAX);
         else if (!strcmp(flag, "--proc")) proc = value;
         else if (!strcmp(flag, "--sys")) sys = value;
@@ -1532,6 +1831,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(flag, "--cpufreq")) freq = value;
         else if (!strcmp(flag, "--thermal")) temp = value;
         else if (!strcmp(flag, "--disk")) disk = value;
+        else if (!strcmp(flag, "--page-size")) page_size = number(flag, value, 1 << 30);
         else if (!strcmp(flag, "--seq")) first_seq = number(flag, value, MAX_COUNT);
         else if (!strcmp(flag, "--ts")) {
             ts_value = decimal(value);
@@ -1560,6 +1860,15 @@ int main(int argc, char **argv) {
 
     fixed.key_id = read_key(key_fd);
     sampler_open(proc, freq, temp, disk, sys, fs_root);
+    long page = sysconf(_SC_PAGESIZE);
+    procs.page = page_size ? (uint64_t)page_size : page > 0 ? (uint64_t)page : 4096;
+    /* Stat files kept open between rounds: at most 512, and within the open file limit
+       while a round holds the last round's and its own (all new after a storm of forks). */
+    struct rlimit files;
+    procs.max_kept = 512;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
+        files.rlim_cur < 2 * 512 + 64)
+        procs.max_kept = files.rlim_cur > 64 ? (int)(files.rlim_cur - 64) / 2 : 0;
     read_file(&file_text, sampler.stat, FILE_LIMIT);
     fixed.node = node;
     fixed.boot = boot ? boot : parse_btime(file_text.text);
@@ -1594,7 +1903,7 @@ int main(int argc, char **argv) {
         clock_gettime(CLOCK_BOOTTIME, &t);
         seq = (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
     }
-    long long last_seq = count ? seq + count : -1, sent = 0, failures = 0;
+    long long sent = 0, failures = 0;
     double first = interval < 0.2 ? interval : 0.2;
     struct itimerval timer = {
         {(time_t)interval, (suseconds_t)((interval - (double)(time_t)interval) * 1e6)},
@@ -1606,6 +1915,8 @@ int main(int argc, char **argv) {
 
     static sample_t s;
     static char datagram[MAX_DATAGRAM + 1];
+    static proc_t top[MAX_PROCS];
+    long long intervals = 0;
     int signal_number;
     while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGALRM) {
         seq++;
@@ -1613,43 +1924,20 @@ int main(int argc, char **argv) {
         struct timespec wall;
         clock_gettime(CLOCK_REALTIME, &wall);
         double ts = fixed_ts ? ts_value : (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
+        /* Every procs_every intervals the top processes, from the second reading on; read
+           with the sample, before anything is sent. */
+        int rows = procs_every && intervals % procs_every == 0 ? read_procs(top) : -1;
+        intervals++;
         size_t n = encode(datagram, &s, seq, ts);
-        if (!n) {
-            say("bramble agent: a sample did not fit in %d bytes; skipped", MAX_DATAGRAM);
-        } else if (to_stdout) {
-            datagram[n] = '\n';
-            if (write(1, datagram, n + 1) != (ssize_t)(n + 1)) break;
-        } else {
-            /* Each destination's outage is told once when it starts and once when it ends. */
-            for (int i = 0; i < n_targets; i++) {
-                target_t *t = &targets[i];
-                const char *error = NULL;
-                if (!t->resolved) t->resolved = resolve(t);
-                if (t->resolved && i == 0 && !t->connected)
-                    t->connected = !connect(t->fd, (struct sockaddr *)&t->address, sizeof t->address);
-                if (!t->resolved) error = "cannot resolve the address";
-                else if ((t->connected ? send(t->fd, datagram, n, 0)
-                                       : sendto(t->fd, datagram, n, 0, (struct sockaddr *)&t->address,
-                                                sizeof t->address)) < 0)
-                    error = strerror(errno);
-                if (error) {
-                    t->failed++;
-                    failures++;
-                    if (t->outage_since < 0) {
-                        t->outage_since = monotonic();
-                        say("bramble agent: cannot send to %s:%d: %s (will keep trying)", t->host,
-                            t->port, error);
-                    }
-                } else if (t->outage_since >= 0) {
-                    say("bramble agent: sending to %s:%d again after %.1f s (%lld sends failed)",
-                        t->host, t->port, monotonic() - t->outage_since, t->failed);
-                    t->outage_since = -1;
-                    t->failed = 0;
-                }
-            }
-        }
+        if (!n) say("bramble agent: a sample did not fit in %d bytes; skipped", MAX_DATAGRAM);
+        else if (!deliver(targets, n_targets, datagram, n, to_stdout, &failures)) break;
         sent++;
-        if (seq == last_seq) {
+        if (rows >= 0) {
+            n = encode_procs(datagram, top, rows, ++seq, ts);
+            if (n && !deliver(targets, n_targets, datagram, n, to_stdout, &failures)) break;
+            if (n) sent++;
+        }
+        if (intervals == count) {
             /* --count: say what was done, as the Python agent does. */
             if (!to_stdout) {
                 char line[400];

@@ -20,7 +20,7 @@ import sys
 import time
 
 from bramble.telemetry.encode import Encoder
-from bramble.telemetry.sample import Sampler
+from bramble.telemetry.sample import ProcReader, Sampler
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 BOOT_ENV = "BRAMBLE_BOOT_ID"
 ENGINES = ("auto", "compiled", "python")
+PROCS_EVERY = 10
+"""Intervals between two process datagrams (0: none), by default."""
+MAX_PROCS_EVERY = 1_000_000
 
 
 def _log(message: str) -> None:
@@ -56,6 +59,7 @@ class AgentConfig:
         "limit",
         "node",
         "port",
+        "procs_every",
         "sysfs",
         "targets",
         "ttl",
@@ -76,6 +80,7 @@ class AgentConfig:
         limit: int = 0,
         engine: str = "auto",
         sysfs: str = "/sys",
+        procs_every: int = PROCS_EVERY,
     ) -> None:
         self.node = node
         self.group = group
@@ -90,6 +95,7 @@ class AgentConfig:
         self.limit = limit
         self.engine = engine
         self.sysfs = sysfs
+        self.procs_every = procs_every
 
 
 def _targets(unicast: list[str], port: int) -> list[str]:
@@ -106,6 +112,7 @@ def lean_argv(
     boot: int | None = None,
     engine: str | None = None,
     sysfs: str | None = None,
+    procs_every: int | None = None,
 ) -> list[str]:
     """The lean agent's command line for SPEC (KEY_ARGS: `--key-fd N` or `--secrets FILE`)."""
     tel = spec.telemetry
@@ -121,6 +128,7 @@ def lean_argv(
         "--ttl", str(tel.ttl),
         "--interface", tel.interface,
         "--engine", engine or tel.engine,
+        "--procs-every", str(tel.procs_every if procs_every is None else procs_every),
         *key_args,
     ]  # fmt: skip
     for target in _targets(tel.unicast, tel.port):
@@ -142,6 +150,7 @@ def exec_lean(
     count: int,
     boot_id: int | None = None,
     engine: str | None = None,
+    procs_every: int | None = None,
 ) -> None:
     """Become the lean agent for SPEC, signing with KEY_ID and KEY (`bramble agent`, once it
     has loaded and checked the spec)."""
@@ -153,6 +162,8 @@ def exec_lean(
         raise BrambleError(f"--interval must be more than 0 and at most {MAX_INTERVAL} seconds")
     if engine is not None and engine not in ENGINES:
         raise BrambleError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if procs_every is not None and not 0 <= procs_every <= MAX_PROCS_EVERY:
+        raise BrambleError(f"--procs-every must be 0 (off) to {MAX_PROCS_EVERY} intervals")
     read_end = key_pipe(key_id, key)
     argv = lean_argv(
         spec,
@@ -161,6 +172,7 @@ def exec_lean(
         key_args=["--key-fd", str(read_end)],
         boot=boot_id,
         engine=engine,
+        procs_every=procs_every,
     )
     argv += ["--count", str(count)]
     sys.stdout.flush()
@@ -202,6 +214,7 @@ def compiled_argv(config: AgentConfig, key_fd: int) -> list[str]:
         "--key-fd", str(key_fd),
         "--count", str(config.limit),
         "--boot", str(config.boot),
+        "--procs-every", str(config.procs_every),
     ]  # fmt: skip
     for host, port in config.targets:
         argv += ["--unicast", f"{host}:{port}"]
@@ -305,7 +318,9 @@ class _Outage:
 
 
 def run(config: AgentConfig) -> int:
-    """Send one signed datagram per interval until SIGTERM/SIGINT or COUNT datagrams."""
+    """Send one signed datagram per interval until SIGTERM/SIGINT or COUNT intervals, and
+    every `procs_every` intervals a process datagram (from the second reading on: CPU
+    shares need two)."""
     sampler = Sampler(sysfs=config.sysfs)
     encoder = Encoder(
         node=config.node,
@@ -328,9 +343,10 @@ def run(config: AgentConfig) -> int:
     # seq starts at the milliseconds since boot and grows by one per datagram, so an agent
     # restarted within the same boot (a crash, an upgrade) carries on above every number it
     # sent before, and the master's replay window keeps accepting it.
-    first_seq = int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000)
-    last_seq = first_seq + config.limit if config.limit else -1
-    seq = first_seq
+    seq = int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000)
+    intervals = sent = 0
+    every = config.procs_every
+    reader = ProcReader() if every else None
     interval = config.interval
     # The first CPU figures cover this short pause, not the few microseconds since start-up.
     _signal.setitimer(_signal.ITIMER_REAL, min(interval, 0.2), interval)
@@ -338,18 +354,27 @@ def run(config: AgentConfig) -> int:
     try:
         while sigwait(signals) == alarm:
             seq += 1
-            data = encode(sample(), seq, wall_clock())
-            for target, outage in destinations:
-                try:
-                    sock.sendto(data, target)
-                except OSError as exc:
-                    outage.failure(time.monotonic(), exc)
-                    continue
-                if outage.since is not None:
-                    outage.success(time.monotonic())
-            if seq == last_seq:
+            now = wall_clock()
+            datagrams = [encode(sample(), seq, now)]
+            if reader is not None and intervals % every == 0:
+                procs = reader.read(sampler.jiffies, sampler.cores)
+                if procs is not None:
+                    seq += 1
+                    datagrams.append(encoder.encode_procs(procs, seq, now))
+            intervals += 1
+            for data in datagrams:
+                sent += 1
+                for target, outage in destinations:
+                    try:
+                        sock.sendto(data, target)
+                    except OSError as exc:
+                        outage.failure(time.monotonic(), exc)
+                        continue
+                    if outage.since is not None:
+                        outage.success(time.monotonic())
+            if intervals == config.limit:
                 failures = sum(outage.total for _target, outage in destinations)
-                line = sent_line(config, seq - first_seq, failures)
+                line = sent_line(config, sent, failures)
                 os.write(1, f"{line}\n".encode(errors="replace"))
                 break
     finally:
@@ -359,6 +384,8 @@ def run(config: AgentConfig) -> int:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
         sock.close()
         sampler.close()
+        if reader is not None:
+            reader.close()
     return 0
 
 
@@ -376,11 +403,13 @@ _OPTIONS = {
     "--boot": "boot",
     "--engine": "engine",
     "--sys": "sysfs",
+    "--procs-every": "procs_every",
 }
 USAGE = (
     "usage: python -m bramble.telemetry.agent --node NAME --group ADDR --port N "
     "--interval S (--key-fd FD | --secrets FILE) [--ttl N] [--interface ADDR] "
-    "[--unicast HOST:PORT]... [--count N] [--boot N] [--engine auto|compiled|python] [--sys DIR]"
+    "[--unicast HOST:PORT]... [--count N] [--boot N] [--engine auto|compiled|python] "
+    "[--procs-every N] [--sys DIR]"
 )
 
 
@@ -415,6 +444,9 @@ def _parse(argv: list[str]) -> AgentConfig:
     engine = values.get("engine", "auto")
     if engine not in ENGINES:
         raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    procs_every = int(values.get("procs_every", str(PROCS_EVERY)))
+    if not 0 <= procs_every <= MAX_PROCS_EVERY:
+        raise ValueError(f"--procs-every must be 0 (off) to {MAX_PROCS_EVERY} intervals")
     targets = []
     for target in unicast:
         host, _, port = target.rpartition(":")
@@ -433,6 +465,7 @@ def _parse(argv: list[str]) -> AgentConfig:
         limit=int(values.get("count", "0")),
         engine=engine,
         sysfs=values.get("sysfs", "/sys"),
+        procs_every=procs_every,
     )
 
 

@@ -19,10 +19,14 @@ from bramble.telemetry.wire import (
     MAX_MODEL,
     MAX_MOUNT,
     MAX_NAME,
+    MAX_PROC_NAME,
+    MAX_PROCS,
     RANGES,
     SIG_MARK,
     VERSION,
     Packet,
+    Proc,
+    ProcsPacket,
     Rejected,
     Sample,
     Signer,
@@ -237,6 +241,36 @@ def _sample(obj: dict[str, object], signed: bool) -> Sample:
     )
 
 
+def _control(text: str) -> bool:
+    """Whether TEXT has a control character (C0, DEL, C1) or a lone surrogate."""
+    return any(c < " " or "\x7f" <= c < "\xa0" or "\ud800" <= c <= "\udfff" for c in text)
+
+
+def _procs(value: object) -> tuple[Proc, ...]:
+    """A process datagram's rows: at most MAX_PROCS of [name, pid, cpu %, rss bytes], names of
+    at most MAX_PROC_NAME characters without control characters, numbers in RANGES, each
+    pid once."""
+    if type(value) is not list or len(value) > MAX_PROCS:
+        raise _bad(f"procs must be a list of at most {MAX_PROCS} processes")
+    out = []
+    for row in value:
+        if type(row) is not list or len(row) != 4:
+            raise _bad("a process must be [name, pid, cpu, rss]")
+        name, pid, cpu, rss = row
+        if type(name) is not str or type(pid) is not int or type(rss) is not int:
+            raise _bad("a process must be [name, pid, cpu, rss]")
+        if len(name) > MAX_PROC_NAME or _control(name):
+            raise Rejected(
+                "bad_text", f"process names must be at most {MAX_PROC_NAME} printable characters"
+            )
+        out.append(Proc(name, pid, float(_number(cpu, "cpu")), rss))
+        _number(pid, "pid")
+        _number(rss, "rss")
+    if len({p.pid for p in out}) != len(out):
+        raise Rejected("bad_value", "a process is listed twice")
+    return tuple(out)
+
+
 def decode(
     data: bytes,
     keys: Mapping[str, bytes],
@@ -249,8 +283,24 @@ def decode(
 
     Unsigned datagrams (the original C daemon's: five keys, maybe NUL-padded) pass only when
     ALLOW_UNSIGNED; they are named by SOURCE and stamped with NOW. Nothing but Rejected is
-    ever raised, whatever the bytes.
+    ever raised, whatever the bytes. A process datagram is `bad_shape` here: see
+    `decode_datagram`.
     """
+    packet = decode_datagram(data, keys, allow_unsigned=allow_unsigned, source=source, now=now)
+    if type(packet) is not Packet:
+        raise _bad("a process datagram, not a sample")
+    return packet
+
+
+def decode_datagram(
+    data: bytes,
+    keys: Mapping[str, bytes],
+    *,
+    allow_unsigned: bool,
+    source: str,
+    now: float = 0.0,
+) -> Packet | ProcsPacket:
+    """`decode`, and process datagrams (a `procs` key, signed only) as a ProcsPacket."""
     if len(data) > MAX_DATAGRAM:
         raise Rejected("oversize", f"{len(data)} bytes")
     data = bytes(data).rstrip(b"\x00")
@@ -290,9 +340,30 @@ def decode(
         raise Rejected("not_json", "extra data after the object")
     if type(obj) is not dict:
         raise _bad("not a JSON object")
+    if "procs" in obj:
+        if signed_body is None:
+            raise Rejected("unsigned", "process datagrams must be signed")
+        node, boot, seq = _head(obj)
+        ts = float(_number(obj.get("ts"), "ts"))
+        return ProcsPacket(node, boot, seq, ts, _procs(obj["procs"]), key_id)
     sample = _sample(obj, signed_body is not None)
     if signed_body is None:
         return Packet(source, 0, 0, now, LEGACY_INTERVAL, sample, False, None)
+    node, boot, seq = _head(obj)
+    return Packet(
+        node,
+        boot,
+        seq,
+        float(_number(obj.get("ts"), "ts")),
+        float(_number(obj.get("interval"), "interval")),
+        sample,
+        True,
+        key_id,
+    )
+
+
+def _head(obj: dict[str, object]) -> tuple[str, int, int]:
+    """A signed datagram's node, boot and seq (its version checked)."""
     node = obj.get("node")
     if type(node) is not str:
         raise _bad("node must be a name")
@@ -306,19 +377,10 @@ def decode(
     _number(seq, "seq")
     if obj.get("v") != VERSION:
         raise _bad("unknown format version")
-    return Packet(
-        node,
-        boot,
-        seq,
-        float(_number(obj.get("ts"), "ts")),
-        float(_number(obj.get("interval"), "interval")),
-        sample,
-        True,
-        key_id,
-    )
+    return node, boot, seq
 
 
-def check_clock(packet: Packet, now: float, window: float) -> None:
+def check_clock(packet: Packet | ProcsPacket, now: float, window: float) -> None:
     """Reject PACKET if its sender's clock is more than WINDOW seconds from NOW."""
     if abs(packet.ts - now) > window:
         raise Rejected("clock_skew", f"{packet.ts - now:+.1f} s")

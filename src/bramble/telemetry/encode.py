@@ -22,6 +22,7 @@ from bramble.telemetry.wire import (
     MAX_NAME,
     SIG_SCHEME,
     VERSION,
+    Proc,
     Sample,
     Signer,
 )
@@ -162,6 +163,35 @@ def encode(
     raise ValueError(f"telemetry sample does not fit in {MAX_DATAGRAM} bytes")
 
 
+def encode_procs(
+    procs: list[Proc],
+    *,
+    node: str,
+    boot: int,
+    seq: int,
+    ts: float,
+    key: bytes | None,
+    key_id: str,
+) -> bytes:
+    """One process datagram for PROCS (`ProcReader.read`), signed with KEY when given:
+    `{"v":1,"node":…,"boot":…,"seq":…,"ts":…,"procs":[[name, pid, cpu %, rss bytes], …]}`.
+    The last rows are left out until it fits in MAX_DATAGRAM bytes."""
+    _check_names(node, key, key_id)
+    head = (
+        f'{{"v":{VERSION},"node":{_quote(node)},"boot":{_count(boot)},"seq":{_count(seq)},'
+        f'"ts":{_num(ts, 3)},"procs":['
+    )
+    rows = [f"[{_quote(p[0])},{_count(p[1])},{_num(p[2], 1)},{_count(p[3])}]" for p in procs]
+    room = MAX_DATAGRAM - (len(SIG_SCHEME) + len(key_id) + 77 if key is not None else 0)
+    body = f"{head}{','.join(rows)}]}}".encode("ascii")
+    while rows and len(body) > room:
+        rows.pop()
+        body = f"{head}{','.join(rows)}]}}".encode("ascii")
+    if len(body) > room:
+        raise ValueError(f"a process datagram does not fit in {MAX_DATAGRAM} bytes")
+    return sign(body, key, key_id) if key is not None else body
+
+
 _CORE_PLACES = (3,) * MAX_CORES
 if TYPE_CHECKING:
     _Shape = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], int]
@@ -254,6 +284,11 @@ class Encoder:
         outer.update(inner.digest())
         digest: str = outer.hexdigest()
         return body[:-1] + (self._sig % digest).encode()
+
+    def encode_procs(self, procs: list[Proc], seq: int, ts: float) -> bytes:
+        """One process datagram: what `encode_procs(procs, seq=SEQ, ts=TS, ...)` returns."""
+        node, boot, _interval, key, key_id = self._fixed
+        return encode_procs(procs, node=node, boot=boot, seq=seq, ts=ts, key=key, key_id=key_id)
 
     def _encode(self, sample: Sample, seq: int, ts: float) -> bytes:
         node, boot, interval, key, key_id = self._fixed

@@ -16,7 +16,18 @@ from __future__ import annotations
 import os
 import time
 
-from bramble.telemetry.wire import MAX_FS, MAX_MODEL, MAX_MOUNT, Sample
+from bramble.telemetry.wire import (
+    MAX_FS,
+    MAX_MODEL,
+    MAX_MOUNT,
+    MAX_PID,
+    MAX_PROC_CPU,
+    MAX_PROC_NAME,
+    MAX_PROCS_READ,
+    TOP_PROCS,
+    Proc,
+    Sample,
+)
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (2 MiB)
 if TYPE_CHECKING:
@@ -368,6 +379,162 @@ def read_fs(
     return out
 
 
+def proc_name(raw: bytes) -> str:
+    """A process name (its comm, the bytes between the first '(' and the last ')' of
+    /proc/PID/stat) as both agents send it: its first MAX_PROC_NAME bytes; if they are UTF-8,
+    each control character (C0, DEL, C1) made '?'; if not, each byte outside printable
+    ASCII made '?'."""
+    raw = raw[:MAX_PROC_NAME]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.translate(_ASCII_ONLY).decode("ascii")
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(["?" if c < " " or "\x7f" <= c < "\xa0" else c for c in text])
+
+
+_ASCII_ONLY = bytes([c if 0x20 <= c < 0x7F else 0x3F for c in range(256)])
+
+
+def parse_proc_stat(data: bytes) -> tuple[str, int, int, int] | None:
+    """Name, CPU time (utime + stime, in clock ticks), start time (ticks after boot) and
+    resident pages of one /proc/PID/stat; None when it is not that (fields that are not
+    plain digits, or past 2^63 - 1)."""
+    start = data.find(b"(")
+    end = data.rfind(b")")
+    if start == -1 or end < start:
+        return None
+    fields = data[end + 1 :].split(None, 23)
+    if len(fields) < 22:
+        return None
+    utime, stime, started, rss = fields[11], fields[12], fields[19], fields[21]
+    if not (utime + stime + started + rss).isdigit():  # ASCII digits (bytes)
+        return None
+    ticks, begun, pages = int(utime) + int(stime), int(started), int(rss)
+    if max(int(utime), int(stime), begun, pages) > TOP:
+        return None
+    return proc_name(data[start + 1 : end]), ticks, begun, pages
+
+
+def top_procs(rows: Sequence[tuple[str, int, int, int]], total: int, cores: int) -> list[Proc]:
+    """The busiest TOP_PROCS processes (CPU ticks used in the round, more than 0) then the
+    TOP_PROCS largest (resident bytes, more than 0) not among them; ties by pid. ROWS are
+    (name, pid, ticks used, resident bytes); TOTAL the machine's jiffies in the round over
+    CORES cores: a process's CPU % is of one core."""
+    busy = sorted([r for r in rows if r[2] > 0], key=lambda r: (-r[2], r[1]))[:TOP_PROCS]
+    large = sorted([r for r in rows if r[3] > 0], key=lambda r: (-r[3], r[1]))[:TOP_PROCS]
+    chosen = busy + [r for r in large if r not in busy]
+    out = []
+    for name, pid, used, rss in chosen:
+        share = 100 * used * cores
+        if total <= 0:
+            cpu = 0.0
+        elif share >= EXACT:
+            cpu = MAX_PROC_CPU
+        else:
+            cpu = min(share / total, MAX_PROC_CPU)
+        out.append(Proc(name, pid, cpu, rss))
+    return out
+
+
+def _pid(name: str) -> int:
+    """The pid a /proc entry names (digits without a leading zero, at most MAX_PID), or 0."""
+    if not name.isdigit() or not name.isascii() or name[0] == "0" or len(name) > 7:
+        return 0
+    pid = int(name)
+    return pid if pid <= MAX_PID else 0
+
+
+MAX_KEPT = 512
+"""Process stat files kept open between rounds at most (well within the open file limit)."""
+
+
+class ProcReader:
+    """Reads every process's /proc/PID/stat once a round; each round after the first gives
+    the top processes by CPU over the round and by memory (`top_procs`).
+
+    A process's stat file stays open from one round to the next (a pread costs a third of an
+    open, a read and a close); once its process has ended the read fails, and the file is
+    opened again (a new process of the same pid is another file)."""
+
+    def __init__(self, proc: str = "/proc", page_size: int = 0) -> None:
+        self._proc = proc
+        self._page = page_size or os.sysconf("SC_PAGE_SIZE")
+        self._last: dict[int, tuple[int, int]] | None = None  # pid: (start, ticks)
+        self._last_total = 0
+        self._fds: dict[int, int] = {}
+
+    def close(self) -> None:
+        """Close the files kept open."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}
+
+    def read(self, total: int, cores: int) -> list[Proc] | None:
+        """One round, TOTAL the machine's jiffies now (/proc/stat's cpu line) over CORES
+        cores; None for the first (there is nothing to compare with yet)."""
+        seen: dict[int, tuple[int, int]] = {}
+        rows = []
+        last = self._last
+        page = self._page
+        proc = self._proc
+        old, fds = self._fds, dict[int, int]()
+        pread = os.pread
+        try:
+            names = os.listdir(proc)
+        except OSError:
+            names = []
+        count = 0
+        for name in names:
+            pid = _pid(name)
+            if not pid:
+                continue
+            if count == MAX_PROCS_READ:
+                break
+            count += 1
+            fd = old.pop(pid, -1)
+            if fd != -1:
+                try:
+                    data = pread(fd, 4096, 0)
+                except OSError:
+                    data = b""
+                if not data:
+                    os.close(fd)
+                    fd = -1
+            if fd == -1:
+                try:
+                    fd = os.open(f"{proc}/{name}/stat", os.O_RDONLY)
+                except OSError:  # it has ended
+                    continue
+                try:
+                    data = pread(fd, 4096, 0)
+                except OSError:
+                    data = b""
+            parsed = parse_proc_stat(data)
+            if parsed is None or len(fds) == MAX_KEPT:
+                os.close(fd)
+            else:
+                fds[pid] = fd
+            if parsed is None:
+                continue
+            proc_name_, ticks, started, pages = parsed
+            seen[pid] = (started, ticks)
+            before = last.get(pid) if last is not None else None
+            used = ticks - before[1] if before is not None and before[0] == started else ticks
+            rss = pages * page
+            rows.append((proc_name_, pid, max(used, 0), rss if rss <= TOP else 0))
+        for fd in old.values():  # processes that have ended, or were not read
+            os.close(fd)
+        self._fds = fds
+        first = last is None
+        span = total - self._last_total
+        self._last, self._last_total = seen, total
+        if first:
+            return None
+        return top_procs(rows, span, max(cores, 1))
+
+
 def open_throttled(sysfs: str) -> int:
     """The firmware's get_throttled under SYSFS, opened; -1 on a board without it."""
     paths = [f"{sysfs}/{THROTTLED_PATH}"]
@@ -456,6 +623,7 @@ class Sampler:
         if model != -1:
             os.close(model)
         self._samples = 0
+        self.jiffies = self.cores = 0
         stat = _read_all(self._stat)
         self.boot = parse_btime(stat)
         self._stat_shape = stat_shape(stat)
@@ -485,6 +653,8 @@ class Sampler:
             return self._sample_again()
         before = self._last
         self._last = now
+        # what a process's CPU share is measured against (ProcReader): all cores' jiffies
+        self.jiffies, self.cores = (now[0], len(now) // 2 - 1) if now else (0, 0)
         cpu = busy_fractions(before, now)
         self._samples += 1
         if self._samples % DISK_EVERY == 1:  # disk use moves slowly; spare the syscall

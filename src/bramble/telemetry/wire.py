@@ -37,6 +37,15 @@ MAX_KEY_ID = 32
 MAX_FS = 4  # filesystems sent: the first real ones of the mount table
 MAX_MOUNT = 48  # characters of a mount point sent (printable ASCII, no space, quote or backslash)
 MAX_MODEL = 64  # characters of the board model sent (printable ASCII, no quote or backslash)
+# The process datagram: the top TOP_PROCS processes by CPU and the top TOP_PROCS by memory,
+# one row each (a process in both once), names cut to MAX_PROC_NAME bytes as the kernel's
+# comm is; each round reads at most MAX_PROCS_READ processes.
+TOP_PROCS = 5
+MAX_PROCS = 2 * TOP_PROCS
+MAX_PROC_NAME = 15
+MAX_PROCS_READ = 4096
+MAX_PID = 2**22  # PID_MAX_LIMIT
+MAX_PROC_CPU = 1_000_000.0  # percent of one core: a process past it is sent at it
 LEGACY_INTERVAL = 2.0  # the original C daemon sends every 2 s
 KEY_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -74,6 +83,9 @@ RANGES = {
     "swap": (0, 2**64 - 1),  # pages swapped in, out since boot
     "diskio": (0, 2**64 - 1),  # bytes read, written since boot
     "fs": (0, 2**64 - 1),  # bytes
+    "pid": (1, MAX_PID),
+    "cpu": (0, MAX_PROC_CPU),  # percent of one core (a busy process on 4 cores: up to 400)
+    "rss": (0, 2**63 - 1),  # bytes
 }
 # Strings: node names as MAX_NAME says; interface names as the kernel allows them (IFNAMSIZ);
 # meminfo and disk keys short. All printable: no control characters, no lone surrogates.
@@ -110,6 +122,24 @@ if TYPE_CHECKING:
         diskio: tuple[int, int] | None = None
         fs: dict[str, tuple[int, int, int]] = {}  # noqa: RUF012
 
+    class Proc(NamedTuple):
+        """One process of a process datagram."""
+
+        name: str
+        pid: int
+        cpu: float  # percent of one core, over the agent's last N intervals
+        rss: int  # bytes
+
+    class ProcsPacket(NamedTuple):
+        """A decoded, verified process datagram."""
+
+        node: str
+        boot: int
+        seq: int
+        ts: float
+        procs: tuple[Proc, ...]
+        key_id: str | None
+
     class Packet(NamedTuple):
         """A decoded, verified datagram."""
 
@@ -131,6 +161,8 @@ else:  # the same tuples without importing `typing` (2 MiB) into the agent
     )
     Sample.__doc__ = "What a node measured in one interval."
     Packet = namedtuple("Packet", "node boot seq ts interval sample signed key_id")
+    Proc = namedtuple("Proc", "name pid cpu rss")
+    ProcsPacket = namedtuple("ProcsPacket", "node boot seq ts procs key_id")
     Packet.__doc__ = "A decoded, verified datagram."
 
 
