@@ -103,11 +103,14 @@ function redraw() {
   const since = shared?.opened ? ` since ${clock(shared.opened)}` : "";
   for (const [key, pair, what] of [["disk", ["disk_read", "disk_write"], "disk I/O"],
     ["swap", ["swap_in", "swap_out"], "swap"]]) {
-    const has = inside.some((r) => pair.some((k) => r[k] != null));
+    // history keeps 0 where a node sends nothing: its heartbeats tell which it has
+    const sends = !current.ioKeys || pair.some((k) => current.ioKeys.has(k));
+    const has = sends && inside.some((r) => pair.some((k) => r[k] != null));
     const note = $(`d-${key}-none`);
     note.hidden = has;
     if (!has) {
-      note.textContent = current.ioHistory ? `no ${what} from this node in this range`
+      note.textContent = !sends ? `no ${what} from this node (its heartbeats carry none)`
+        : current.ioHistory ? `no ${what} from this node in this range`
         : `no ${what} from this node${since} (not in history: charted live from when this page opened)`;
     }
   }
@@ -163,6 +166,7 @@ async function load() {
 // --- the header, the filesystems and the top processes --------------------------------------
 function header(node) {
   $("d-name").textContent = current.name;
+  if (node?.metrics) current.ioKeys = new Set(IO_KEYS.filter((k) => k in node.metrics));
   const badge = $("d-status");
   if (!node) {
     badge.className = "badge down";
