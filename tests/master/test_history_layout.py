@@ -169,14 +169,15 @@ def test_the_history_route_serves_the_board_signals(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_masters_history_keeps_the_rates_it_derives(start_master: Callable[..., Master]) -> None:
-    master = start_master(nodes=1, interval=1.0)
+    master = start_master(nodes=2, interval=1.0)
     start = int(time.time()) - 10 + 0.5
     for seq in range(1, 6):  # 4096 bytes read and 2 pages swapped out a second
         body = sample_body("node-1", seq, ts=start + seq - 1, diskio=[4096 * seq, 0])
         body["swap"] = [0, 2 * seq]
         body["fs"] = {"/": [1000, 250, 750]}
         master.send(body)
-    wait_for(lambda: master.stats()["accepted"] == 5, 10, "all accepted")
+        master.send(sample_body("node-2", seq, ts=start + seq - 1))  # none of them
+    wait_for(lambda: master.stats()["accepted"] == 10, 10, "all accepted")
 
     def points(metric: str) -> list[list[float]]:
         got = master.api("/api/nodes/node-1/history", metric=metric, since=-60, step=1)
@@ -187,5 +188,11 @@ def test_a_masters_history_keeps_the_rates_it_derives(start_master: Callable[...
     assert [v for _, v in points("disk_read")] == [0.0, 4096.0, 4096.0, 4096.0, 4096.0]
     assert [v for _, v in points("swap_out")] == [0.0, 2.0, 2.0, 2.0, 2.0]
     assert {v for _, v in points("fs_used_percent_max")} == {25.0}
-    cluster = master.api("/api/cluster/history", metric="disk_read", since=-60, step=1)
-    assert [v for _, v in cluster["points"]][1:] == [4096.0] * 4
+    # a node that reports none of them has no points for them: absent, not the 0 kept
+    wait_for(lambda: master.api("/api/nodes/node-2/history", metric="cpuusage", since=-60,
+                                step=1)["points"], 10, "node-2 in history")  # fmt: skip
+    for metric in ("disk_read", "swap_out", "fs_used_percent_max"):
+        got = master.api("/api/nodes/node-2/history", metric=metric, since=-60, step=1)
+        assert got["points"] == [], metric
+    both = master.api("/api/nodes/node-2/history", metric="cpuusage,disk_write", since=-60)
+    assert both["series"]["disk_write"] == [] and both["series"]["cpuusage"]

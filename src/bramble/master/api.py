@@ -43,6 +43,8 @@ from bramble.master.views import (
 )
 from bramble.telemetry.metrics import ABSENT_AT_ZERO, METRICS, STORED
 
+STORED_NAMES = frozenset(m.name for m in STORED)
+
 STATIC = Path(str(resources.files("bramble.master") / "static"))
 PLACEHOLDER = "<!doctype html><title>bramble</title><p>bramble master: see <a href=/docs>/docs</a>"
 HISTORY_METRICS = tuple(m.name for m in STORED)
@@ -231,8 +233,13 @@ def router(source: NodeSource, history: HistorySource) -> APIRouter:
         now = time.time()
         start, width, end = _window(history, since, until, step, now)
         series = _stored(lambda: history.node_series(name, names, start, width, now, end))
-        if source.node(name) is None and not any(series.values()):
+        view = source.node(name)
+        if view is None and not any(series.values()):
             raise HTTPException(404, f"no node called '{name}'")
+        known = view["metrics"] if view is not None else None
+        if known:
+            for absent in [m for m in names if m in STORED_NAMES and m not in known]:
+                series[absent] = []  # history keeps 0 where the node reports nothing
         if "," in metric:
             return NodeSeries(node=name, step=width, series=series)
         return NodeMetric(node=name, metric=names[0], step=width, points=series[names[0]])
