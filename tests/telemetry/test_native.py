@@ -103,6 +103,26 @@ def test_same_bytes_with_odd_board_files(program: str, tmp_path: Path) -> None:
     assert b'"fs":{"/":[' in compiled[0] and b'"/pts"' not in compiled[0]
 
 
+def test_no_swap_counters_without_swap_then_again_after_swapon(
+    program: str, tmp_path: Path
+) -> None:
+    # A board without swap (SwapTotal 0 kB) sends no swap, not [0,0] nor stale counters;
+    # from the first sample after a swapon it sends them again, then not after a swapoff.
+    case = fixture_case("raspberrypi4", tmp_path)
+    meminfo = (case.proc / "meminfo").read_text()
+    assert "SwapTotal:        102396 kB" in meminfo
+    off = meminfo.replace("SwapTotal:        102396 kB", "SwapTotal:             0 kB")
+    (case.proc / "meminfo").write_text(off)
+    between = [{"meminfo": meminfo}, {"meminfo": off}]
+    ts = 1764060000.25
+    compiled = case.compiled([program], 3, between, 9, ts)
+    (case.proc / "meminfo").write_text(off)
+    assert compiled == case.python(3, between, 9, ts)
+    assert [b'"swap":' in datagram for datagram in compiled] == [False, True, False]
+    assert b'"swap":[5121,9873]' in compiled[1]
+    assert b'"SwapTotal":0,' in compiled[0] and b'"throttled":' in compiled[0]
+
+
 def test_same_bytes_with_an_interface_name_that_is_not_utf8(program: str, tmp_path: Path) -> None:
     case = fixture_case("raspberrypi", tmp_path)
     dev = case.proc / "net" / "dev"

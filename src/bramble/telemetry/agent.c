@@ -96,6 +96,7 @@ static const char *MEMINFO_NAMES[] = {"MemTotal:",   "MemFree:", "MemAvailable:"
                                       "Cached:",     "SwapCached:", "Active:",    "Inactive:",
                                       "SwapTotal:",  "SwapFree:"};
 #define N_MEMINFO 10
+#define SWAP_TOTAL 8 /* SwapTotal's place in MEMINFO_KEYS */
 
 static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *format, ...) {
@@ -1096,6 +1097,15 @@ static void sampler_open(const char *proc, const char *freq, const char *temp, c
     if (all) sampler.meminfo_size = far + 256;
 }
 
+/* Whether this sample's /proc/meminfo says SwapTotal 0 kB: a board without swap has no swap
+   traffic, so /proc/vmstat (the dearest file of the interval) is not read and swap is sent
+   as absent; it is read again from the first sample after a swapon. */
+static int no_swap(const sample_t *s) {
+    for (int i = 0; i < s->n_meminfo; i++)
+        if (s->meminfo_key[i] == MEMINFO_KEYS[SWAP_TOTAL]) return s->meminfo[i] == 0;
+    return 0;
+}
+
 static void sample(sample_t *s) {
     static uint64_t now[2 * (MAX_CORES + 1)];
     int ok;
@@ -1145,7 +1155,7 @@ static void sample(sample_t *s) {
         s->throttled = parse_throttled(file_text.text, n, &s->has_throttled);
     }
     s->has_swap = 0;
-    if (sampler.vmstat != -1) {
+    if (sampler.vmstat != -1 && !no_swap(s)) {
         read_file(&file_text, sampler.vmstat, FILE_LIMIT);
         s->has_swap = parse_vmstat(file_text.text, s->swap);
     }

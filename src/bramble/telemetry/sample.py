@@ -681,7 +681,13 @@ class Sampler:
             ),
             self.model,
             parse_throttled(pread(self._throttled, 32, 0)) if self._throttled != -1 else None,
-            parse_vmstat(_read_all(self._vmstat)) if self._vmstat != -1 else None,
+            # Without swap (SwapTotal 0 kB) there is no swap traffic: /proc/vmstat, the
+            # dearest file of the interval, is read again from the first sample after swapon.
+            (
+                parse_vmstat(_read_all(self._vmstat))
+                if self._vmstat != -1 and mem.get("SwapTotal") != 0
+                else None
+            ),
             diskio,
             self._fs,
         )
