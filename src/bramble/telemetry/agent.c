@@ -76,7 +76,7 @@
 #define MAX_PROCS_READ 4096
 #define MAX_PID 4194304
 #define MAX_PROC_CPU 1000000.0
-#define PROCS_EVERY 10
+#define PROCS_EVERY 30
 #define MAX_PROCS_EVERY 1000000
 
 static const char *CPUFREQ_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq";
