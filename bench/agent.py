@@ -187,6 +187,13 @@ def wheel_bramble(directory: Path, wheel: str | None) -> Path:
     return venv / "bin" / "bramble"
 
 
+def this_bramble() -> str:
+    """This checkout's `bramble`: the one beside the Python running the bench (its venv's),
+    else the first on PATH (which may be another installation's)."""
+    beside = Path(sys.executable).with_name("bramble")
+    return str(beside) if beside.exists() else shutil.which("bramble") or "bramble"
+
+
 # How each measured agent is started: which `bramble` and which --engine. `no-procs` is the
 # first-start compiled agent without process datagrams, beside the others: what they cost.
 ENGINES = {"wheel": "compiled", "compiled": "compiled", "no-procs": "compiled", "python": "python"}
@@ -197,7 +204,7 @@ def start_agent(
 ) -> subprocess.Popen[bytes]:
     """The real CLI; it execs the agent (compiled or lean Python), so the PID stays the
     agent's."""
-    program = bramble.get(name) or shutil.which("bramble") or "bramble"
+    program = bramble.get(name) or this_bramble()
     every = 0 if name == "no-procs" else procs_every
     return subprocess.Popen(
         [program, "agent", "--spec", str(spec), "--interval", str(interval),
@@ -307,7 +314,7 @@ def main() -> None:
         # The first-start build goes to a cache of its own, made before anything is measured.
         os.environ["BRAMBLE_CACHE_DIR"] = str(Path(tmp) / "cache")
         subprocess.run(
-            [shutil.which("bramble") or "bramble", "agent", "--prepare"],
+            [this_bramble(), "agent", "--prepare"],
             check=True,
             stdout=subprocess.DEVNULL,
         )
