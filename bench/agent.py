@@ -13,7 +13,7 @@ checkout's `bramble`, building into a cache directory of its own) and the Python
    ganglia-monitor, 17 metrics collected and sent every second to a loopback port).
 
 The agents run as `bramble agent` does by default: every signal, and a process datagram
-(every process's /proc/PID/stat read) every `--procs-every` intervals (10; 0: off). After
+(every process's /proc/PID/stat read) every `--procs-every` intervals (30; 0: off). After
 the 1 Hz phase's measured window (with no one listening, as before), a socket joins the
 group for `--procs-every` + 2 s and counts the process datagrams the agents send, to be sure
 they were measured with it.
@@ -23,7 +23,7 @@ not tick-sampled utime. Prints a table; about 2 minutes (the wheel is built firs
 given).
 
     python bench/agent.py [--fast-seconds 10] [--slow-seconds 60] [--wheel WHEEL]
-                          [--procs-every 10]
+                          [--procs-every 30]
 """
 
 from __future__ import annotations
@@ -187,6 +187,13 @@ def wheel_bramble(directory: Path, wheel: str | None) -> Path:
     return venv / "bin" / "bramble"
 
 
+def this_bramble() -> str:
+    """This checkout's `bramble`: the one beside the Python running the bench (its venv's),
+    else the first on PATH (which may be another installation's)."""
+    beside = Path(sys.executable).with_name("bramble")
+    return str(beside) if beside.exists() else shutil.which("bramble") or "bramble"
+
+
 # How each measured agent is started: which `bramble` and which --engine. `no-procs` is the
 # first-start compiled agent without process datagrams, beside the others: what they cost.
 ENGINES = {"wheel": "compiled", "compiled": "compiled", "no-procs": "compiled", "python": "python"}
@@ -197,7 +204,7 @@ def start_agent(
 ) -> subprocess.Popen[bytes]:
     """The real CLI; it execs the agent (compiled or lean Python), so the PID stays the
     agent's."""
-    program = bramble.get(name) or shutil.which("bramble") or "bramble"
+    program = bramble.get(name) or this_bramble()
     every = 0 if name == "no-procs" else procs_every
     return subprocess.Popen(
         [program, "agent", "--spec", str(spec), "--interval", str(interval),
@@ -279,7 +286,7 @@ def main() -> None:
     parser.add_argument("--fast-seconds", type=float, default=10.0)
     parser.add_argument("--slow-seconds", type=float, default=60.0)
     parser.add_argument("--wheel", help="the wheel to install (default: build this machine's)")
-    parser.add_argument("--procs-every", type=int, default=10, help="intervals (0: off)")
+    parser.add_argument("--procs-every", type=int, default=30, help="intervals (0: off)")
     args = parser.parse_args()
     fast_interval = 0.05
     rows: list[tuple[str, str, str, str, str]] = []
@@ -307,7 +314,7 @@ def main() -> None:
         # The first-start build goes to a cache of its own, made before anything is measured.
         os.environ["BRAMBLE_CACHE_DIR"] = str(Path(tmp) / "cache")
         subprocess.run(
-            [shutil.which("bramble") or "bramble", "agent", "--prepare"],
+            [this_bramble(), "agent", "--prepare"],
             check=True,
             stdout=subprocess.DEVNULL,
         )

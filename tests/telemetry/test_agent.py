@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from bramble_testing import GROUP, KEY, finish, random_port, receiver
 
-from bramble.telemetry.agent import AgentConfig, _Outage, open_socket
+from bramble.spec import TelemetrySpec
+from bramble.telemetry.agent import PROCS_EVERY, AgentConfig, _Outage, open_socket
 from bramble.telemetry.decode import decode, decode_datagram
 from bramble.telemetry.wire import Packet, ProcsPacket
 
@@ -74,6 +75,12 @@ def test_count_says_what_was_sent_once_at_the_end(spec_dir: tuple[Path, int], en
     # and on stderr only the one line saying which agent runs
     said = err.decode().splitlines()
     assert len(said) == 1 and said[0].startswith("bramble agent: running the "), said
+
+
+def test_process_datagrams_every_30_intervals_by_default() -> None:
+    # Every process's stat read every 10 intervals was most of the agent's CPU time
+    # (bench/RESULTS.md, Agent): the default is one process datagram every 30.
+    assert TelemetrySpec().procs_every == 30 == PROCS_EVERY
 
 
 @ENGINES

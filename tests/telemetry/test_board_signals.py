@@ -129,6 +129,22 @@ def test_sampler_on_a_raspberry_pi_4_throttling(tmp_path: Path) -> None:
         sampler.close()
 
 
+def test_sampler_without_swap_sends_no_swap_counters(tmp_path: Path) -> None:
+    sampler = _sampler("raspberrypi4", tmp_path)
+    meminfo = tmp_path / "proc" / "meminfo"
+    with_swap = meminfo.read_text()
+    without = with_swap.replace("SwapTotal:        102396 kB", "SwapTotal:             0 kB")
+    assert without != with_swap
+    try:
+        meminfo.write_text(without)
+        s = sampler.sample()
+        assert s.meminfo["SwapTotal"] == 0 and s.swap is None  # absent, never (0, 0)
+        meminfo.write_text(with_swap)  # swapon
+        assert sampler.sample().swap == (5121, 9873)
+    finally:
+        sampler.close()
+
+
 def test_sampler_on_a_raspberry_pi_5_finds_its_firmware_flags(tmp_path: Path) -> None:
     sampler = _sampler("raspberrypi5", tmp_path)
     try:

@@ -103,6 +103,53 @@ def test_same_bytes_with_odd_board_files(program: str, tmp_path: Path) -> None:
     assert b'"fs":{"/":[' in compiled[0] and b'"/pts"' not in compiled[0]
 
 
+def test_no_swap_counters_without_swap_then_again_after_swapon(
+    program: str, tmp_path: Path
+) -> None:
+    # A board without swap (SwapTotal 0 kB) sends no swap, not [0,0] nor stale counters;
+    # from the first sample after a swapon it sends them again, then not after a swapoff.
+    case = fixture_case("raspberrypi4", tmp_path)
+    meminfo = (case.proc / "meminfo").read_text()
+    assert "SwapTotal:        102396 kB" in meminfo
+    off = meminfo.replace("SwapTotal:        102396 kB", "SwapTotal:             0 kB")
+    (case.proc / "meminfo").write_text(off)
+    between = [{"meminfo": meminfo}, {"meminfo": off}]
+    ts = 1764060000.25
+    compiled = case.compiled([program], 3, between, 9, ts)
+    (case.proc / "meminfo").write_text(off)
+    assert compiled == case.python(3, between, 9, ts)
+    assert [b'"swap":' in datagram for datagram in compiled] == [False, True, False]
+    assert b'"swap":[5121,9873]' in compiled[1]
+    assert b'"SwapTotal":0,' in compiled[0] and b'"throttled":' in compiled[0]
+
+
+def test_disk_io_from_the_root_devices_own_stat_file_where_sys_has_it(
+    program: str, tmp_path: Path
+) -> None:
+    # /sys/dev/block/179:2/stat: the root partition's counters alone (sectors read third,
+    # written seventh), read instead of every device's /proc/diskstats line.
+    case = fixture_case("raspberrypi4", tmp_path)
+    stat = tmp_path / "sys" / "dev" / "block" / "179:2" / "stat"
+    stat.parent.mkdir(parents=True)
+    stat.write_text("   44718    10784     1000    97203    61025    71355     2000   651199 0\n")
+    files = [
+        "   44718    10784     3000    97203    61025    71355     4000   651199 0\n",
+        "   44718    10784     3x00    97203    61025    71355     4000   651199 0\n",
+    ]
+    between = [{"../sys/dev/block/179:2/stat": text} for text in files]
+    ts = 1764060000.25
+    compiled = case.compiled([program], 3, between, 9, ts)
+    stat.write_text("   44718    10784     1000    97203    61025    71355     2000   651199 0\n")
+    assert compiled == case.python(3, between, 9, ts)
+    assert b'"diskio":[512000,1024000]' in compiled[0]
+    assert b'"diskio":[1536000,2048000]' in compiled[1]
+    assert b'"diskio":' not in compiled[2]  # not a count: absent, as from /proc/diskstats
+    stat.unlink()  # no such file: every device's /proc/diskstats, as before
+    compiled = case.compiled([program], 1, [], 9, ts)
+    assert compiled == case.python(1, [], 9, ts)
+    assert b'"diskio":[%d,%d]' % (5428458 * 512, 2437342 * 512) in compiled[0]
+
+
 def test_same_bytes_with_an_interface_name_that_is_not_utf8(program: str, tmp_path: Path) -> None:
     case = fixture_case("raspberrypi", tmp_path)
     dev = case.proc / "net" / "dev"

@@ -116,7 +116,7 @@ def agent(
         int | None,
         typer.Option(
             help="Send the top processes (by CPU and memory) every this many intervals "
-            "(0: never; default: telemetry.procs_every in the spec, 10).",
+            "(0: never; default: telemetry.procs_every in the spec, 30).",
             min=0,
             max=1_000_000,
         ),

@@ -76,7 +76,7 @@
 #define MAX_PROCS_READ 4096
 #define MAX_PID 4194304
 #define MAX_PROC_CPU 1000000.0
-#define PROCS_EVERY 10
+#define PROCS_EVERY 30
 #define MAX_PROCS_EVERY 1000000
 
 static const char *CPUFREQ_PATH = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq";
@@ -96,6 +96,7 @@ static const char *MEMINFO_NAMES[] = {"MemTotal:",   "MemFree:", "MemAvailable:"
                                       "Cached:",     "SwapCached:", "Active:",    "Inactive:",
                                       "SwapTotal:",  "SwapFree:"};
 #define N_MEMINFO 10
+#define SWAP_TOTAL 8 /* SwapTotal's place in MEMINFO_KEYS */
 
 static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *format, ...) {
@@ -630,7 +631,10 @@ typedef struct {
 static struct {
     int stat, meminfo, loadavg, netdev, uptime, freq, temp;
     int throttled, vmstat, diskstats, mountinfo; /* -1 where the board has none */
-    const char *disk_path, *fs_root, *proc;
+    int block_stat; /* the root device's /sys/dev/block/M:m/stat; -1: none, read diskstats */
+    int block_tried; /* whether block_stat was looked for, for the device block_major:minor */
+    unsigned block_major, block_minor;
+    const char *disk_path, *fs_root, *proc, *sys;
     uint64_t jiffies; /* all cores' jiffies at the last sample, and how many cores */
     int cores;
     int has_model;
@@ -901,6 +905,20 @@ static int is_number_text(const char *s, const char *end, unsigned x) {
 /* Bytes read and written since boot by the device MAJOR:MINOR, from the first line of
    /proc/diskstats that names it (sectors are 512 bytes); 0 when there is none, or its
    counts are not digits whose bytes fit in 0 .. 2^64 - 1. */
+/* Sectors read (WORD[0]) and written (WORD[4]) as bytes into IO; 0 when either is not
+   digits whose bytes fit in 0 .. 2^64 - 1. */
+static int sectors_as_bytes(const char *const *word, const char *const *word_end, uint64_t io[2]) {
+    for (int k = 0; k < 2; k++) {
+        const char *at = word[4 * k];
+        int over = 0;
+        uint64_t sectors = digits(&at, &over);
+        if (over || at == word[4 * k] || at != word_end[4 * k] || sectors > UINT64_MAX / 512)
+            return 0;
+        io[k] = sectors * 512;
+    }
+    return 1;
+}
+
 static int parse_diskstats(const char *text, unsigned major, unsigned minor, uint64_t io[2]) {
     for (const char *line = text, *eol; line; line = eol ? eol + 1 : NULL) {
         eol = strchr(line, '\n');
@@ -917,18 +935,25 @@ static int parse_diskstats(const char *text, unsigned major, unsigned minor, uin
         if (words < 10 || !is_number_text(word[0], word_end[0], major) ||
             !is_number_text(word[1], word_end[1], minor))
             continue;
-        for (int k = 0; k < 2; k++) {
-            const char *at = word[k ? 9 : 5];
-            int over = 0;
-            uint64_t sectors = digits(&at, &over);
-            if (over || at == word[k ? 9 : 5] || at != word_end[k ? 9 : 5] ||
-                sectors > UINT64_MAX / 512)
-                return 0;
-            io[k] = sectors * 512;
-        }
-        return 1;
+        return sectors_as_bytes(word + 5, word_end + 5, io);
     }
     return 0;
+}
+
+/* The same counts from the device's own /sys/dev/block/MAJOR:MINOR/stat (the fields of its
+   /proc/diskstats line after the name, kept by the same kernel counters): one device's line
+   instead of every device's. */
+static int parse_block_stat(const char *text, uint64_t io[2]) {
+    const char *word[7], *word_end[7], *p = text;
+    int words = 0;
+    while (words < 7) {
+        while (*p && *p != '\n' && space(*p)) p++;
+        if (!*p || *p == '\n') break;
+        word[words] = p;
+        while (*p && !space(*p)) p++;
+        word_end[words++] = p;
+    }
+    return words == 7 && sectors_as_bytes(word + 2, word_end + 2, io);
 }
 
 /* MAJOR:MINOR from a mount table's device word (1 to 9 digits each); 0 if it is not that. */
@@ -1074,6 +1099,8 @@ static void sampler_open(const char *proc, const char *freq, const char *temp, c
     sampler.vmstat = open_in(proc, "vmstat", -1);
     sampler.diskstats = open_in(proc, "diskstats", -1);
     sampler.mountinfo = open_in(proc, "self/mountinfo", -1);
+    sampler.block_stat = -1;
+    sampler.sys = sys;
     sampler.fs_root = fs_root;
     sampler.proc = proc;
     int model = open_in(proc, "device-tree/model", -1);
@@ -1094,6 +1121,31 @@ static void sampler_open(const char *proc, const char *freq, const char *temp, c
         else if ((size_t)(eol - file_text.text) > far) far = (size_t)(eol - file_text.text);
     }
     if (all) sampler.meminfo_size = far + 256;
+}
+
+/* Whether this sample's /proc/meminfo says SwapTotal 0 kB: a board without swap has no swap
+   traffic, so /proc/vmstat (the dearest file of the interval) is not read and swap is sent
+   as absent; it is read again from the first sample after a swapon. */
+static int no_swap(const sample_t *s) {
+    for (int i = 0; i < s->n_meminfo; i++)
+        if (s->meminfo_key[i] == MEMINFO_KEYS[SWAP_TOTAL]) return s->meminfo[i] == 0;
+    return 0;
+}
+
+/* The root device's own stat file opened, once for each device the root is on. */
+static void open_block_stat(void) {
+    if (!sampler.has_root) return;
+    if (sampler.block_tried && sampler.block_major == sampler.root_major &&
+        sampler.block_minor == sampler.root_minor)
+        return;
+    if (sampler.block_stat != -1) close(sampler.block_stat);
+    char path[PATH_ROOM];
+    int n = snprintf(path, sizeof path, "%s/dev/block/%u:%u/stat", sampler.sys,
+                     sampler.root_major, sampler.root_minor);
+    sampler.block_stat = n > 0 && (size_t)n < sizeof path ? open_or(path, -1) : -1;
+    sampler.block_tried = 1;
+    sampler.block_major = sampler.root_major;
+    sampler.block_minor = sampler.root_minor;
 }
 
 static void sample(sample_t *s) {
@@ -1131,10 +1183,14 @@ static void sample(sample_t *s) {
         if (sampler.mountinfo != -1) { /* mounts come and go (a USB disk) */
             read_file(&file_text, sampler.mountinfo, FILE_LIMIT);
             read_mounts(file_text.text);
+            open_block_stat();
         }
     }
     s->has_diskio = 0;
-    if (sampler.diskstats != -1 && sampler.has_root) {
+    if (sampler.has_root && sampler.block_stat != -1) {
+        read_file(&file_text, sampler.block_stat, 512);
+        s->has_diskio = parse_block_stat(file_text.text, s->diskio);
+    } else if (sampler.diskstats != -1 && sampler.has_root) {
         read_file(&file_text, sampler.diskstats, FILE_LIMIT);
         s->has_diskio = parse_diskstats(file_text.text, sampler.root_major, sampler.root_minor,
                                         s->diskio);
@@ -1145,7 +1201,7 @@ static void sample(sample_t *s) {
         s->throttled = parse_throttled(file_text.text, n, &s->has_throttled);
     }
     s->has_swap = 0;
-    if (sampler.vmstat != -1) {
+    if (sampler.vmstat != -1 && !no_swap(s)) {
         read_file(&file_text, sampler.vmstat, FILE_LIMIT);
         s->has_swap = parse_vmstat(file_text.text, s->swap);
     }

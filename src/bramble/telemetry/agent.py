@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 BOOT_ENV = "BRAMBLE_BOOT_ID"
 ENGINES = ("auto", "compiled", "python")
-PROCS_EVERY = 10
+PROCS_EVERY = 30
 """Intervals between two process datagrams (0: none), by default."""
 MAX_PROCS_EVERY = 1_000_000
 

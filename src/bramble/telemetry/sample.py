@@ -308,12 +308,23 @@ def parse_diskstats(data: bytes, device: tuple[int, int]) -> tuple[int, int] | N
         words = line.split()
         if len(words) < 10 or b"%s %s " % (words[0], words[1]) != key:
             continue
-        read, written = words[5], words[9]
-        if not (read.isdigit() and written.isdigit() and (read + written).isascii()):
-            return None
-        reads, writes = int(read) * 512, int(written) * 512
-        return (reads, writes) if max(reads, writes) <= COUNTER_TOP else None
+        return _sectors_as_bytes(words[5], words[9])
     return None
+
+
+def parse_block_stat(data: bytes) -> tuple[int, int] | None:
+    """The same counts from the device's own /sys/dev/block/MAJOR:MINOR/stat (the fields of
+    its /proc/diskstats line after the name, kept by the same kernel counters): one device's
+    line instead of every device's."""
+    words = data.split(b"\n", 1)[0].split()
+    return _sectors_as_bytes(words[2], words[6]) if len(words) >= 7 else None
+
+
+def _sectors_as_bytes(read: bytes, written: bytes) -> tuple[int, int] | None:
+    if not (read.isdigit() and written.isdigit() and (read + written).isascii()):
+        return None
+    reads, writes = int(read) * 512, int(written) * 512
+    return (reads, writes) if max(reads, writes) <= COUNTER_TOP else None
 
 
 def _device(text: bytes) -> tuple[int, int] | None:
@@ -586,6 +597,13 @@ def _read_all(fd: int) -> bytes:
     return data
 
 
+def _read_some(fd: int, size: int) -> bytes:
+    try:
+        return os.pread(fd, size, 0)
+    except OSError:  # a device gone: as the compiled agent, an empty read
+        return b""
+
+
 class Sampler:
     """Samples this machine. Call `sample()` once per interval."""
 
@@ -617,6 +635,11 @@ class Sampler:
         self._mountinfo = _open(f"{proc}/self/mountinfo", missing=-1)
         self._fs_root = fs_root
         self._root_device: tuple[int, int] | None = None
+        # The root device's /sys/dev/block/M:m/stat (-1: none, /proc/diskstats is read),
+        # looked for once for each device the root is on.
+        self._sysfs = sysfs
+        self._block_stat = -1
+        self._block_device: tuple[int, int] | None = None
         self._fs: dict[str, tuple[int, int, int]] = {}
         model = _open(f"{proc}/device-tree/model", missing=-1)
         self.model = parse_model(_read_all(model)) if model != -1 else None
@@ -662,8 +685,11 @@ class Sampler:
             if self._mountinfo != -1:  # mounts come and go (a USB disk)
                 self._root_device, mounts = parse_mountinfo(_read_all(self._mountinfo))
                 self._fs = read_fs(mounts, self._fs_root)
+                self._open_block_stat()
         diskio = None
-        if self._diskstats != -1 and self._root_device is not None:
+        if self._root_device is not None and self._block_stat != -1:
+            diskio = parse_block_stat(_read_some(self._block_stat, 512))
+        elif self._diskstats != -1 and self._root_device is not None:
             diskio = parse_diskstats(_read_all(self._diskstats), self._root_device)
         return Sample(
             parse_khz_as_mhz(pread(self._freq, 32, 0)) if self._freq != -1 else 0,
@@ -681,10 +707,27 @@ class Sampler:
             ),
             self.model,
             parse_throttled(pread(self._throttled, 32, 0)) if self._throttled != -1 else None,
-            parse_vmstat(_read_all(self._vmstat)) if self._vmstat != -1 else None,
+            # Without swap (SwapTotal 0 kB) there is no swap traffic: /proc/vmstat, the
+            # dearest file of the interval, is read again from the first sample after swapon.
+            (
+                parse_vmstat(_read_all(self._vmstat))
+                if self._vmstat != -1 and mem.get("SwapTotal") != 0
+                else None
+            ),
             diskio,
             self._fs,
         )
+
+    def _open_block_stat(self) -> None:
+        device = self._root_device
+        if device is None or device == self._block_device:
+            return
+        if self._block_stat != -1:
+            os.close(self._block_stat)
+        self._block_stat = _open(
+            f"{self._sysfs}/dev/block/{device[0]}:{device[1]}/stat", missing=-1
+        )
+        self._block_device = device
 
     def _sample_again(self) -> Sample:
         # The files no longer look as they did at start: learn their shape again.
@@ -716,9 +759,11 @@ class Sampler:
             self._vmstat,
             self._diskstats,
             self._mountinfo,
+            self._block_stat,
         ):
             if fd != -1:
                 os.close(fd)
         self._stat = self._meminfo = self._loadavg = self._netdev = -1
         self._uptime = self._freq = self._temp = -1
         self._throttled = self._vmstat = self._diskstats = self._mountinfo = -1
+        self._block_stat = -1
