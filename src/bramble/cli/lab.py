@@ -155,8 +155,9 @@ def lab_throttle(
     spec: SpecOpt = None,
     prefix: LabPrefixOpt = None,
 ) -> None:
-    """Make a lab node's Raspberry Pi firmware flags say it throttles (too hot, or with
-    --undervoltage on a weak supply), as `vcgencmd get_throttled` would; --clear ends it."""
+    """Throttle a lab node as its Pi firmware would say it:
+    too hot, or on a weak supply with --undervoltage;
+    --clear ends it (the since-boot flags stay)."""
     from bramble.lab.commands import throttle
 
     throttle(node, undervoltage=undervoltage, clear=clear, prefix=prefix)
