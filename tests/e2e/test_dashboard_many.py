@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,6 @@ import pytest
 from bramble_testing import Master, Sender, sample_body, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
 HOT = '[[alerts]]\nname = "hot"\nmetric = "cputemp"\nthreshold = 85\nfor = "0.5s"\n'
 ANY = {"telemetry": 'admit = "any"'}
 # Screenshots go to docs/ (for the README) with UPDATE_SCREENSHOTS=1, else to the test's tmp dir.
@@ -33,18 +30,6 @@ IN_VIEW = """(sel) => [...document.querySelectorAll(sel)].filter((c) => {
   return r.width >= 60 && r.height >= 20 && r.top >= 0 && r.left >= 0 &&
     r.bottom <= innerHeight && r.right <= innerWidth;
 }).length"""
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Fleet:
