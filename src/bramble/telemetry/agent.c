@@ -1444,6 +1444,18 @@ static struct {
     double interval;
 } fixed;
 
+/* The node's name, boot, SEQ and TS, as every datagram of this agent carries them (after
+   `"node":`). */
+static void put_origin(out_t *o, long long seq, double ts) {
+    put_quoted(o, (const unsigned char *)fixed.node, strlen(fixed.node));
+    puts_(o, ",\"boot\":");
+    put_int(o, fixed.boot);
+    puts_(o, ",\"seq\":");
+    put_int(o, seq);
+    puts_(o, ",\"ts\":");
+    put_num(o, ts, 3);
+}
+
 static void put_counts(out_t *o, const char *const *keys, const uint64_t *values, int n,
                        int limit) {
     for (int i = 0; i < n && i < limit; i++) {
@@ -1476,13 +1488,7 @@ static size_t body(char *buf, size_t size, const sample_t *s, long long seq, dou
         put_int(&o, s->meminfo[i]);
     }
     puts_(&o, "},\"v\":1,\"node\":");
-    put_quoted(&o, (const unsigned char *)fixed.node, strlen(fixed.node));
-    puts_(&o, ",\"boot\":");
-    put_int(&o, fixed.boot);
-    puts_(&o, ",\"seq\":");
-    put_int(&o, seq);
-    puts_(&o, ",\"ts\":");
-    put_num(&o, ts, 3);
+    put_origin(&o, seq, ts);
     puts_(&o, ",\"interval\":");
     put_num(&o, fixed.interval, 3);
     puts_(&o, ",\"cores\":[");
@@ -1581,13 +1587,7 @@ static size_t encode_procs(char *out, const proc_t *p, int n, long long seq, dou
     for (int rows = n; rows >= 0; rows--) {
         out_t o = {out, out + room, 0};
         puts_(&o, "{\"v\":1,\"node\":");
-        put_quoted(&o, (const unsigned char *)fixed.node, strlen(fixed.node));
-        puts_(&o, ",\"boot\":");
-        put_int(&o, fixed.boot);
-        puts_(&o, ",\"seq\":");
-        put_int(&o, seq);
-        puts_(&o, ",\"ts\":");
-        put_num(&o, ts, 3);
+        put_origin(&o, seq, ts);
         puts_(&o, ",\"procs\":[");
         for (int i = 0; i < rows; i++) {
             put(&o, i ? ",[" : "[", i ? 2 : 1);
