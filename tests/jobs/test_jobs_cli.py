@@ -46,7 +46,7 @@ class Stack:
 
 
 def loopback_spec(root: Path, jobs: Path) -> tuple[str, int, int, int]:
-    http, sched, dash, telem = (free_port() for _ in range(4))
+    http, sched, dash, telem, enroll = (free_port() for _ in range(5))
     text = f"""
 [network]
 subnet = "127.0.0.0/24"
@@ -70,6 +70,9 @@ interval = 0.5
 [dashboard]
 bind = "127.0.0.1"
 port = {http}
+
+[enroll]
+port = {enroll}
 
 [history]
 path = "{root / "var" / "history.db"}"
